@@ -1,0 +1,1 @@
+"""Durable state: the SQLite event log and atomic, pickle-free directory persistence."""

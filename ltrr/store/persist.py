@@ -1,0 +1,123 @@
+"""Atomic, pickle-free persistence of component directories.
+
+A saved component is a directory holding ``manifest.json`` (type, format version, params and
+whatever the component adds) next to its own files in open formats. Saves write to a temporary
+sibling directory, fsync it, and rename it into place, so a crash never leaves half a save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ltrr.errors import PersistenceError
+
+MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON through a temp file and rename (atomic for a single file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(directory: str | os.PathLike, type_name: str, format_version: int,
+                   params: Mapping[str, Any] | None = None, **extra: Any) -> None:
+    write_json(Path(directory) / MANIFEST, {
+        "type": type_name,
+        "format_version": format_version,
+        "params": dict(params or {}),
+        **extra,
+    })
+
+
+def read_manifest(directory: str | os.PathLike, expected_type: str,
+                  supported_versions: tuple[int, ...]) -> dict[str, Any]:
+    """Read and check a manifest; wrong type or version is a PersistenceError saying both."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.exists():
+        raise PersistenceError(f"{directory}: not a saved ltrr component (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PersistenceError(f"{path}: corrupt manifest ({exc.msg})") from None
+    found_type = manifest.get("type")
+    if found_type != expected_type:
+        raise PersistenceError(
+            f"{directory}: holds a {found_type!r}, expected a {expected_type!r}"
+        )
+    version = manifest.get("format_version")
+    if version not in supported_versions:
+        raise PersistenceError(
+            f"{directory}: format version {version} of {expected_type!r} is not supported by this "
+            f"ltrr (supported: {', '.join(map(str, supported_versions))})"
+        )
+    return manifest
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,215 @@
+"""The policy protocol and the plan menu.
+
+A *plan* gives each strategy a depth from its menu (0 = off). A :class:`PlanMenu` enumerates the
+joint plans allowed under a total candidate budget; joint policies choose among its rows.
+``select`` validates the context and calls ``_probabilities``/``_select``; ``update`` validates
+the reward and propensity, then calls ``_update``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from ltrr.errors import ConfigError, PersistenceError
+from ltrr.params import Params, validate_params
+from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
+from ltrr.types import Plan
+
+
+@dataclass(frozen=True)
+class PlanMenu:
+    """The joint plans a policy may choose: ``plans[a, s]`` is strategy ``s``'s depth in plan ``a``."""
+
+    strategies: tuple[str, ...]
+    options: tuple[tuple[int, ...], ...]
+    plans: np.ndarray
+    budget: int
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.plans.shape[0])
+
+    def plan(self, action: int, propensity: float, policy: str,
+             strategy_propensities: Sequence[float] | None = None, estimated: bool = False) -> Plan:
+        return Plan(self.strategies, tuple(int(d) for d in self.plans[action]), float(propensity),
+                    tuple(strategy_propensities) if strategy_propensities is not None else (),
+                    int(action), policy, estimated)
+
+    def action_of(self, depths: Sequence[int]) -> int:
+        """Index of the plan with these depths, or -1 if it is not in the menu."""
+        hit = np.flatnonzero((self.plans == np.asarray(depths)).all(axis=1))
+        return int(hit[0]) if hit.size else -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategies": list(self.strategies), "options": [list(o) for o in self.options],
+                "plans": self.plans.tolist(), "budget": self.budget}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PlanMenu:
+        return cls(tuple(d["strategies"]), tuple(tuple(o) for o in d["options"]),
+                   np.asarray(d["plans"], dtype=np.int64).reshape(-1, len(d["strategies"])),
+                   int(d["budget"]))
+
+    @classmethod
+    def build(cls, options: Mapping[str, Sequence[int]], budget: int,
+              plans: Sequence[Mapping[str, int]] | None = None) -> PlanMenu:
+        """Every combination of depths within ``budget`` (except all-off), or an explicit list."""
+        names = tuple(options)
+        if not names:
+            raise ConfigError("A plan menu needs at least one strategy.")
+        for name, opts in options.items():
+            if not opts or any((not isinstance(d, int)) or d < 0 for d in opts):
+                raise ConfigError(f"Depths of strategy {name!r} must be non-negative ints; got {list(opts)}")
+        if plans is not None:
+            rows = []
+            for i, p in enumerate(plans):
+                unknown = sorted(set(p) - set(names))
+                if unknown:
+                    raise ConfigError(f"plan {i} names unknown strategy {unknown[0]!r}; strategies: {', '.join(names)}")
+                row = [int(p.get(n, 0)) for n in names]
+                if sum(row) > budget:
+                    raise ConfigError(f"plan {i} draws {sum(row)} candidates, over the budget of {budget}")
+                if sum(row) == 0:
+                    raise ConfigError(f"plan {i} turns every strategy off")
+                rows.append(row)
+            arr = np.asarray(rows, dtype=np.int64)
+        else:
+            combos = [c for c in itertools.product(*(sorted(set(options[n])) for n in names))
+                      if 0 < sum(c) <= budget]
+            if not combos:
+                raise ConfigError(f"No plan fits the candidate budget of {budget}")
+            arr = np.asarray(combos, dtype=np.int64)
+        return cls(names, tuple(tuple(sorted(set(options[n]))) for n in names), arr, int(budget))
+
+
+class Policy(ABC):
+    """Base class of policies.
+
+    ``select(x, rng)`` returns a :class:`~ltrr.types.Plan` carrying the probability of the chosen
+    plan; ``probabilities(x)`` gives the whole distribution over ``menu.plans`` (for off-policy
+    evaluation); ``update(x, plan, reward, strategy_rewards)`` learns from one event.
+    """
+
+    type_name: ClassVar[str] = "base"
+    format_version: ClassVar[int] = 1
+    Params: ClassVar[type[Params]] = Params
+    #: rewards outside this range are rejected by ``update``
+    reward_range: ClassVar[tuple[float, float]] = (-1e6, 1e6)
+
+    def __init__(self, menu: PlanMenu, n_features: int,
+                 params: Params | dict[str, Any] | None = None,
+                 feature_names: Sequence[str] | None = None):
+        if params is None or isinstance(params, dict):
+            params = validate_params(self.Params, params, f"policy {self.type_name!r}")
+        self.params = params
+        self.menu = menu
+        self.n_features = int(n_features)
+        self.feature_names = tuple(feature_names) if feature_names is not None else tuple(
+            f"x{i}" for i in range(self.n_features))
+        self.n_updates_ = 0
+
+    # ---------------------------------------------------------------- public
+    def select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
+        x = self._check_x(x)
+        return self._select(x, rng)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Probability of each plan in ``menu.plans`` for context ``x`` (sums to 1)."""
+        return self._probabilities(self._check_x(x))
+
+    def update(self, x: np.ndarray, plan: Plan, reward: float,
+               strategy_rewards: np.ndarray | None = None) -> None:
+        x = self._check_x(x)
+        lo, hi = self.reward_range
+        if not np.isfinite(reward) or not (lo <= reward <= hi):
+            raise ValueError(f"Reward {reward!r} is outside the configured range [{lo}, {hi}].")
+        if not (plan.propensity > 0.0):
+            raise ValueError(f"Cannot learn from an event whose propensity is {plan.propensity}; it must be > 0.")
+        self._update(x, plan, float(reward), strategy_rewards)
+        self.n_updates_ += 1
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike) -> None:
+        with atomic_directory(directory) as tmp:
+            arrays = self._state_arrays()
+            if arrays:
+                np.savez(tmp / "state.npz", **arrays)
+            write_json(tmp / "menu.json", self.menu.to_dict())
+            write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(mode="json"),
+                           n_features=self.n_features, feature_names=list(self.feature_names),
+                           n_updates=self.n_updates_, **self._manifest_extra())
+            self._save_extra(tmp)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Self:
+        directory = Path(directory)
+        manifest = read_manifest(directory, cls.type_name, (cls.format_version,))
+        import json
+
+        menu = PlanMenu.from_dict(json.loads((directory / "menu.json").read_text()))
+        obj = cls(menu, manifest["n_features"],
+                  validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json"),
+                  manifest.get("feature_names"))
+        obj.n_updates_ = int(manifest.get("n_updates", 0))
+        state = directory / "state.npz"
+        if state.exists():
+            with np.load(state, allow_pickle=False) as z:
+                obj._set_state_arrays({k: z[k] for k in z.files})
+        elif obj._state_arrays():
+            raise PersistenceError(f"{directory}: missing state.npz")
+        obj._load_extra(directory, manifest)
+        return obj
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore learned state from ``state.npz``."""
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write files beyond state.npz (e.g. a VW model file)."""
+
+    def _load_extra(self, directory: Path, manifest: dict[str, Any]) -> None:
+        """Read what ``_save_extra`` wrote."""
+
+    # ---------------------------------------------------------------- hooks
+    def _select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
+        """Default: sample from ``_probabilities``; the propensity is exact."""
+        p = self._probabilities(x)
+        a = int(rng.choice(p.size, p=p)) if p.size > 1 else 0
+        return self.menu.plan(a, float(p[a]), self.type_name,
+                              strategy_propensities=self._marginals(p, a))
+
+    def _marginals(self, p: np.ndarray, action: int) -> list[float]:
+        """P(strategy s gets the depth it got in ``action``), summed over plans."""
+        chosen = self.menu.plans[action]
+        same = self.menu.plans == chosen[None, :]
+        return [float(p[same[:, s]].sum()) for s in range(len(self.menu.strategies))]
+
+    @abstractmethod
+    def _probabilities(self, x: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _update(self, x: np.ndarray, plan: Plan, reward: float,
+                strategy_rewards: np.ndarray | None) -> None: ...
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n_features,):
+            raise ValueError(f"{self.type_name}: context has shape {x.shape}, expected ({self.n_features},)")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"Context feature {self.feature_names[i]!r} is {x[i]} (NaN or inf is not allowed).")
+        return x
