@@ -1,0 +1,1 @@
+"""Offline use: replay, metrics, off-policy evaluation, reports."""

@@ -1,0 +1,1 @@
+"""Ranking stage: LambdaMART ranker and its training."""

@@ -1,0 +1,1 @@
+"""Simulators: synthetic query streams over real catalogs, click models, the environment loop."""
