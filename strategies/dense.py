@@ -1,0 +1,439 @@
+"""Dense retrieval: sentence-transformers embeddings searched with faiss.
+
+Items are embedded from the catalog fields named in ``text_fields`` (via
+:meth:`Catalog.compose`), as unit vectors, so inner product is cosine similarity. The index is
+exact (``IndexFlatIP``) by default; ``index = "hnsw"`` or ``"ivf"`` trades a little recall for
+speed on large catalogs (measure it with :func:`check_recall`). Every index is wrapped in
+``IndexIDMap2`` so faiss ids are catalog rows, and new catalog items are added without
+re-encoding the others (:meth:`DenseRetriever.add_items`).
+
+A saved retriever is a directory: ``manifest.json`` (model, dimension, index type, params),
+``index.faiss`` (faiss' own format) and ``embeddings.npy`` (memory-mapped on load, used by
+:meth:`DenseRetriever.score_items` for ranker features and by exact-search recall checks).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import faiss
+import numpy as np
+from pydantic import Field
+
+from ltrr.catalog import DEFAULT_TEXT_FIELDS, Catalog
+from ltrr.errors import ConfigError, PersistenceError
+from ltrr.params import Params
+from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
+from strategies.base import CandidateGenerator
+from strategies.encoder import DEFAULT_MODEL, Encoder, embed_queries, get_encoder
+
+INDEX_FILE = "index.faiss"
+EMBEDDINGS_FILE = "embeddings.npy"
+IndexType = Literal["flat", "hnsw", "ivf"]
+
+
+class DenseParams(Params):
+    """Hyperparameters of :class:`DenseRetriever`.
+
+    Parameters
+    ----------
+    model
+        sentence-transformers model name or local path; the default is bundled offline.
+    text_fields
+        Catalog fields embedded per item, joined with spaces.
+    index
+        ``"flat"`` (exact inner product), ``"hnsw"`` or ``"ivf"`` (approximate).
+    hnsw_m, ef_construction, ef_search
+        HNSW graph degree, build-time and search-time beam widths.
+    nlist, nprobe
+        IVF cells (``None``: ``4 * sqrt(n_items)``, at most ``n_items / 39`` so each centroid has
+        enough training points) and cells visited per query.
+    batch_size
+        Texts per forward pass when encoding.
+    query_cache_size
+        Entries of the process-wide query-text -> embedding LRU cache (0 disables it).
+    progress
+        Show a progress bar when encoding a catalog of 1,000 items or more.
+    """
+
+    model: str = DEFAULT_MODEL
+    text_fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS
+    index: IndexType = "flat"
+    hnsw_m: int = Field(32, ge=2)
+    ef_construction: int = Field(200, ge=1)
+    ef_search: int = Field(128, ge=1)
+    nlist: int | None = Field(None, ge=1)
+    nprobe: int = Field(16, ge=1)
+    batch_size: int = Field(64, ge=1)
+    query_cache_size: int = Field(100_000, ge=0)
+    progress: bool = True
+
+
+class VectorIndex:
+    """A faiss inner-product index whose ids are catalog rows.
+
+    Thin and model-free, so recall and speed can be measured on any vectors.
+    """
+
+    def __init__(self, dim: int, kind: IndexType = "flat", *, hnsw_m: int = 32,
+                 ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
+                 nprobe: int = 16):
+        if kind not in ("flat", "hnsw", "ivf"):
+            raise ConfigError(f"The 'index' parameter must be one of flat, hnsw, ivf. Got {kind!r} instead.")
+        self.dim = int(dim)
+        self.kind = kind
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.index: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        return 0 if self.index is None else int(self.index.ntotal)
+
+    def _new_inner(self, train: np.ndarray) -> Any:
+        if self.kind == "flat":
+            return faiss.IndexFlatIP(self.dim)
+        if self.kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.ef_construction
+            return inner
+        n = train.shape[0]
+        nlist = self.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        if nlist > n:
+            raise ConfigError(f"The 'nlist' parameter of an ivf index must be at most the number of "
+                              f"items to train on ({n}). Got {nlist} instead.")
+        quantizer = faiss.IndexFlatIP(self.dim)
+        inner = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        inner.train(train)  # faiss' python wrapper keeps the quantizer alive with the index
+        return inner
+
+    def build(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> VectorIndex:
+        """Index ``vectors`` (``float32[n, dim]``) under ``ids`` (default ``0..n-1``)."""
+        vectors = self._check(vectors)
+        self.index = faiss.IndexIDMap2(self._new_inner(vectors))
+        self.apply_search_params()
+        if ids is None:
+            ids = np.arange(vectors.shape[0], dtype=np.int64)
+        self.add(vectors, ids)
+        return self
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add ``vectors`` under ``ids`` (an ivf index keeps the cells it was trained with)."""
+        vectors = self._check(vectors)
+        if self.index is None:
+            raise ConfigError("The index is empty; build it before adding vectors.")
+        if vectors.shape[0]:
+            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def apply_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Set the search-time knobs (``efSearch`` of hnsw, ``nprobe`` of ivf)."""
+        if ef_search is not None:
+            self.ef_search = int(ef_search)
+        if nprobe is not None:
+            self.nprobe = int(nprobe)
+        inner = faiss.downcast_index(self.index.index)
+        if self.kind == "hnsw":
+            inner.hnsw.efSearch = self.ef_search
+        elif self.kind == "ivf":
+            inner.nprobe = min(self.nprobe, inner.nlist)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(ids int64, scores float32)`` per query, padded with ``PAD_ID`` / -inf."""
+        queries = self._check(queries)
+        n_q = queries.shape[0]
+        if self.index is None or self.ntotal == 0 or n_q == 0 or k == 0:
+            return (np.full((n_q, k), PAD_ID, dtype=np.int64),
+                    np.full((n_q, k), -np.inf, dtype=np.float32))
+        scores, ids = self.index.search(queries, k)
+        missing = ids < 0
+        ids = ids.astype(np.int64, copy=False)
+        ids[missing] = PAD_ID
+        scores = scores.astype(np.float32, copy=False)
+        scores[missing] = -np.inf
+        return ids, scores
+
+    def write(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def read(cls, path: Path, kind: IndexType, **params: Any) -> VectorIndex:
+        obj = cls(0, kind, **params)
+        try:
+            obj.index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise PersistenceError(f"{path}: not a readable faiss index ({str(exc).splitlines()[0]})") from None
+        obj.dim = int(obj.index.d)
+        if not isinstance(obj.index, faiss.IndexIDMap2):
+            raise PersistenceError(f"{path}: expected a faiss IndexIDMap2, found {type(obj.index).__name__}")
+        obj.apply_search_params()
+        return obj
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ConfigError(f"Expected vectors of shape (n, {self.dim}); got {vectors.shape}.")
+        return vectors
+
+
+def exact_search(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-``k`` inner product of ``queries`` against ``embeddings`` (faiss flat)."""
+    return VectorIndex(embeddings.shape[1], "flat").build(np.asarray(embeddings)).search(queries, k)
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> np.ndarray:
+    """Per query, the fraction of the exact top-k ids that the approximate top-k also found."""
+    approx_ids = np.asarray(approx_ids)
+    exact_ids = np.asarray(exact_ids)
+    valid = exact_ids != PAD_ID
+    # [n_q, k, 1] == [n_q, 1, k]: k is small, so the cube is cheap and needs no python loop
+    hit = (exact_ids[:, :, None] == approx_ids[:, None, :]).any(axis=2) & valid
+    denom = valid.sum(axis=1)
+    return np.where(denom > 0, hit.sum(axis=1) / np.maximum(denom, 1), 1.0)
+
+
+class DenseRetriever(CandidateGenerator):
+    """Semantic candidate generator: cosine similarity of sentence-transformer embeddings.
+
+    Registry name ``"dense"``. The query embedding is taken from (or put into) the request's
+    :class:`QueryBatch` memo, so ranker features that ask :meth:`embed_queries` or
+    :meth:`score_items` for the same batch reuse it.
+    """
+
+    type_name: ClassVar[str] = "dense"
+    format_version: ClassVar[int] = 1
+    Params: ClassVar[type[Params]] = DenseParams
+
+    def __init__(self, params: DenseParams | dict[str, Any] | None = None, *, name: str | None = None):
+        super().__init__(params, name=name)
+        self.embeddings_: np.ndarray = np.empty((0, 0), dtype=np.float32)
+        self.index_: VectorIndex | None = None
+
+    # ----------------------------------------------------------------- encoder
+    @property
+    def encoder(self) -> Encoder:
+        """The process-wide encoder of ``params.model`` (loaded on first use)."""
+        return get_encoder(self.params.model, self.params.query_cache_size)
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings_.shape[1] if self.embeddings_.size else self.encoder.dim
+
+    def embed_queries(self, queries: QueryBatch | Sequence[str] | str) -> np.ndarray:
+        """Unit-norm query embeddings, computed once per :class:`QueryBatch` (read-only array)."""
+        self.encoder  # noqa: B018 -- applies this retriever's query_cache_size before first use
+        return embed_queries(queries, self.params.model)
+
+    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed item texts (batched, progress bar for large catalogs when ``progress``)."""
+        progress = None if self.params.progress else False
+        return self.encoder.encode(texts, self.params.batch_size, progress=progress)
+
+    # ----------------------------------------------------------------- hooks
+    def _new_index(self, dim: int) -> VectorIndex:
+        p = self.params
+        return VectorIndex(dim, p.index, hnsw_m=p.hnsw_m, ef_construction=p.ef_construction,
+                           ef_search=p.ef_search, nlist=p.nlist, nprobe=p.nprobe)
+
+    def _fit(self, catalog: Catalog) -> None:
+        vectors = self.encode_items(catalog.compose(self.params.text_fields))
+        self.fit_vectors(vectors)
+
+    def fit_vectors(self, vectors: np.ndarray) -> DenseRetriever:
+        """Index precomputed unit-norm item vectors (row ``i`` = catalog row ``i``)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index_ = self._new_index(vectors.shape[1]).build(vectors)
+        self.embeddings_ = vectors
+        self.n_items_ = vectors.shape[0]
+        return self
+
+    def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
+        """Encode and index only the items appended to ``catalog`` since the last fit.
+
+        ``new_rows`` must be exactly the rows ``n_items .. len(catalog)-1`` (in any order), so
+        stored embeddings stay aligned with catalog rows.
+        """
+        if self.index_ is None:
+            raise ConfigError(f"{self.name}: add_items needs a fitted index; call fit first.")
+        rows = np.unique(np.asarray(new_rows, dtype=np.int64))
+        expected = np.arange(self.n_items_, len(catalog), dtype=np.int64)
+        if rows.size != np.asarray(new_rows).size or not np.array_equal(rows, expected):
+            raise ConfigError(
+                f"{self.name}: add_items expects the new rows {self.n_items_}..{len(catalog) - 1} "
+                f"of a catalog of {len(catalog)} items (the index holds {self.n_items_}); got "
+                f"{np.asarray(new_rows).tolist()[:10]}"
+            )
+        if rows.size == 0:
+            return
+        texts = [catalog.compose_one(int(i), self.params.text_fields) for i in rows]
+        vectors = self.encode_items(texts)
+        self.index_.add(vectors, rows)
+        self.embeddings_ = np.concatenate([np.asarray(self.embeddings_), vectors])
+        self.n_items_ = len(catalog)
+
+    def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
+        if self.index_ is None:
+            raise ConfigError(f"{self.name}: retrieve needs a fitted index; call fit first.")
+        ids, scores = self.index_.search(self.embed_queries(queries), k)
+        return RetrievalResult(ids, scores)
+
+    def score_items(self, queries: QueryBatch | Sequence[str] | str, rows: np.ndarray) -> np.ndarray:
+        """Cosine of each query with given items, from the stored item embeddings.
+
+        ``rows`` is ``int64[n_queries, m]`` (or ``[m]`` for a single query) of catalog rows;
+        ``PAD_ID`` entries and blank queries score NaN. Returns ``float32`` of ``rows``' shape.
+        """
+        batch = QueryBatch.of(queries)
+        rows = np.asarray(rows, dtype=np.int64)
+        flat = rows.ndim == 1
+        if flat:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[0] != len(batch):
+            raise ConfigError(f"score_items needs rows of shape ({len(batch)}, m); got {rows.shape}.")
+        bad = (rows != PAD_ID) & ((rows < 0) | (rows >= self.n_items_))
+        if bad.any():
+            raise ConfigError(f"{self.name}: item rows out of range [0, {self.n_items_}): "
+                              f"{np.unique(rows[bad])[:10].tolist()}")
+        out = np.full(rows.shape, np.nan, dtype=np.float32)
+        if rows.size and len(batch):
+            q = self.embed_queries(batch)
+            pad = rows == PAD_ID
+            items = np.asarray(self.embeddings_)[np.where(pad, 0, rows)]
+            out[:] = np.einsum("qmd,qd->qm", items, q)
+            out[pad] = np.nan
+            out[np.array([not t.strip() for t in batch.texts])] = np.nan
+        return out[0] if flat else out
+
+    def cost_ms(self, k: int) -> float:
+        # one short-query forward pass dominates (~14 ms on 2 cores, 0 when the LRU cache hits)
+        return 15.0 + 0.002 * k
+
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Retune the approximate index at search time (no rebuild); kept in ``params``."""
+        updates = {key: v for key, v in (("ef_search", ef_search), ("nprobe", nprobe)) if v is not None}
+        self.params = self.Params.model_validate({**self.params.model_dump(), **updates})
+        if self.index_ is not None:
+            self.index_.apply_search_params(self.params.ef_search, self.params.nprobe)
+
+    # ----------------------------------------------------------------- persistence
+    def _save(self, directory: Path) -> None:
+        if self.index_ is None:
+            raise ConfigError(f"{self.name}: nothing to save; call fit first.")
+        self.index_.write(directory / INDEX_FILE)
+        np.save(directory / EMBEDDINGS_FILE, np.asarray(self.embeddings_), allow_pickle=False)
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        return {"model": self.params.model, "dim": int(self.embeddings_.shape[1]),
+                "index": self.params.index, "faiss_version": faiss.__version__}
+
+    @classmethod
+    def load(cls, directory, *, model: str | None = None) -> DenseRetriever:
+        """Load a saved retriever; its embeddings are memory-mapped.
+
+        ``model``, when given (e.g. from the engine config), must be the model that built the
+        index; otherwise a :class:`PersistenceError` names both. The model is loaded to check that
+        its embedding dimension matches the index's.
+        """
+        from ltrr.store.persist import read_manifest
+
+        manifest = read_manifest(directory, cls.type_name, (cls.format_version,))
+        built_with = manifest.get("model", manifest.get("params", {}).get("model"))
+        if model is not None and model != built_with:
+            raise PersistenceError(
+                f"{directory}: the dense index was built with model {built_with!r}, but the "
+                f"configured model is {model!r}; rebuild the index or configure {built_with!r}"
+            )
+        return super().load(directory)
+
+    def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
+        dim = int(manifest.get("dim", -1))
+        emb = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
+        if not (directory / INDEX_FILE).exists():
+            raise PersistenceError(f"{directory}: missing file {INDEX_FILE}")
+        p = self.params
+        index = VectorIndex.read(directory / INDEX_FILE, p.index, hnsw_m=p.hnsw_m,
+                                 ef_construction=p.ef_construction, ef_search=p.ef_search,
+                                 nlist=p.nlist, nprobe=p.nprobe)
+        if emb.ndim != 2 or emb.dtype != np.float32:
+            raise PersistenceError(f"{directory}/{EMBEDDINGS_FILE}: expected a 2-D float32 array, "
+                                   f"found {emb.dtype} of shape {emb.shape}")
+        if not (index.dim == emb.shape[1] == dim):
+            raise PersistenceError(
+                f"{directory}: inconsistent dimensions: manifest {dim}, {INDEX_FILE} {index.dim}, "
+                f"{EMBEDDINGS_FILE} {emb.shape[1]}"
+            )
+        if not (index.ntotal == emb.shape[0] == self.n_items_):
+            raise PersistenceError(
+                f"{directory}: inconsistent sizes: manifest n_items {self.n_items_}, "
+                f"{INDEX_FILE} {index.ntotal} vectors, {EMBEDDINGS_FILE} {emb.shape[0]} rows"
+            )
+        model_dim = self.encoder.dim
+        if model_dim != dim:
+            raise PersistenceError(
+                f"{directory}: the index has dimension {dim}, but model {p.model!r} embeds in "
+                f"dimension {model_dim}; rebuild the index with this model"
+            )
+        self.index_ = index
+        self.embeddings_ = emb
+
+
+def check_recall(retriever: DenseRetriever, queries: QueryBatch | Sequence[str] | None = None,
+                 k: int = 10, *, n_sample: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Recall@k of the retriever's index against exact search over its stored embeddings.
+
+    Parameters
+    ----------
+    retriever
+        A fitted (or loaded) :class:`DenseRetriever`.
+    queries
+        Query texts to embed; ``None`` uses ``n_sample`` stored item embeddings drawn with
+        ``seed`` as queries (no model call).
+    k
+        Depth compared.
+
+    Returns
+    -------
+    dict
+        ``index``, ``k``, ``n_queries``, ``recall_at_k`` (mean), ``min_recall_at_k``,
+        ``approx_qps`` / ``exact_qps`` (batched queries per second) and ``speedup``.
+    """
+    if retriever.index_ is None:
+        raise ConfigError(f"{retriever.name}: check_recall needs a fitted index.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"The 'k' parameter of check_recall must be an int in [1, inf). Got {k!r} instead.")
+    emb = np.asarray(retriever.embeddings_)
+    if queries is None:
+        rng = np.random.default_rng(seed)
+        n = min(n_sample, emb.shape[0])
+        q = emb[np.sort(rng.choice(emb.shape[0], size=n, replace=False))]
+    else:
+        batch = QueryBatch.of(queries)
+        keep = np.array([bool(t.strip()) for t in batch.texts], dtype=bool)
+        q = retriever.embed_queries(batch)[keep]
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    exact = VectorIndex(emb.shape[1], "flat").build(emb)
+    t0 = time.perf_counter()
+    approx_ids, _ = retriever.index_.search(q, int(k))
+    t1 = time.perf_counter()
+    exact_ids, _ = exact.search(q, int(k))
+    t2 = time.perf_counter()
+    rec = recall_at_k(approx_ids, exact_ids) if q.shape[0] else np.ones(0)
+    approx_qps = q.shape[0] / max(t1 - t0, 1e-9)
+    exact_qps = q.shape[0] / max(t2 - t1, 1e-9)
+    return {
+        "index": retriever.params.index,
+        "k": int(k),
+        "n_queries": int(q.shape[0]),
+        "n_items": int(emb.shape[0]),
+        "recall_at_k": float(rec.mean()) if rec.size else float("nan"),
+        "min_recall_at_k": float(rec.min()) if rec.size else float("nan"),
+        "approx_qps": approx_qps,
+        "exact_qps": exact_qps,
+        "speedup": approx_qps / exact_qps,
+    }
