@@ -33,6 +33,31 @@ class PlanMenu:
     plans: np.ndarray
     budget: int
 
+    def __post_init__(self) -> None:
+        plans = np.asarray(self.plans, dtype=np.int64)
+        if plans.ndim != 2 or plans.shape[1] != len(self.strategies) or plans.shape[0] == 0:
+            raise ConfigError(f"A plan menu over {len(self.strategies)} strategies needs plans of shape "
+                              f"(n_plans >= 1, {len(self.strategies)}); got {plans.shape}")
+        if len(self.options) != len(self.strategies):
+            raise ConfigError(f"A plan menu needs one depth menu per strategy; got {len(self.options)} "
+                              f"for {len(self.strategies)} strategies")
+        totals = plans.sum(axis=1)
+        over = np.flatnonzero(totals > self.budget)
+        if over.size:
+            a = int(over[0])
+            raise ConfigError(f"plan {a} draws {int(totals[a])} candidates, over the budget of {self.budget}")
+        off = np.flatnonzero(totals <= 0)
+        if off.size:
+            raise ConfigError(f"plan {int(off[0])} turns every strategy off")
+        for s, name in enumerate(self.strategies):
+            # depth 0 (off) is always allowed, even when a strategy's menu omits it
+            bad = np.flatnonzero(~np.isin(plans[:, s], (0, *self.options[s])))
+            if bad.size:
+                a = int(bad[0])
+                raise ConfigError(f"plan {a} gives strategy {name!r} depth {int(plans[a, s])}, "
+                                  f"which is not in its menu {list(self.options[s])}")
+        object.__setattr__(self, "plans", plans)
+
     @property
     def n_actions(self) -> int:
         return int(self.plans.shape[0])
@@ -128,13 +153,37 @@ class Policy(ABC):
     def update(self, x: np.ndarray, plan: Plan, reward: float,
                strategy_rewards: np.ndarray | None = None) -> None:
         x = self._check_x(x)
-        lo, hi = self.reward_range
+        lo, hi = self.reward_bounds
         if not np.isfinite(reward) or not (lo <= reward <= hi):
             raise ValueError(f"Reward {reward!r} is outside the configured range [{lo}, {hi}].")
         if not (plan.propensity > 0.0):
             raise ValueError(f"Cannot learn from an event whose propensity is {plan.propensity}; it must be > 0.")
+        if tuple(plan.strategies) != self.menu.strategies:
+            raise ValueError(f"{self.type_name}: plan is over strategies {list(plan.strategies)}, "
+                             f"the policy's menu over {list(self.menu.strategies)}")
+        if strategy_rewards is not None:
+            strategy_rewards = self._check_strategy_rewards(strategy_rewards)
         self._update(x, plan, float(reward), strategy_rewards)
         self.n_updates_ += 1
+
+    @property
+    def reward_bounds(self) -> tuple[float, float]:
+        """``params.reward_range`` when the policy declares one, else the class default."""
+        lo, hi = getattr(self.params, "reward_range", self.reward_range)
+        return float(lo), float(hi)
+
+    def _check_strategy_rewards(self, strategy_rewards: np.ndarray) -> np.ndarray:
+        r = np.array(strategy_rewards, dtype=np.float64)  # a copy: callers' arrays stay untouched
+        n = len(self.menu.strategies)
+        if r.shape != (n,):
+            raise ValueError(f"{self.type_name}: strategy_rewards has shape {r.shape}, expected ({n},)")
+        lo, hi = self.reward_bounds
+        bad = ~np.isfinite(r) | (r < lo) | (r > hi)
+        if bad.any():
+            s = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"Reward {r[s]!r} of strategy {self.menu.strategies[s]!r} is outside the "
+                             f"configured range [{lo}, {hi}].")
+        return r
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> None:
@@ -171,16 +220,16 @@ class Policy(ABC):
     def _state_arrays(self) -> dict[str, np.ndarray]:
         return {}
 
-    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027 (optional hook)
         """Restore learned state from ``state.npz``."""
 
     def _manifest_extra(self) -> dict[str, Any]:
         return {}
 
-    def _save_extra(self, directory: Path) -> None:
+    def _save_extra(self, directory: Path) -> None:  # noqa: B027 (optional hook)
         """Write files beyond state.npz (e.g. a VW model file)."""
 
-    def _load_extra(self, directory: Path, manifest: dict[str, Any]) -> None:
+    def _load_extra(self, directory: Path, manifest: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Read what ``_save_extra`` wrote."""
 
     # ---------------------------------------------------------------- hooks
@@ -196,6 +245,11 @@ class Policy(ABC):
         chosen = self.menu.plans[action]
         same = self.menu.plans == chosen[None, :]
         return [float(p[same[:, s]].sum()) for s in range(len(self.menu.strategies))]
+
+    def _warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
+                    depth_rewards: np.ndarray | None) -> None:
+        """Learn from full-information rewards of every plan (see :func:`policies.warm_start.warm_start`)."""
+        raise ConfigError(f"policy {self.type_name!r} does not support warm start")
 
     @abstractmethod
     def _probabilities(self, x: np.ndarray) -> np.ndarray: ...

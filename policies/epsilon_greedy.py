@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from ltrr.params import Params
-from policies.base import Policy, PlanMenu
-from policies.linear import RidgeArms
+from policies.base import PlanMenu, Policy
+from policies.linear import LinearParams, RidgeArms, menu_action
 
 
-class EpsilonGreedyParams(Params):
+class EpsilonGreedyParams(LinearParams):
     epsilon: float = Field(0.1, ge=0.0, le=1.0)
-    ridge: float = Field(1.0, gt=0.0)
 
 
 class EpsilonGreedy(Policy):
@@ -37,9 +35,12 @@ class EpsilonGreedy(Policy):
         return p
 
     def _update(self, x, plan, reward, strategy_rewards) -> None:
-        if plan.action < 0:
-            return  # a plan outside the menu teaches no arm
-        self.arms.update(plan.action, x, reward)
+        a = menu_action(self.menu, plan)
+        if a >= 0:  # a plan outside the menu teaches no arm
+            self.arms.update(a, x, reward)
+
+    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
+        self.arms.update_all(X, plan_rewards)
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         return self.arms.state()

@@ -8,7 +8,7 @@ from pydantic import Field
 from ltrr.errors import ConfigError
 from ltrr.params import Params
 from ltrr.types import Plan
-from policies.base import Policy, PlanMenu
+from policies.base import PlanMenu, Policy
 
 
 class FixedPolicyParams(Params):
@@ -49,4 +49,7 @@ class FixedPolicy(Policy):
         return Plan(self.menu.strategies, self.depths, 1.0, action=self.action, policy=self.type_name)
 
     def _update(self, x, plan, reward, strategy_rewards) -> None:
+        """A fixed plan learns nothing."""
+
+    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
         """A fixed plan learns nothing."""

@@ -1,8 +1,27 @@
-"""Per-action ridge regression with Sherman-Morrison updates, shared by linear bandits."""
+"""Per-action ridge regression with Sherman-Morrison updates, shared by the linear bandits."""
 
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field, model_validator
+
+from ltrr.params import Params
+
+
+class LinearParams(Params):
+    """Parameters shared by the ridge-based policies."""
+
+    #: L2 penalty ``lambda`` of each plan's ridge model (the prior precision)
+    ridge: float = Field(1.0, gt=0.0)
+    #: rewards (and strategy rewards) outside ``[lo, hi]`` are rejected by ``update``
+    reward_range: tuple[float, float] = (-1.0, 1.0)
+
+    @model_validator(mode="after")
+    def _range_ordered(self):
+        lo, hi = self.reward_range
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"reward_range must be finite with lo < hi; got {self.reward_range}")
+        return self
 
 
 class RidgeArms:
@@ -24,7 +43,7 @@ class RidgeArms:
 
     def width(self, x: np.ndarray) -> np.ndarray:
         """``sqrt(x^T A_a^{-1} x)`` for every action (the confidence width)."""
-        return np.sqrt(np.maximum(np.einsum("i,aij,j->a", x, self.A_inv, x), 0.0))
+        return np.sqrt(np.maximum((self.A_inv @ x) @ x, 0.0))
 
     def update(self, action: int, x: np.ndarray, reward: float, weight: float = 1.0) -> None:
         A_inv = self.A_inv[action]
@@ -35,6 +54,20 @@ class RidgeArms:
         self.theta[action] = A_inv @ self.b[action]
         self.counts[action] += 1
 
+    def update_all(self, X: np.ndarray, R: np.ndarray) -> None:
+        """Full-information batch update: every action ``a`` learns ``(X[i], R[i, a])`` for all ``i``.
+
+        All actions see the same contexts, so each precision grows by the same ``X^T X``; this
+        costs one ``d x d`` inverse per action per batch (warm start, never per decision).
+        """
+        A = np.linalg.inv(self.A_inv) + (X.T @ X)[None, :, :]
+        self.A_inv = np.linalg.inv(A)
+        # keep the inverse exactly symmetric so widths stay real
+        self.A_inv = 0.5 * (self.A_inv + np.swapaxes(self.A_inv, 1, 2))
+        self.b += R.T @ X
+        self.theta = np.einsum("aij,aj->ai", self.A_inv, self.b)
+        self.counts += X.shape[0]
+
     def state(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {f"{prefix}A_inv": self.A_inv, f"{prefix}b": self.b, f"{prefix}counts": self.counts}
 
@@ -43,3 +76,11 @@ class RidgeArms:
         self.b = np.array(arrays[f"{prefix}b"], dtype=np.float64)
         self.counts = np.array(arrays[f"{prefix}counts"], dtype=np.int64)
         self.theta = np.einsum("aij,aj->ai", self.A_inv, self.b)
+
+
+def menu_action(menu, plan) -> int:
+    """The menu row of ``plan``: its recorded action if it matches, else a lookup by depths (-1 if absent)."""
+    a = plan.action
+    if 0 <= a < menu.n_actions and tuple(int(d) for d in menu.plans[a]) == tuple(plan.depths):
+        return a
+    return menu.action_of(plan.depths)
