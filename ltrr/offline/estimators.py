@@ -43,6 +43,11 @@ Stats = dict[str, float]
 # validation helpers
 
 
+def _py(x: object) -> object:
+    """A numpy scalar as a plain Python value, so messages read ``0.0`` not ``np.float64(0.0)``."""
+    return np.asarray(x).item()
+
+
 def _first_bad(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad.ravel())[0])
 
@@ -53,10 +58,10 @@ def check_pscore(pscore: np.ndarray, name: str = "pscore") -> None:
     if bad.any():
         flat = np.asarray(pscore).ravel()
         i = _first_bad(bad)
-        where = np.unravel_index(i, pscore.shape) if pscore.ndim > 1 else i
+        where = tuple(int(x) for x in np.unravel_index(i, pscore.shape)) if pscore.ndim > 1 else i
         raise DataError(
             f"{name} must be in (0, 1]; {int(bad.sum())} of {pscore.size} values are not, "
-            f"first at index {where} (value {flat[i]!r})."
+            f"first at index {where} (value {_py(flat[i])})."
         )
 
 
@@ -72,7 +77,7 @@ def _as_1d(values: object, name: str, dtype: type, n: int | None = None) -> np.n
         arr = arr.astype(np.float64, copy=False)
         if not np.isfinite(arr).all():
             i = _first_bad(~np.isfinite(arr))
-            raise DataError(f"{name} must be finite; first bad value at index {i} ({arr[i]!r}).")
+            raise DataError(f"{name} must be finite; first bad value at index {i} ({_py(arr[i])}).")
     if n is not None and arr.shape[0] != n:
         raise DataError(f"{name} has {arr.shape[0]} rounds but action_dist has {n}.")
     return arr
@@ -284,7 +289,7 @@ def _check_distribution(action_dist: np.ndarray) -> None:
         where = np.unravel_index(i, action_dist.shape)
         raise DataError(
             f"action_dist must hold probabilities; entry {tuple(int(x) for x in where)} is "
-            f"{action_dist[where]!r}."
+            f"{_py(action_dist[where])}."
         )
     sums = action_dist.sum(axis=1)  # [n, len_list]
     bad = np.abs(sums - 1.0) > 1e-8 + 1e-5  # numpy.allclose's tolerance, as OBP
@@ -293,7 +298,7 @@ def _check_distribution(action_dist: np.ndarray) -> None:
         raise DataError(
             "action_dist must sum to 1 over actions for every round and position; "
             f"{int(bad.sum())} (round, position) pairs do not, first ({i}, {p}) sums to "
-            f"{sums[i, p]!r}."
+            f"{_py(sums[i, p])}."
         )
 
 
@@ -313,15 +318,16 @@ def merge(a: Mapping[str, float], b: Mapping[str, float]) -> Stats:
 def _require(terms: RoundTerms, estimator: str, *fields: str) -> None:
     missing = [f for f in fields if getattr(terms, f) is None]
     if missing:
-        needs = {
-            "reward": "reward, action and pscore",
-            "weight": "reward, action and pscore",
-            "q_factual": "reward, action, pscore and estimated_rewards_by_reg_model",
-            "q_target": "estimated_rewards_by_reg_model",
-        }
-        raise DataError(
-            f"{estimator} needs {needs[missing[0]]} (missing round terms {missing})."
-        )
+        inputs = set()
+        for f in missing:
+            if f in ("reward", "weight") or (f == "q_factual" and terms.reward is None):
+                inputs.update(("reward", "action", "pscore"))
+            if f == "q_target" or (f == "q_factual" and terms.q_target is None):
+                inputs.add("estimated_rewards_by_reg_model")
+        order = ["reward", "action", "pscore", "estimated_rewards_by_reg_model"]
+        names = [x for x in order if x in inputs]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        raise DataError(f"{estimator} needs {listed}, which were not given.")
 
 
 def _nonneg_param(value: float, name: str, owner: str) -> float:
@@ -745,7 +751,7 @@ class FactoredIPS:
             i = np.unravel_index(_first_bad(bad), bad.shape)
             raise DataError(
                 f"depth_index must be in [0, {n_d}); {int(bad.sum())} values are not, first at "
-                f"{tuple(int(x) for x in i)} (value {depth_index[i]})."
+                f"{tuple(int(x) for x in i)} (value {_py(depth_index[i])})."
             )
         check_pscore(strategy_pscore, "strategy_pscore")
         sums = target_marginals.sum(axis=2)
@@ -755,7 +761,7 @@ class FactoredIPS:
             raise DataError(
                 "target_marginals must be a distribution over depths for every round and "
                 f"strategy; first bad (round, strategy) {tuple(int(x) for x in i)} sums to "
-                f"{sums[i]!r}."
+                f"{_py(sums[i])}."
             )
         pi = np.take_along_axis(target_marginals, depth_index[:, :, None], axis=2)[:, :, 0]
         return pi / strategy_pscore
