@@ -35,7 +35,7 @@ def validate_params(model: type[P], values: Mapping[str, Any] | None, where: str
 def format_validation_error(exc: ValidationError, model: type[BaseModel], where: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = _format_loc(err["loc"])
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, err["loc"][:-1])
             lines.append(f"{where}: unknown key '{loc}'; allowed keys: {', '.join(allowed)}")
@@ -47,6 +47,14 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], where:
                 f"Got {err.get('input')!r} instead."
             )
     return "\n".join(lines)
+
+
+def _format_loc(loc: tuple) -> str:
+    """``("strategies", 0, "foo")`` -> ``strategies[0].foo``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _allowed_keys(model: type[BaseModel], path: tuple) -> list[str]:

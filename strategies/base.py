@@ -32,6 +32,8 @@ class CandidateGenerator(ABC):
     type_name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
     Params: ClassVar[type[Params]] = Params
+    #: True when the strategy learns from feedback (one instance must not serve two engines)
+    stateful: ClassVar[bool] = False
 
     def __init__(self, params: Params | dict[str, Any] | None = None, *, name: str | None = None):
         if params is None or isinstance(params, dict):

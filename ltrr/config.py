@@ -1,0 +1,152 @@
+"""Engine configuration: frozen, validated models built from TOML.
+
+Unknown keys are errors that name the key and the allowed keys; component names are checked
+against the registry when the engine is built. Paths are resolved relative to the config file.
+``ltrr config show`` prints :data:`DEFAULT_CONFIG` (the demo's embedded defaults).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from ltrr.errors import ConfigError
+from ltrr.params import Params, validate_params
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+
+
+class CatalogConfig(Params):
+    path: str = str(DATA_DIR / "movies" / "catalog.jsonl")
+    #: fields composed into the text lexical strategies index (``title``, ``text`` or any key of
+    #: an item's ``fields``); strategies may override with their own ``text_fields``
+    text_fields: list[str] = Field(default_factory=lambda: ["title", "text"])
+    limit: int | None = Field(None, gt=0)
+
+
+class StrategyConfig(Params):
+    #: instance name, unique in the engine (used in plans, features and logs)
+    name: str
+    #: registry name of the strategy class; defaults to ``name``
+    type: str | None = None
+    #: depth menu for the policy (0 = off)
+    depths: list[int] = Field(default_factory=lambda: [0, 10, 50, 100])
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.type or self.name
+
+
+class PolicyConfig(Params):
+    type: str = "epsilon_greedy"
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: total candidates a plan may draw
+    budget: int = Field(300, gt=0)
+    #: explicit joint plans (strategy name -> depth); default: every combination within budget
+    plans: list[dict[str, int]] | None = None
+
+
+class RankerConfig(Params):
+    type: str = "lambdamart"
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: retrain after this many feedback events (0 = never retrain online)
+    retrain_every: int = Field(500, ge=0)
+    #: train on at most this many most recent events with clicks
+    train_window: int = Field(20000, gt=0)
+
+
+class RewardConfig(Params):
+    #: reward subtracted per candidate drawn (makes large plans pay for their cost)
+    cost_per_candidate: float = Field(0.0005, ge=0.0)
+
+
+class StoreConfig(Params):
+    #: SQLite event log file; empty = in-memory (nothing survives the process)
+    events_path: str = ""
+    #: "NORMAL" survives a process crash (kill -9) in WAL mode; "FULL" also survives power loss
+    synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
+
+
+class EngineConfig(Params):
+    seed: int = 0
+    page_size: int = Field(10, gt=0)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    strategies: list[StrategyConfig]
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    #: context features the policy sees, in order (see ltrr.context.CONTEXT_FEATURES)
+    context_features: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EngineConfig:
+        names = [s.name for s in self.strategies]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"strategy names must be unique; repeated: {', '.join(dup)}")
+        if not names:
+            raise ValueError("at least one strategy is required")
+        return self
+
+    def with_policy(self, type_: str, params: dict[str, Any] | None = None) -> EngineConfig:
+        """A copy with another policy (same menu and budget)."""
+        policy = self.policy.model_copy(update={"type": type_, "params": dict(params or {})})
+        return self.model_copy(update={"policy": policy})
+
+
+MOVIE_TEXT_FIELDS = ["title", "directors", "cast", "writers", "genres", "year", "countries", "languages"]
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "seed": 0,
+    "page_size": 10,
+    "catalog": {"path": str(DATA_DIR / "movies" / "catalog.jsonl"), "text_fields": MOVIE_TEXT_FIELDS},
+    "strategies": [
+        {"name": "bm25", "depths": [0, 10, 50, 100], "params": {"text_fields": MOVIE_TEXT_FIELDS}},
+        {"name": "memory", "depths": [0, 10, 50]},
+    ],
+    "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 300},
+    "ranker": {"type": "lambdamart", "retrain_every": 500},
+    "reward": {"cost_per_candidate": 0.0005},
+    "store": {"events_path": ""},
+}
+
+
+def parse_config(data: dict[str, Any], where: str = "<config>", base_dir: Path | None = None) -> EngineConfig:
+    """Validate a config mapping; relative paths resolve against ``base_dir``."""
+    cfg = validate_params(EngineConfig, data, where)
+    if base_dir is not None:
+        cat = cfg.catalog
+        if not os.path.isabs(cat.path):
+            cfg = cfg.model_copy(update={"catalog": cat.model_copy(update={"path": str((base_dir / cat.path).resolve())})})
+        ev = cfg.store.events_path
+        if ev and not os.path.isabs(ev):
+            cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update={"events_path": str((base_dir / ev).resolve())})})
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> EngineConfig:
+    """Read and validate a TOML engine config."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    return parse_config(data, str(path), path.parent)
+
+
+def default_config() -> EngineConfig:
+    return parse_config(DEFAULT_CONFIG, "<default config>")
+
+
+def to_json(cfg: EngineConfig) -> str:
+    return json.dumps(cfg.model_dump(mode="json"), indent=2)

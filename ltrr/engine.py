@@ -1,0 +1,315 @@
+"""The Engine: the learning-to-rank-and-retrieve loop, and nothing else.
+
+``search``: context features -> policy plan -> strategies retrieve -> union with provenance ->
+ranker features and scores -> page -> decision event logged.
+``feedback``: stored idempotently -> policy reward (once per event; semi-bandit per-strategy
+credit) -> strategies observe (the click memory learns) -> ranker retrains every N events.
+The CLI, replay and the HTTP service are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltrr import registry
+from ltrr.catalog import Catalog
+from ltrr.config import EngineConfig, parse_config
+from ltrr.context import ContextFeaturizer
+from ltrr.errors import DataError, PersistenceError, UnknownEventError
+from ltrr.features import FeatureBuilder
+from ltrr.ranking.lambdamart import LambdaMARTRanker
+from ltrr.store.events import EventLog
+from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
+from ltrr.types import Candidates, Decision, Feedback, QueryBatch
+from policies.base import PlanMenu, Policy
+from strategies.base import CandidateGenerator
+
+ENGINE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What one feedback call changed."""
+
+    event_id: str
+    new_events: int
+    duplicate_events: int
+    policy_updated: bool
+    reward: float | None
+    ranker_retrained: bool
+
+
+class Engine:
+    """One engine instance: catalog, strategies, policy, ranker and event log."""
+
+    def __init__(self, config: EngineConfig, catalog: Catalog,
+                 strategies: Mapping[str, CandidateGenerator], policy: Policy,
+                 ranker: LambdaMARTRanker, features: FeatureBuilder,
+                 context: ContextFeaturizer, events: EventLog):
+        self.config = config
+        self.catalog = catalog
+        self.strategies = dict(strategies)
+        self.policy = policy
+        self.ranker = ranker
+        self.features = features
+        self.context = context
+        self.events = events
+        seeds = np.random.SeedSequence(config.seed).spawn(2)
+        self._rng = np.random.default_rng(seeds[0])
+        self._id_rng = np.random.default_rng(seeds[1])
+        self._lock = threading.RLock()
+        self._feedback_since_train = 0
+        self.n_searches = 0
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, config: EngineConfig, *, catalog: Catalog | None = None,
+                    prebuilt: Mapping[str, CandidateGenerator] | None = None) -> Engine:
+        """Build and fit every component named in ``config``.
+
+        ``prebuilt`` supplies already-fitted stateless strategies by instance name (e.g. one BM25
+        index shared by several simulated engines); stateful ones should not be shared.
+        """
+        catalog = catalog or Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
+        prebuilt = dict(prebuilt or {})
+        strategies: dict[str, CandidateGenerator] = {}
+        for i, sc in enumerate(config.strategies):
+            if sc.name in prebuilt:
+                strategies[sc.name] = prebuilt[sc.name]
+                continue
+            klass = registry.get("strategy", sc.kind)
+            params = dict(sc.params)
+            if "text_fields" in getattr(klass.Params, "model_fields", {}) and "text_fields" not in params:
+                params["text_fields"] = list(config.catalog.text_fields)
+            from ltrr.params import validate_params
+
+            p = validate_params(klass.Params, params, f"strategies[{i}] ({sc.name}).params")
+            strategies[sc.name] = klass(p, name=sc.name).fit(catalog)
+        policy = cls._build_policy(config)
+        features = FeatureBuilder(catalog, list(strategies), config.catalog.text_fields)
+        ranker = registry.get("ranker", config.ranker.type)(features.schema, dict(config.ranker.params))
+        events = EventLog(config.store.events_path, config.store.synchronous)
+        return cls(config, catalog, strategies, policy, ranker, features,
+                   ContextFeaturizer(config.context_features), events)
+
+    @staticmethod
+    def _build_policy(config: EngineConfig) -> Policy:
+        menu = PlanMenu.build({s.name: s.depths for s in config.strategies}, config.policy.budget,
+                              config.policy.plans)
+        ctx = ContextFeaturizer(config.context_features)
+        klass = registry.get("policy", config.policy.type)
+        from ltrr.params import validate_params
+
+        params = validate_params(klass.Params, config.policy.params, f"policy ({config.policy.type}).params")
+        return klass(menu, len(ctx.names), params, ctx.names)
+
+    # ------------------------------------------------------------------ the loop
+    def search(self, query: str, context: Mapping[str, Any] | None = None, *, k: int | None = None,
+               ts: float | None = None) -> Decision:
+        """Answer one request and log the decision."""
+        if not isinstance(query, str):
+            raise DataError(f"query must be a string, got {type(query).__name__}")
+        context = dict(context or {})
+        ts = time.time() if ts is None else float(ts)
+        k = self.config.page_size if k is None else int(k)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        batch = QueryBatch((query,))
+        signals: dict[str, np.ndarray] = {}
+        for strat in self.strategies.values():
+            stats = getattr(strat, "query_stats", None)
+            if stats is not None:
+                signals.update(stats(batch.texts))
+        x = self.context.transform(batch.texts, [ts], signals)[0]
+        t1 = time.perf_counter()
+        timings["features"] = (t1 - t0) * 1e3
+        with self._lock:
+            plan = self.policy.select(x, self._rng)
+            event_id = str(uuid.UUID(int=int(self._id_rng.integers(0, 2**63)) << 64
+                                     | int(self._id_rng.integers(0, 2**63)), version=4))
+        t2 = time.perf_counter()
+        timings["policy"] = (t2 - t1) * 1e3
+        rows = []
+        for name, depth in zip(plan.strategies, plan.depths, strict=True):
+            ts_s = time.perf_counter()
+            if depth > 0 and query.strip():
+                res = self.strategies[name].retrieve(batch, depth)
+                rows.append(res.row(0))
+            else:
+                rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+            timings[f"strategy:{name}"] = (time.perf_counter() - ts_s) * 1e3
+        t3 = time.perf_counter()
+        cands = Candidates.union(plan.strategies, rows)
+        t4 = time.perf_counter()
+        timings["union"] = (t4 - t3) * 1e3
+        feats = self.features.build(query, cands)
+        scores = self.ranker.score(feats)
+        order = np.lexsort((np.arange(len(cands)), -scores))[:k]
+        page = cands.items[order]
+        t5 = time.perf_counter()
+        timings["ranker"] = (t5 - t4) * 1e3
+        decision = Decision(
+            event_id=event_id, ts=ts, query=query, context=context, x=x, plan=plan,
+            candidates=cands, features=feats, page=page, page_scores=scores[order].astype(np.float32),
+            page_ids=tuple(self.catalog.ids[i] for i in page),
+            model_versions={"policy": f"{self.policy.type_name}@{self.policy.n_updates_}",
+                            "ranker": self.ranker.version_},
+            timings_ms=timings,
+        )
+        self.events.append(decision)
+        timings["logging"] = (time.perf_counter() - t5) * 1e3
+        self.n_searches += 1
+        return decision
+
+    def feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Apply feedback for one event. Idempotent per (event, item, kind).
+
+        An empty ``events`` tuple means "shown, nothing clicked": it still closes the event for
+        the policy (reward 0 minus cost) and records the impressions in the click memory.
+        """
+        logged = self.events.get(feedback.event_id)
+        if logged is None:
+            raise UnknownEventError(f"Unknown event id {feedback.event_id!r}: no decision with this id is in the event log")
+        shown = set(logged.page_ids)
+        for ev in feedback.events:
+            if ev.item not in shown:
+                raise DataError(f"Item {ev.item!r} was not shown in event {feedback.event_id!r}")
+        ts = time.time() if feedback.ts is None else float(feedback.ts)
+        new = self.events.add_feedback(feedback.event_id, feedback.events, ts)
+        first = self.events.mark_credited(feedback.event_id)
+        if not new and not first:
+            return FeedbackResult(feedback.event_id, 0, len(feedback.events), False, None, False)
+        clicked_rows = self.catalog.rows_of([ev.item for ev in new if ev.value > 0])
+        reward = None
+        with self._lock:
+            if first:
+                all_clicked = self.catalog.rows_of([i for i, _k, v in self.events.feedback_for(feedback.event_id) if v > 0])
+                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, all_clicked)
+                self.policy.update(logged.x, logged.plan, reward, per_strategy)
+            shown_rows = logged.page_rows if first else np.empty(0, dtype=np.int64)
+            for strat in self.strategies.values():
+                strat.observe(logged.query, shown_rows, clicked_rows, ts)
+            self._feedback_since_train += 1
+            retrained = False
+            every = self.config.ranker.retrain_every
+            if every and self._feedback_since_train >= every:
+                retrained = self.retrain_ranker()
+        return FeedbackResult(feedback.event_id, len(new), len(feedback.events) - len(new),
+                              first, reward, retrained)
+
+    def _rewards(self, cands: Candidates, depths: tuple[int, ...], clicked_rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Plan reward and per-strategy (semi-bandit) rewards, each minus the cost of its depth."""
+        cost = self.config.reward.cost_per_candidate
+        in_union = np.isin(cands.items, clicked_rows)
+        hit = cands.found[in_union].any(axis=0) if in_union.any() else np.zeros(len(cands.strategies), bool)
+        d = np.asarray(depths, dtype=np.float64)
+        per_strategy = hit.astype(np.float64) - cost * d
+        reward = float(in_union.any()) - cost * float(d.sum())
+        return float(np.clip(reward, -1.0, 1.0)), np.clip(per_strategy, -1.0, 1.0)
+
+    def retrain_ranker(self) -> bool:
+        """Retrain the ranker from logged features of recent events with clicks."""
+        X, y, groups = [], [], []
+        for ev, clicks in self.events.training_events(self.config.ranker.train_window):
+            if ev.features.shape[1] != len(self.features.schema.names) or ev.page_idx.size == 0:
+                continue
+            X.append(ev.features[ev.page_idx])
+            y.append(np.array([1.0 if clicks.get(i, 0) > 0 else 0.0 for i in ev.page_ids]))
+            groups.append(ev.page_idx.size)
+        self._feedback_since_train = 0
+        if len(groups) < 10:
+            return False
+        self.ranker.fit(np.concatenate(X), np.concatenate(y), np.asarray(groups))
+        return True
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike) -> None:
+        """Save as a directory of open formats with a JSON manifest (atomic)."""
+        with self._lock, atomic_directory(directory) as tmp:
+            shutil.copyfile(self.config.catalog.path, tmp / "catalog.jsonl")
+            for name, strat in self.strategies.items():
+                strat.save(tmp / "strategies" / name)
+            self.policy.save(tmp / "policy")
+            self.ranker.save(tmp / "ranker")
+            config = self.config.model_dump(mode="json")
+            config["catalog"]["path"] = "catalog.jsonl"
+            config["store"]["events_path"] = ""
+            write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
+                           feature_schema=self.features.schema.to_dict(),
+                           context_features=list(self.context.names),
+                           checksums=_checksums(tmp))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None) -> Engine:
+        directory = Path(directory)
+        manifest = read_manifest(directory, "engine", (ENGINE_FORMAT_VERSION,))
+        for rel, digest in manifest.get("checksums", {}).items():
+            f = directory / rel
+            if not f.exists() or _sha256(f) != digest:
+                raise PersistenceError(f"{directory}: {rel} is missing or does not match its checksum")
+        config = parse_config(manifest["config"], f"{directory}/manifest.json", directory)
+        if events_path is not None:
+            config = config.model_copy(update={"store": config.store.model_copy(update={"events_path": events_path})})
+        catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
+        strategies = {}
+        for sc in config.strategies:
+            klass = registry.get("strategy", sc.kind)
+            strategies[sc.name] = klass.load(directory / "strategies" / sc.name)
+        policy_cls = registry.get("policy", config.policy.type)
+        policy = policy_cls.load(directory / "policy")
+        features = FeatureBuilder(catalog, list(strategies), config.catalog.text_fields)
+        ranker = LambdaMARTRanker.load(directory / "ranker", expected_schema=features.schema)
+        events = EventLog(config.store.events_path, config.store.synchronous)
+        return cls(config, catalog, strategies, policy, ranker, features,
+                   ContextFeaturizer(manifest.get("context_features")), events)
+
+    def close(self) -> None:
+        self.events.close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            if rel != "manifest.json":
+                out[rel] = _sha256(p)
+    return dict(sorted(out.items()))
+
+
+def decision_to_json(d: Decision, catalog: Catalog) -> dict[str, Any]:
+    """A JSON-ready view of a decision (used by the CLI and the service)."""
+    c = d.candidates
+    where = {int(v): i for i, v in enumerate(c.items)}
+    results = []
+    for row, score in zip(d.page, d.page_scores, strict=True):
+        i = where[int(row)]
+        prov = {s: {"rank": int(c.ranks[i, j]), "score": float(c.scores[i, j])}
+                for j, s in enumerate(c.strategies) if c.found[i, j]}
+        results.append({"id": catalog.ids[row], "title": catalog.titles[row], "score": float(score),
+                        "provenance": prov})
+    return {"event_id": d.event_id, "query": d.query, "results": results, "plan": d.plan.to_dict(),
+            "model_versions": dict(d.model_versions), "n_candidates": len(c),
+            "timings_ms": {k: round(v, 3) for k, v in d.timings_ms.items()}}
+
+

@@ -1,0 +1,187 @@
+"""The decision/feedback event log, in SQLite (WAL).
+
+Each decision is one row: query, context, context features ``x``, plan with propensities, the
+candidate union with provenance, the ranker features of every candidate as served (feature
+logging), the page shown and model versions. Feedback rows are keyed by (event id, item, kind),
+so the same feedback sent twice is stored once. Arrays are stored as ``.npy`` bytes (no pickle).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ltrr.types import Candidates, Decision, FeedbackEvent, Plan
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    query TEXT NOT NULL,
+    context TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    page TEXT NOT NULL,
+    model_versions TEXT NOT NULL,
+    arrays BLOB NOT NULL,
+    credited INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    event_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    position INTEGER,
+    value REAL NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (event_id, item, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+"""
+
+
+def _pack(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A decision as read back from the log."""
+
+    seq: int
+    event_id: str
+    ts: float
+    query: str
+    context: dict[str, Any]
+    plan: Plan
+    page_ids: tuple[str, ...]
+    model_versions: dict[str, str]
+    x: np.ndarray
+    candidates: Candidates
+    features: np.ndarray
+    page_rows: np.ndarray
+    page_idx: np.ndarray
+    credited: bool
+
+
+class EventLog:
+    """Append-only decision log with idempotent feedback."""
+
+    def __init__(self, path: str = "", synchronous: str = "NORMAL"):
+        self.path = path or ":memory:"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def append(self, d: Decision) -> None:
+        c = d.candidates
+        where = {int(v): i for i, v in enumerate(c.items)}
+        page_idx = np.array([where[int(r)] for r in d.page], dtype=np.int64)
+        arrays = _pack(x=np.asarray(d.x, dtype=np.float64), items=c.items, scores=c.scores, ranks=c.ranks,
+                       features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO events (event_id, ts, query, context, plan, page, model_versions, arrays)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (d.event_id, d.ts, d.query, json.dumps(dict(d.context), default=str),
+                 json.dumps({**d.plan.to_dict(), "strategies": list(c.strategies)}),
+                 json.dumps(list(d.page_ids)), json.dumps(dict(d.model_versions)), arrays),
+            )
+
+    def get(self, event_id: str) -> LoggedEvent | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, event_id, ts, query, context, plan, page, model_versions, arrays, credited"
+                " FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else self._decode(row)
+
+    def _decode(self, row: Sequence[Any]) -> LoggedEvent:
+        seq, event_id, ts, query, context, plan, page, versions, blob, credited = row
+        plan_d = json.loads(plan)
+        a = _unpack(blob)
+        strategies = tuple(plan_d.get("strategies") or plan_d["depths"].keys())
+        cands = Candidates(strategies, a["items"], a["scores"], a["ranks"])
+        return LoggedEvent(seq, event_id, ts, query, json.loads(context), Plan.from_dict(plan_d),
+                           tuple(json.loads(page)), json.loads(versions), a["x"], cands,
+                           a["features"], a["page"], a["page_idx"], bool(credited))
+
+    def add_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
+        """Store feedback; returns only the events that were new (idempotent per event/item/kind)."""
+        new: list[FeedbackEvent] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for ev in events:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO feedback (event_id, item, kind, position, value, ts)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (event_id, ev.item, ev.kind, ev.position, float(ev.value), float(ts)))
+                    if cur.rowcount:
+                        new.append(ev)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def mark_credited(self, event_id: str) -> bool:
+        """Mark the event's policy reward as given; False if it already was (credit once)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE events SET credited = 1 WHERE event_id = ? AND credited = 0", (event_id,))
+        return cur.rowcount == 1
+
+    def feedback_for(self, event_id: str) -> list[tuple[str, str, float]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT item, kind, value FROM feedback WHERE event_id = ?", (event_id,)).fetchall()
+
+    def training_events(self, limit: int) -> Iterator[tuple[LoggedEvent, dict[str, float]]]:
+        """The most recent ``limit`` events with at least one click, oldest first, with their
+        per-item reward (sum of feedback values)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT e.seq, e.event_id, e.ts, e.query, e.context, e.plan, e.page, e.model_versions,"
+                " e.arrays, e.credited FROM events e WHERE e.event_id IN ("
+                "  SELECT DISTINCT event_id FROM feedback WHERE value > 0)"
+                " ORDER BY e.seq DESC LIMIT ?", (limit,)).fetchall()
+            fb = {}
+            for row in rows:
+                fb[row[1]] = {}
+            if fb:
+                ids = list(fb)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    for eid, item, value in self._db.execute(
+                            f"SELECT event_id, item, SUM(value) FROM feedback WHERE event_id IN ({','.join('?' * len(chunk))})"
+                            " GROUP BY event_id, item", chunk):
+                        fb[eid][item] = value
+        for row in reversed(rows):
+            yield self._decode(row), fb[row[1]]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            n_ev = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            n_fb = self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+        return {"events": int(n_ev), "feedback": int(n_fb)}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

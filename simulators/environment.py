@@ -1,0 +1,121 @@
+"""The environment loop: a stream of simulated queries sent through an Engine, with clicks from a
+click model over the queries' graded relevance fed back as feedback.
+
+Metrics per query are computed against the *true* relevance (which the engine never sees):
+nDCG@10 of the page, recall of the candidate set, candidates drawn, clicks, latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ltrr.engine import Engine
+from ltrr.offline.metrics import ndcg_from_grades
+from ltrr.types import Feedback
+from simulators.movies import SimQuery
+
+START_TS = 1_735_689_600.0  # 2025-01-01T00:00:00Z: simulated clocks start here
+SECONDS_PER_QUERY = 37.0
+
+
+class ClickModel(Protocol):
+    def simulate(self, page_grades: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@dataclass
+class SessionResult:
+    """Per-query traces of one online session (arrays aligned with the query stream)."""
+
+    policy: str
+    qtypes: list[str]
+    ndcg: np.ndarray
+    recall: np.ndarray
+    n_candidates: np.ndarray
+    depth_drawn: np.ndarray
+    clicks: np.ndarray
+    latency_ms: np.ndarray
+    depths: np.ndarray
+    strategies: tuple[str, ...]
+    stage_ms: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        def stats(mask: np.ndarray) -> dict[str, float]:
+            return {
+                "queries": int(mask.sum()),
+                "ndcg@10": float(np.nanmean(self.ndcg[mask])) if mask.any() else float("nan"),
+                "candidate_recall": float(np.nanmean(self.recall[mask])) if mask.any() else float("nan"),
+                "mean_candidates": float(self.n_candidates[mask].mean()) if mask.any() else float("nan"),
+                "clicks_per_query": float(self.clicks[mask].mean()) if mask.any() else float("nan"),
+            }
+        all_mask = np.ones(len(self.qtypes), dtype=bool)
+        out = stats(all_mask)
+        out["policy"] = self.policy
+        out["mean_depth_drawn"] = float(self.depth_drawn.mean())
+        out["latency_p50_ms"] = float(np.percentile(self.latency_ms, 50))
+        out["latency_p99_ms"] = float(np.percentile(self.latency_ms, 99))
+        qt = np.array(self.qtypes)
+        out["by_query_type"] = {t: stats(qt == t) for t in sorted(set(self.qtypes))}
+        share = (self.depths > 0).mean(axis=0)
+        out["strategy_share"] = {s: float(v) for s, v in zip(self.strategies, share, strict=True)}
+        out["strategy_share_by_query_type"] = {
+            t: {s: float(v) for s, v in zip(self.strategies, (self.depths[qt == t] > 0).mean(axis=0), strict=True)}
+            for t in sorted(set(self.qtypes))
+        }
+        half = len(self.qtypes) // 2
+        out["ndcg@10_second_half"] = float(np.nanmean(self.ndcg[half:])) if half else out["ndcg@10"]
+        return out
+
+
+def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickModel, *,
+                seed: int = 0, policy_name: str = "", progress: bool = False,
+                k: int = 10) -> SessionResult:
+    """Send ``stream`` through ``engine`` online: search, simulate clicks, feed them back."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    n = len(stream)
+    S = len(engine.policy.menu.strategies)
+    ndcg = np.full(n, np.nan)
+    recall = np.full(n, np.nan)
+    n_cand = np.zeros(n)
+    drawn = np.zeros(n)
+    clicks = np.zeros(n)
+    latency = np.zeros(n)
+    depths = np.zeros((n, S), dtype=np.int64)
+    stage: dict[str, list[float]] = {}
+    iterator: Any = stream
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(stream, desc=f"simulate {policy_name}", unit="q", leave=False)
+    for i, q in enumerate(iterator):
+        ts = START_TS + i * SECONDS_PER_QUERY
+        t0 = time.perf_counter()
+        d = engine.search(q.text, {}, k=k, ts=ts)
+        latency[i] = (time.perf_counter() - t0) * 1e3
+        for name, ms in d.timings_ms.items():
+            stage.setdefault(name, []).append(ms)
+        grades = np.array([q.relevant.get(int(r), 0) for r in d.page], dtype=np.float64)
+        page = np.full((1, k), np.nan)
+        page[0, : grades.size] = grades
+        judged = np.array([list(q.relevant.values())], dtype=np.float64)
+        ndcg[i] = ndcg_from_grades(page, judged, k)[0]
+        if q.relevant:
+            rel = np.fromiter(q.relevant.keys(), dtype=np.int64)
+            recall[i] = np.isin(rel, d.candidates.items).mean()
+        n_cand[i] = len(d.candidates)
+        drawn[i] = d.plan.total_depth
+        depths[i] = d.plan.depths
+        if grades.size:
+            clicked = click_model.simulate(np.nan_to_num(page, nan=-1.0), rng)[0][: grades.size]
+        else:
+            clicked = np.zeros(0, dtype=bool)
+        clicks[i] = clicked.sum()
+        items = [d.page_ids[j] for j in np.flatnonzero(clicked)]
+        engine.feedback(Feedback.clicks(d.event_id, items, ts=ts + 5.0))
+    return SessionResult(policy_name, [q.qtype for q in stream], ndcg, recall, n_cand, drawn, clicks,
+                         latency, depths, tuple(engine.policy.menu.strategies),
+                         {k_: np.asarray(v) for k_, v in stage.items()})

@@ -1,0 +1,194 @@
+"""The query->entity (Q2E) click memory, in SQLite (WAL).
+
+For each normalized query x item it keeps impressions and clicks, exponentially decayed with a
+configurable half-life: a count observed ``dt`` seconds ago weighs ``0.5 ** (dt / half_life)``.
+Both counts of a row decay together from its ``updated`` time, and are brought forward on every
+write. Retrieval ranks a query's items by smoothed click-through rate
+``(clicks + prior_ctr * prior_weight) / (impressions + prior_weight)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ltrr.catalog import Catalog
+from ltrr.params import Params
+from ltrr.text import normalize_query
+from ltrr.types import QueryBatch, RetrievalResult
+from strategies.base import CandidateGenerator
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS q2e (
+    query TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    impressions REAL NOT NULL,
+    clicks REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (query, item)
+) WITHOUT ROWID;
+"""
+
+
+class ClickMemoryParams(Params):
+    #: half-life of the decay in seconds (default 30 days); 0 disables decay
+    half_life_s: float = Field(30 * 86400.0, ge=0.0)
+    prior_ctr: float = Field(0.05, ge=0.0, le=1.0)
+    prior_weight: float = Field(5.0, gt=0.0)
+    #: an item is retrievable for a query once its decayed clicks reach this
+    min_clicks: float = Field(0.5, ge=0.0)
+    #: SQLite file; empty means an in-memory database (saved with ``save``)
+    path: str = ""
+
+
+class ClickMemory(CandidateGenerator):
+    """Items users clicked for this (normalized) query, best smoothed CTR first."""
+
+    type_name = "memory"
+    Params = ClickMemoryParams
+    stateful = True
+
+    def __init__(self, params=None, *, name=None):
+        super().__init__(params, name=name)
+        self._lock = threading.RLock()
+        self._db = self._connect(self.params.path or ":memory:")
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    # ------------------------------------------------------------------ learning
+    def _fit(self, catalog: Catalog) -> None:
+        """The memory starts empty; it learns from feedback only."""
+
+    def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
+        self.n_items_ = len(catalog)
+
+    def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:
+        """Add one impression to every shown item and one click to every clicked item."""
+        key = normalize_query(query)
+        if not key:
+            return
+        shown = np.asarray(shown, dtype=np.int64)
+        clicked = np.asarray(clicked, dtype=np.int64)
+        items = np.union1d(shown, clicked)
+        if items.size == 0:
+            return
+        imp = np.isin(items, shown).astype(float)
+        clk = np.isin(items, clicked).astype(float)
+        decay = self._decay_sql()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"""INSERT INTO q2e (query, item, impressions, clicks, updated)
+                    VALUES (?1, ?2, ?3, ?4, ?5)
+                    ON CONFLICT (query, item) DO UPDATE SET
+                      impressions = impressions * {decay} + excluded.impressions,
+                      clicks = clicks * {decay} + excluded.clicks,
+                      updated = MAX(updated, excluded.updated)""",
+                [(key, int(i), float(a), float(c), float(ts)) for i, a, c in zip(items, imp, clk, strict=True)],
+            )
+            self._db.execute("COMMIT")
+
+    def _decay_sql(self) -> str:
+        """SQL for the decay factor from ``updated`` to ``excluded.updated`` (pow via exp/ln-free form)."""
+        if self.params.half_life_s <= 0:
+            return "1.0"
+        # SQLite may lack math functions; the factor is computed by a registered function.
+        self._ensure_decay_function()
+        return "ltrr_decay(excluded.updated - updated)"
+
+    def _ensure_decay_function(self) -> None:
+        if getattr(self, "_decay_registered", False):
+            return
+        hl = self.params.half_life_s
+        self._db.create_function(
+            "ltrr_decay", 1, lambda dt: 0.5 ** (max(dt, 0.0) / hl), deterministic=True
+        )
+        self._decay_registered = True
+
+    # ------------------------------------------------------------------ reading
+    def _rows(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT item, impressions, clicks, updated FROM q2e WHERE query = ?", (key,)
+            ).fetchall()
+        if not rows:
+            e = np.empty(0)
+            return e.astype(np.int64), e, e, e
+        arr = np.asarray(rows, dtype=np.float64)
+        return arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3]
+
+    def _decayed(self, key: str, now: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        items, imp, clk, upd = self._rows(key)
+        if items.size and self.params.half_life_s > 0:
+            ref = float(upd.max()) if now is None else now
+            w = 0.5 ** (np.maximum(ref - upd, 0.0) / self.params.half_life_s)
+            imp, clk = imp * w, clk * w
+        return items, imp, clk
+
+    def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
+        out = RetrievalResult.empty(len(queries), k)
+        p = self.params
+        for qi, text in enumerate(queries.texts):
+            items, imp, clk = self._decayed(normalize_query(text), None)
+            keep = clk >= p.min_clicks
+            if not keep.any():
+                continue
+            items, imp, clk = items[keep], imp[keep], clk[keep]
+            ctr = (clk + p.prior_ctr * p.prior_weight) / (imp + p.prior_weight)
+            order = np.lexsort((items, -ctr))[:k]
+            out.ids[qi, : order.size] = items[order]
+            out.scores[qi, : order.size] = ctr[order]
+        return out
+
+    def query_stats(self, texts: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``
+        (decayed clicks / impressions over all of the query's items, 0 when unseen)."""
+        hits = np.zeros(len(texts))
+        ctr = np.zeros(len(texts))
+        for qi, text in enumerate(texts):
+            items, imp, clk = self._decayed(normalize_query(text), None)
+            if items.size:
+                hits[qi] = float((clk >= self.params.min_clicks).sum())
+                ctr[qi] = float(clk.sum() / max(imp.sum(), 1e-9))
+        return {"memory_hits": hits, "memory_ctr": ctr}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            n_rows, n_queries = self._db.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT query) FROM q2e").fetchone()
+        return {"entries": int(n_rows), "queries": int(n_queries)}
+
+    def cost_ms(self, k: int) -> float:
+        return 0.05
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self, directory: Path) -> None:
+        target = sqlite3.connect(directory / "memory.sqlite")
+        with self._lock:
+            self._db.backup(target)
+        target.close()
+
+    def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
+        src = directory / "memory.sqlite"
+        if not src.exists():
+            raise FileNotFoundError(2, "missing", str(src))
+        source = sqlite3.connect(src)
+        with self._lock:
+            source.backup(self._db)
+        source.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
