@@ -23,7 +23,34 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEMO_QUERIES = 2000
 
 
+#: subcommands that live next to the code they drive, imported only when invoked
+LAZY_COMMANDS: dict[str, str] = {
+    "replay": "ltrr.offline.replay_cli:replay",
+    "ope": "ltrr.offline.ope_cli:ope",
+    "serve": "ltrr.serve.cli:serve",
+    "train-ranker": "ltrr.ranking.cli:train_ranker",
+    "explain": "ltrr.ranking.cli:explain",
+    "index": "strategies.dense_cli:index",
+    "complete": "strategies.xmr.cli:complete",
+}
+
+
 class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *(LAZY_COMMANDS if self.name == "main" else ())})
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and self.name == "main" and name in LAZY_COMMANDS:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            try:
+                cmd = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError:
+                return None
+        return cmd
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
