@@ -181,7 +181,7 @@ class Policy(ABC):
         bad = ~np.isfinite(r) | (r < lo) | (r > hi)
         if bad.any():
             s = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"Reward {r[s]!r} of strategy {self.menu.strategies[s]!r} is outside the "
+            raise ValueError(f"Reward {float(r[s])!r} of strategy {self.menu.strategies[s]!r} is outside the "
                              f"configured range [{lo}, {hi}].")
         return r
 

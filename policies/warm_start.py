@@ -53,7 +53,7 @@ def warm_start(policy: Policy, X: np.ndarray, plan_rewards: np.ndarray,
         out = ~np.isfinite(arr) | (arr < lo) | (arr > hi)
         if out.any():
             idx = tuple(int(v) for v in np.argwhere(out)[0])
-            raise ValueError(f"{name}{list(idx)} = {arr[idx]!r} is outside the configured range [{lo}, {hi}].")
+            raise ValueError(f"{name}{list(idx)} = {float(arr[idx])!r} is outside the configured range [{lo}, {hi}].")
     if depth_rewards is not None:
         depth_rewards = np.array(depth_rewards, dtype=np.float64)
     if X.shape[0] == 0:
