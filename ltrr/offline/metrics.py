@@ -191,7 +191,7 @@ def dcg(gains: np.ndarray) -> np.ndarray:
 
 
 def ndcg_from_grades(page_grades: np.ndarray, judged_grades: np.ndarray,
-                     k: int | None = None) -> np.ndarray:
+                     k: int | None = None, lengths: np.ndarray | None = None) -> np.ndarray:
     """nDCG@k of each page from the grades shown and all judged grades of its query.
 
     Parameters
@@ -204,6 +204,9 @@ def ndcg_from_grades(page_grades: np.ndarray, judged_grades: np.ndarray,
         page sorts these.
     k
         Cutoff; defaults to the page width ``n``.
+    lengths
+        Optional ``int[n_q]`` number of documents on each page; positions past it are padding
+        whatever they hold (an alternative to NaN padding).
 
     Returns
     -------
@@ -220,6 +223,11 @@ def ndcg_from_grades(page_grades: np.ndarray, judged_grades: np.ndarray,
     k = page.shape[1] if k is None else int(k)
     if k < 1:
         raise ValueError(f"The cutoff k must be >= 1. Got {k} instead.")
+    if lengths is not None:
+        n = np.asarray(lengths)
+        if n.shape != (page.shape[0],):
+            raise ValueError(f"lengths must have one entry per query, shape ({page.shape[0]},); got {n.shape}")
+        page = np.where(np.arange(page.shape[1])[None, :] < n[:, None], page, np.nan)
     # sort descending with NaN last: negate, sort ascending (NaN sorts last), negate back
     ideal = -np.sort(-judged, axis=1)[:, :k]
     ideal_dcg = dcg(gains_of(ideal))
