@@ -14,8 +14,9 @@ matched; nothing at query time loops over documents in Python.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, count
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,11 @@ class BM25(CandidateGenerator):
         """Term-count matrix of ``texts``; unseen terms are appended to ``vocab`` in order."""
         tokens = self.analyzer.many(texts)
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        flat = chain.from_iterable(tokens)
-        cols = np.fromiter((vocab.setdefault(t, len(vocab)) for t in flat), dtype=np.int64,
+        # a missing term gets the next id, in first-seen order; the whole pass runs in C
+        ids = defaultdict(count(len(vocab)).__next__, vocab)
+        cols = np.fromiter(map(ids.__getitem__, chain.from_iterable(tokens)), dtype=np.int64,
                            count=int(lengths.sum()))
+        vocab.update(ids)
         rows = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
         counts = sp.coo_matrix((np.ones(cols.size, dtype=np.int32), (rows, cols)),
                                shape=(len(tokens), len(vocab)))
@@ -222,7 +225,9 @@ class BM25(CandidateGenerator):
             idx = np.concatenate([ix[a:e] for a, e in zip(starts, ends, strict=True)])
             contrib = np.concatenate([val[a:e] * w for a, e, w in zip(starts, ends, weights, strict=True)])
             n_docs = self.tf_.shape[0]
-            if idx.size < _SPARSE_SUM_RATIO * n_docs:
+            if idx.size == 0:  # every query term has idf 0
+                docs, scores = idx, contrib
+            elif idx.size < _SPARSE_SUM_RATIO * n_docs:
                 order = np.argsort(idx, kind="stable")
                 idx = idx[order]
                 first = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
