@@ -44,8 +44,10 @@ class FactoredPolicy(Policy):
     Propensities are exact: the plan's propensity is the product over strategies of the
     *conditional* probability of its depth given the earlier strategies' depths (see
     :meth:`factor_probabilities`). ``Plan.strategy_propensities`` holds each strategy's
-    *marginal* probability of its depth (what per-strategy estimators need); when the budget does
-    not bind the two coincide and the product of the marginals is the plan propensity.
+    *marginal* probability of its depth (what per-strategy estimators need). The two coincide only
+    when the menu is the full product of the depth menus (no binding budget and a strategy that is
+    always on, so "all off" is not excluded); only then is the plan propensity the product of
+    the marginals.
     """
 
     type_name = "factored"
