@@ -235,7 +235,7 @@ class BM25(CandidateGenerator):
             else:
                 dense = np.bincount(idx, weights=contrib, minlength=n_docs)
                 docs = np.flatnonzero(dense)
-                scores = dense[docs]
+                return docs, dense[docs]
         keep = scores != 0
         if not keep.all():
             docs, scores = docs[keep], scores[keep]
@@ -319,7 +319,7 @@ class BM25(CandidateGenerator):
         if self.tf_ is None:
             return super().cost_ms(k)
         # constants measured single-threaded by benchmarks/bm25.py
-        return 0.03 + 3 * self._postings_per_token * 2e-5 + 0.0005 * k
+        return 0.04 + 3 * self._postings_per_token * 6e-6 + 0.0005 * k
 
     def _check_fitted(self) -> None:
         if self.tf_ is None or self.vocab_ is None:
@@ -361,11 +361,14 @@ def _top_k_sorted(docs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     ``docs`` must be ascending, so a stable sort on the negated score breaks ties by doc.
     """
     n = scores.size
-    if n > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-        kth = scores[part].min()
-        # every score tied with the k-th must compete, or the tie-break could miss a lower doc
-        cand = np.flatnonzero(scores >= kth)
-        order = np.argsort(-scores[cand], kind="stable")[:k]
-        return cand[order]
-    return np.argsort(-scores, kind="stable")
+    if n <= k:
+        return np.argsort(-scores, kind="stable")
+    # partition k + 1 places so the best score left out shows whether the k-th is tied with it
+    neg = -scores
+    part = np.argpartition(neg, k)
+    top, kth = part[:k], scores[part[:k]].min()
+    if scores[part[k]] < kth:
+        return top[np.lexsort((top, neg[top]))]
+    # a tie straddles the cut: every score tied with the k-th competes, lower docs first
+    cand = np.flatnonzero(scores >= kth)
+    return cand[np.argsort(neg[cand], kind="stable")[:k]]

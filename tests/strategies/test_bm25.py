@@ -331,3 +331,20 @@ def test_sparse_and_dense_accumulation_agree(fitted, queries, monkeypatch, ratio
     forced = fitted.retrieve(texts, 30)
     np.testing.assert_array_equal(default.ids, forced.ids)
     np.testing.assert_allclose(default.scores, forced.scores, rtol=1e-6)
+
+
+def test_top_k_tie_break_matches_a_full_sort() -> None:
+    from strategies.bm25 import _top_k_sorted
+
+    rng = np.random.default_rng(np.random.SeedSequence(3))
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        scores = rng.integers(0, 4, size=n).astype(np.float64)  # many ties
+        k = int(rng.integers(1, 45))
+        expected = np.lexsort((np.arange(n), -scores))[:k]
+        np.testing.assert_array_equal(_top_k_sorted(np.arange(n), scores, k), expected)
+
+
+def test_cost_grows_with_depth_and_corpus(fitted) -> None:
+    small = BM25().fit(tiny(["red apple", "green apple"]))
+    assert 0 < small.cost_ms(10) < fitted.cost_ms(10) < fitted.cost_ms(1000)
