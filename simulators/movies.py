@@ -384,6 +384,8 @@ class MovieQueryGenerator:
         i = self._samplers["paraphrase"].draw(rng)
         title_words = _content_words(self.catalog.titles[i])
         year = int(self._year[i])
+        if str(year) in title_words:  # "Dracula 2000": the year would repeat a title word
+            return None
         genres = [g for g in self._genres[i] if not (_content_words(g) & title_words)]
         directors = [d for d in self._directors[i] if not (_content_words(d) & title_words)]
         if not genres or not directors:
