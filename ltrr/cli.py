@@ -200,9 +200,8 @@ def retrieve(strategy, catalog_path, queries_path, k, out_path, text_fields, par
             values[key] = raw
     if "text_fields" in klass.Params.model_fields and "text_fields" not in values:
         values["text_fields"] = [f.strip() for f in text_fields.split(",") if f.strip()]
-    strat = klass(validate_params(klass.Params, values, f"--param for {strategy}")).fit(
-        Catalog.from_jsonl(catalog_path))
     catalog = Catalog.from_jsonl(catalog_path)
+    strat = klass(validate_params(klass.Params, values, f"--param for {strategy}")).fit(catalog)
     queries = read_queries(queries_path)
     res = strat.retrieve([q for _, q in queries], k)
     run = {}
