@@ -91,11 +91,21 @@ class VowpalWabbitPolicy(Policy):
         return self._args()
 
     def _shared(self, x: np.ndarray) -> str:
-        nz = np.flatnonzero(x)
-        return "shared |s " + " ".join(f"{self._feat[i]}:{x[i]:.9g}" for i in nz)
+        # VW reads float32: cast first so values below float32's range become exact zeros
+        # (VW turns a float64 denormal such as 1e-210 into NaN) and values above it are caught
+        x32 = x.astype(np.float32)
+        big = ~np.isfinite(x32)
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise ValueError(f"Context feature {self.feature_names[i]!r} is {x[i]!r}, beyond the float32 "
+                             "range Vowpal Wabbit reads.")
+        nz = np.flatnonzero(x32)
+        return "shared |s " + " ".join(f"{self._feat[i]}:{x32[i]:.9g}" for i in nz)
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         pmf = np.asarray(self.vw.predict([self._shared(x), *self._action_lines]), dtype=np.float64)
+        if pmf.shape != (self.menu.n_actions,) or not np.all(np.isfinite(pmf)) or pmf.sum() <= 0:
+            raise RuntimeError(f"Vowpal Wabbit returned an invalid pmf {pmf.tolist()} for context {x.tolist()}")
         return pmf / pmf.sum()
 
     def _update(self, x, plan, reward, strategy_rewards) -> None:
