@@ -1,0 +1,287 @@
+"""One-vs-rest linear matchers of one tree level, trained all at once.
+
+For every node ``j`` of a level, a binary L2-regularized squared-hinge classifier
+
+    min_w  1/2 ||w||^2 + C * sum_i max(0, 1 - y_ij w.x_i)^2
+
+is trained on the queries *active* under ``j``'s parent (teacher forcing: the queries with a
+positive label below that parent, optionally plus the parents the previous level's beam returned
+for them — matcher-aware negatives). Positives are the queries with a label below ``j``; the other
+active queries are its negatives (siblings' positives).
+
+All the problems of a level are solved together by truncated Newton with conjugate gradients,
+vectorized over problems: the queries of each parent are stacked in one block-diagonal matrix
+whose columns are that parent's *local* features, so every CG step is one sparse product for the
+whole level. When the blocks are small (deep levels: few queries per parent) the same Newton
+iteration runs in the representer (kernel) form ``w = X_p^T beta`` (Chapelle, 2007), whose
+variables are one per (query, child) instead of one per (feature, child).
+Weights below ``threshold`` in absolute value are pruned, as PECOS does, to keep the model sparse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """Newton-CG settings: ``C`` (loss weight), iterations and relative tolerances."""
+
+    C: float = 1.0
+    newton_iters: int = 8
+    cg_iters: int = 20
+    newton_tol: float = 0.01
+    cg_tol: float = 0.1
+    threshold: float = 0.1
+
+
+@dataclass
+class _Level:
+    """The stacked training problem of one level."""
+
+    xbd: sp.csr_matrix        # R x U block-diagonal (rows grouped by parent, local columns)
+    y: np.ndarray             # R x Bmax, +1 / -1
+    valid: np.ndarray         # R x Bmax, slot exists for the row's parent
+    rseg: np.ndarray          # R, segment (active parent) of each row
+    rstart: np.ndarray        # segment starts in rows
+    useg: np.ndarray          # U, segment of each local column
+    ustart: np.ndarray        # segment starts in local columns
+    ufeat: np.ndarray         # U, global feature of each local column
+    seg_parent: np.ndarray    # active parent of each segment
+
+
+def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(a, starts, axis=0) if a.shape[0] else np.zeros((0,) + a.shape[1:])
+
+
+def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+           child_ptr: np.ndarray) -> _Level | None:
+    """Build the block-diagonal problem: one row per (query, active parent) pair."""
+    n_q, d = x.shape
+    act = active.tocsc()
+    act.sum_duplicates()
+    act.sort_indices()
+    rows_q = act.indices.astype(np.int64)
+    rows_p = np.repeat(np.arange(act.shape[1]), np.diff(act.indptr)).astype(np.int64)
+    n_rows = rows_q.size
+    if n_rows == 0:
+        return None
+    nchild = np.diff(child_ptr)
+    bmax = int(nchild.max())
+    # labels: positive (query, node) -> (row of (query, parent), slot)
+    pos = pos.tocoo()
+    parent_of_node = np.repeat(np.arange(child_ptr.size - 1), nchild)
+    pkey = parent_of_node[pos.col] * n_q + pos.row
+    rkey = rows_p * n_q + rows_q
+    where = np.searchsorted(rkey, pkey)
+    ok = (where < n_rows) & (rkey[np.minimum(where, n_rows - 1)] == pkey)
+    y = np.full((n_rows, bmax), -1.0)
+    y[where[ok], pos.col[ok] - child_ptr[parent_of_node[pos.col[ok]]]] = 1.0
+    valid = np.arange(bmax)[None, :] < nchild[rows_p][:, None]
+    # local feature space of each parent
+    xe = x[rows_q]
+    nz_row = np.repeat(np.arange(n_rows), np.diff(xe.indptr))
+    keys = rows_p[nz_row] * d + xe.indices
+    ukeys, inv = np.unique(keys, return_inverse=True)
+    xbd = sp.csr_matrix((xe.data.astype(np.float64), inv.astype(np.int64), xe.indptr),
+                        shape=(n_rows, ukeys.size))
+    seg_parent, rstart = np.unique(rows_p, return_index=True)
+    rseg = np.searchsorted(seg_parent, rows_p)
+    upar = ukeys // d
+    ustart = np.searchsorted(upar, seg_parent)
+    useg = np.searchsorted(seg_parent, upar)
+    return _Level(xbd, y, valid, rseg, rstart, useg, ustart, ukeys % d, seg_parent)
+
+
+def _sq_hinge(o: np.ndarray, lv: _Level) -> tuple[np.ndarray, np.ndarray]:
+    """Active mask and per-entry loss ``max(0, 1 - y o)^2`` on valid slots."""
+    m = 1.0 - lv.y * o
+    act = (m > 0) & lv.valid
+    return act, np.where(act, m * m, 0.0)
+
+
+def _line_search(f_quad, loss_at, t_max: int = 8) -> np.ndarray:
+    """Per-problem step in {1, 1/2, ...} that does not increase the objective."""
+    f0 = f_quad(0.0) + loss_at(None)
+    n_seg = f0.shape
+    step = np.ones(n_seg)
+    done = np.zeros(n_seg, dtype=bool)
+    for _ in range(t_max):
+        f = f_quad(step) + loss_at(step)
+        good = f <= f0 + 1e-12 * np.abs(f0)
+        done |= good
+        if done.all():
+            break
+        step = np.where(done, step, step * 0.5)
+    return np.where(done, step, 0.0)
+
+
+def _solve_primal(lv: _Level, p: SolverParams) -> np.ndarray:
+    """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once."""
+    xbd, xt, c = lv.xbd, lv.xbd.T.tocsr(), p.C
+    U, B = xbd.shape[1], lv.y.shape[1]
+    w = np.zeros((U, B))
+    o = np.zeros((xbd.shape[0], B))
+    g0 = None
+    for _ in range(p.newton_iters):
+        act, _ = _sq_hinge(o, lv)
+        g = w + 2 * c * (xt @ np.where(act, o - lv.y, 0.0))
+        gn = _segsum(g * g, lv.ustart)
+        if g0 is None:
+            g0 = gn
+        todo = gn > (p.newton_tol ** 2) * g0
+        if not todo.any():
+            break
+        dvec = np.zeros_like(w)
+        r = np.where(todo[lv.useg], -g, 0.0)
+        q = r.copy()
+        rr = _segsum(r * r, lv.ustart)
+        for _ in range(p.cg_iters):
+            hq = q + 2 * c * (xt @ np.where(act, xbd @ q, 0.0))
+            qhq = _segsum(q * hq, lv.ustart)
+            alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
+            dvec += alpha[lv.useg] * q
+            r -= alpha[lv.useg] * hq
+            rr_new = _segsum(r * r, lv.ustart)
+            if (rr_new <= (p.cg_tol ** 2) * gn).all():
+                break
+            beta = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
+            q = r + beta[lv.useg] * q
+            rr = rr_new
+        xd = xbd @ dvec
+        ww, wd, dd = (_segsum(a, lv.ustart) for a in (w * w, w * dvec, dvec * dvec))
+
+        def quad(t, ww=ww, wd=wd, dd=dd):
+            return 0.5 * (ww + 2 * t * wd + t * t * dd)
+
+        def loss(t, o=o, xd=xd):
+            oo = o if t is None else o + t[lv.rseg] * xd
+            return c * _segsum(_sq_hinge(oo, lv)[1], lv.rstart)
+
+        step = _line_search(quad, loss)
+        w += step[lv.useg] * dvec
+        o += step[lv.rseg] * xd
+    return w
+
+
+def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
+    """Newton on ``beta`` (R x Bmax) with ``w = X^T beta``; returns beta.
+
+    With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
+    ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
+    each step a descent step.
+    """
+    k = (lv.xbd @ lv.xbd.T).tocsr()
+    lam = 1.0 / (2.0 * p.C)
+    n_rows, B = lv.y.shape
+    beta = np.zeros((n_rows, B))
+    o = np.zeros((n_rows, B))
+    prev_act = None
+    for _ in range(p.newton_iters):
+        act, _ = _sq_hinge(o, lv)
+        if prev_act is not None and np.array_equal(act, prev_act):
+            break
+        prev_act = act
+        rhs = np.where(act, lv.y, 0.0)
+        z = np.where(act, beta, 0.0)
+        r = rhs - (np.where(act, k @ z, 0.0) + lam * z)
+        q = r.copy()
+        rr = _segsum(r * r, lv.rstart)
+        r0 = _segsum(rhs * rhs, lv.rstart)
+        for _ in range(p.cg_iters):
+            if (rr <= (p.cg_tol ** 2) * (p.newton_tol ** 2) * r0 + 1e-30).all():
+                break
+            hq = np.where(act, k @ q, 0.0) + lam * q
+            qhq = _segsum(q * hq, lv.rstart)
+            alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
+            z += alpha[lv.rseg] * q
+            r -= alpha[lv.rseg] * hq
+            rr_new = _segsum(r * r, lv.rstart)
+            beta_cg = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
+            q = r + beta_cg[lv.rseg] * q
+            rr = rr_new
+        dvec = z - beta
+        kd = k @ dvec
+        bb, bd, dd = (_segsum(a, lv.rstart) for a in (beta * o, beta * kd, dvec * kd))
+
+        def quad(t, bb=bb, bd=bd, dd=dd):
+            return 0.5 * (bb + 2 * t * bd + t * t * dd)
+
+        def loss(t, o=o, kd=kd):
+            oo = o if t is None else o + t[lv.rseg] * kd
+            return p.C * _segsum(_sq_hinge(oo, lv)[1], lv.rstart)
+
+        step = _line_search(quad, loss)
+        beta += step[lv.rseg] * dvec
+        o += step[lv.rseg] * kd
+    return beta
+
+
+def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+                child_ptr: np.ndarray, params: SolverParams,
+                max_dense: int = 4_000_000) -> sp.csr_matrix:
+    """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
+
+    Parameters
+    ----------
+    x
+        Query features ``(n_queries, n_features)``, the bias column included.
+    active
+        ``(n_queries, n_parents)``: the parents each query trains under.
+    pos
+        ``(n_queries, n_nodes)``: the nodes each query is positive for.
+    child_ptr
+        Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
+    """
+    d = x.shape[1]
+    n_nodes = int(child_ptr[-1])
+    lv = _stack(sp.csr_matrix(x), sp.csr_matrix(active), sp.csr_matrix(pos), child_ptr)
+    if lv is None:
+        return sp.csr_matrix((d, n_nodes), dtype=np.float32)
+    n_rows, n_local = lv.xbd.shape
+    bmax = lv.y.shape[1]
+    seg_rows = np.diff(np.append(lv.rstart, n_rows))
+    kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum())
+    primal_cost = 2.0 * lv.xbd.nnz + 3.0 * n_local
+    use_kernel = kernel_cost < primal_cost
+    if use_kernel:
+        beta = _solve_kernel(lv, params)
+    else:
+        w_all = _solve_primal(lv, params)
+    # map local weights back to (feature, node), pruning in chunks of segments to bound memory
+    cols, rows_f, vals = [], [], []
+    seg_ustarts = np.append(lv.ustart, n_local)
+    seg_rstarts = np.append(lv.rstart, n_rows)
+    n_seg = lv.seg_parent.size
+    s0 = 0
+    while s0 < n_seg:
+        s1 = s0 + 1
+        while s1 < n_seg and (seg_ustarts[s1 + 1] - seg_ustarts[s0]) * bmax <= max_dense:
+            s1 += 1
+        u0, u1 = seg_ustarts[s0], seg_ustarts[s1]
+        if use_kernel:
+            r0, r1 = seg_rstarts[s0], seg_rstarts[s1]
+            block = lv.xbd[r0:r1]
+            block = sp.csr_matrix((block.data, block.indices - u0, block.indptr),
+                                  shape=(r1 - r0, u1 - u0))
+            w = block.T @ beta[r0:r1]
+        else:
+            w = w_all[u0:u1]
+        keep = (np.abs(w) >= params.threshold) & (w != 0)
+        uu, ss = np.nonzero(keep)
+        parent = lv.seg_parent[lv.useg[u0 + uu]]
+        rows_f.append(lv.ufeat[u0 + uu])
+        cols.append(child_ptr[parent] + ss)
+        vals.append(w[uu, ss])
+        s0 = s1
+    out = sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float32),
+         (np.concatenate(rows_f), np.concatenate(cols))),
+        shape=(d, n_nodes),
+    )
+    out.sum_duplicates()
+    out.sort_indices()
+    return out

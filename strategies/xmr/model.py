@@ -1,0 +1,224 @@
+"""The XR-Linear model on matrices: PIFA label embeddings, k-means tree, per-level matchers, beam search.
+
+This layer knows nothing about text or catalogs: it maps a feature matrix ``X`` (queries x
+features, CSR) and a label matrix ``Y`` (queries x labels, binary) to a tree model, and predicts
+the top-k labels of new rows. The benchmark feeds the very same ``X``/``Y`` to PECOS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
+from strategies.xmr.matcher import SolverParams, train_level
+
+TRANSFORMS = ("l3-hinge", "l2-hinge", "sigmoid")
+
+
+@dataclass(frozen=True)
+class XRConfig:
+    """Hyperparameters of :class:`XRModel` (PECOS XR-Linear defaults)."""
+
+    branching: int = 16
+    max_leaf_size: int = 100
+    kmeans_iters: int = 20
+    seed: int = 0
+    C: float = 1.0
+    bias: float = 1.0
+    threshold: float = 0.1
+    negatives: str = "tfn"
+    newton_iters: int = 8
+    cg_iters: int = 20
+    beam: int = 10
+    transform: str = "l3-hinge"
+
+    def __post_init__(self) -> None:
+        if self.branching < 2:
+            raise ValueError(f"The 'branching' (B) parameter must be an int in [2, inf). Got {self.branching!r} instead.")
+        if self.beam < 1:
+            raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {self.beam!r} instead.")
+        if self.max_leaf_size < 1:
+            raise ValueError(f"The 'max_leaf_size' parameter must be an int in [1, inf). Got {self.max_leaf_size!r} instead.")
+        if self.negatives not in ("tfn", "tfn+man"):
+            raise ValueError(f"The 'negatives' parameter must be 'tfn' or 'tfn+man'. Got {self.negatives!r} instead.")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"The 'transform' parameter must be one of {TRANSFORMS}. Got {self.transform!r} instead.")
+
+
+def pifa(x: sp.csr_matrix, y: sp.csr_matrix) -> sp.csr_matrix:
+    """PIFA label embeddings: row ``l`` is the normalized sum of the rows of ``x`` labelled ``l``."""
+    yb = sp.csr_matrix(y, dtype=np.float64, copy=True)
+    yb.data[:] = 1.0
+    return _row_normalize((yb.T @ sp.csr_matrix(x, dtype=np.float64)).tocsr())
+
+
+def _transform(z: np.ndarray, name: str) -> np.ndarray:
+    if name == "l3-hinge":
+        return np.exp(-np.maximum(0.0, 1.0 - z) ** 3)
+    if name == "l2-hinge":
+        return np.exp(-np.maximum(0.0, 1.0 - z) ** 2)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf."""
+    n, m = scores.shape
+    kk = min(k, m)
+    order = np.lexsort((ids, -scores), axis=1)[:, :kk]
+    top_s = np.take_along_axis(scores, order, axis=1)
+    top_i = np.take_along_axis(ids, order, axis=1)
+    out_s = np.full((n, k), -np.inf)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    out_s[:, :kk] = top_s
+    out_i[:, :kk] = np.where(np.isfinite(top_s), top_i, -1)
+    return out_i, out_s
+
+
+class XRModel:
+    """A trained XR-Linear tree: :class:`ClusterTree` plus one sparse weight matrix per level."""
+
+    def __init__(self, config: XRConfig | None = None):
+        self.config = config or XRConfig()
+        self.tree: ClusterTree | None = None
+        self.weights: list[sp.csr_matrix] = []   # feature x node, without the bias row
+        self.biases: list[np.ndarray] = []       # node weights of the bias feature
+        self.n_features = 0
+        self.n_labels = 0
+
+    # ------------------------------------------------------------------ training
+    def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None) -> XRModel:
+        """Train on features ``x`` (n x d) and binary labels ``y`` (n x L)."""
+        cfg = self.config
+        x = sp.csr_matrix(x, dtype=np.float64)
+        y = sp.csr_matrix(y)
+        y.data[:] = 1
+        self.n_features, self.n_labels = x.shape[1], y.shape[1]
+        emb = pifa(x, y) if label_emb is None else label_emb
+        self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
+        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias)], format="csr")
+        solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
+                              threshold=cfg.threshold)
+        # positives per level, bottom (labels in tree order) up
+        pos = [sp.csr_matrix(y[:, self.tree.label_order])]
+        for t in range(self.tree.n_levels - 1, 0, -1):
+            par = self.tree.parents(t)
+            agg = sp.csr_matrix((np.ones(par.size), (np.arange(par.size), par)),
+                                shape=(par.size, self.tree.child_ptr[t].size - 1))
+            up = (pos[0] @ agg).tocsr()
+            up.data[:] = 1
+            pos.insert(0, up)
+        n = x.shape[0]
+        root = sp.csr_matrix(np.ones((n, 1)))
+        self.weights, self.biases = [], []
+        for t in range(self.tree.n_levels):
+            active = root if t == 0 else pos[t - 1]
+            if t > 0 and cfg.negatives == "tfn+man":
+                beam_nodes, _ = self._beam(sp.csr_matrix(x, dtype=np.float32), cfg.beam, levels=t)
+                rows = np.repeat(np.arange(n), beam_nodes.shape[1])
+                keep = beam_nodes.ravel() >= 0
+                man = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], beam_nodes.ravel()[keep])),
+                                    shape=active.shape)
+                active = (active + man).tocsr()
+                active.data[:] = 1
+            w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver)
+            self.weights.append(sp.csr_matrix(w[:-1]))
+            self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _margins(self, x: sp.csr_matrix, t: int, q: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """``x_q . w_node + bias`` for candidate pairs, from one batched sparse product."""
+        w = self.weights[t]
+        n_nodes = w.shape[1]
+        s = (x @ w).tocsr()
+        if s.shape[0] * n_nodes <= 4_000_000:
+            dense = s.toarray()
+            vals = dense[q, node]
+        else:
+            s.sort_indices()
+            keys = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr)) * n_nodes + s.indices
+            want = q * n_nodes + node
+            pos = np.searchsorted(keys, want)
+            pos_c = np.minimum(pos, max(keys.size - 1, 0))
+            hit = (pos < keys.size) & (keys[pos_c] == want) if keys.size else np.zeros(want.size, bool)
+            vals = np.where(hit, s.data[pos_c] if keys.size else 0.0, 0.0)
+        return vals + self.biases[t][node]
+
+    def _beam(self, x: sp.csr_matrix, beam: int, levels: int | None = None,
+              k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Beam search down ``levels`` levels; the last level keeps ``k`` (default ``beam``)."""
+        tree = self.tree
+        n = x.shape[0]
+        levels = tree.n_levels if levels is None else levels
+        nodes = np.zeros((n, 1), dtype=np.int64)
+        scores = np.ones((n, 1))
+        for t in range(levels):
+            cp = tree.child_ptr[t]
+            valid = nodes >= 0
+            safe = np.where(valid, nodes, 0)
+            starts = cp[safe]
+            counts = np.where(valid, cp[safe + 1] - starts, 0)
+            flat = counts.ravel()
+            total = int(flat.sum())
+            per_q = counts.sum(axis=1)
+            width = int(per_q.max()) if n else 0
+            src = np.repeat(np.arange(flat.size), flat)
+            offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+            cand = np.repeat(starts.ravel(), flat) + offs
+            cq = src // nodes.shape[1]
+            margins = self._margins(x, t, cq, cand)
+            cs = scores.ravel()[src] * _transform(margins, self.config.transform)
+            col = np.arange(total) - np.repeat(np.cumsum(per_q) - per_q, per_q)
+            mat_s = np.full((n, max(width, 1)), -np.inf)
+            mat_i = np.full((n, max(width, 1)), -1, dtype=np.int64)
+            mat_s[cq, col] = cs
+            mat_i[cq, col] = cand
+            keep = beam if (t < levels - 1 or k is None) else k
+            nodes, scores = _top_rows(mat_s, mat_i, keep)
+        return nodes, scores
+
+    def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` labels (``int64``, -1 padded) and scores (``float32``, -inf padded) per row."""
+        if self.tree is None:
+            raise RuntimeError("XRModel.predict called before fit.")
+        beam = self.config.beam if beam is None else beam
+        if beam < 1:
+            raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {beam!r} instead.")
+        x = sp.csr_matrix(x, dtype=np.float32)
+        nodes, scores = self._beam(x, beam, k=k)
+        labels = np.where(nodes >= 0, self.tree.label_order[np.maximum(nodes, 0)], -1)
+        return labels, scores.astype(np.float32)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path) -> None:
+        """``xr_config.json`` + ``tree.json`` + ``label_order.npy`` + one ``W<t>.npz`` per level."""
+        directory = Path(directory)
+        (directory / "xr_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        (directory / "tree.json").write_text(json.dumps({
+            **self.tree.to_json(), "n_features": self.n_features, "n_labels": self.n_labels,
+        }))
+        np.save(directory / "label_order.npy", self.tree.label_order, allow_pickle=False)
+        for t, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            sp.save_npz(directory / f"W{t}.npz", w, compressed=False)
+            np.save(directory / f"b{t}.npy", b, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> XRModel:
+        directory = Path(directory)
+        cfg = XRConfig(**json.loads((directory / "xr_config.json").read_text()))
+        meta = json.loads((directory / "tree.json").read_text())
+        obj = cls(cfg)
+        obj.tree = ClusterTree(
+            tuple(np.asarray(cp, dtype=np.int64) for cp in meta["child_ptr"]),
+            np.load(directory / "label_order.npy", allow_pickle=False),
+        )
+        obj.n_features, obj.n_labels = int(meta["n_features"]), int(meta["n_labels"])
+        for t in range(obj.tree.n_levels):
+            obj.weights.append(sp.load_npz(directory / f"W{t}.npz").tocsr())
+            obj.biases.append(np.load(directory / f"b{t}.npy", allow_pickle=False))
+        return obj

@@ -1,0 +1,223 @@
+"""``xmr``: the XR-Linear candidate generator (learned semantic matching from clicks).
+
+Trained on query -> clicked-item pairs plus each item's own text as a pseudo-query (so every item
+is reachable, and a catalog without any clicks still gets a working cold-start model). Queries are
+vectorized with :class:`~strategies.xmr.features.TfidfFeaturizer` (word 1-3-grams + character
+trigrams), labels are catalog rows, and :class:`~strategies.xmr.model.XRModel` does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from ltrr.catalog import Catalog
+from ltrr.errors import ConfigError, DataError
+from ltrr.params import Params, validate_params
+from ltrr.types import QueryBatch, RetrievalResult
+from strategies.base import CandidateGenerator
+from strategies.xmr.features import TfidfFeaturizer
+from strategies.xmr.model import XRConfig, XRModel
+
+__all__ = ["XRLinear", "XRLinearParams", "train_from_pairs"]
+
+log = logging.getLogger(__name__)
+
+
+class XRLinearParams(Params):
+    """Hyperparameters of :class:`XRLinear` (defaults follow PECOS XR-Linear).
+
+    Parameters
+    ----------
+    branching
+        B, the out-degree of the label tree (>= 2).
+    max_leaf_size
+        Leaf clusters hold at most about this many items.
+    beam
+        Beam width of the tree search (>= 1).
+    threshold
+        Matcher weights below this absolute value are pruned.
+    C
+        Loss weight of the squared-hinge matchers (regularization is 1/2 ||w||^2).
+    negatives
+        ``"tfn"`` teacher-forcing negatives; ``"tfn+man"`` adds matcher-aware negatives.
+    transform
+        Score transform multiplied down the tree path.
+    word_ngrams, char_ngrams, min_df
+        Query features (see :class:`~strategies.xmr.features.TfidfFeaturizer`).
+    text_fields
+        Catalog fields composed into each item's pseudo-query.
+    extra_pseudo_queries
+        More pseudo-queries per item, each a list of fields (e.g. ``[["directors", "title"]]``).
+    seed
+        Seeds the k-means tree; the rest is deterministic.
+    """
+
+    branching: int = Field(16, ge=2)
+    max_leaf_size: int = Field(100, ge=1)
+    beam: int = Field(10, ge=1)
+    threshold: float = Field(0.1, ge=0.0)
+    C: float = Field(1.0, gt=0.0)
+    bias: float = 1.0
+    negatives: Literal["tfn", "tfn+man"] = "tfn"
+    transform: Literal["l3-hinge", "l2-hinge", "sigmoid"] = "l3-hinge"
+    kmeans_iters: int = Field(20, ge=1)
+    newton_iters: int = Field(8, ge=1)
+    cg_iters: int = Field(20, ge=1)
+    word_ngrams: int = Field(3, ge=0)
+    char_ngrams: int = Field(3, ge=0)
+    min_df: int = Field(1, ge=1)
+    text_fields: tuple[str, ...] = Field(("title", "text"), min_length=1)
+    extra_pseudo_queries: tuple[tuple[str, ...], ...] = ()
+    seed: int = 0
+
+
+def _config(p: XRLinearParams) -> XRConfig:
+    return XRConfig(branching=p.branching, max_leaf_size=p.max_leaf_size, kmeans_iters=p.kmeans_iters,
+                    seed=p.seed, C=p.C, bias=p.bias, threshold=p.threshold, negatives=p.negatives,
+                    newton_iters=p.newton_iters, cg_iters=p.cg_iters, beam=p.beam,
+                    transform=p.transform)
+
+
+class XRLinear(CandidateGenerator):
+    """XR-Linear tree over catalog rows; see the module docstring."""
+
+    type_name = "xmr"
+    format_version = 1
+    Params = XRLinearParams
+
+    def __init__(self, params: XRLinearParams | dict[str, Any] | None = None, *, name: str | None = None):
+        super().__init__(params, name=name)
+        if self.params.word_ngrams == 0 and self.params.char_ngrams == 0:
+            raise ConfigError(
+                f"strategy {self.name!r}: word_ngrams and char_ngrams cannot both be 0 (no features)."
+            )
+        self.featurizer_: TfidfFeaturizer | None = None
+        self.model_: XRModel | None = None
+        self.n_pairs_ = 0
+        self.n_pseudo_ = 0
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, catalog: Catalog) -> None:
+        log.info("%s: cold start, training on the text of %d items as pseudo-queries",
+                 self.name, len(catalog))
+        self._train(catalog, [], np.empty(0, dtype=np.int64))
+
+    def fit_pairs(self, catalog: Catalog, queries: Sequence[str], item_rows: Sequence[int] | np.ndarray) -> Self:
+        """Train from query -> clicked-item pairs (``item_rows`` are catalog rows) plus item text.
+
+        Rows outside the catalog are reported (count and first examples) and skipped. With no
+        usable pair at all, training falls back to the items' text and warns.
+        """
+        rows = np.asarray(item_rows, dtype=np.int64).ravel()
+        queries = list(queries)
+        if rows.size != len(queries):
+            raise DataError(
+                f"fit_pairs needs one item row per query; got {len(queries)} queries and {rows.size} rows."
+            )
+        bad = (rows < 0) | (rows >= len(catalog))
+        if bad.any():
+            where = np.flatnonzero(bad)[:5]
+            examples = ", ".join(f"{queries[i]!r} -> {int(rows[i])}" for i in where)
+            warnings.warn(f"{self.name}: skipped {int(bad.sum())} click pair(s) whose item is not in "
+                          f"the catalog of {len(catalog)} items; first: {examples}", stacklevel=2)
+        keep = ~bad & np.array([bool(q.strip()) for q in queries], dtype=bool)
+        queries = [q for q, k in zip(queries, keep, strict=True) if k]
+        rows = rows[keep]
+        if not queries:
+            warnings.warn(f"{self.name}: no click pairs to train on; falling back to item text "
+                          f"({len(catalog)} items as pseudo-queries, cold start).", stacklevel=2)
+        self._train(catalog, queries, rows)
+        self.n_items_ = len(catalog)
+        return self
+
+    def _train(self, catalog: Catalog, queries: list[str], rows: np.ndarray) -> None:
+        p = self.params
+        texts: list[str] = list(queries)
+        labels: list[int] = rows.tolist()
+        for fields in (p.text_fields, *p.extra_pseudo_queries):
+            composed = catalog.compose(fields)
+            for i, t in enumerate(composed):
+                if t.strip():
+                    texts.append(t)
+                    labels.append(i)
+        self.n_pairs_ = len(queries)
+        self.n_pseudo_ = len(texts) - len(queries)
+        if not texts:
+            raise DataError(f"{self.name}: nothing to train on (no click pairs and no item text in "
+                            f"fields {list(p.text_fields)}).")
+        # identical query strings become one training row with all their clicked items
+        uniq: dict[str, int] = {}
+        qrow = np.array([uniq.setdefault(t.strip().lower(), len(uniq)) for t in texts], dtype=np.int64)
+        first = {}
+        for t in texts:
+            first.setdefault(t.strip().lower(), t)
+        uniq_texts = list(first.values())
+        y = sp.csr_matrix((np.ones(qrow.size), (qrow, np.asarray(labels, dtype=np.int64))),
+                          shape=(len(uniq_texts), len(catalog)))
+        y.sum_duplicates()
+        y.data[:] = 1.0
+        self.featurizer_ = TfidfFeaturizer(p.word_ngrams, p.char_ngrams, p.min_df)
+        x = self.featurizer_.fit_transform(uniq_texts)
+        self.model_ = XRModel(_config(p)).fit(x, y)
+
+    # ------------------------------------------------------------------ serving
+    def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
+        if self.model_ is None or self.featurizer_ is None:
+            raise RuntimeError(f"{self.name}: retrieve called before fit.")
+        x = queries.cached(f"xmr-tfidf:{self.name}:{id(self.featurizer_)}", self.featurizer_.transform)
+        ids, scores = self.model_.predict(x, k)
+        scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        return RetrievalResult(ids.astype(np.int64), scores)
+
+    def cost_ms(self, k: int) -> float:
+        return 0.5 + 0.0005 * k
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self, directory: Path) -> None:
+        self.featurizer_.save(directory)
+        self.model_.save(directory)
+
+    def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
+        self.featurizer_ = TfidfFeaturizer.load(directory)
+        self.model_ = XRModel.load(directory)
+        self.n_pairs_ = int(manifest.get("n_pairs", 0))
+        self.n_pseudo_ = int(manifest.get("n_pseudo", 0))
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        return {"n_pairs": self.n_pairs_, "n_pseudo": self.n_pseudo_}
+
+
+def train_from_pairs(catalog: Catalog, queries: Sequence[str], item_ids: Sequence[str],
+                     params: XRLinearParams | dict[str, Any] | None = None,
+                     name: str | None = None) -> XRLinear:
+    """Train an :class:`XRLinear` from a click log's (query, clicked item id) pairs.
+
+    External item ids are mapped to catalog rows; ids not in the catalog are reported (count and
+    first examples) and skipped. This is what ``ltrr`` calls to (re)train the model from its
+    accumulated click log.
+    """
+    if isinstance(params, dict) or params is None:
+        params = validate_params(XRLinearParams, params, "strategy 'xmr'")
+    queries = list(queries)
+    item_ids = [str(i) for i in item_ids]
+    if len(queries) != len(item_ids):
+        raise DataError(f"train_from_pairs needs one item id per query; got {len(queries)} queries "
+                        f"and {len(item_ids)} item ids.")
+    rows = catalog.rows_of(item_ids)
+    unknown = np.flatnonzero(rows < 0)
+    if unknown.size:
+        examples = ", ".join(repr(item_ids[i]) for i in unknown[:5])
+        warnings.warn(f"{name or 'xmr'}: skipped {unknown.size} click pair(s) with item ids not in the "
+                      f"catalog; first: {examples}", stacklevel=2)
+        keep = rows >= 0
+        queries = [q for q, k in zip(queries, keep, strict=True) if k]
+        rows = rows[keep]
+    return XRLinear(params, name=name).fit_pairs(catalog, queries, rows)
