@@ -74,7 +74,11 @@ _MAX_ATTEMPTS = 50  # draws per query before a type is declared unable to produc
 
 @dataclass(frozen=True)
 class SimQuery:
-    """One simulated query: id, text, type and graded relevance ``{catalog row: grade}``."""
+    """One simulated query: id, text, type and graded relevance ``{catalog row: grade}``.
+
+    Streams hand out the same object for every repeat of a query, so treat ``relevant`` as
+    read-only.
+    """
 
     qid: str
     text: str
