@@ -188,6 +188,7 @@ class BM25(CandidateGenerator):
         self._ptr = post.indptr.astype(np.int64)
         self._ix = post.indices.astype(np.int64 if n_docs >= 2**31 else np.int32)
         self._val = post.data
+        self._nonneg = bool((post.data >= 0).all())  # false only if the mean idf is negative
         # expected postings per query token: df of a token drawn like corpus tokens
         cf = np.asarray(tf.sum(axis=0), dtype=np.float64).ravel()
         self._postings_per_token = float(df @ cf / cf.sum()) if cf.sum() > 0 else 0.0
@@ -212,8 +213,10 @@ class BM25(CandidateGenerator):
                         np.fromiter(counts.values(), dtype=np.float64, count=len(counts))))
         return out
 
-    def _score_query(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents with a non-zero score for one query (ascending) and their scores."""
+    def _score_query(self, terms: np.ndarray, weights: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
+        """One query's scores: ``(docs, scores)`` of the documents scoring non-zero (ascending
+        docs), or, when the query gathers many postings, a dense ``float64[n_docs]`` vector."""
         ptr, ix, val = self._ptr, self._ix, self._val
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
@@ -225,37 +228,46 @@ class BM25(CandidateGenerator):
             idx = np.concatenate([ix[a:e] for a, e in zip(starts, ends, strict=True)])
             contrib = np.concatenate([val[a:e] * w for a, e, w in zip(starts, ends, weights, strict=True)])
             n_docs = self.tf_.shape[0]
-            if idx.size == 0:  # every query term has idf 0
-                docs, scores = idx, contrib
-            elif idx.size < _SPARSE_SUM_RATIO * n_docs:
-                order = np.argsort(idx, kind="stable")
-                idx = idx[order]
-                first = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-                docs, scores = idx[first], np.add.reduceat(contrib[order], first)
-            else:
-                dense = np.bincount(idx, weights=contrib, minlength=n_docs)
-                docs = np.flatnonzero(dense)
-                return docs, dense[docs]
+            if idx.size >= max(_SPARSE_SUM_RATIO * n_docs, 1):
+                return np.bincount(idx, weights=contrib, minlength=n_docs)
+            # few postings: sum per document by a stable sort (same order of addition as bincount)
+            order = np.argsort(idx, kind="stable")
+            idx = idx[order]
+            first = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]]) if idx.size else idx
+            docs, scores = idx[first], np.add.reduceat(contrib[order], first) if idx.size else contrib
         keep = scores != 0
         if not keep.all():
             docs, scores = docs[keep], scores[keep]
         return docs, scores
+
+    def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """One query's best ``k`` documents and scores (prior included), best first."""
+        scored = self._score_query(terms, weights)
+        qp = self.params.quality_prior
+        if isinstance(scored, np.ndarray):
+            if qp == 0 and self._nonneg:
+                # unmatched documents score 0 and every score is >= 0: select on the dense
+                # vector directly instead of first listing the matched documents
+                top = _top_k_dense(scored, k)
+                return top, scored[top]
+            docs = np.flatnonzero(scored)
+            scored = docs, scored[docs]
+        docs, scores = scored
+        if qp > 0 and docs.size:
+            scores = scores + qp * self.prior_[docs]
+        top = _top_k_sorted(docs, scores, k)
+        return docs[top], scores[top]
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         self._check_fitted()
         n_q = len(queries)
         ids = np.full((n_q, k), PAD_ID, dtype=np.int64)
         out = np.full((n_q, k), -np.inf, dtype=np.float32)
-        qp = self.params.quality_prior
         for qi, (terms, weights) in enumerate(self._query_terms(queries)):
-            docs, scores = self._score_query(terms, weights)
-            if docs.size == 0:
-                continue
-            if qp > 0:
-                scores = scores + qp * self.prior_[docs]
-            top = _top_k_sorted(docs, scores, k)
-            ids[qi, : top.size] = docs[top]
-            out[qi, : top.size] = scores[top]
+            docs, scores = self._query_top_k(terms, weights, k)
+            ids[qi, : docs.size] = docs
+            out[qi, : docs.size] = scores
         return RetrievalResult(ids, out)
 
     def score_items(self, queries: QueryBatch | Sequence[str] | str, rows: np.ndarray) -> np.ndarray:
@@ -371,4 +383,20 @@ def _top_k_sorted(docs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         return top[np.lexsort((top, neg[top]))]
     # a tie straddles the cut: every score tied with the k-th competes, lower docs first
     cand = np.flatnonzero(scores >= kth)
+    return cand[np.argsort(neg[cand], kind="stable")[:k]]
+
+
+def _top_k_dense(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` best positive entries of a non-negative dense score vector, best first,
+    lower row on ties; zero entries (documents that matched nothing) are never returned."""
+    neg = -scores
+    if scores.size > k:
+        part = np.argpartition(neg, k)
+        top = part[:k]
+        kth = scores[top].min()
+        if kth > 0 and scores[part[k]] < kth:
+            return top[np.lexsort((top, neg[top]))]
+        cand = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores)
+    else:
+        cand = np.flatnonzero(scores)
     return cand[np.argsort(neg[cand], kind="stable")[:k]]

@@ -334,15 +334,17 @@ def test_sparse_and_dense_accumulation_agree(fitted, queries, monkeypatch, ratio
 
 
 def test_top_k_tie_break_matches_a_full_sort() -> None:
-    from strategies.bm25 import _top_k_sorted
+    from strategies.bm25 import _top_k_dense, _top_k_sorted
 
     rng = np.random.default_rng(np.random.SeedSequence(3))
-    for _ in range(200):
+    for _ in range(300):
         n = int(rng.integers(1, 40))
-        scores = rng.integers(0, 4, size=n).astype(np.float64)  # many ties
+        scores = rng.integers(0, 4, size=n).astype(np.float64)  # many ties, zeros = unmatched
         k = int(rng.integers(1, 45))
         expected = np.lexsort((np.arange(n), -scores))[:k]
         np.testing.assert_array_equal(_top_k_sorted(np.arange(n), scores, k), expected)
+        positive = expected[scores[expected] > 0]
+        np.testing.assert_array_equal(_top_k_dense(scores, k), positive)
 
 
 def test_cost_grows_with_depth_and_corpus(fitted) -> None:
