@@ -97,7 +97,7 @@ class Engine:
             p = validate_params(klass.Params, params, f"strategies[{i}] ({sc.name}).params")
             strategies[sc.name] = klass(p, name=sc.name).fit(catalog)
         policy = cls._build_policy(config)
-        features = FeatureBuilder(catalog, list(strategies), config.catalog.text_fields)
+        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
         ranker = registry.get("ranker", config.ranker.type)(features.schema, dict(config.ranker.params))
         events = EventLog(config.store.events_path, config.store.synchronous)
         return cls(config, catalog, strategies, policy, ranker, features,
@@ -153,7 +153,7 @@ class Engine:
         cands = Candidates.union(plan.strategies, rows)
         t4 = time.perf_counter()
         timings["union"] = (t4 - t3) * 1e3
-        feats = self.features.build(query, cands)
+        feats = self.features.build(batch, cands)
         scores = self.ranker.score(feats)
         order = np.lexsort((np.arange(len(cands)), -scores))[:k]
         page = cands.items[order]
@@ -164,7 +164,8 @@ class Engine:
             candidates=cands, features=feats, page=page, page_scores=scores[order].astype(np.float32),
             page_ids=tuple(self.catalog.ids[i] for i in page),
             model_versions={"policy": f"{self.policy.type_name}@{self.policy.n_updates_}",
-                            "ranker": self.ranker.version_},
+                            "ranker": self.ranker.version_,
+                            "features": self.features.schema.fingerprint},
             timings_ms=timings,
         )
         self.events.append(decision)
@@ -220,17 +221,13 @@ class Engine:
 
     def retrain_ranker(self) -> bool:
         """Retrain the ranker from logged features of recent events with clicks."""
-        X, y, groups = [], [], []
-        for ev, clicks in self.events.training_events(self.config.ranker.train_window):
-            if ev.features.shape[1] != len(self.features.schema.names) or ev.page_idx.size == 0:
-                continue
-            X.append(ev.features[ev.page_idx])
-            y.append(np.array([1.0 if clicks.get(i, 0) > 0 else 0.0 for i in ev.page_ids]))
-            groups.append(ev.page_idx.size)
+        from ltrr.ranking.training import fit_from_clicks, training_set
+
+        data = training_set(self.events.training_events(self.config.ranker.train_window), self.features.schema)
         self._feedback_since_train = 0
-        if len(groups) < 10:
+        if data.n_queries < 10:
             return False
-        self.ranker.fit(np.concatenate(X), np.concatenate(y), np.asarray(groups))
+        self.last_training_report = fit_from_clicks(self.ranker, data)
         return True
 
     # ------------------------------------------------------------------ persistence
@@ -268,7 +265,7 @@ class Engine:
             strategies[sc.name] = klass.load(directory / "strategies" / sc.name)
         policy_cls = registry.get("policy", config.policy.type)
         policy = policy_cls.load(directory / "policy")
-        features = FeatureBuilder(catalog, list(strategies), config.catalog.text_fields)
+        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
         ranker = LambdaMARTRanker.load(directory / "ranker", expected_schema=features.schema)
         events = EventLog(config.store.events_path, config.store.synchronous)
         return cls(config, catalog, strategies, policy, ranker, features,

@@ -1,33 +1,62 @@
 """Ranker features of a candidate union, computed batched for all candidates of a query.
 
-Per strategy: its score, its rank and a found-by flag (score and rank are NaN when the strategy
-did not find the item, so LightGBM treats them as missing rather than 0). Per item: log
-popularity. Per query-item pair: the fraction of query tokens found in the title and in the
-indexed text. The schema (ordered names + version) is saved with every ranker.
+The schema (ordered names + version + fingerprint) depends on the engine's strategies: a feature
+whose source is not in the engine is not in the schema. Groups, in order:
+
+* provenance, per strategy ``s``: ``s_score``, ``s_rank``, ``s_found`` — score and rank are NaN
+  when ``s`` did not find the item, so LightGBM treats them as missing rather than 0;
+* ``s_match``, per strategy with a batched ``score_items`` (dense: cosine; XMR: its score),
+  computed for *every* candidate, also those ``s`` did not retrieve (except the BM25 strategy
+  reused for ``bm25_text``);
+* ``s_ctr``, ``s_impressions``, ``s_clicks``, per strategy with ``item_stats`` (the click
+  memory): decayed counts of the (query, item) pair; CTR is NaN for a pair never shown;
+* ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
+* ``title_overlap``, ``text_overlap``: fraction of query tokens in the title / text;
+  ``title_trigram_overlap``: fraction of the query's character trigrams in the title;
+* ``log_popularity``; query hints ``query_tokens``, ``query_chars``, ``query_digit_frac``,
+  ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
+
+Every group is a handful of numpy/scipy operations over the whole union: sparse row gathers and
+sparse-matrix x vector products, no Python loop over candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from ltrr import registry
 from ltrr.catalog import Catalog
-from ltrr.text import Analyzer
-from ltrr.types import Candidates
+from ltrr.text import Analyzer, fold_accents
+from ltrr.types import Candidates, QueryBatch
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_WORD = re.compile(r"\w+")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
 class FeatureSchema:
+    """Ordered feature names plus a version; ``fingerprint`` identifies the exact layout."""
+
     names: tuple[str, ...]
     version: int = SCHEMA_VERSION
 
+    @property
+    def fingerprint(self) -> str:
+        blob = f"{self.version}:" + "\x1f".join(self.names)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "version": self.version}
+        return {"names": list(self.names), "version": self.version, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSchema:
@@ -36,66 +65,161 @@ class FeatureSchema:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
+    def diff(self, other: FeatureSchema) -> tuple[list[str], list[str]]:
+        """Names of ``other`` missing here, and names here that ``other`` lacks."""
+        mine, theirs = set(self.names), set(other.names)
+        return [n for n in other.names if n not in mine], [n for n in self.names if n not in theirs]
+
+
+def _trigrams(text: str) -> list[str]:
+    s = " " + _SPACES.sub(" ", fold_accents(text).lower()).strip() + " "
+    return [s[i:i + 3] for i in range(len(s) - 2)] if len(s) > 3 else []
+
+
+def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones_like(m.data, dtype=np.float32), m.indices, m.indptr), shape=m.shape)
+
+
+class _FieldIndex:
+    """BM25 term scores (docs x vocab CSR) of one field, from a fitted BM25 strategy's counts.
+
+    Precomputing ``idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))`` per (doc, term) makes a
+    query's scores for any set of items one sparse row gather and one matrix-vector product; the
+    numbers equal the strategy's own ``score_items`` (tested).
+    """
+
+    def __init__(self, bm25: Any):
+        self.bm25 = bm25
+        self.vocab: dict[str, int] = bm25.vocab_
+        tf = bm25.tf_.tocsr()
+        k1, b = float(bm25.params.k1), float(bm25.params.b)
+        doc_len = np.asarray(tf.sum(axis=1), dtype=np.float64).ravel()
+        avgdl = float(doc_len.mean()) if doc_len.size else 0.0
+        rel = doc_len / avgdl if avgdl > 0 else np.zeros_like(doc_len)
+        norm = k1 * (1.0 - b + b * rel)
+        counts = tf.data.astype(np.float64)
+        row_of = np.repeat(np.arange(tf.shape[0]), np.diff(tf.indptr))
+        data = np.asarray(bm25.idf_)[tf.indices] * (counts * (k1 + 1.0) / (counts + norm[row_of]))
+        self.scores = sp.csr_matrix((data, tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
+        self.present = _binary(tf)
+
+    def query(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """Dense term-count and term-indicator vectors of the query, and its distinct tokens."""
+        toks = self.bm25.analyzer(text)
+        counts = np.zeros(self.scores.shape[1], dtype=np.float64)
+        ids = [self.vocab[t] for t in toks if t in self.vocab]
+        if ids:
+            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1.0)
+        return counts, (counts > 0).astype(np.float32), len(set(toks))
+
 
 class FeatureBuilder:
-    """Builds the ``float32[n_candidates, n_features]`` matrix for one query's union."""
+    """Builds the ``float32[n_candidates, n_features]`` matrix for one query's union.
 
-    def __init__(self, catalog: Catalog, strategies: Sequence[str], text_fields: Sequence[str],
-                 analyzer: Analyzer | None = None):
+    Parameters
+    ----------
+    catalog
+        The engine's catalog (row ``i`` = item ``i``).
+    strategies
+        Strategy instances by name (the engine's), or just their names; with names only, the
+        features that need a strategy's state (``_match``, click-memory counts) are left out.
+    text_fields
+        Fields composed into the text that ``bm25_text`` and ``text_overlap`` match against.
+    analyzer
+        Tokenizer of the title/text fields when no BM25 strategy over those fields is reused.
+    """
+
+    def __init__(self, catalog: Catalog, strategies: Sequence[str] | Mapping[str, Any],
+                 text_fields: Sequence[str], analyzer: Analyzer | None = None):
+        instances = dict(strategies) if isinstance(strategies, Mapping) else {}
         self.strategies = tuple(strategies)
-        self.analyzer = analyzer or Analyzer(strip_accents=True)
-        self.log_pop = np.log1p(np.maximum(catalog.popularity, 0.0)).astype(np.float32)
-        self.vocab: dict[str, int] = {}
-        title_rows = self._binary_rows(catalog.titles)
-        text_rows = self._binary_rows(catalog.compose(text_fields))
-        n_terms = max(len(self.vocab), 1)
-        self.title_terms = self._matrix(title_rows, len(catalog), n_terms)
-        self.text_terms = self._matrix(text_rows, len(catalog), n_terms)
-        names = []
-        for s in self.strategies:
-            names += [f"{s}_score", f"{s}_rank", f"{s}_found"]
-        names += ["log_popularity", "title_overlap", "text_overlap", "query_tokens", "n_found_by"]
-        self.schema = FeatureSchema(tuple(names))
-
-    def _binary_rows(self, texts: Sequence[str]) -> tuple[list[int], list[int]]:
+        self.text_fields = tuple(text_fields)
+        self.log_pop = np.log1p(np.maximum(np.asarray(catalog.popularity, dtype=np.float64), 0.0)).astype(np.float32)
+        bm25_cls = registry.get("strategy", "bm25")
+        analyzer_opts = {"strip_accents": True} if analyzer is None else {
+            "strip_accents": analyzer.strip_accents, "stem": analyzer.stem, "stop_words": analyzer.stop_words}
+        reused = None
+        for name, strat in instances.items():
+            if (getattr(strat, "type_name", None) == "bm25" and getattr(strat, "tf_", None) is not None
+                    and tuple(strat.params.text_fields) == self.text_fields):
+                reused = name
+                break
+        text_bm25 = instances[reused] if reused else bm25_cls(
+            {"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog)
+        title_bm25 = bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog)
+        self._title = _FieldIndex(title_bm25)
+        self._text = _FieldIndex(text_bm25)
+        tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
-        for text in texts:
-            ids = {self.vocab.setdefault(t, len(self.vocab)) for t in self.analyzer(text)}
+        for title in catalog.titles:
+            ids = {tri_vocab.setdefault(g, len(tri_vocab)) for g in _trigrams(title)}
             indices.extend(sorted(ids))
             indptr.append(len(indices))
-        return indptr, indices
+        self._tri_vocab = tri_vocab
+        self._title_tri = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            shape=(len(catalog), max(len(tri_vocab), 1)))
+        self._match = [(n, s) for n, s in instances.items()
+                       if callable(getattr(s, "score_items", None)) and n != reused]
+        self._memory = [(n, s) for n, s in instances.items() if callable(getattr(s, "item_stats", None))]
+        names: list[str] = []
+        for s in self.strategies:
+            names += [f"{s}_score", f"{s}_rank", f"{s}_found"]
+        names += [f"{n}_match" for n, _ in self._match]
+        for n, _ in self._memory:
+            names += [f"{n}_ctr", f"{n}_impressions", f"{n}_clicks"]
+        names += ["bm25_title", "bm25_text", "title_overlap", "text_overlap", "title_trigram_overlap",
+                  "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
+                  "query_single_token", "n_found_by", "best_rank"]
+        self.schema = FeatureSchema(tuple(names))
+        self._col = {n: i for i, n in enumerate(names)}
 
-    @staticmethod
-    def _matrix(rows: tuple[list[int], list[int]], n_rows: int, n_cols: int) -> sp.csr_matrix:
-        indptr, indices = rows
-        data = np.ones(len(indices), dtype=np.float32)
-        return sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-                             shape=(n_rows, n_cols))
-
-    def _query_vector(self, query: str) -> tuple[np.ndarray, int]:
-        toks = set(self.analyzer(query))
-        ids = np.array(sorted(self.vocab[t] for t in toks if t in self.vocab), dtype=np.int64)
-        return ids, len(toks)
-
-    def build(self, query: str, cands: Candidates) -> np.ndarray:
+    def build(self, query: str | QueryBatch, cands: Candidates) -> np.ndarray:
+        """Features of every candidate of one query (``query`` may be the request's batch, so
+        strategies reuse its memo, e.g. the query embedding)."""
+        batch = QueryBatch.of(query)
+        text = batch.texts[0]
         n, s = len(cands), len(self.strategies)
-        out = np.empty((n, self.schema.names.__len__()), dtype=np.float32)
+        out = np.empty((n, len(self.schema.names)), dtype=np.float32)
         if n == 0:
             return out
-        out[:, 0 : 3 * s : 3] = cands.scores
-        out[:, 1 : 3 * s : 3] = cands.ranks
+        col = self._col
+        items = cands.items
+        out[:, 0: 3 * s: 3] = cands.scores
+        out[:, 1: 3 * s: 3] = cands.ranks
         found = cands.found
-        out[:, 2 : 3 * s : 3] = found
-        base = 3 * s
-        out[:, base] = self.log_pop[cands.items]
-        q_ids, n_tok = self._query_vector(query)
-        if q_ids.size:
-            denom = float(max(n_tok, 1))
-            out[:, base + 1] = np.asarray(self.title_terms[cands.items][:, q_ids].sum(axis=1)).ravel() / denom
-            out[:, base + 2] = np.asarray(self.text_terms[cands.items][:, q_ids].sum(axis=1)).ravel() / denom
+        out[:, 2: 3 * s: 3] = found
+        for name, strat in self._match:
+            out[:, col[f"{name}_match"]] = strat.score_items(batch, items[None, :])[0]
+        for name, strat in self._memory:
+            imp, clk = strat.item_stats(text, items)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[:, col[f"{name}_ctr"]] = np.where(imp > 0, clk / imp, np.nan)
+            out[:, col[f"{name}_impressions"]] = imp
+            out[:, col[f"{name}_clicks"]] = clk
+        for field, idx in (("title", self._title), ("text", self._text)):
+            counts, present, n_tok = idx.query(text)
+            rows = idx.scores[items]
+            out[:, col[f"bm25_{field}"]] = rows @ counts
+            hit = _binary(rows) @ present
+            out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
+        grams = {self._tri_vocab.get(g, -1) for g in _trigrams(text)} if text.strip() else set()
+        n_grams = len(_trigrams(text)) and len(set(_trigrams(text)))
+        known = np.array(sorted(g for g in grams if g >= 0), dtype=np.int64)
+        if n_grams and known.size:
+            vec = np.zeros(self._title_tri.shape[1], dtype=np.float32)
+            vec[known] = 1.0
+            out[:, col["title_trigram_overlap"]] = (self._title_tri[items] @ vec) / n_grams
         else:
-            out[:, base + 1] = 0.0
-            out[:, base + 2] = 0.0
-        out[:, base + 3] = n_tok
-        out[:, base + 4] = found.sum(axis=1)
+            out[:, col["title_trigram_overlap"]] = 0.0
+        out[:, col["log_popularity"]] = self.log_pop[items]
+        toks = _WORD.findall(text.lower())
+        stripped = text.strip()
+        out[:, col["query_tokens"]] = len(toks)
+        out[:, col["query_chars"]] = len(stripped)
+        out[:, col["query_digit_frac"]] = sum(c.isdigit() for c in stripped) / max(len(stripped), 1)
+        out[:, col["query_has_year"]] = 1.0 if _YEAR.search(text) else 0.0
+        out[:, col["query_single_token"]] = 1.0 if len(toks) == 1 else 0.0
+        out[:, col["n_found_by"]] = found.sum(axis=1)
+        out[:, col["best_rank"]] = np.fmin.reduce(cands.ranks, axis=1) if s else np.nan
         return out

@@ -152,6 +152,24 @@ class ClickMemory(CandidateGenerator):
             out.scores[qi, : order.size] = ctr[order]
         return out
 
+    def item_stats(self, query: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decayed ``(impressions, clicks)`` of (query, item) for catalog ``rows`` (0 if unseen).
+
+        One SQLite read per query, then a vectorized lookup: used as ranker features.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        imp_out = np.zeros(rows.shape, dtype=np.float64)
+        clk_out = np.zeros(rows.shape, dtype=np.float64)
+        items, imp, clk = self._decayed(normalize_query(query), None)
+        if items.size and rows.size:
+            order = np.argsort(items)
+            pos = np.searchsorted(items, rows, sorter=order)
+            pos = order[np.minimum(pos, items.size - 1)]
+            hit = items[pos] == rows
+            imp_out[hit] = imp[pos[hit]]
+            clk_out[hit] = clk[pos[hit]]
+        return imp_out, clk_out
+
     def query_stats(self, texts: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
         """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``
         (decayed clicks / impressions over all of the query's items, 0 when unseen)."""

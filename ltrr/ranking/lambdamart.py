@@ -3,14 +3,21 @@
 Before it has been trained, the ranker orders candidates by reciprocal rank fusion of the
 strategies' ranks (a strong unsupervised prior), so a fresh engine serves sensible pages. Saved as
 LightGBM's own text model plus the JSON feature schema; no pickle.
+
+``fit`` is the plain learner: whatever rows, labels, per-row weights and display positions it is
+given go straight into one ``lightgbm.Dataset`` and ``lightgbm.train`` — with the same parameters
+it yields the very model plain LightGBM does. How clicks become those inputs (position-debiased
+lambdarank, inverse-propensity weights, the held-out split) is :mod:`ltrr.ranking.training`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -20,6 +27,8 @@ from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema
 from ltrr.params import Params, validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
+
+Debias = Literal["none", "position", "ipw"]
 
 
 class LambdaMARTParams(Params):
@@ -31,6 +40,20 @@ class LambdaMARTParams(Params):
     rrf_k: float = Field(60.0, gt=0.0)
     seed: int = 0
     num_threads: int = Field(1, ge=0)
+    #: how clicks are debiased for position: "none" (naive), "position" (LightGBM's
+    #: position-debiased lambdarank, Dataset ``position``), "ipw" (inverse PBM examination
+    #: probabilities estimated from the log by EM, as row weights)
+    debias: Debias = "position"
+    #: largest inverse-propensity weight (clipping bounds the variance of IPW)
+    ipw_clip: float = Field(10.0, ge=1.0)
+    #: EM iterations of the PBM fit behind "ipw"
+    em_iterations: int = Field(50, gt=0)
+    #: stop when held-out NDCG@10 has not improved for this many rounds (0 = never)
+    early_stopping_rounds: int = Field(20, ge=0)
+    #: fraction of queries held out for early stopping (0 = train on all)
+    valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    #: LightGBM's L2 regularization of the learned position biases ("position" debiasing)
+    position_bias_regularization: float = Field(0.0, ge=0.0)
 
 
 class LambdaMARTRanker:
@@ -47,13 +70,16 @@ class LambdaMARTRanker:
         self.booster_: lgb.Booster | None = None
         self.version_ = "prior-rrf"
         self.n_fits_ = 0
-        self._rank_cols = np.array([i for i, n in enumerate(schema.names) if n.endswith("_rank")], dtype=np.int64)
+        self.best_iteration_ = 0
+        self._rank_cols = np.array([i for i, n in enumerate(schema.names) if n.endswith("_rank")
+                                    and n != "best_rank"], dtype=np.int64)
 
     @property
     def is_fitted(self) -> bool:
         return self.booster_ is not None
 
     def lgb_params(self) -> dict[str, Any]:
+        """The LightGBM parameters this ranker trains with (the parity benchmark reuses them)."""
         p = self.params
         return {
             "objective": "lambdarank",
@@ -62,26 +88,52 @@ class LambdaMARTRanker:
             "learning_rate": p.learning_rate,
             "num_leaves": p.num_leaves,
             "min_data_in_leaf": p.min_data_in_leaf,
+            "lambdarank_position_bias_regularization": p.position_bias_regularization,
             "seed": p.seed,
             "deterministic": True,
             "num_threads": p.num_threads,
             "verbosity": -1,
         }
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-            weight: np.ndarray | None = None) -> LambdaMARTRanker:
-        """Train on rows ``X`` with graded labels ``y``; ``groups`` are the per-query row counts."""
+    def _dataset(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, weight: np.ndarray | None,
+                 position: np.ndarray | None, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.schema.names):
             raise DataError(f"ranker expects {len(self.schema.names)} features, got shape {X.shape}")
+        groups = np.asarray(groups, dtype=np.int64)
+        if groups.sum() != X.shape[0]:
+            raise DataError(f"group sizes sum to {int(groups.sum())} but there are {X.shape[0]} rows")
+        return lgb.Dataset(X, label=np.asarray(y, dtype=np.float32), group=groups,
+                           weight=None if weight is None else np.asarray(weight, dtype=np.float64),
+                           position=None if position is None else np.asarray(position, dtype=np.int32),
+                           feature_name=list(self.schema.names), free_raw_data=True,
+                           reference=reference, params={"verbosity": -1})
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, weight: np.ndarray | None = None,
+            position: np.ndarray | None = None, *,
+            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence[Callable[..., Any]] = ()) -> LambdaMARTRanker:
+        """Train on rows ``X`` with graded labels ``y``; ``groups`` are the per-query row counts.
+
+        ``weight`` are per-row weights, ``position`` the 0-based display position of each row
+        (enables LightGBM's position-debiased lambdarank), ``valid = (X, y, groups)`` a held-out
+        set for early stopping after ``params.early_stopping_rounds`` rounds without progress.
+        """
         if not np.any(np.asarray(y) > 0):
             raise DataError("cannot train the ranker: the training rows contain no clicks")
-        ds = lgb.Dataset(X, label=np.asarray(y, dtype=np.float32), group=np.asarray(groups),
-                         weight=weight, feature_name=list(self.schema.names), free_raw_data=True,
-                         params={"verbosity": -1})
-        self.booster_ = lgb.train(self.lgb_params(), ds, num_boost_round=self.params.n_estimators)
+        ds = self._dataset(X, y, groups, weight, position)
+        cbs = list(callbacks)
+        valid_sets = []
+        if valid is not None and self.params.early_stopping_rounds > 0:
+            valid_sets = [self._dataset(*valid, None, None, reference=ds)]
+            cbs.append(lgb.early_stopping(self.params.early_stopping_rounds, first_metric_only=True,
+                                          verbose=False))
+        booster = lgb.train(self.lgb_params(), ds, num_boost_round=self.params.n_estimators,
+                            valid_sets=valid_sets, valid_names=["valid"][: len(valid_sets)], callbacks=cbs)
+        self.booster_ = booster
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
         self.n_fits_ += 1
-        text = self.booster_.model_to_string()
+        text = booster.model_to_string(num_iteration=self.best_iteration_)
         self.version_ = f"lgbm-{self.n_fits_}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
         return self
 
@@ -93,34 +145,53 @@ class LambdaMARTRanker:
         if self.booster_ is None:
             ranks = X[:, self._rank_cols]
             return np.nansum(1.0 / (self.params.rrf_k + ranks), axis=1)
-        return self.booster_.predict(X, num_threads=self.params.num_threads)
+        return self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
+                                     num_threads=self.params.num_threads)
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature additive contributions ``float64[n, n_features + 1]`` (last column: bias).
+
+        Trained: LightGBM's ``pred_contrib`` (TreeSHAP); rows sum to :meth:`score`. Untrained:
+        each strategy's reciprocal-rank term sits in its ``_rank`` column, bias 0.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        out = np.zeros((X.shape[0], X.shape[1] + 1), dtype=np.float64)
+        if X.shape[0] == 0:
+            return out
+        if self.booster_ is None:
+            ranks = X[:, self._rank_cols].astype(np.float64)
+            out[:, self._rank_cols] = np.nan_to_num(1.0 / (self.params.rrf_k + ranks), nan=0.0)
+            return out
+        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
+                                                pred_contrib=True, num_threads=self.params.num_threads))
 
     def save(self, directory: str | os.PathLike) -> None:
         with atomic_directory(directory) as tmp:
             if self.booster_ is not None:
-                self.booster_.save_model(str(tmp / "model.txt"))
+                self.booster_.save_model(str(tmp / "model.txt"), num_iteration=self.best_iteration_ or None)
             write_json(tmp / "feature_schema.json", self.schema.to_dict())
             write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(),
-                           version=self.version_, n_fits=self.n_fits_, fitted=self.booster_ is not None)
+                           version=self.version_, n_fits=self.n_fits_, fitted=self.booster_ is not None,
+                           best_iteration=self.best_iteration_)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, expected_schema: FeatureSchema | None = None) -> LambdaMARTRanker:
-        import json
-
+        """Load a saved ranker; refuse it when its feature schema is not ``expected_schema``."""
         directory = Path(directory)
         manifest = read_manifest(directory, cls.type_name, (cls.format_version,))
         schema = FeatureSchema.from_dict(json.loads((directory / "feature_schema.json").read_text()))
-        if expected_schema is not None and schema.names != expected_schema.names:
-            missing = [n for n in expected_schema.names if n not in schema.names]
-            extra = [n for n in schema.names if n not in expected_schema.names]
+        if expected_schema is not None and (schema.names != expected_schema.names
+                                            or schema.version != expected_schema.version):
+            missing, extra = schema.diff(expected_schema)
             raise PersistenceError(
-                f"{directory}: the ranker's feature schema differs from the engine's "
-                f"(missing: {missing or 'none'}; unexpected: {extra or 'none'}; order differs: "
-                f"{not missing and not extra})"
+                f"{directory}: the ranker's feature schema (v{schema.version}) differs from the "
+                f"engine's (v{expected_schema.version}) (missing: {missing or 'none'}; unexpected: "
+                f"{extra or 'none'}; order differs: {not missing and not extra})"
             )
         obj = cls(schema, manifest["params"])
         if manifest.get("fitted"):
             obj.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
+            obj.best_iteration_ = obj.booster_.current_iteration()
         obj.version_ = manifest.get("version", obj.version_)
         obj.n_fits_ = int(manifest.get("n_fits", 0))
         return obj

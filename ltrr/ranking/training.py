@@ -1,0 +1,180 @@
+"""Training the ranker from clicks on the features that were logged when the page was served.
+
+The rows are the decision events' own logged features (the event log stores every served
+candidate's feature vector), never recomputed from today's catalog or click memory, so the model
+learns from exactly what it will see at serving time (the Elasticsearch LTR plugin's and
+Metarank's feature logging). Labels are clicks; position bias is removed as configured by
+``LambdaMARTParams.debias`` (see :mod:`ltrr.ranking.debias`). Queries are split (seeded) into a
+training and a held-out part for early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ltrr.errors import DataError
+from ltrr.features import FeatureSchema
+from ltrr.ranking.debias import examination_from_clicks, ipw_weights
+from ltrr.ranking.lambdamart import LambdaMARTRanker
+
+log = logging.getLogger(__name__)
+
+#: columns where NaN is expected (a strategy did not find the item; a pair never shown)
+_EXPECTED_MISSING = ("_score", "_rank", "_ctr", "_match")
+
+
+class MissingFeatureWarning(UserWarning):
+    """NaN values in features that should always be present (they are treated as missing)."""
+
+
+@dataclass(frozen=True)
+class ClickTrainingSet:
+    """Rows of displayed results: logged features, click labels, display positions.
+
+    ``groups`` are rows per query (event); ``keys`` identify (normalized query, item) pairs for
+    the PBM fit; ``events`` are the source event ids.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    positions: np.ndarray
+    keys: np.ndarray
+    events: tuple[str, ...]
+    skipped: int = 0
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.groups.size)
+
+    def subset(self, query_idx: np.ndarray) -> ClickTrainingSet:
+        """The queries ``query_idx`` (in that order)."""
+        starts = np.r_[0, np.cumsum(self.groups)[:-1]]
+        rows = np.concatenate([np.arange(starts[i], starts[i] + self.groups[i]) for i in query_idx]) \
+            if len(query_idx) else np.empty(0, dtype=np.int64)
+        return ClickTrainingSet(self.X[rows], self.y[rows], self.groups[query_idx], self.positions[rows],
+                                self.keys[rows], tuple(self.events[i] for i in query_idx))
+
+
+def training_set(events: Iterable[tuple[Any, dict[str, float]]], schema: FeatureSchema) -> ClickTrainingSet:
+    """Build the click training set from ``(logged event, {item id: reward})`` pairs.
+
+    Events whose logged features were produced by another schema (width or fingerprint) are
+    skipped and counted.
+    """
+    X, y, groups, pos, keys, ids = [], [], [], [], [], []
+    skipped = 0
+    fp = schema.fingerprint
+    for ev, clicks in events:
+        logged_fp = ev.model_versions.get("features")
+        if (ev.features.ndim != 2 or ev.features.shape[1] != len(schema.names)
+                or (logged_fp is not None and logged_fp != fp)):
+            skipped += 1
+            continue
+        n = int(ev.page_idx.size)
+        if n == 0:
+            continue
+        X.append(ev.features[ev.page_idx])
+        y.append(np.fromiter((1.0 if clicks.get(i, 0) > 0 else 0.0 for i in ev.page_ids), np.float32, n))
+        groups.append(n)
+        pos.append(np.arange(n, dtype=np.int64))
+        q = " ".join(ev.query.lower().split())
+        keys.extend(f"{q}\x1f{i}" for i in ev.page_ids)
+        ids.append(ev.event_id)
+    if not groups:
+        f = len(schema.names)
+        return ClickTrainingSet(np.empty((0, f), np.float32), np.empty(0, np.float32), np.empty(0, np.int64),
+                                np.empty(0, np.int64), np.empty(0, dtype=object), (), skipped)
+    return ClickTrainingSet(np.concatenate(X).astype(np.float32), np.concatenate(y), np.asarray(groups),
+                            np.concatenate(pos), np.asarray(keys, dtype=object), tuple(ids), skipped)
+
+
+def count_unexpected_nan(X: np.ndarray, schema: FeatureSchema) -> dict[str, int]:
+    """NaN count per feature that should always have a value (warned about, treated as missing)."""
+    cols = [i for i, n in enumerate(schema.names) if not n.endswith(_EXPECTED_MISSING)]
+    if not cols or X.size == 0:
+        return {}
+    counts = np.isnan(X[:, cols]).sum(axis=0)
+    return {schema.names[c]: int(k) for c, k in zip(cols, counts, strict=True) if k}
+
+
+def _progress_callback(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="tree", leave=False)
+
+    def callback(env) -> None:
+        bar.update(1)
+        if env.evaluation_result_list:
+            _, metric, value, _ = env.evaluation_result_list[0][:4]
+            bar.set_postfix({metric: f"{value:.4f}"})
+        if env.iteration + 1 >= env.end_iteration:
+            bar.close()
+
+    callback.order = 5  # before early stopping (order 30) so the bar sees every round
+    return callback, bar
+
+
+def fit_from_clicks(ranker: LambdaMARTRanker, data: ClickTrainingSet, *, progress: bool = False,
+                    seed: int | None = None) -> dict[str, Any]:
+    """Fit ``ranker`` on click data with its configured debiasing; returns a training report.
+
+    Raises :class:`DataError` when there is no click. NaN in always-present features are
+    counted in a :class:`MissingFeatureWarning` and left to LightGBM as missing values.
+    """
+    if data.n_queries == 0 or not np.any(data.y > 0):
+        raise DataError("cannot train the ranker: the training log has no decision with a click "
+                        f"({data.n_queries} usable events, {data.skipped} skipped for another feature schema)")
+    p = ranker.params
+    nan = count_unexpected_nan(data.X, ranker.schema)
+    if nan:
+        msg = (f"{sum(nan.values())} NaN feature values treated as missing: "
+               + ", ".join(f"{k}={v}" for k, v in nan.items()))
+        warnings.warn(msg, MissingFeatureWarning, stacklevel=2)
+        log.warning(msg)
+    rng = np.random.default_rng(np.random.SeedSequence([p.seed if seed is None else seed, 7]))
+    order = rng.permutation(data.n_queries)
+    n_valid = int(round(p.valid_fraction * data.n_queries)) if p.early_stopping_rounds > 0 else 0
+    if data.n_queries - n_valid < 1:
+        n_valid = 0
+    train = data.subset(np.sort(order[n_valid:])) if n_valid else data
+    valid = data.subset(np.sort(order[:n_valid])) if n_valid else None
+    if not np.any(train.y > 0):
+        raise DataError("cannot train the ranker: no click in the training split")
+    weight = position = None
+    exam = None
+    if p.debias == "position":
+        position = train.positions
+    elif p.debias == "ipw":
+        exam = examination_from_clicks(data.positions, data.keys, data.y > 0, p.em_iterations)
+        weight = ipw_weights(train.positions, train.y, exam, p.ipw_clip)
+    callbacks = []
+    bar = None
+    if progress:
+        cb, bar = _progress_callback(p.n_estimators, f"train ranker ({p.debias})")
+        callbacks.append(cb)
+    valid_arg = None if valid is None or not np.any(valid.y > 0) else (valid.X, valid.y, valid.groups)
+    try:
+        ranker.fit(train.X, train.y, train.groups, weight, position, valid=valid_arg, callbacks=callbacks)
+    finally:
+        if bar is not None:
+            bar.close()
+    report: dict[str, Any] = {
+        "debias": p.debias, "queries": data.n_queries, "train_queries": train.n_queries,
+        "valid_queries": 0 if valid is None else valid.n_queries, "rows": int(data.X.shape[0]),
+        "clicks": int((data.y > 0).sum()), "skipped_events": data.skipped,
+        "best_iteration": ranker.best_iteration_, "model_version": ranker.version_,
+        "nan_features": nan, "schema": ranker.schema.fingerprint,
+    }
+    if exam is not None:
+        report["examination"] = [round(float(v), 4) for v in exam]
+    if valid_arg is not None and ranker.booster_ is not None:
+        best = ranker.booster_.best_score.get("valid", {})
+        report["valid_ndcg@10"] = float(best.get("ndcg@10", float("nan")))
+    return report
