@@ -115,6 +115,19 @@ class PlanMenu:
         return cls(names, tuple(tuple(sorted(set(options[n]))) for n in names), arr, int(budget))
 
 
+def sample_index(p: np.ndarray, rng: np.random.Generator) -> int:
+    """Draw an index with probabilities ``p`` from one uniform (faster than ``rng.choice``).
+
+    A zero-probability index is never drawn: its cdf step is empty.
+    """
+    cdf = np.cumsum(p)
+    a = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    a = min(a, p.size - 1)
+    while p[a] <= 0.0:  # only reachable through rounding at the top end of the cdf
+        a -= 1
+    return a
+
+
 class Policy(ABC):
     """Base class of policies.
 
@@ -236,7 +249,7 @@ class Policy(ABC):
     def _select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
         """Default: sample from ``_probabilities``; the propensity is exact."""
         p = self._probabilities(x)
-        a = int(rng.choice(p.size, p=p)) if p.size > 1 else 0
+        a = sample_index(p, rng)
         return self.menu.plan(a, float(p[a]), self.type_name,
                               strategy_propensities=self._marginals(p, a))
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ltrr.errors import ConfigError
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy
+from policies.base import PlanMenu, Policy, sample_index
 from policies.linear import LinearParams, RidgeArms
 
 
@@ -121,10 +121,7 @@ class FactoredPolicy(Policy):
         # drawing the whole plan from the product of the conditionals is the same distribution as
         # drawing the depths one strategy at a time, at the cost of one uniform
         p = self._probabilities(x)
-        cdf = np.cumsum(p)
-        a = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), p.size - 1))
-        while p[a] == 0.0:  # cannot happen for u < cdf[-1], kept as a guard against rounding
-            a -= 1
+        a = sample_index(p, rng)
         marg = [min(v, 1.0) for v in self._marginals(p, a)]
         return self.menu.plan(a, float(p[a]), self.type_name, strategy_propensities=marg)
 
