@@ -74,6 +74,19 @@ class StoreConfig(Params):
     synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
 
 
+class ServeConfig(Params):
+    """Settings of the HTTP service (``ltrr serve``); see docs/serving.md."""
+
+    #: feedback for a decision older than this (seconds) is rejected: the late-feedback window
+    feedback_window_s: float = Field(86400.0, gt=0.0)
+    #: request bodies larger than this many bytes are refused with 413
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    #: the learner snapshots policy, ranker and click memory at most this often (seconds)
+    snapshot_every_s: float = Field(5.0, gt=0.0)
+    #: SQLite sync mode of the commit that acknowledges feedback ("FULL" survives power loss)
+    feedback_synchronous: str = Field("FULL", pattern="^(NORMAL|FULL)$")
+
+
 class EngineConfig(Params):
     seed: int = 0
     page_size: int = Field(10, gt=0)
@@ -83,6 +96,7 @@ class EngineConfig(Params):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     #: context features the policy sees, in order (see ltrr.context.CONTEXT_FEATURES)
     context_features: list[str] | None = None
 

@@ -26,10 +26,10 @@ from ltrr import registry
 from ltrr.catalog import Catalog
 from ltrr.config import EngineConfig, parse_config
 from ltrr.context import ContextFeaturizer
-from ltrr.errors import DataError, PersistenceError, UnknownEventError
+from ltrr.errors import DataError, FeedbackExpiredError, PersistenceError, UnknownEventError
 from ltrr.features import FeatureBuilder
 from ltrr.ranking.lambdamart import LambdaMARTRanker
-from ltrr.store.events import EventLog
+from ltrr.store.events import EventLog, JournalEntry
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from ltrr.types import Candidates, Decision, Feedback, QueryBatch
 from policies.base import PlanMenu, Policy
@@ -48,6 +48,18 @@ class FeedbackResult:
     policy_updated: bool
     reward: float | None
     ranker_retrained: bool
+
+
+@dataclass(frozen=True)
+class RecordedFeedback:
+    """Feedback stored durably by :meth:`Engine.record_feedback` (not yet learned from).
+
+    ``entry`` is None when the call changed nothing (all duplicates, event already credited).
+    """
+
+    entry: JournalEntry | None
+    duplicate_events: int
+    decision_ts: float
 
 
 class Engine:
@@ -270,6 +282,103 @@ class Engine:
         events = EventLog(config.store.events_path, config.store.synchronous)
         return cls(config, catalog, strategies, policy, ranker, features,
                    ContextFeaturizer(manifest.get("context_features")), events)
+
+    # ------------------------------------------------------------------ serving
+    def reseed(self, *keys: int) -> None:
+        """Re-derive the policy and event-id generators from ``(config.seed, *keys)``.
+
+        A serving process calls this with keys unique to it (pid, start time): two processes,
+        or one restarted, would otherwise draw the same event ids from the same seed.
+        """
+        seeds = np.random.SeedSequence([int(self.config.seed), *(int(k) for k in keys)]).spawn(2)
+        with self._lock:
+            self._rng = np.random.default_rng(seeds[0])
+            self._id_rng = np.random.default_rng(seeds[1])
+
+    def record_feedback(self, feedback: Feedback, *, max_age_s: float | None = None,
+                        synchronous: str | None = None) -> RecordedFeedback:
+        """Validate feedback and store it durably with a journal entry, without learning from it.
+
+        The learning half is :meth:`apply_journal`; the service acknowledges a request once this
+        returns (the rows are committed), and one learner applies the journal in order.
+        """
+        logged = self.events.get(feedback.event_id)
+        if logged is None:
+            raise UnknownEventError(f"Unknown event id {feedback.event_id!r}: no decision with this id is in the event log")
+        shown = set(logged.page_ids)
+        for ev in feedback.events:
+            if ev.item not in shown:
+                raise DataError(f"Item {ev.item!r} was not shown in event {feedback.event_id!r}")
+        ts = time.time() if feedback.ts is None else float(feedback.ts)
+        if max_age_s is not None and ts - logged.ts > max_age_s:
+            raise FeedbackExpiredError(
+                f"Feedback for event {feedback.event_id!r} is too late: the decision was logged "
+                f"{ts - logged.ts:.0f} s ago and the late-feedback window is {max_age_s:.0f} s")
+        entry, dups = self.events.record_feedback(feedback.event_id, feedback.events, ts,
+                                                  synchronous=synchronous)
+        return RecordedFeedback(entry, dups, logged.ts)
+
+    def apply_journal(self, entry: JournalEntry) -> FeedbackResult:
+        """Learn from one journaled feedback call, as :meth:`feedback` does after storing.
+
+        Policy reward once per event (``entry.first``, from that call's clicks), click memory,
+        ranker retraining every ``ranker.retrain_every`` calls. Applying the journal in ``seq``
+        order from a state snapshot reproduces the state the live service had.
+        """
+        logged = self.events.get(entry.event_id)
+        if logged is None:
+            raise UnknownEventError(f"Unknown event id {entry.event_id!r}: no decision with this id is in the event log")
+        clicked_rows = self.catalog.rows_of([ev.item for ev in entry.events if ev.value > 0])
+        reward = None
+        with self._lock:
+            if entry.first:
+                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, clicked_rows)
+                self.policy.update(logged.x, logged.plan, reward, per_strategy)
+            shown_rows = logged.page_rows if entry.first else np.empty(0, dtype=np.int64)
+            for strat in self.strategies.values():
+                strat.observe(logged.query, shown_rows, clicked_rows, entry.ts)
+            self._feedback_since_train += 1
+            every = self.config.ranker.retrain_every
+            due = bool(every) and self._feedback_since_train >= every
+        # outside the lock: searches keep being served with the old model while LightGBM trains
+        retrained = self.retrain_ranker() if due else False
+        return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
+
+    def save_state(self, directory: str | os.PathLike, **meta: Any) -> None:
+        """Snapshot what online learning changes (policy, ranker, stateful strategies such as the
+        click memory) atomically, with ``meta`` (e.g. the journal sequence it includes).
+
+        Much lighter than :meth:`save`: indexes and the catalog are not copied.
+        """
+        with atomic_directory(directory) as tmp:
+            with self._lock:
+                self.policy.save(tmp / "policy")
+                stateful = [n for n, s in self.strategies.items() if getattr(s, "stateful", False)]
+                for name in stateful:
+                    self.strategies[name].save(tmp / "strategies" / name)
+                since_train = self._feedback_since_train
+            self.ranker.save(tmp / "ranker")
+            write_manifest(tmp, "engine-state", 1, {}, meta=dict(meta), stateful_strategies=stateful,
+                           feedback_since_train=since_train, feature_schema=self.features.schema.to_dict())
+
+    def load_state(self, directory: str | os.PathLike) -> dict[str, Any]:
+        """Restore a :meth:`save_state` snapshot into this engine; returns its ``meta``."""
+        directory = Path(directory)
+        manifest = read_manifest(directory, "engine-state", (1,))
+        policy = type(self.policy).load(directory / "policy")
+        ranker = type(self.ranker).load(directory / "ranker", expected_schema=self.features.schema)
+        with self._lock:
+            for name in manifest.get("stateful_strategies", []):
+                strat = self.strategies.get(name)
+                if strat is None:
+                    raise PersistenceError(f"{directory}: state of strategy {name!r}, which this engine does not have")
+                sub = directory / "strategies" / name
+                # in place: the feature builder holds references to stateful strategies
+                strat._load(sub, read_manifest(sub, strat.type_name, (strat.format_version,)))
+            self.policy = policy
+            self.ranker = ranker
+            self._feedback_since_train = int(manifest.get("feedback_since_train", 0))
+        return dict(manifest.get("meta", {}))
 
     def close(self) -> None:
         self.events.close()

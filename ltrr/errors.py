@@ -27,5 +27,9 @@ class UnknownEventError(LtrrError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class FeedbackExpiredError(LtrrError, ValueError):
+    """Feedback arrived after the configured late-feedback window of its event closed."""
+
+
 class PersistenceError(LtrrError):
     """A saved directory is missing, corrupt, of another type or of another format version."""

@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (event_id, item, kind)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+CREATE TABLE IF NOT EXISTS feedback_journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    first INTEGER NOT NULL,
+    events TEXT NOT NULL
+);
 """
 
 
@@ -77,11 +84,28 @@ class LoggedEvent:
     credited: bool
 
 
+@dataclass(frozen=True)
+class JournalEntry:
+    """One feedback call that changed something, in log order (``seq`` increases).
+
+    ``events`` are only the feedback events that were new; ``first`` is True when this call
+    closed the event for the policy (its first feedback, possibly empty). Replaying the journal
+    from a sequence number reproduces exactly the learning that happened after it.
+    """
+
+    seq: int
+    event_id: str
+    ts: float
+    first: bool
+    events: tuple[FeedbackEvent, ...]
+
+
 class EventLog:
     """Append-only decision log with idempotent feedback."""
 
     def __init__(self, path: str = "", synchronous: str = "NORMAL"):
         self.path = path or ":memory:"
+        self.synchronous = synchronous
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         if self.path != ":memory:":
@@ -175,6 +199,64 @@ class EventLog:
                         fb[eid][item] = value
         for row in reversed(rows):
             yield self._decode(row), fb[row[1]]
+
+    def record_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float, *,
+                        synchronous: str | None = None) -> tuple[JournalEntry | None, int]:
+        """Store feedback, mark the event credited and journal what changed, in one transaction.
+
+        Returns the journal entry (None when the call changed nothing: every event was a
+        duplicate and the event was already credited) and the number of duplicate events.
+        ``synchronous`` ("NORMAL"/"FULL") overrides the connection's setting for this commit,
+        so acknowledged feedback can be fsynced without paying that on every logged search.
+        """
+        with self._lock:
+            if synchronous is not None and self.path != ":memory:":
+                if synchronous not in ("NORMAL", "FULL"):
+                    raise ValueError(f"synchronous must be 'NORMAL' or 'FULL'; got {synchronous!r}")
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                new: list[FeedbackEvent] = []
+                for ev in events:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO feedback (event_id, item, kind, position, value, ts)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (event_id, ev.item, ev.kind, ev.position, float(ev.value), float(ts)))
+                    if cur.rowcount:
+                        new.append(ev)
+                first = self._db.execute(
+                    "UPDATE events SET credited = 1 WHERE event_id = ? AND credited = 0",
+                    (event_id,)).rowcount == 1
+                entry = None
+                if new or first:
+                    payload = json.dumps([[e.item, e.kind, e.position, float(e.value)] for e in new])
+                    cur = self._db.execute(
+                        "INSERT INTO feedback_journal (event_id, ts, first, events) VALUES (?, ?, ?, ?)",
+                        (event_id, float(ts), int(first), payload))
+                    entry = JournalEntry(int(cur.lastrowid), event_id, float(ts), first, tuple(new))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                if synchronous is not None and self.path != ":memory:":
+                    self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        return entry, len(events) - len(new)
+
+    def journal_since(self, seq: int, limit: int = 1000) -> list[JournalEntry]:
+        """Journal entries with sequence number > ``seq``, oldest first (at most ``limit``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, event_id, ts, first, events FROM feedback_journal WHERE seq > ?"
+                " ORDER BY seq LIMIT ?", (int(seq), int(limit))).fetchall()
+        return [JournalEntry(int(s), eid, float(ts), bool(first),
+                             tuple(FeedbackEvent(item, kind, pos, val) for item, kind, pos, val in json.loads(evs)))
+                for s, eid, ts, first, evs in rows]
+
+    def journal_head(self) -> int:
+        """The latest journal sequence number (0 when empty)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM feedback_journal").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:
