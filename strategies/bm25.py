@@ -128,12 +128,15 @@ class BM25(CandidateGenerator):
             )
         if rows.size:
             texts = [catalog.compose_one(int(i), self.params.text_fields) for i in expected]
-            new_tf = self._count(texts, self.vocab_)
-            n_terms = len(self.vocab_)
-            old = self.tf_
-            old.resize((n_old, n_terms))  # new terms are new (empty) columns for the old rows
-            new_tf.resize((rows.size, n_terms))
+            vocab = dict(self.vocab_)  # grown on a copy, so a failure leaves the index as it was
+            new_tf = self._count(texts, vocab)
+            n_terms = len(vocab)
+            old = self.tf_  # new terms are new (empty) columns for the old rows
+            old = sp.csr_matrix((old.data, old.indices, old.indptr), shape=(n_old, n_terms))
+            new_tf = sp.csr_matrix((new_tf.data, new_tf.indices, new_tf.indptr),
+                                   shape=(rows.size, n_terms))
             self.tf_ = sp.vstack([old, new_tf], format="csr", dtype=np.int32)
+            self.vocab_ = vocab
         self._set_prior(catalog)
         self._build_scores()
         self.n_items_ = len(catalog)
