@@ -242,6 +242,13 @@ class Engine:
         self.last_training_report = fit_from_clicks(self.ranker, data)
         return True
 
+    def explain(self, decision: Decision, top: int | None = None) -> list[dict[str, Any]]:
+        """Per result of ``decision``: provenance and per-feature contributions to its score
+        (LightGBM ``pred_contrib``; the RRF prior's per-strategy terms while untrained)."""
+        from ltrr.ranking.explain import explain_decision
+
+        return explain_decision(decision, self.ranker, self.catalog.titles, top=top)
+
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> None:
         """Save as a directory of open formats with a JSON manifest (atomic)."""

@@ -50,6 +50,7 @@ from pydantic import Field
 
 from ltrr.errors import ConfigError
 from ltrr.params import Params, validate_params
+from ltrr.ranking.debias import pbm_em
 
 __all__ = [
     "PRESETS",
@@ -324,18 +325,5 @@ def fit_pbm(positions: Any, keys: Any, clicks: Any, n_iter: int = 100, *,
     n_keys = int(key.max()) + 1 if n_keys is None else n_keys
     if pos.size and (pos.max() >= n_ranks or key.max() >= n_keys):
         raise ValueError(f"fit_pbm: a position or key is out of range (n_ranks={n_ranks}, n_keys={n_keys})")
-    c = clk.astype(np.float64)
-    rank_count = np.bincount(pos, minlength=n_ranks).astype(np.float64)
-    key_count = np.bincount(key, minlength=n_keys).astype(np.float64)
-    gamma = np.full(n_ranks, 0.5)
-    alpha = np.full(n_keys, 0.5)
-    no_click = 1.0 - c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(n_iter):
-            g, a = gamma[pos], alpha[key]
-            denom = np.maximum(1.0 - g * a, 1e-12)
-            post_exam = c + no_click * g * (1.0 - a) / denom
-            post_attr = c + no_click * a * (1.0 - g) / denom
-            gamma = np.bincount(pos, weights=post_exam, minlength=n_ranks) / rank_count
-            alpha = np.bincount(key, weights=post_attr, minlength=n_keys) / key_count
-    return gamma, alpha
+    # the EM itself lives in ltrr (the ranker's IPW debiasing uses it too): one implementation
+    return pbm_em(pos, key, clk, n_iter, n_ranks, n_keys)
