@@ -281,16 +281,19 @@ class BM25(CandidateGenerator):
         queries
             ``n`` query texts.
         rows
-            ``int[n, m]`` catalog rows to score for each query; ``-1`` pads score 0.
+            ``int[n, m]`` catalog rows to score for each query (``int[m]`` when ``n`` is 1, as
+            the dense strategy accepts); ``-1`` pads.
 
         Returns
         -------
-        ``float64[n, m]`` plain BM25 scores (no popularity prior), equal to what ``retrieve``
-        ranks by.
+        ``float64`` of ``rows``' shape: plain BM25 scores (no popularity prior), equal to what
+        ``retrieve`` ranks by; 0 where nothing matches (blank query included), NaN at pads.
         """
         self._check_fitted()
         batch = QueryBatch.of(queries)
         rows = np.asarray(rows)
+        if rows.ndim == 1 and len(batch) == 1:
+            return self.score_items(batch, rows[None, :])[0]
         if rows.ndim != 2 or rows.shape[0] != len(batch):
             raise ConfigError(
                 f"{self.name}.score_items needs rows of shape (n_queries, m) = ({len(batch)}, m); "
@@ -306,7 +309,7 @@ class BM25(CandidateGenerator):
                 f"(use -1 for padding)."
             )
         n_q, m = rows.shape
-        out = np.zeros((n_q, m), dtype=np.float64)
+        out = np.where(rows == PAD_ID, np.nan, 0.0)
         if rows.size == 0:
             return out
         terms = self._query_terms(batch)

@@ -212,15 +212,18 @@ def test_movie_fields_find_a_film_by_its_director() -> None:
 
 
 # ---------------------------------------------------------------------------- score_items
-def test_score_items_matches_retrieve_and_pads_with_zero(fitted) -> None:
+def test_score_items_matches_retrieve_and_pads_with_nan(fitted) -> None:
     texts = ["wing slipstream", "boundary layer heat transfer"]
     result = fitted.retrieve(texts, 8)
     rows = np.concatenate([result.ids, np.full((2, 2), PAD_ID)], axis=1)
     scores = fitted.score_items(texts, rows)
     assert scores.shape == (2, 10) and scores.dtype == np.float64
     np.testing.assert_allclose(scores[:, :8], result.scores, rtol=1e-6)
-    assert (scores[:, 8:] == 0).all()
+    assert np.isnan(scores[:, 8:]).all()
     assert fitted.score_items(["   "], np.array([[0, 1]])).tolist() == [[0.0, 0.0]]
+    one = fitted.score_items("wing slipstream", result.ids[0])
+    assert one.shape == (8,)
+    np.testing.assert_array_equal(one, scores[0, :8])
 
 
 def test_score_items_rejects_bad_rows(fitted) -> None:
