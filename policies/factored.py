@@ -81,6 +81,19 @@ class FactoredPolicy(Policy):
             table[prefix_id, self._opt[:, s]] = True
             allowed[:, s, :] = table[prefix_id]
         self._allowed = allowed
+        # plans sharing a prefix share their allowed sets: compute each distinct (strategy, allowed
+        # set) once per decision and gather, instead of working on the whole (A, S, J) cube
+        keys: dict[tuple[int, bytes], int] = {}
+        combo = np.empty((menu.n_actions, n_s), dtype=np.int64)
+        for a in range(menu.n_actions):
+            for s in range(n_s):
+                combo[a, s] = keys.setdefault((s, allowed[a, s].tobytes()), len(keys))
+        self._combo_s = np.array([k[0] for k in keys], dtype=np.int64)
+        self._combo_mask = np.array([np.frombuffer(k[1], dtype=bool) for k in keys]).reshape(len(keys), width)
+        self._combo_n = self._combo_mask.sum(axis=1)
+        self._gather = combo * width + self._opt
+        # flat (strategy, option) index of every plan, for the marginals
+        self._flat_opt = (np.arange(n_s)[None, :] * width + self._opt)
         self.arms = RidgeArms(u, n_features, self.params.ridge)
 
     # ------------------------------------------------------------------ scoring
@@ -100,19 +113,22 @@ class FactoredPolicy(Policy):
         return self._factors(self._check_x(x))
 
     def _factors(self, x: np.ndarray) -> np.ndarray:
-        scores = np.where(self._allowed, self._depth_scores(x)[None, :, :], -np.inf)  # (A, S, J)
+        mask = self._combo_mask
+        scores = np.where(mask, self._depth_scores(x)[self._combo_s], -np.inf)  # (C, J)
         if self.params.exploration == "softmax":
             z = scores / self.params.temperature
-            z = z - z.max(axis=2, keepdims=True)
-            w = np.where(self._allowed, np.exp(z), 0.0)
-            cond = w / w.sum(axis=2, keepdims=True)
+            w = np.where(mask, np.exp(z - z.max(axis=1, keepdims=True)), 0.0)
+            cond = w / w.sum(axis=1, keepdims=True)
         else:
-            n_allowed = self._allowed.sum(axis=2, keepdims=True)
-            greedy = np.argmax(scores, axis=2)  # ties -> the smallest depth
-            cond = np.where(self._allowed, self.params.epsilon / n_allowed, 0.0)
-            a_idx, s_idx = np.indices(greedy.shape)
-            cond[a_idx, s_idx, greedy] += 1.0 - self.params.epsilon
-        return np.take_along_axis(cond, self._opt[:, :, None], axis=2)[:, :, 0]
+            greedy = np.argmax(scores, axis=1)  # ties -> the smallest depth
+            cond = mask * (self.params.epsilon / self._combo_n)[:, None]
+            cond[np.arange(cond.shape[0]), greedy] += 1.0 - self.params.epsilon
+        return cond.ravel()[self._gather]
+
+    def _marginals(self, p: np.ndarray, action: int) -> list[float]:
+        n_s, width = self._unit.shape
+        table = np.bincount(self._flat_opt.ravel(), weights=np.repeat(p, n_s), minlength=n_s * width)
+        return table[self._flat_opt[action]].tolist()
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         return self._factors(x).prod(axis=1)
@@ -130,12 +146,16 @@ class FactoredPolicy(Policy):
         if strategy_rewards is None:
             raise ValueError("The factored policy learns from per-strategy credit: pass strategy_rewards "
                              f"(one reward per strategy of {list(self.menu.strategies)}).")
+        units, rewards = [], []
         for s, d in enumerate(plan.depths):
             if d <= 0:
                 continue
             j = np.searchsorted(self.depth_options[s], d)
             if j < len(self.depth_options[s]) and self.depth_options[s][j] == d:
-                self.arms.update(int(self._unit[s, j]), x, float(strategy_rewards[s]))
+                units.append(int(self._unit[s, j]))
+                rewards.append(strategy_rewards[s])
+        if units:  # one unit per strategy, so the units are distinct
+            self.arms.update_many(np.asarray(units), x, np.asarray(rewards, dtype=np.float64))
 
     def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
         n = X.shape[0]

@@ -54,6 +54,17 @@ class RidgeArms:
         self.theta[action] = A_inv @ self.b[action]
         self.counts[action] += 1
 
+    def update_many(self, actions: np.ndarray, x: np.ndarray, rewards: np.ndarray) -> None:
+        """Sherman-Morrison update of several *distinct* actions with the same context, batched."""
+        A_inv = self.A_inv[actions]  # (m, d, d) copy
+        Ax = A_inv @ x
+        denom = 1.0 + Ax @ x
+        A_inv -= Ax[:, :, None] * Ax[:, None, :] / denom[:, None, None]
+        self.A_inv[actions] = A_inv
+        self.b[actions] += rewards[:, None] * x[None, :]
+        self.theta[actions] = np.einsum("mij,mj->mi", A_inv, self.b[actions])
+        self.counts[actions] += 1
+
     def update_all(self, X: np.ndarray, R: np.ndarray) -> None:
         """Full-information batch update: every action ``a`` learns ``(X[i], R[i, a])`` for all ``i``.
 
