@@ -1,0 +1,135 @@
+"""Ranker features: schema follows the engine's strategies, values equal their oracles, batched."""
+
+import numpy as np
+import pytest
+
+from ltrr.features import FeatureBuilder, FeatureSchema
+from ltrr.types import Candidates, QueryBatch
+from strategies.bm25 import BM25
+from strategies.memory import ClickMemory
+
+FIELDS = ["title", "directors", "cast", "genres", "year"]
+
+
+@pytest.fixture(scope="module")
+def bm25(small_movies):
+    return BM25({"text_fields": FIELDS}, name="bm25").fit(small_movies)
+
+
+@pytest.fixture()
+def memory(small_movies):
+    m = ClickMemory(name="memory").fit(small_movies)
+    yield m
+    m.close()
+
+
+def union(bm25, query, k=50, memory_rows=()):
+    res = bm25.retrieve([query], k)
+    ids, sc = res.row(0)
+    mem = np.asarray(memory_rows, dtype=np.int64)
+    return Candidates.union(("bm25", "memory"), [(ids, sc), (mem, np.ones(mem.size, np.float32))])
+
+
+def test_schema_depends_on_the_configured_strategies(small_movies, bm25, memory):
+    names_only = FeatureBuilder(small_movies, ["bm25", "memory"], FIELDS).schema
+    full = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS).schema
+    assert "memory_ctr" not in names_only.names and "memory_ctr" in full.names
+    assert {"memory_impressions", "memory_clicks"} <= set(full.names)
+    assert not any(n.endswith("_cosine") or n.startswith("dense") for n in full.names)
+    # the BM25 strategy over the engine's text fields is reused for bm25_text (no duplicate)
+    assert "bm25_match" not in full.names and "bm25_text" in full.names
+    assert full.fingerprint != names_only.fingerprint
+    assert FeatureSchema.from_dict(full.to_dict()) == full
+    missing, extra = names_only.diff(full)
+    assert missing == ["memory_ctr", "memory_impressions", "memory_clicks"] and extra == []
+
+
+def test_values_equal_their_oracles(small_movies, bm25, memory):
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    query = small_movies.titles[12]
+    memory.observe(query, np.array([3, 4, 5]), np.array([4]), ts=100.0)
+    memory.observe(query, np.array([4, 6]), np.array([4, 6]), ts=100.0)
+    cands = union(bm25, query, memory_rows=[4, 6])
+    X = fb.build(query, cands)
+    col = {n: X[:, i] for i, n in enumerate(fb.schema.names)}
+    items = cands.items
+    # BM25 per field: the strategy's own score_items is the oracle
+    np.testing.assert_allclose(col["bm25_text"], bm25.score_items([query], items[None])[0], rtol=1e-5)
+    title_bm25 = BM25({"text_fields": ["title"], "strip_accents": True}).fit(small_movies)
+    np.testing.assert_allclose(col["bm25_title"], title_bm25.score_items([query], items[None])[0], rtol=1e-5)
+    # provenance: missing is NaN, not 0
+    not_found = ~cands.found[:, 0]
+    assert np.isnan(col["bm25_score"][not_found]).all() and np.isnan(col["bm25_rank"][not_found]).all()
+    np.testing.assert_array_equal(col["bm25_found"], cands.found[:, 0])
+    # click memory: impressions/clicks of the (query, item) pair, CTR NaN when never shown
+    where = {int(r): i for i, r in enumerate(items)}
+    assert col["memory_impressions"][where[4]] == pytest.approx(2.0)
+    assert col["memory_clicks"][where[4]] == pytest.approx(2.0)
+    assert col["memory_ctr"][where[6]] == pytest.approx(1.0)
+    if 3 in where:
+        assert col["memory_ctr"][where[3]] == 0.0
+    unseen = ~np.isin(items, [3, 4, 5, 6])
+    assert np.isnan(col["memory_ctr"][unseen]).all() and (col["memory_impressions"][unseen] == 0).all()
+    # the film whose title is the query: every title token and trigram overlaps
+    assert col["title_overlap"][where[12]] == pytest.approx(1.0)
+    assert col["title_trigram_overlap"][where[12]] == pytest.approx(1.0)
+    np.testing.assert_allclose(col["log_popularity"], np.log1p(small_movies.popularity[items]), rtol=1e-6)
+    np.testing.assert_array_equal(col["n_found_by"], cands.found.sum(axis=1))
+
+
+def test_trigram_and_query_hint_values(small_movies, bm25):
+    fb = FeatureBuilder(small_movies, {"bm25": bm25}, FIELDS)
+    row = 12
+    title = small_movies.titles[row]
+    cands = Candidates.union(("bm25",), [(np.array([row]), np.array([1.0], np.float32))])
+    X = fb.build("zzqx 1999", cands)[0]
+    col = dict(zip(fb.schema.names, X, strict=True))
+    assert col["query_tokens"] == 2 and col["query_chars"] == 9
+    assert col["query_has_year"] == 1.0 and col["query_single_token"] == 0.0
+    assert col["query_digit_frac"] == pytest.approx(4 / 9)
+    assert col["title_overlap"] == 0.0 and col["bm25_title"] == 0.0
+    # " ab" style trigrams: query "the" against the title counts exact shared trigrams
+    q = title.split()[0]
+    X = fb.build(q, cands)[0]
+    col = dict(zip(fb.schema.names, X, strict=True))
+    qg = {f" {q.lower()} "[i:i + 3] for i in range(len(q))}
+    tg = {f" {' '.join(title.lower().split())} "[i:i + 3] for i in range(len(title))}
+    assert col["title_trigram_overlap"] == pytest.approx(len(qg & tg) / len(qg))
+
+
+def test_batched_build_equals_row_by_row(small_movies, bm25, memory):
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    query = "drama war"
+    cands = union(bm25, query, k=300)
+    X = fb.build(QueryBatch((query,)), cands)
+    assert X.shape == (len(cands), len(fb.schema.names)) and X.dtype == np.float32
+    for i in (0, len(cands) // 2, len(cands) - 1):
+        one = Candidates(cands.strategies, cands.items[i:i + 1], cands.scores[i:i + 1], cands.ranks[i:i + 1])
+        np.testing.assert_array_equal(fb.build(query, one), X[i:i + 1])
+
+
+def test_empty_union_and_blank_query(small_movies, bm25):
+    fb = FeatureBuilder(small_movies, {"bm25": bm25}, FIELDS)
+    empty = Candidates.union(("bm25",), [(np.empty(0, np.int64), np.empty(0, np.float32))])
+    assert fb.build("x", empty).shape == (0, len(fb.schema.names))
+    cands = Candidates.union(("bm25",), [(np.array([1, 2]), np.array([1.0, 0.5], np.float32))])
+    X = fb.build("   ", cands)
+    col = dict(zip(fb.schema.names, X.T, strict=True))
+    assert (col["title_overlap"] == 0).all() and (col["title_trigram_overlap"] == 0).all()
+
+
+def test_dense_cosine_only_with_a_dense_strategy_and_shared_query_embedding(small_movies, bm25):
+    from strategies.dense import DenseRetriever
+
+    rng = np.random.default_rng(0)
+    dense = DenseRetriever(name="dense")
+    vecs = rng.normal(size=(len(small_movies), dense.dim)).astype(np.float32)
+    dense.fit_vectors(vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "dense": dense}, FIELDS)
+    assert "dense_match" in fb.schema.names
+    batch = QueryBatch(("space adventure",))
+    q = dense.embed_queries(batch)  # computed once, reused by the feature through the memo
+    cands = union(bm25, "space", k=40)
+    X = fb.build(batch, cands)
+    expected = dense.embeddings_[cands.items] @ q[0]
+    np.testing.assert_allclose(X[:, fb.schema.index("dense_match")], expected, rtol=1e-5, atol=1e-6)
