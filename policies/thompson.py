@@ -31,12 +31,14 @@ class LinearThompsonSampling(Policy):
     distribution over plans at ``O(K d^2)`` instead of ``O(K d^3)``.
 
     Propensities are **estimated**, because ``P(argmax = a)`` for independent Gaussians has no
-    closed form: ``n_propensity_draws`` further score vectors are drawn from a generator derived
-    from the decision's ``rng``, and the propensity is the share of draws that ``a`` wins, floored
-    at ``1 / (n_propensity_draws + 1)`` so a logged propensity is never 0 (the floor biases tiny
-    propensities upwards; raise the draws to tighten it). The plan is marked ``estimated=True``.
-    :meth:`probabilities` uses the same estimator with a generator seeded by
-    ``propensity_seed`` (so it is repeatable), floors every plan and renormalises to sum to 1.
+    closed form: ``n_propensity_draws`` further score vectors (antithetic pairs) are drawn from a
+    child generator seeded from the decision's ``rng``, and the propensity is the share of draws
+    that ``a`` wins, floored at ``1 / (n_propensity_draws + 1)`` so a logged propensity is never 0
+    (the floor biases tiny propensities upwards; raise the draws to tighten it). The plan is
+    marked ``estimated=True``. The decision itself consumes the parent ``rng`` only, so the stream
+    of decisions does not depend on ``n_propensity_draws``. :meth:`probabilities` uses the same
+    estimator with a generator seeded by ``propensity_seed`` (so it is repeatable), floors every
+    plan and renormalises to sum to 1.
     """
 
     type_name = "thompson"
@@ -59,9 +61,12 @@ class LinearThompsonSampling(Policy):
         """
         n = self.params.n_propensity_draws
         live = np.flatnonzero(mu + PRUNE_SD * sd >= np.max(mu - PRUNE_SD * sd))
-        z = rng.standard_normal((n, live.size))
-        wins = live[np.argmax(mu[live] + sd[live] * z, axis=1)]
-        return np.bincount(wins, minlength=mu.size) / n
+        # antithetic pairs (z, -z): each half is an exact posterior draw, so the share stays
+        # unbiased, and only half the normals are generated (they dominate the cost)
+        z = rng.standard_normal(((n + 1) // 2, live.size))
+        m, s = mu[live], sd[live]
+        wins = np.concatenate([np.argmax(m + s * z, axis=1), np.argmax(m - s * z[: n // 2], axis=1)])
+        return np.bincount(live[wins], minlength=mu.size) / n
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         mu, sd = self._moments(x)

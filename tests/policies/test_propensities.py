@@ -81,3 +81,12 @@ def test_thompson_propensity_floor(menu):
     assert p[1] == pytest.approx(floor / (1 + floor * (menu.n_actions - 1)))
     plan = pol.select(np.array([1.0, 0, 0]), np.random.default_rng(0))
     assert plan.action == 0 and plan.propensity == 1.0 and plan.estimated
+
+
+def test_thompson_decisions_do_not_depend_on_the_propensity_draws(menu):
+    # the estimate uses a child generator, so the decision stream is the same for any draw count
+    a = _trained(LinearThompsonSampling, menu, {"n_propensity_draws": 10})
+    b = _trained(LinearThompsonSampling, menu, {"n_propensity_draws": 500})
+    xs = np.random.default_rng(3).normal(size=(30, 3))
+    r1, r2 = np.random.default_rng(0), np.random.default_rng(0)
+    assert [a.select(x, r1).action for x in xs] == [b.select(x, r2).action for x in xs]
