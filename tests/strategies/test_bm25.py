@@ -353,3 +353,16 @@ def test_top_k_tie_break_matches_a_full_sort() -> None:
 def test_cost_grows_with_depth_and_corpus(fitted) -> None:
     small = BM25().fit(tiny(["red apple", "green apple"]))
     assert 0 < small.cost_ms(10) < fitted.cost_ms(10) < fitted.cost_ms(1000)
+
+
+def test_negative_idf_floor_reproduces_rank_bm25_even_below_zero() -> None:
+    docs = [["alpha", "beta"], ["alpha"], ["alpha", "gamma", "alpha"]]
+    ref = BM25Okapi(docs, k1=1.5, b=0.75, epsilon=0.25)
+    assert ref.average_idf < 0  # so the floor itself is negative
+    model = BM25().fit(tiny([" ".join(d) for d in docs]))
+    for query in (["alpha"], ["alpha", "beta"], ["gamma", "alpha", "alpha"]):
+        ref_scores = ref.get_scores(query)
+        ids, scores = model.retrieve([" ".join(query)], 5).row(0)
+        np.testing.assert_array_equal(ids, reference_ranking(ref_scores))
+        np.testing.assert_allclose(scores, ref_scores[ids], rtol=1e-6)
+    assert model.retrieve(["alpha"], 5).scores[0, 0] < 0
