@@ -1,0 +1,332 @@
+"""The FastAPI application: search, feedback, health, metrics and admin endpoints.
+
+A thin layer over :class:`ltrr.serve.state.ServingState` (which wraps the Engine). Errors are
+answered as ``{"detail": message}`` with no stack trace or file path; request bodies are capped;
+write and admin endpoints require ``Authorization: Bearer <token>`` when a token is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from ltrr.config import ServeConfig
+from ltrr.engine import decision_to_json
+from ltrr.errors import DataError, FeedbackExpiredError, LtrrError, UnknownEventError
+from ltrr.serve.state import ServeSettings, ServingState
+from ltrr.types import Feedback, FeedbackEvent
+
+log = logging.getLogger("ltrr.serve")
+
+SETTINGS_ENV = "LTRR_SERVE_SETTINGS"
+TOKEN_ENV = "LTRR_TOKEN"
+#: a body over the limit is read and discarded up to this size so the client gets the 413
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+ContextValue = str | int | float | bool | None
+
+
+# ---------------------------------------------------------------------- request/response models
+class SearchRequest(BaseModel):
+    """One search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., min_length=1, max_length=1000, description="The query text.")
+    context: dict[str, ContextValue] = Field(default_factory=dict, max_length=64,
+                                             description="User/session fields (flat JSON values).")
+    k: int = Field(10, ge=1, le=100, description="Results to return.")
+    explain: bool = Field(False, description="Add per-result feature contributions.")
+
+
+class Result(BaseModel):
+    id: str
+    title: str
+    score: float
+    provenance: dict[str, dict[str, float]]
+
+
+class SearchResponse(BaseModel):
+    event_id: str
+    query: str
+    results: list[Result]
+    plan: dict[str, Any]
+    propensities: dict[str, Any]
+    model_versions: dict[str, str]
+    n_candidates: int
+    timings_ms: dict[str, float]
+    explanation: list[dict[str, Any]] | None = None
+    explain_note: str | None = None
+
+
+class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    item: str = Field(..., min_length=1, max_length=256, description="Id of a shown item.")
+    position: int | None = Field(None, ge=0, le=10_000, description="0-based display position.")
+    kind: Literal["click", "purchase", "dwell"] = "click"
+    value: float | None = Field(None, ge=0.0, le=1e6,
+                                description="Graded reward (default 1); > 0 counts as a positive.")
+
+
+class FeedbackRequest(BaseModel):
+    """Feedback for one search. An empty ``events`` list means "shown, nothing clicked"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(..., min_length=1, max_length=64)
+    events: list[FeedbackItem] = Field(default_factory=list, max_length=1000)
+
+
+class FeedbackResponse(BaseModel):
+    event_id: str
+    new_events: int
+    duplicate_events: int
+    journal_seq: int | None
+    applied: bool
+    policy_updated: bool
+    reward: float | None = None
+
+
+# ---------------------------------------------------------------------- body size limit
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413 (declared length or streamed count)."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            drained = 0
+            while drained <= DRAIN_LIMIT:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    break
+                drained += len(msg.get("body", b""))
+                if not msg.get("more_body"):
+                    break
+            await JSONResponse({"detail": self._message()}, status_code=413,
+                               headers={"Connection": "close"})(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(status_code=413, detail=self._message())
+            return msg
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"Request body too large: the limit is {self.max_bytes} bytes"
+
+
+# ---------------------------------------------------------------------- errors
+def _field(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc]
+    return ".".join(parts[1:] if parts and parts[0] == "body" and len(parts) > 1 else parts)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
+        return JSONResponse({"detail": f"Malformed JSON body: {ctx.get('error', 'cannot be parsed')}"},
+                            status_code=400)
+    fields = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors]
+    msg = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return JSONResponse({"detail": f"Invalid request: {msg}", "errors": fields}, status_code=422)
+
+
+def _error(status: int):
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+    return handler
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": f"Internal error (id {error_id}); the server log has the details"},
+                        status_code=500)
+
+
+# ---------------------------------------------------------------------- app
+def _read_token(settings: ServeSettings) -> str | None:
+    if settings.token_file:
+        with open(settings.token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+        if not token:
+            raise ValueError(f"token file {settings.token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _engine_serve_config(engine_dir: str) -> ServeConfig:
+    """The ``serve`` section of a saved engine's config (defaults when it has none)."""
+    from ltrr.store.persist import MANIFEST
+
+    try:
+        manifest = json.loads((Path(engine_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return ServeConfig()
+    return ServeConfig.model_validate((manifest.get("config") or {}).get("serve") or {})
+
+
+def _jsonable(obj: Any) -> Any:
+    """Numpy scalars/arrays and non-finite floats made JSON-safe (explanations)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def create_app(settings: ServeSettings, token: str | None = None) -> FastAPI:
+    """Build the service for one worker process (the engine loads at startup)."""
+    state = ServingState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            state.stop()
+
+    app = FastAPI(title="ltrr", version="1",
+                  description="Learning to rank and retrieve: bandit-chosen candidate generators, "
+                              "LambdaMART reranking, click feedback. See docs/serving.md.",
+                  lifespan=lifespan)
+    app.state.serving = state
+    bearer = HTTPBearer(auto_error=False)
+
+    def require_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if token is None:
+            return
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise HTTPException(401, "Missing bearer token: send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(403, "Invalid bearer token")
+
+    auth = [Depends(require_token)]
+    max_body = settings.max_body_bytes or _engine_serve_config(settings.engine_dir).max_body_bytes
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        state.metrics.requests.inc(endpoint, request.method, str(response.status_code))
+        state.metrics.latency.observe(time.perf_counter() - t0, endpoint)
+        return response
+
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(UnknownEventError, _error(404))
+    app.add_exception_handler(FeedbackExpiredError, _error(410))
+    app.add_exception_handler(DataError, _error(422))
+    app.add_exception_handler(LtrrError, _error(400))
+    app.add_exception_handler(Exception, _internal_error)
+
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True,
+              summary="Answer a query; the decision is logged under the returned event_id.")
+    def search(req: SearchRequest) -> dict[str, Any]:
+        engine = state.engine
+        d = engine.search(req.query, req.context, k=req.k)
+        out = decision_to_json(d, engine.catalog)
+        out["propensities"] = {"plan": d.plan.propensity,
+                               "strategies": dict(zip(d.plan.strategies, d.plan.strategy_propensities, strict=True))}
+        m = state.metrics
+        for stage, ms in d.timings_ms.items():
+            m.stages.observe(ms / 1e3, stage)
+        m.plans.inc(",".join(f"{s}={k}" for s, k in zip(d.plan.strategies, d.plan.depths, strict=True)))
+        for s, k in zip(d.plan.strategies, d.plan.depths, strict=True):
+            if k > 0:
+                m.strategies.inc(s)
+        if req.explain:
+            explain = getattr(engine, "explain", None)
+            if explain is None:
+                out["explain_note"] = "explanations are not available in this build; provenance only"
+            else:
+                out["explanation"] = _jsonable(explain(d, top=req.k))
+        return out
+
+    @app.post("/feedback", response_model=FeedbackResponse, dependencies=auth,
+              summary="Clicks/purchases/dwell for a search; idempotent per (event, item, kind).",
+              description="Send an empty `events` list for 'shown, nothing clicked': it closes the "
+                          "event for the policy. Feedback is committed to the event log before "
+                          "the response; it is rejected (410) once the late-feedback window closed.")
+    def feedback(req: FeedbackRequest) -> dict[str, Any]:
+        fb = Feedback(req.event_id, tuple(
+            FeedbackEvent(e.item, e.kind, e.position, 1.0 if e.value is None else e.value) for e in req.events))
+        return state.feedback(fb)
+
+    @app.get("/healthz", summary="Liveness: the process answers.")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: engine loaded and journal replayed.")
+    def readyz() -> JSONResponse:
+        if not state.ready or state.engine is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "engine": state.fingerprint, "learner": state.is_learner})
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of this worker.")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/admin/reload", dependencies=auth,
+              summary="Swap in the engine directory as saved now, without dropping requests.")
+    def reload() -> dict[str, Any]:
+        try:
+            return state.reload()
+        except TimeoutError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.get("/admin/status", dependencies=auth, summary="Learner role, journal position, policy and log counts.")
+    def status() -> dict[str, Any]:
+        return state.status()
+
+    return BodyLimitMiddleware(app, max_body) if max_body else app
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: settings come as JSON in ``LTRR_SERVE_SETTINGS``."""
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set; start the service with `ltrr serve`")
+    settings = ServeSettings.model_validate(json.loads(raw))
+    return create_app(settings, _read_token(settings))
