@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from ltrr.types import Candidates, Decision, Feedback, QueryBatch
 from policies.base import PlanMenu, Policy
 from strategies.base import CandidateGenerator
+
+if TYPE_CHECKING:
+    from ltrr.offline.logs import LogRecord
 
 ENGINE_FORMAT_VERSION = 1
 
@@ -60,6 +63,32 @@ class RecordedFeedback:
     entry: JournalEntry | None
     duplicate_events: int
     decision_ts: float
+
+
+@dataclass(frozen=True)
+class LogStep:
+    """What learning from one logged search did (:meth:`Engine.learn_from_log`).
+
+    ``plan_rewards[a]`` and ``plan_recall[a]`` are full-information numbers: the reward menu plan
+    ``a`` would have earned and the fraction of clicked items its candidates contain (NaN without
+    clicks), known because strategies are deterministic. ``chosen`` is the plan the policy picked
+    for the query before learning from it. ``mode`` says how the policy learned:
+    ``"full-information"`` (foreign log: every plan's reward) or ``"bandit-feedback"`` (ltrr log:
+    only the logged plan's reward, with ``ips_weight`` = the policy's probability of the logged
+    plan over its logged propensity).
+    """
+
+    mode: str
+    x: np.ndarray
+    chosen: int
+    plan_rewards: np.ndarray
+    plan_recall: np.ndarray
+    n_clicks: int
+    logged_action: int = -1
+    logged_reward: float | None = None
+    ips_weight: float | None = None
+    unknown_items: int = 0
+    ranker_retrained: bool = False
 
 
 class Engine:
@@ -241,6 +270,124 @@ class Engine:
             return False
         self.last_training_report = fit_from_clicks(self.ranker, data)
         return True
+
+    # ------------------------------------------------------------------ offline replay
+    def learn_from_log(self, record: LogRecord) -> LogStep:
+        """Learn from one logged search as the engine would have online (replay).
+
+        The logged ``shown``/``clicks`` are what the user saw. Every strategy retrieves once at
+        its largest menu depth, which tells, for every menu plan, whether its candidates would
+        have contained the clicked items. Records with a plan over this menu and propensities
+        (ltrr logs) update the policy with bandit feedback on the logged plan; foreign records
+        update it with every plan's reward (full information, :func:`policies.warm_start.warm_start`).
+        Then the ranker gets a training event (features of the shown items, clicks as labels;
+        only for records with clicks) and the strategies observe the impressions and clicks.
+        """
+        from ltrr.types import FeedbackEvent
+        from policies.warm_start import warm_start
+
+        menu = self.policy.menu
+        cost = self.config.reward.cost_per_candidate
+        query, ts = record.query, float(record.ts)
+        batch = QueryBatch((query,))
+        signals: dict[str, np.ndarray] = {}
+        for strat in self.strategies.values():
+            stats = getattr(strat, "query_stats", None)
+            if stats is not None:
+                signals.update(stats(batch.texts))
+        x = self.context.transform(batch.texts, [ts], signals)[0]
+        plan = record.plan
+        bandit = (plan is not None and record.x is not None and tuple(plan.strategies) == menu.strategies
+                  and record.x.shape == (self.policy.n_features,))
+        if bandit:
+            x = np.asarray(record.x, dtype=np.float64)
+        shown_all = self.catalog.rows_of(record.shown)
+        clicked_all = self.catalog.rows_of(record.clicks)
+        unknown = int((shown_all < 0).sum() + (clicked_all < 0).sum())
+        shown_rows, clicked_rows = shown_all[shown_all >= 0], clicked_all[clicked_all >= 0]
+        with self._lock:
+            chosen = self.policy.select(x, self._rng)
+            max_depth = menu.plans.max(axis=0)
+            results = []
+            for s, name in enumerate(menu.strategies):
+                if max_depth[s] > 0 and query.strip():
+                    results.append(self.strategies[name].retrieve(batch, int(max_depth[s])).row(0))
+                else:
+                    results.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+            # rank (1-based) of every clicked item in every strategy's list; inf = not found
+            ranks = np.full((clicked_rows.size, len(results)), np.inf)
+            for s, (ids, _sc) in enumerate(results):
+                hit_c, hit_i = np.nonzero(clicked_rows[:, None] == ids[None, :])
+                ranks[hit_c, s] = hit_i + 1
+            contained = (ranks[None, :, :] <= menu.plans[:, None, :]).any(axis=2)  # [plans, clicks]
+            totals = menu.plans.sum(axis=1).astype(np.float64)
+            plan_rewards = np.clip(contained.any(axis=1) - cost * totals, -1.0, 1.0)
+            plan_recall = contained.mean(axis=1) if clicked_rows.size else np.full(menu.n_actions, np.nan)
+            logged_action, logged_reward, weight = -1, None, None
+            if bandit:
+                depths = np.asarray(plan.depths, dtype=np.int64)
+                logged_action = menu.action_of(depths)
+                hit_s = (ranks <= depths[None, :]).any(axis=0)
+                per_strategy = np.clip(hit_s - cost * depths, -1.0, 1.0)
+                logged_reward = (float(record.reward) if record.reward is not None
+                                 else float(np.clip(float(clicked_rows.size > 0) - cost * depths.sum(), -1.0, 1.0)))
+                p_now = self.policy.probabilities(x)
+                weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
+                self.policy.update(x, plan, logged_reward, per_strategy)
+            else:
+                warm_start(self.policy, x[None, :], plan_rewards[None, :])
+            if clicked_rows.size and shown_rows.size:
+                self._log_training_event(record, batch, x, plan if bandit else chosen, results, shown_rows,
+                                         np.asarray(plan.depths) if bandit else max_depth)
+                clicked_ids = [self.catalog.ids[r] for r in clicked_rows]
+                self.events.add_feedback(f"{record.offset}:{record.event_id}",
+                                         [FeedbackEvent(i) for i in clicked_ids], ts)
+            for strat in self.strategies.values():
+                strat.observe(query, shown_rows, clicked_rows, ts)
+            self._feedback_since_train += 1
+            retrained = False
+            every = self.config.ranker.retrain_every
+            if every and self._feedback_since_train >= every:
+                retrained = self.retrain_ranker()
+        return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
+                       plan_rewards, plan_recall, int(clicked_rows.size), logged_action, logged_reward,
+                       weight, unknown, retrained)
+
+    def _log_training_event(self, record: LogRecord, batch: QueryBatch, x: np.ndarray, plan: Any,
+                            results: list[tuple[np.ndarray, np.ndarray]], shown_rows: np.ndarray,
+                            depths: np.ndarray) -> None:
+        """Store the shown items as a decision with served-time features (ranker training row)."""
+        n, names = shown_rows.size, self.policy.menu.strategies
+        scores = np.full((n, len(names)), np.nan, dtype=np.float32)
+        ranks = np.full((n, len(names)), np.nan, dtype=np.float32)
+        for s, (ids, sc) in enumerate(results):
+            ids, sc = ids[: int(depths[s])], sc[: int(depths[s])]
+            at_c, at_i = np.nonzero(shown_rows[:, None] == ids[None, :])
+            scores[at_c, s] = sc[at_i]
+            ranks[at_c, s] = at_i + 1
+        cands = Candidates(tuple(names), shown_rows.copy(), scores, ranks)
+        feats = self.features.build(batch, cands)
+        self.events.append(Decision(
+            event_id=f"{record.offset}:{record.event_id}", ts=float(record.ts), query=record.query,
+            context=dict(record.context), x=x, plan=plan, candidates=cands, features=feats,
+            page=shown_rows, page_scores=np.zeros(n, dtype=np.float32),
+            page_ids=tuple(self.catalog.ids[r] for r in shown_rows),
+            model_versions={"policy": f"{self.policy.type_name}@{self.policy.n_updates_}",
+                            "ranker": self.ranker.version_, "features": self.features.schema.fingerprint,
+                            "source": "replay"}))
+
+    def replay_state(self) -> dict[str, Any]:
+        """Loop state that :meth:`save` does not hold (random streams, retrain counter), as JSON,
+        so a replay checkpoint resumes exactly."""
+        return {"rng": self._rng.bit_generator.state, "id_rng": self._id_rng.bit_generator.state,
+                "feedback_since_train": self._feedback_since_train, "n_searches": self.n_searches}
+
+    def restore_replay_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`replay_state` returned."""
+        self._rng.bit_generator.state = state["rng"]
+        self._id_rng.bit_generator.state = state["id_rng"]
+        self._feedback_since_train = int(state["feedback_since_train"])
+        self.n_searches = int(state["n_searches"])
 
     def explain(self, decision: Decision, top: int | None = None) -> list[dict[str, Any]]:
         """Per result of ``decision``: provenance and per-feature contributions to its score

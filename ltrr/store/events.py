@@ -258,6 +258,50 @@ class EventLog:
         with self._lock:
             return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM feedback_journal").fetchone()[0])
 
+    def iter_events(self, after_seq: int = 0, batch: int = 1000) -> Iterator[tuple[LoggedEvent, dict[str, float]]]:
+        """Every decision after ``after_seq`` in log order, with its per-item feedback sums,
+        read ``batch`` rows at a time (bounded memory; used to export the log)."""
+        last = int(after_seq)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, event_id, ts, query, context, plan, page, model_versions, arrays, credited"
+                    " FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (last, int(batch))).fetchall()
+                fb: dict[str, dict[str, float]] = {r[1]: {} for r in rows}
+                if rows:
+                    for eid, item, value in self._db.execute(
+                            "SELECT event_id, item, SUM(value) FROM feedback WHERE event_id IN"
+                            " (SELECT event_id FROM events WHERE seq > ? AND seq <= ?)"
+                            " GROUP BY event_id, item", (last, rows[-1][0])):
+                        fb[eid][item] = value
+            if not rows:
+                return
+            for row in rows:
+                yield self._decode(row), fb[row[1]]
+            last = rows[-1][0]
+
+    def last_seq(self) -> int:
+        """Sequence number of the newest decision (0 when the log is empty)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def delete_after(self, seq: int) -> int:
+        """Drop decisions newer than ``seq`` and their feedback (a resumed replay rewinds the log
+        to its checkpoint). Returns the number of decisions removed."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM feedback WHERE event_id IN (SELECT event_id FROM events WHERE seq > ?)",
+                                 (int(seq),))
+                self._db.execute("DELETE FROM feedback_journal WHERE event_id IN"
+                                 " (SELECT event_id FROM events WHERE seq > ?)", (int(seq),))
+                n = self._db.execute("DELETE FROM events WHERE seq > ?", (int(seq),)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(n)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             n_ev = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
