@@ -9,8 +9,12 @@ Target: numpy policies p99 <= 200 µs. Wall-clock percentiles (``p50_us``/``p99_
 preemption by other processes; ``cpu_p*_us`` use the thread's CPU clock, which does not count time
 spent descheduled, and are the fairer number on a shared machine. One JSON line per result.
 
-Further sections (the simulator comparison on the movie query stream) register themselves in
-``SECTIONS``; ``--section all`` runs every one.
+Section ``synthetic``: every policy for ``--rounds`` rounds on a seeded contextual world whose
+query types favour different strategies (see :class:`SyntheticWorld`): reward per round, regret
+against the best fixed plan in hindsight and against the per-type oracle, the regret slope of the
+second half over the first, candidates drawn relative to "every strategy at maximum depth", and
+LinUCB's total reward over VW squarecb's. Further sections (the simulator comparison on the
+movie query stream) register themselves in ``SECTIONS``; ``--section all`` runs every one.
 
     .venv/bin/python benchmarks/policies.py [--section latency] [--decisions 5000]
 """
@@ -50,7 +54,7 @@ NUMPY_POLICIES: list[tuple[str, dict]] = [
     ("thompson", {}),
     ("softmax", {}),
     ("factored", {}),
-    ("factored", {"exploration": "softmax", "alpha": 0.5}),
+    ("factored", {"exploration": "softmax", "temperature": 0.02}),
 ]
 VW_POLICIES: list[tuple[str, dict]] = [
     ("vw", {"exploration": "squarecb"}),
@@ -123,9 +127,108 @@ def latency(args: argparse.Namespace) -> None:
             print(json.dumps(line), flush=True)
 
 
+class SyntheticWorld:
+    """A seeded contextual world: ``n_types`` query types, type ``t`` favours strategy ``t``.
+
+    Context: one-hot type, a bias and ``N_FEATURES - n_types - 1`` Gaussian distractors. The
+    clicked item's rank in the favoured strategy is geometric (p = 0.08); in any other strategy
+    uniform on 1..1000. Strategy ``s`` at depth ``d`` finds it if its rank <= d; the plan reward
+    is found-by-any minus ``cost`` per candidate, the strategy reward found-by-s minus its cost.
+    """
+
+    def __init__(self, menu: PlanMenu, seed: int, cost: float = 0.002):
+        self.menu, self.cost = menu, cost
+        self.n_types = len(menu.strategies)
+        self.rng = np.random.default_rng(seed)
+        d = menu.plans.astype(float)
+        s_idx = np.arange(self.n_types)
+        self.expected = np.empty((self.n_types, menu.n_actions))
+        for t in range(self.n_types):
+            q = np.where(s_idx[None, :] == t, 1.0 - 0.92 ** d, np.minimum(d, 1000.0) / 1000.0)
+            self.expected[t] = 1.0 - np.prod(1.0 - q, axis=1) - cost * d.sum(axis=1)
+
+    def context(self) -> tuple[int, np.ndarray]:
+        t = int(self.rng.integers(self.n_types))
+        x = np.zeros(N_FEATURES)
+        x[t] = 1.0
+        x[self.n_types] = 1.0
+        x[self.n_types + 1:] = self.rng.normal(0.0, 0.3, N_FEATURES - self.n_types - 1)
+        return t, x
+
+    def outcome(self, t: int, depths: tuple[int, ...]) -> tuple[float, np.ndarray]:
+        n_s = len(depths)
+        ranks = np.where(np.arange(n_s) == t, self.rng.geometric(0.08, n_s), self.rng.integers(1, 1001, n_s))
+        d = np.asarray(depths)
+        found = (ranks <= d) & (d > 0)
+        reward = float(found.any()) - self.cost * float(d.sum())
+        return float(np.clip(reward, -1, 1)), np.clip(found - self.cost * d, -1, 1)
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    """Every learned policy and the fixed-plan baselines on the seeded synthetic world.
+
+    Regrets are pseudo-regrets on expected rewards: against the best fixed plan in hindsight
+    (full information: the plan with the highest mean expected reward over the rounds played)
+    and against the per-type best plan (the contextual oracle). ``slope_ratio`` is the oracle
+    regret's slope over the second half of the rounds divided by its slope over the first half
+    (< 1 means the regret grows sublinearly).
+    """
+    options, budget = MENUS["large"]
+    menu = PlanMenu.build(options, budget)
+    rounds = args.rounds
+    types = np.empty(rounds, dtype=np.int64)
+    contexts = np.empty((rounds, N_FEATURES))
+    world = SyntheticWorld(menu, args.seed)
+    for i in range(rounds):
+        types[i], contexts[i] = world.context()
+    per_plan = world.expected[types]  # (rounds, plans) expected reward of every plan
+    best_fixed = int(np.argmax(per_plan.mean(axis=0)))
+    oracle = per_plan.max(axis=1)
+    max_depth = int(sum(max(o) for o in menu.options))
+    results = {}
+    for name, params in [*NUMPY_POLICIES, *VW_POLICIES]:
+        pol = registry.get("policy", name)(menu, N_FEATURES, params)
+        outcomes = SyntheticWorld(menu, args.seed + 1)  # the same click draws for every policy
+        rng = np.random.default_rng(args.seed + 2)
+        chosen = np.empty(rounds, dtype=np.int64)
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            plan = pol.select(contexts[i], rng)
+            r, sr = outcomes.outcome(int(types[i]), plan.depths)
+            pol.update(contexts[i], plan, r, sr)
+            chosen[i] = plan.action
+        seconds = time.perf_counter() - t0
+        got = per_plan[np.arange(rounds), chosen]
+        regret = np.cumsum(oracle - got)
+        half = rounds // 2
+        slope_first, slope_second = regret[half - 1] / half, (regret[-1] - regret[half - 1]) / (rounds - half)
+        results[(name, json.dumps(params, sort_keys=True))] = got.sum()
+        print(json.dumps({
+            "bench": "policy_synthetic", "policy": name, "params": params, "rounds": rounds,
+            "n_plans": menu.n_actions, "expected_reward_per_round": round(float(got.mean()), 4),
+            "last_quarter_reward": round(float(got[-rounds // 4:].mean()), 4),
+            "regret_vs_best_fixed": round(float((per_plan[:, best_fixed] - got).sum()), 1),
+            "regret_vs_oracle": round(float(regret[-1]), 1),
+            "slope_ratio": round(float(slope_second / slope_first), 3) if slope_first > 0 else None,
+            "mean_candidates": round(float(menu.plans[chosen].sum(axis=1).mean()), 1),
+            "candidates_vs_all_max": round(float(menu.plans[chosen].sum(axis=1).mean() / max_depth), 3),
+            "seconds": round(seconds, 2),
+        }), flush=True)
+    print(json.dumps({
+        "bench": "policy_synthetic_baselines", "rounds": rounds,
+        "best_fixed_plan": dict(zip(menu.strategies, menu.plans[best_fixed].tolist(), strict=True)),
+        "best_fixed_reward_per_round": round(float(per_plan[:, best_fixed].mean()), 4),
+        "oracle_reward_per_round": round(float(oracle.mean()), 4),
+        "uniform_reward_per_round": round(float(per_plan.mean()), 4),
+        "linucb_over_vw_squarecb": round(float(results[("linucb", "{}")]
+                                               / results[("vw", json.dumps({"exploration": "squarecb"}))]), 3),
+    }), flush=True)
+
+
 #: name -> function(args); the simulator comparison on the movie stream is added here
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "latency": latency,
+    "synthetic": synthetic,
 }
 
 
@@ -134,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     parser.add_argument("--decisions", type=int, default=5000)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=20000, help="rounds of the synthetic section")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for name, run in SECTIONS.items():
