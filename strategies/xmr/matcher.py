@@ -96,6 +96,17 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     return _Level(xbd, y, valid, rseg, rstart, useg, ustart, ukeys % d, seg_parent)
 
 
+def _balance(lv: _Level) -> np.ndarray:
+    """Per-problem tolerance factor ``max(min(#pos, #neg), 1) / #rows`` (as liblinear's TRON).
+
+    A relative gradient test alone stops too early on imbalanced problems: the first step fixes
+    the many negatives and the few positives' share of the gradient looks negligible.
+    """
+    npos = _segsum(((lv.y > 0) & lv.valid).astype(np.float64), lv.rstart)
+    nall = _segsum(lv.valid.astype(np.float64), lv.rstart)
+    return np.maximum(np.minimum(npos, nall - npos), 1.0) / np.maximum(nall, 1.0)
+
+
 def _sq_hinge(o: np.ndarray, lv: _Level) -> tuple[np.ndarray, np.ndarray]:
     """Active mask and per-entry loss ``max(0, 1 - y o)^2`` on valid slots."""
     m = 1.0 - lv.y * o
@@ -126,13 +137,14 @@ def _solve_primal(lv: _Level, p: SolverParams) -> np.ndarray:
     w = np.zeros((U, B))
     o = np.zeros((xbd.shape[0], B))
     g0 = None
+    bal = _balance(lv) ** 2
     for _ in range(p.newton_iters):
         act, _ = _sq_hinge(o, lv)
         g = w + 2 * c * (xt @ np.where(act, o - lv.y, 0.0))
         gn = _segsum(g * g, lv.ustart)
         if g0 is None:
             g0 = gn
-        todo = gn > (p.newton_tol ** 2) * g0
+        todo = gn > (p.newton_tol ** 2) * bal * g0
         if not todo.any():
             break
         dvec = np.zeros_like(w)
@@ -180,6 +192,7 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     beta = np.zeros((n_rows, B))
     o = np.zeros((n_rows, B))
     prev_act = None
+    bal = _balance(lv) ** 2
     for _ in range(p.newton_iters):
         act, _ = _sq_hinge(o, lv)
         if prev_act is not None and np.array_equal(act, prev_act):
@@ -192,7 +205,7 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
         rr = _segsum(r * r, lv.rstart)
         r0 = _segsum(rhs * rhs, lv.rstart)
         for _ in range(p.cg_iters):
-            if (rr <= (p.cg_tol ** 2) * (p.newton_tol ** 2) * r0 + 1e-30).all():
+            if (rr <= (p.cg_tol ** 2) * bal * r0 + 1e-30).all():
                 break
             hq = np.where(act, k @ q, 0.0) + lam * q
             qhq = _segsum(q * hq, lv.rstart)

@@ -1,0 +1,80 @@
+"""Matchers: parity of the vectorized Newton solvers with liblinear (scikit-learn's LinearSVC,
+the same L2-regularized squared-hinge objective PECOS trains) and pruning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.svm import LinearSVC
+
+from strategies.xmr.matcher import SolverParams, _solve_kernel, _solve_primal, _stack, train_level
+
+
+def _problem(seed: int, n: int = 120, d: int = 40, n_children: int = 3):
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, d, density=0.15, random_state=np.random.default_rng(seed + 1), format="csr")
+    x = sp.hstack([x, np.ones((n, 1))], format="csr")  # bias column, as the model adds it
+    w_true = rng.normal(size=(d + 1, n_children))
+    lab = np.asarray(x @ w_true).argmax(axis=1)
+    pos = sp.csr_matrix((np.ones(n), (np.arange(n), lab)), shape=(n, n_children))
+    active = sp.csr_matrix(np.ones((n, 1)))
+    child_ptr = np.array([0, n_children])
+    return x, active, pos, child_ptr, lab
+
+
+def _liblinear(x, lab, c):
+    ws = []
+    for j in range(lab.max() + 1):
+        y = np.where(lab == j, 1, -1)
+        svc = LinearSVC(C=c, loss="squared_hinge", dual=True, fit_intercept=False, tol=1e-8,
+                        max_iter=100_000).fit(x, y)
+        ws.append(svc.coef_.ravel())
+    return np.stack(ws, axis=1)
+
+
+@pytest.mark.parametrize("solver", [_solve_primal, _solve_kernel])
+def test_newton_solvers_match_liblinear(solver):
+    x, active, pos, child_ptr, lab = _problem(0)
+    params = SolverParams(C=1.0, newton_iters=30, cg_iters=200, newton_tol=1e-8, cg_tol=1e-8)
+    lv = _stack(x, active, pos, child_ptr)
+    out = solver(lv, params)
+    w = out if solver is _solve_primal else lv.xbd.T @ out
+    # local columns of the single parent are its used features, in order
+    full = np.zeros((x.shape[1], 3))
+    full[lv.ufeat] = w
+    ref = _liblinear(x, lab, 1.0)
+    np.testing.assert_allclose(full, ref, atol=2e-3)
+
+
+def test_train_level_prunes_and_maps_children():
+    x, active, pos, child_ptr, lab = _problem(1)
+    dense = train_level(x, active, pos, child_ptr, SolverParams(threshold=0.0, newton_iters=30,
+                                                                cg_iters=200, newton_tol=1e-8,
+                                                                cg_tol=1e-8))
+    pruned = train_level(x, active, pos, child_ptr, SolverParams(threshold=0.3, newton_iters=30,
+                                                                 cg_iters=200, newton_tol=1e-8,
+                                                                 cg_tol=1e-8))
+    assert dense.shape == pruned.shape == (x.shape[1], 3)
+    assert np.abs(pruned.data).min() >= 0.3
+    assert pruned.nnz < dense.nnz
+    kept = pruned.toarray() != 0
+    np.testing.assert_allclose(pruned.toarray()[kept], dense.toarray()[kept], rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_forcing_trains_children_only_on_their_parents_queries():
+    # two parents with two children each; queries under parent 0 must not shape parent 1's nodes
+    rng = np.random.default_rng(3)
+    n, d = 40, 12
+    x = sp.csr_matrix(rng.random((n, d)) * (rng.random((n, d)) < 0.4))
+    x = sp.hstack([x, np.ones((n, 1))], format="csr")
+    lab = np.repeat(np.arange(4), n // 4)
+    pos = sp.csr_matrix((np.ones(n), (np.arange(n), lab)), shape=(n, 4))
+    active = sp.csr_matrix((np.ones(n), (np.arange(n), lab // 2)), shape=(n, 2))
+    child_ptr = np.array([0, 2, 4])
+    p = SolverParams(threshold=0.0, newton_iters=30, cg_iters=200, newton_tol=1e-8, cg_tol=1e-8)
+    w = train_level(x, active, pos, child_ptr, p).toarray()
+    # node 2 is trained only on queries 20..39, so it equals a liblinear fit on those rows alone
+    sub = x[20:]
+    ref = _liblinear(sub, lab[20:] - 2, 1.0)
+    np.testing.assert_allclose(w[:, 2:4], ref, atol=2e-3)
