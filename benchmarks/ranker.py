@@ -1,0 +1,179 @@
+"""Benchmark: the LambdaMART ranking stage.
+
+1. Same learner, no wrapper loss (MSLR-WEB10K rows, 136 features, graded labels): our training
+   path (``LambdaMARTRanker.fit`` and the click-training entry ``fit_from_clicks`` with debiasing
+   off) against plain ``lightgbm.train`` with identical parameters — test NDCG@10 of each, the
+   largest prediction difference, and the wrapper's training-time overhead (best of ``--repeats``).
+2. Per-request scoring latency including feature computation, for unions of 100 and 300
+   candidates on the shipped movie catalog (BM25 + click-memory features, a trained 100-tree
+   model), p50/p99 over ``--requests`` requests, against Metarank's published p50/p99 (7/10 ms
+   at 100 items, 20/24 ms at 300); ``speedup`` is theirs / ours (target >= 3).
+
+Prints one JSON line per result.
+
+    .venv/bin/python benchmarks/ranker.py [--requests 500] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import lightgbm as lgb  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ltrr.catalog import Catalog  # noqa: E402
+from ltrr.config import MOVIE_TEXT_FIELDS  # noqa: E402
+from ltrr.features import FeatureBuilder, FeatureSchema  # noqa: E402
+from ltrr.offline.metrics import ndcg_from_grades  # noqa: E402
+from ltrr.ranking.lambdamart import LambdaMARTRanker  # noqa: E402
+from ltrr.ranking.letor import load_letor  # noqa: E402
+from ltrr.ranking.training import ClickTrainingSet, fit_from_clicks  # noqa: E402
+from ltrr.types import Candidates, QueryBatch  # noqa: E402
+from simulators.movies import MovieQueryGenerator  # noqa: E402
+from strategies.bm25 import BM25  # noqa: E402
+from strategies.memory import ClickMemory  # noqa: E402
+
+MSLR = Path("/work/shared/data/mslr")
+METARANK_MS = {100: (7.0, 10.0), 300: (20.0, 24.0)}  # published p50, p99
+
+
+def emit(**record) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def mean_ndcg(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    starts = np.r_[0, np.cumsum(groups)[:-1]]
+    vals = []
+    for s, g in zip(starts, groups, strict=True):
+        order = np.argsort(-scores[s:s + g], kind="stable")[:k]
+        page = np.full((1, k), np.nan)
+        page[0, : order.size] = y[s:s + g][order]
+        vals.append(ndcg_from_grades(page, y[s:s + g][None, :], k)[0])
+    return float(np.nanmean(vals))
+
+
+def mslr_parity(repeats: int, n_estimators: int) -> None:
+    train = load_letor(MSLR / "msn1.fold1.train.5k.txt", 136)
+    test = load_letor(MSLR / "msn1.fold1.test.5k.txt", 136)
+    schema = FeatureSchema(tuple(f"f{i}" for i in range(136)))
+    params = {"n_estimators": n_estimators, "debias": "none", "early_stopping_rounds": 0}
+    lgb_params = LambdaMARTRanker(schema, params).lgb_params()
+    data = ClickTrainingSet(train.X, train.y, train.groups, np.zeros(train.y.size, np.int64),
+                            np.zeros(train.y.size, np.int64), ())
+    times: dict[str, list[float]] = {"plain": [], "fit": [], "fit_from_clicks": []}
+    preds = {}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        plain = lgb.train(lgb_params, lgb.Dataset(train.X, train.y, group=train.groups),
+                          num_boost_round=n_estimators)
+        times["plain"].append(time.perf_counter() - t)
+        preds["plain"] = plain.predict(test.X, num_threads=1)
+        t = time.perf_counter()
+        ours = LambdaMARTRanker(schema, params).fit(train.X, train.y, train.groups)
+        times["fit"].append(time.perf_counter() - t)
+        preds["fit"] = ours.score(test.X)
+        t = time.perf_counter()
+        r = LambdaMARTRanker(schema, params)
+        fit_from_clicks(r, data)
+        times["fit_from_clicks"].append(time.perf_counter() - t)
+        preds["fit_from_clicks"] = r.score(test.X)
+    base = min(times["plain"])
+    for name in ("plain", "fit", "fit_from_clicks"):
+        emit(bench="mslr_parity", path=name, n_estimators=n_estimators, train_rows=int(train.y.size),
+             test_queries=int(test.groups.size), test_ndcg10=round(mean_ndcg(preds[name], test.y, test.groups), 6),
+             max_abs_pred_diff_vs_plain=float(np.max(np.abs(preds[name] - preds["plain"]))),
+             train_s=round(min(times[name]), 4), overhead=round(min(times[name]) / base - 1.0, 4))
+
+
+def scoring_latency(n_requests: int, seed: int) -> None:
+    catalog = Catalog.from_jsonl(ROOT / "data" / "movies" / "catalog.jsonl")
+    bm25 = BM25({"text_fields": MOVIE_TEXT_FIELDS}, name="bm25").fit(catalog)
+    memory = ClickMemory(name="memory").fit(catalog)
+    fb = FeatureBuilder(catalog, {"bm25": bm25, "memory": memory}, MOVIE_TEXT_FIELDS)
+    gen = MovieQueryGenerator(catalog, seed=seed)
+    stream = gen.stream(4000, 1500, seed=seed)
+    # warm the click memory with clicks on relevant films so its features are live
+    for q in stream[:1500]:
+        rel = np.fromiter(q.relevant, dtype=np.int64)
+        if rel.size:
+            memory.observe(q.text, rel[:10], rel[:2], 0.0)
+    # train a 100-tree model on graded relevance of 300 queries' unions
+    X, y, groups = [], [], []
+    for q in stream[:300]:
+        ids, sc = bm25.retrieve([q.text], 100).row(0)
+        if ids.size < 2:
+            continue
+        mem = memory.retrieve([q.text], 20).row(0)
+        c = Candidates.union(("bm25", "memory"), [(ids, sc), mem])
+        X.append(fb.build(q.text, c))
+        y.append(np.array([q.relevant.get(int(i), 0) for i in c.items], dtype=np.float32))
+        groups.append(len(c))
+    ranker = LambdaMARTRanker(fb.schema, {"n_estimators": 100, "debias": "none", "early_stopping_rounds": 0})
+    ranker.fit(np.concatenate(X), np.concatenate(y), np.asarray(groups))
+    for n in (100, 300):
+        unions = []
+        for q in stream[1500:]:
+            ids, sc = bm25.retrieve([q.text], n).row(0)
+            if ids.size < n:
+                continue
+            mem_ids, mem_sc = memory.retrieve([q.text], 20).row(0)
+            keep = np.isin(mem_ids, ids)  # exactly n candidates: memory hits inside the BM25 top n
+            unions.append((q.text, Candidates.union(("bm25", "memory"), [(ids, sc), (mem_ids[keep], mem_sc[keep])])))
+            if len(unions) == n_requests:
+                break
+        for text, c in unions[:20]:  # warm-up
+            ranker.score(fb.build(QueryBatch((text,)), c))
+        lat, cpu, best, feat = [], [], [], []
+        for text, c in unions:
+            walls = []
+            for rep in range(3):
+                c0, t0 = time.thread_time(), time.perf_counter()
+                F = fb.build(QueryBatch((text,)), c)
+                t1 = time.perf_counter()
+                s = ranker.score(F)
+                np.argsort(-s, kind="stable")[:10]
+                t2, c2 = time.perf_counter(), time.thread_time()
+                walls.append((t2 - t0) * 1e3)
+                if rep == 0:
+                    lat.append(walls[0])
+                    cpu.append((c2 - c0) * 1e3)
+                    feat.append((t1 - t0) * 1e3)
+            best.append(min(walls))
+        m50, m99 = METARANK_MS[n]
+        for kind, values in (("wall", lat), ("cpu", cpu), ("wall_best_of_3", best)):
+            p50, p99 = float(np.percentile(values, 50)), float(np.percentile(values, 99))
+            emit(bench="scoring_latency", candidates=n, timing=kind, requests=len(unions),
+                 features=len(fb.schema.names), trees=ranker.best_iteration_, p50_ms=round(p50, 3),
+                 p99_ms=round(p99, 3), feature_p50_ms=round(float(np.percentile(feat, 50)), 3),
+                 metarank_p50_ms=m50, metarank_p99_ms=m99,
+                 speedup_p50=round(m50 / p50, 2), speedup_p99=round(m99 / p99, 2),
+                 meets_3x=bool(m50 / p50 >= 3 and m99 / p99 >= 3), load_avg_1m=os.getloadavg()[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n-estimators", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-mslr", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_mslr:
+        mslr_parity(args.repeats, args.n_estimators)
+    scoring_latency(args.requests, args.seed)
+
+
+if __name__ == "__main__":
+    main()
