@@ -716,3 +716,17 @@ def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike,
             return writer.n_written
     finally:
         log.close()
+
+
+def convert_log(src: str | os.PathLike, dst: str | os.PathLike, *, strict: bool = False,
+                row_group_rows: int = ROW_GROUP_ROWS) -> LogReport:
+    """Rewrite a click log in another format (by ``dst``'s suffix), streaming; bad records are
+    skipped (or fatal when ``strict``) and reported."""
+    reader = LogReader(src, strict=strict)
+    with LogWriter(dst, row_group_rows=row_group_rows) as writer:
+        for rec in reader:
+            if rec.plan is not None and not writer.strategies:
+                writer.strategies = rec.plan.strategies
+            writer.write(rec)
+    reader.report.check_nonempty()
+    return reader.report

@@ -1,0 +1,165 @@
+"""HTML reports with PNG plots (matplotlib, Agg backend) for replay and off-policy evaluation.
+
+``replay_report(out)`` reads ``out/metrics.jsonl`` and ``out/summary.json``: cumulative reward
+and regret over time, strategy share over time per query type. ``ope_report(out, result)`` plots
+each target policy's estimates with their intervals, against ground truth when it is known.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return html.escape(str(v))
+
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+_STYLE = ("<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+          "img{max-width:100%}.note{color:#555}</style>")
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"{_STYLE}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+def replay_report(out: str | os.PathLike) -> Path:
+    """Write ``out/report.html`` with ``cumulative.png`` and ``strategy_share.png``."""
+    out = Path(out)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    summary = json.loads((out / "summary.json").read_text())
+    plt = _pyplot()
+    x = np.array([m["records"] for m in lines], dtype=float)
+    reward = np.array([m["full_information"]["cumulative_reward"] for m in lines])
+    regret = np.array([m["full_information"]["cumulative_regret"] for m in lines])
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].plot(x, reward, label="chosen plan")
+    ax[0].plot(x, reward + regret, label="best plan in hindsight", linestyle="--")
+    ax[0].set(title="Cumulative reward (full-information)", xlabel="records", ylabel="reward")
+    ax[0].legend()
+    ax[1].plot(x, regret, color="C3")
+    ax[1].set(title="Cumulative regret vs best plan in hindsight", xlabel="records", ylabel="regret")
+    fig.tight_layout()
+    fig.savefig(out / "cumulative.png", dpi=90)
+    plt.close(fig)
+
+    strategies = sorted({s for m in lines for qt in m["strategy_share"].values() for s in qt})
+    qtypes = sorted({qt for m in lines for qt in m["strategy_share"]})
+    fig, axes = plt.subplots(1, max(len(strategies), 1), figsize=(5.5 * max(len(strategies), 1), 4),
+                             squeeze=False)
+    for j, s in enumerate(strategies):
+        a = axes[0, j]
+        for qt in qtypes:
+            ys = [m["strategy_share"].get(qt, {}).get(s, np.nan) for m in lines]
+            a.plot(x, ys, marker=".", label=qt)
+        a.set(title=f"share of queries using {s}", xlabel="records", ylabel="share", ylim=(-0.05, 1.05))
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "strategy_share.png", dpi=90)
+    plt.close(fig)
+
+    rows = []
+    for m in lines:
+        fi = m["full_information"]
+        bf = m.get("bandit_feedback", {})
+        rows.append([m["records"], m["policy_learning"], fi["chosen_plan_reward"],
+                     fi["best_plan_in_hindsight_reward"], fi["clicked_recall_of_chosen_plan"] or float("nan"),
+                     bf.get("logged_reward", float("nan")), bf.get("ips_value_of_replayed_policy", float("nan"))])
+    log = summary["log"]
+    problems = "".join(f"<li>{html.escape(k)}: {v} (e.g. {html.escape(log['examples'][k][0])})</li>"
+                       for k, v in log["problems"].items())
+    body = (f"<p>{summary['records']} records ({log['valid']} usable, {log['skipped']} skipped); "
+            f"{summary['full_information_records']} taught the policy with full information, "
+            f"{summary['bandit_feedback_records']} with bandit feedback; {summary['records_per_s']:.0f} "
+            f"records/s.</p><p class='note'>{html.escape(summary['notes'])}</p>"
+            + (f"<h2>Log problems</h2><ul>{problems}</ul>" if problems else "")
+            + "<h2>Reward and regret</h2><img src='cumulative.png'>"
+            "<h2>Strategy share per query type</h2><img src='strategy_share.png'>"
+            "<h2>Per window</h2>"
+            + _table(rows, ["records", "policy learning", "chosen reward (FI)", "best in hindsight (FI)",
+                            "clicked recall (FI)", "logged reward (BF)", "IPS value (BF)"]))
+    path = out / "report.html"
+    path.write_text(_page("ltrr replay", body), encoding="utf-8")
+    return path
+
+
+def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
+               truth: Mapping[str, float] | None = None) -> Path:
+    """Write ``out/report.html`` and ``out/estimates.png`` from an OPE result dict.
+
+    ``result["policies"][name]["estimates"][estimator] = {"value", "ci_low", "ci_high"}``;
+    ``truth`` maps policy names to their true (on-policy) values when known.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot()
+    policies = list(result["policies"])
+    estimators = sorted({e for p in policies for e in result["policies"][p]["estimates"]})
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(policies) * max(len(estimators), 1) / 3), 4.5))
+    width = 0.8 / max(len(estimators), 1)
+    for j, est in enumerate(estimators):
+        xs, ys, lo, hi = [], [], [], []
+        for i, p in enumerate(policies):
+            e = result["policies"][p]["estimates"].get(est)
+            if e is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(e["value"])
+            lo.append(e["value"] - e.get("ci_low", e["value"]))
+            hi.append(e.get("ci_high", e["value"]) - e["value"])
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
+    if truth:
+        for i, p in enumerate(policies):
+            if p in truth:
+                ax.hlines(truth[p], i - 0.45, i + 0.45, colors="k", linewidth=2,
+                          label="ground truth" if i == 0 else None)
+    ax.set_xticks(range(len(policies)), policies, rotation=15)
+    ax.set(ylabel="estimated value", title="Off-policy estimates (95% bootstrap intervals)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "estimates.png", dpi=90)
+    plt.close(fig)
+    rows = []
+    for p in policies:
+        for est in estimators:
+            e = result["policies"][p]["estimates"].get(est)
+            if e is not None:
+                rows.append([p, est, e["value"], e.get("ci_low", float("nan")), e.get("ci_high", float("nan")),
+                             (truth or {}).get(p, float("nan"))])
+    info = result.get("log", {})
+    body = (f"<p>Log: {html.escape(str(info.get('path', '')))}, {info.get('valid', '?')} usable rounds "
+            f"of {info.get('records', '?')}. Logged policy's average reward: "
+            f"{result.get('logged_value', float('nan')):.4g}.</p>"
+            "<p class='note'>All numbers are bandit feedback: each estimate reweights the logged "
+            "plan's reward by the target's probability of that plan over the logged propensity "
+            "(DM/DR also use a ridge reward model per plan fitted on the log).</p>"
+            "<img src='estimates.png'>"
+            + _table(rows, ["policy", "estimator", "value", "CI low", "CI high", "ground truth"]))
+    path = out / "report.html"
+    path.write_text(_page("ltrr off-policy evaluation", body), encoding="utf-8")
+    return path
