@@ -3,8 +3,6 @@ save -> load -> same decisions, probabilities that sum to 1 and propensities in 
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,12 +16,14 @@ N_FEATURES = 4
 
 
 def _policy_class(name: str):
-    target = registry._BUILTIN["policy"].get(name, "")
-    module = target.partition(":")[0]
-    if module and importlib.util.find_spec(module) is None:
-        pytest.skip(f"policy {name!r} is registered as {target!r}, whose module is not written yet "
-                    "(the fusion baselines belong to the engine/fusion work, not to this package yet)")
-    return registry.get("policy", name)
+    try:
+        return registry.get("policy", name)
+    except ModuleNotFoundError as exc:
+        # only the registered module itself may be missing; a broken import inside it is a failure
+        if exc.name and exc.name.startswith("policies."):
+            pytest.skip(f"policy {name!r} is registered but its module {exc.name!r} is not written yet "
+                        "(the fusion baselines belong to the engine/fusion work, not to this package yet)")
+        raise
 
 
 def _menu() -> PlanMenu:
