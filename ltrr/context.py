@@ -32,6 +32,8 @@ CONTEXT_FEATURES: dict[str, str] = {
     "memory_hits": "log1p of items the click memory holds for the query",
     "memory_ctr": "decayed click-through rate of the query in the click memory",
     "memory_seen": "1 if the click memory has seen the query",
+    "structured_likelihood": "likelihood of the structured tagger's best reading (0: no field recognized)",
+    "structured_slots": "field slots in the structured tagger's best reading, scaled by 1/4",
     "hour_sin": "sin of the hour of day (UTC)",
     "hour_cos": "cos of the hour of day (UTC)",
     "weekend": "1 on Saturday and Sunday (UTC)",
@@ -80,6 +82,9 @@ class ContextFeaturizer:
         cols["memory_hits"] = np.log1p(hits)
         cols["memory_ctr"] = np.asarray(signals.get("memory_ctr", np.zeros(n)), dtype=np.float64)
         cols["memory_seen"] = (cols["memory_ctr"] > 0).astype(np.float64)
+        cols["structured_likelihood"] = np.asarray(
+            signals.get("structured_likelihood", np.zeros(n)), dtype=np.float64)
+        cols["structured_slots"] = np.asarray(signals.get("structured_slots", np.zeros(n)), dtype=np.float64) / 4.0
         if want & {"hour_sin", "hour_cos", "weekend"}:
             when = [datetime.fromtimestamp(float(t), tz=UTC) for t in ts]
             hours = np.array([w.hour + w.minute / 60.0 for w in when])
