@@ -5,6 +5,13 @@ configurable half-life: a count observed ``dt`` seconds ago weighs ``0.5 ** (dt 
 Both counts of a row decay together from its ``updated`` time, and are brought forward on every
 write. Retrieval ranks a query's items by smoothed click-through rate
 ``(clicks + prior_ctr * prior_weight) / (impressions + prior_weight)``.
+
+Cold start (``cold_start = true``): items without clicks get *predicted* entries from
+pseudo-queries built from their fields (title, title without its article, title + year, director
+or lead actor + title, genre + year), scored ``predicted_ctr`` times the pseudo-query's strength,
+in a separate table. They are inserted at ``fit`` and ``add_items``, retrieved like observed
+entries, and deleted for a (query, item) pair as soon as feedback for it is observed, so real
+click statistics replace them. ``counts()`` reports predicted and observed entries.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ CREATE TABLE IF NOT EXISTS q2e (
     updated REAL NOT NULL,
     PRIMARY KEY (query, item)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS q2e_pred (
+    query TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (query, item)
+) WITHOUT ROWID;
 """
 
 
@@ -44,6 +57,10 @@ class ClickMemoryParams(Params):
     min_clicks: float = Field(0.5, ge=0.0)
     #: SQLite file; empty means an in-memory database (saved with ``save``)
     path: str = ""
+    #: insert predicted entries from pseudo-queries for items without clicks (fit, add_items)
+    cold_start: bool = False
+    #: score of a predicted entry of strength 1 (an exact title), comparable to a smoothed CTR
+    predicted_ctr: float = Field(0.2, gt=0.0, le=1.0)
 
 
 class ClickMemory(CandidateGenerator):
@@ -69,10 +86,32 @@ class ClickMemory(CandidateGenerator):
 
     # ------------------------------------------------------------------ learning
     def _fit(self, catalog: Catalog) -> None:
-        """The memory starts empty; it learns from feedback only."""
+        """The memory starts empty and learns from feedback; with ``cold_start`` it is seeded
+        with predicted entries for every item that has no click yet."""
+        if self.params.cold_start:
+            self._predict(catalog, np.arange(len(catalog), dtype=np.int64))
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
         self.n_items_ = len(catalog)
+        if self.params.cold_start:
+            self._predict(catalog, np.asarray(new_rows, dtype=np.int64).ravel())
+
+    def _predict(self, catalog: Catalog, rows: np.ndarray) -> None:
+        """Insert predicted (pseudo-query, item) entries for ``rows`` that have no click yet."""
+        from strategies.cold_start import pseudo_queries
+
+        with self._lock:
+            clicked = {int(r[0]) for r in self._db.execute("SELECT DISTINCT item FROM q2e WHERE clicks > 0")}
+        rows = np.array([r for r in rows.tolist() if r not in clicked], dtype=np.int64)
+        entries = pseudo_queries(catalog, rows)
+        scale = self.params.predicted_ctr
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                """INSERT INTO q2e_pred (query, item, score) VALUES (?1, ?2, ?3)
+                   ON CONFLICT (query, item) DO UPDATE SET score = MAX(score, excluded.score)""",
+                [(q, int(i), float(scale * w)) for q, i, w in entries])
+            self._db.execute("COMMIT")
 
     def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:
         """Add one impression to every shown item and one click to every clicked item."""
@@ -98,6 +137,9 @@ class ClickMemory(CandidateGenerator):
                       updated = MAX(updated, excluded.updated)""",
                 [(key, int(i), float(a), float(c), float(ts)) for i, a, c in zip(items, imp, clk, strict=True)],
             )
+            if self.params.cold_start:  # observed statistics replace the predictions
+                self._db.executemany("DELETE FROM q2e_pred WHERE query = ? AND item = ?",
+                                     [(key, int(i)) for i in items])
             self._db.execute("COMMIT")
 
     def _decay_sql(self) -> str:
@@ -143,10 +185,19 @@ class ClickMemory(CandidateGenerator):
         for qi, text in enumerate(queries.texts):
             items, imp, clk = self._decayed(normalize_query(text), None)
             keep = clk >= p.min_clicks
-            if not keep.any():
+            if p.cold_start:
+                pred_items, pred_scores = self._predicted(normalize_query(text))
+                # a pair with observed feedback is judged by it, never by its prediction
+                fresh = ~np.isin(pred_items, items)
+                pred_items, pred_scores = pred_items[fresh], pred_scores[fresh]
+            else:
+                pred_items = pred_scores = np.empty(0)
+            if not keep.any() and pred_items.size == 0:
                 continue
             items, imp, clk = items[keep], imp[keep], clk[keep]
             ctr = (clk + p.prior_ctr * p.prior_weight) / (imp + p.prior_weight)
+            items = np.concatenate([items, pred_items.astype(np.int64)])
+            ctr = np.concatenate([ctr, pred_scores])
             order = np.lexsort((items, -ctr))[:k]
             out.ids[qi, : order.size] = items[order]
             out.scores[qi, : order.size] = ctr[order]
@@ -182,11 +233,24 @@ class ClickMemory(CandidateGenerator):
                 ctr[qi] = float(clk.sum() / max(imp.sum(), 1e-9))
         return {"memory_hits": hits, "memory_ctr": ctr}
 
+    def _predicted(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute("SELECT item, score FROM q2e_pred WHERE query = ?", (key,)).fetchall()
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        arr = np.asarray(rows, dtype=np.float64)
+        return arr[:, 0].astype(np.int64), arr[:, 1]
+
     def counts(self) -> dict[str, int]:
+        """``entries``/``queries``: observed (query, item) pairs and queries; ``observed`` (same as
+        ``entries``), ``predicted`` and ``predicted_queries``: the cold-start predictions left."""
         with self._lock:
             n_rows, n_queries = self._db.execute(
                 "SELECT COUNT(*), COUNT(DISTINCT query) FROM q2e").fetchone()
-        return {"entries": int(n_rows), "queries": int(n_queries)}
+            n_pred, n_pred_q = self._db.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT query) FROM q2e_pred").fetchone()
+        return {"entries": int(n_rows), "queries": int(n_queries), "observed": int(n_rows),
+                "predicted": int(n_pred), "predicted_queries": int(n_pred_q)}
 
     def cost_ms(self, k: int) -> float:
         return 0.05
@@ -205,6 +269,7 @@ class ClickMemory(CandidateGenerator):
         source = sqlite3.connect(src)
         with self._lock:
             source.backup(self._db)
+            self._db.executescript(_SCHEMA)  # a memory saved before cold start lacks q2e_pred
         source.close()
 
     def close(self) -> None:

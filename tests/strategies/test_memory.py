@@ -58,3 +58,81 @@ def test_quotes_and_sql_text_are_plain_text():
     m.observe(q, np.array([1]), np.array([1]), 0.0)
     assert m.retrieve([q], 2).ids.tolist() == [[1, -1]]
     assert m.counts()["entries"] == 1
+
+
+# ---------------------------------------------------------------------------- cold start
+def _cold_catalog():
+    from ltrr.catalog import Catalog
+
+    def film(i, title, year, genres, directors, cast, pop):
+        return {"id": f"f{i}", "title": title, "popularity": pop,
+                "fields": {"year": year, "genres": genres, "directors": directors, "cast": cast}}
+
+    return Catalog.from_records([
+        film(0, "The Heat", 1995, ["Crime"], ["Michael Mann"], ["Al Pacino", "Robert De Niro"], 900),
+        film(1, "Collateral", 2004, ["Crime", "Thriller"], ["Michael Mann"], ["Tom Cruise"], 500),
+        film(2, "Ronin", 1998, ["Crime"], ["John Frankenheimer"], ["Robert De Niro"], 300),
+        film(3, "Casino", 1995, ["Crime"], ["Martin Scorsese"], ["Robert De Niro"], 10),
+    ])
+
+
+def test_cold_start_is_off_by_default():
+    m = ClickMemory().fit(_cold_catalog())
+    assert m.counts() == {"entries": 0, "queries": 0, "observed": 0, "predicted": 0, "predicted_queries": 0}
+    assert (m.retrieve(["the heat"], 3).ids == -1).all()
+
+
+def test_cold_start_predictions_then_replaced_by_clicks():
+    cat = _cold_catalog()
+    m = ClickMemory({"cold_start": True, "predicted_ctr": 0.2}).fit(cat)
+    n_pred = m.counts()["predicted"]
+    assert n_pred > 0 and m.counts()["observed"] == 0
+    # title, title without article, title + year, person + title
+    assert m.retrieve(["The Heat"], 2).ids[0].tolist() == [0, -1]
+    assert m.retrieve(["heat"], 2).scores[0, 0] == pytest.approx(0.2 * 0.9)
+    assert m.retrieve(["heat 1995"], 1).ids[0, 0] == 0
+    assert m.retrieve(["michael mann collateral"], 1).ids[0, 0] == 1
+    # genre + year names several films: the popular one first
+    assert m.retrieve(["crime 1995"], 3).ids[0].tolist() == [0, 3, -1]
+    # a click on Casino for "crime 1995" replaces its prediction with observed statistics;
+    # The Heat, shown and not clicked, loses its prediction too (clicks below min_clicks)
+    m.observe("crime 1995", np.array([0, 3]), np.array([3]), 0.0)
+    c = m.counts()
+    assert c["observed"] == 2 and c["predicted"] == n_pred - 2
+    r = m.retrieve(["crime 1995"], 3)
+    assert r.ids[0].tolist() == [3, -1, -1]
+    assert r.scores[0, 0] == pytest.approx((1 + 0.05 * 5) / (1 + 5))
+
+
+def test_cold_start_add_items_and_save_load(tmp_path):
+    cat = _cold_catalog()
+    from ltrr.catalog import Catalog
+
+    base = Catalog.from_records([{"id": cat.ids[i], "title": cat.titles[i], "popularity": cat.popularity[i],
+                                  "fields": cat.fields[i]} for i in range(3)])
+    m = ClickMemory({"cold_start": True}).fit(base)
+    assert (m.retrieve(["casino"], 1).ids == -1).all()
+    m.add_items(cat, np.array([3]))
+    assert m.retrieve(["casino"], 1).ids[0, 0] == 3
+    m.save(tmp_path / "m")
+    loaded = ClickMemory.load(tmp_path / "m")
+    assert loaded.counts() == m.counts()
+    assert loaded.retrieve(["casino 1995"], 1).ids[0, 0] == 3
+    # a memory saved before cold start existed (no q2e_pred table) still loads and works
+    import sqlite3 as _sq
+
+    db = _sq.connect(tmp_path / "m" / "memory.sqlite")
+    db.execute("DROP TABLE q2e_pred")
+    db.commit()
+    db.close()
+    old = ClickMemory.load(tmp_path / "m")
+    assert old.counts()["predicted"] == 0
+
+
+def test_cold_start_sql_text_in_titles_is_plain_text():
+    from ltrr.catalog import Catalog
+
+    cat = Catalog.from_records([{"id": "x", "title": "'; DROP TABLE q2e_pred; --", "fields": {"year": 2000}}])
+    m = ClickMemory({"cold_start": True}).fit(cat)
+    assert m.retrieve(["'; DROP TABLE q2e_pred; --"], 1).ids[0, 0] == 0
+    assert m.counts()["predicted"] >= 1
