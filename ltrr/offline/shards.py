@@ -1,0 +1,97 @@
+"""Shard-parallel off-policy evaluation on Dask.
+
+Both passes of :mod:`ltrr.offline.ope` are sums over chunks of the log, so a Parquet log is cut
+into shards of whole row groups, each shard's sums are computed by a Dask task, and the partial
+sums are merged in shard order. Bootstrap draws are seeded per chunk, not per worker, so the
+numbers equal the single-process path up to floating-point summation order (tested to 1e-12).
+
+Why Dask rather than Ray: the work is a plain map-reduce over files with numpy results;
+``dask.distributed`` is pure Python (a few MB from PyPI), starts a local cluster of processes in
+about a second and needs no object store or separate runtime, while Ray ships a ~70 MB binary
+wheel with a raylet daemon per node — more than this job needs. Both scale the same map-reduce to
+a cluster reading Parquet from shared storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ltrr.errors import DataError
+from ltrr.offline.logs import LogReader
+from ltrr.offline.ope import (
+    Plan2Context,
+    RewardModel,
+    TargetSpec,
+    finalize,
+    merge_estimates,
+    merge_reward_model,
+    shard_estimates,
+    shard_reward_model,
+)
+
+
+def shard_row_groups(path: str, shards: int) -> list[list[int]]:
+    """Contiguous, balanced lists of row groups (at most ``shards`` of them)."""
+    n = LogReader(path).n_row_groups()
+    if n == 0:
+        return []
+    bounds = np.linspace(0, n, min(shards, n) + 1).round().astype(int)
+    return [list(range(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+
+
+def local_client(n_workers: int = 2):
+    """A local Dask cluster of ``n_workers`` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=40)
+    return Client(cluster)
+
+
+def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],
+                     n_bootstrap: int, seed: int, alpha: float, strict: bool, shards: int,
+                     client: Any = None) -> dict[str, Any]:
+    """:func:`ltrr.offline.ope.evaluate` with both passes mapped over shards on Dask."""
+    from ltrr.offline.logs import log_format
+
+    if log_format(log) != "parquet":
+        raise DataError(f"{log}: shard-parallel evaluation reads Parquet row groups; convert the log "
+                        "to Parquet first (ltrr.offline.logs.convert_log)")
+    groups = shard_row_groups(log, shards)
+    own = client is None
+    if own:
+        client = local_client(min(shards, 2))
+    try:
+        futures = client.map(shard_reward_model, [log] * len(groups), groups, [strict] * len(groups),
+                             pure=False)
+        parts = client.gather(futures)
+        model_stats, report = None, None
+        for stats, rep in parts:
+            if stats is not None:
+                model_stats = merge_reward_model(model_stats, stats)
+            report = rep if report is None else report.merge(rep)
+        if report is None:
+            report = LogReader(log).report
+        report.check_nonempty()
+        if model_stats is None:
+            raise DataError(f"{log}: no record carries a plan, propensities and x; off-policy "
+                            "evaluation needs a log written by ltrr")
+        ctx = Plan2Context(tuple(targets), RewardModel.solve(model_stats), tuple(estimators),
+                           int(n_bootstrap), seed)
+        futures = client.map(shard_estimates, [log] * len(groups), groups, [ctx] * len(groups),
+                             [strict] * len(groups), pure=False)
+        stats = None
+        for part in client.gather(futures):
+            if part is not None:
+                stats = merge_estimates(stats, part)
+        result = finalize(stats, ctx, report, alpha)
+        result["shards"] = len(groups)
+        return result
+    finally:
+        if own:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
