@@ -57,8 +57,9 @@ def test_pbm_em_is_the_simulators_fit_pbm_and_recovers_examination():
 
 def test_ipw_weights_invert_examination_and_clip():
     exam = np.array([1.0, 0.5, 0.05])
-    w = ipw_weights(np.array([0, 1, 2, 2]), np.array([1, 1, 1, 0]), exam, clip=10.0)
-    np.testing.assert_allclose(w, [1.0, 2.0, 10.0, 1.0])
+    pos, clicks = np.array([0, 1, 2, 2]), np.array([1, 1, 1, 0])
+    np.testing.assert_allclose(ipw_weights(pos, clicks, exam, clip=10.0, normalize=False), [1.0, 2.0, 10.0, 1.0])
+    np.testing.assert_allclose(ipw_weights(pos, clicks, exam, clip=10.0), [3 / 13, 6 / 13, 30 / 13, 1.0])
 
 
 def test_examination_needs_clicks():
@@ -67,9 +68,9 @@ def test_examination_needs_clicks():
 
 
 @pytest.mark.parametrize("model, floor_position, floor_ipw", [
-    # gaps measured on this seeded setup: PBM position +0.148, ipw +0.029; cascade +0.169, +0.038
-    (PositionBasedClickModel("informational"), 0.10, 0.01),
-    (CascadeClickModel("informational"), 0.10, 0.01),
+    # gaps measured on this seeded setup: PBM position +0.148, ipw +0.047; cascade +0.169, +0.041
+    (PositionBasedClickModel("informational"), 0.10, 0.02),
+    (CascadeClickModel("informational"), 0.10, 0.02),
 ])
 def test_debiased_rankers_beat_the_naive_click_ranker(model, floor_position, floor_ipw):
     X, grades, log_score = make_queries(1, 300)
