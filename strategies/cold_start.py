@@ -2,8 +2,9 @@
 
 Generated from the item's own fields, each with a strength in (0, 1] (how surely the query means
 this item): the title (1.0), the title without a leading article (0.9), either + year (x0.9),
-a director or lead actor + title (0.7), and genre + year (0.3, raised by up to 0.3 for popular
-items since such a query names many films). Keys are normalized like the click memory's.
+a director or lead actor + title (0.7), a director alone (0.2, raised by up to 0.3 for popular
+items) and genre + year (0.3, raised by up to 0.3 for popular items: such queries name many
+films). Keys are normalized like the click memory's.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def pseudo_queries(catalog: Catalog, rows: np.ndarray, *, n_leads: int = 2,
             key = normalize_query(person)
             if key and title:
                 out.append((f"{key} {title}", r, 0.7))
+        for person in people:  # a director's name alone names their films, popular ones first
+            key = normalize_query(person)
+            if key:
+                out.append((key, r, 0.2 + 0.3 * float(pop[r]) / top))
         if year > 0:
             boost = 0.3 + 0.3 * float(pop[r]) / top
             for genre in _names(f.get("genres")):
