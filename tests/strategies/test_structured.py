@@ -189,3 +189,11 @@ def test_movie_catalog_tom_hanks_war_1990s_and_attribute_recall(movie_catalog_pa
     recall = [np.isin(list(q.relevant), got.ids[i]).mean() for i, q in enumerate(queries)]
     # measured 0.8x on this seed; BM25 on the same queries is far lower (benchmarks/structured.py)
     assert float(np.mean(recall)) > 0.7
+
+
+def test_catalog_without_fields_has_no_interpretations() -> None:
+    docs = Catalog.from_records([{"id": f"d{i}", "title": f"paper {i}", "text": "war drama 1990s"} for i in range(5)])
+    s = StructuredSearch().fit(docs)
+    assert s.tag("war drama 1990s") == []
+    assert (s.retrieve(["war drama 1990s"], 3).ids == -1).all()
+    assert s.query_stats(["war"])["structured_likelihood"].tolist() == [0.0]
