@@ -53,15 +53,39 @@ CREATE TABLE IF NOT EXISTS feedback_journal (
 """
 
 
+#: raw array blob: magic, uint32 header length, JSON header {name: [dtype, shape, offset]}, bytes.
+#: ~15x cheaper to write than an npz (a zip member per array) — it is on every search's path.
+_RAW_MAGIC = b"LTRRARR1"
+
+
 def _pack(**arrays: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+    header: dict[str, list] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.hasobject:
+            raise TypeError(f"array {name!r} has dtype object; the event log stores numeric arrays only")
+        header[name] = [a.dtype.str, list(a.shape), offset]
+        chunks.append(a.tobytes(order="C"))
+        offset += a.nbytes
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join([_RAW_MAGIC, len(head).to_bytes(4, "little"), head, *chunks])
 
 
 def _unpack(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    if not blob.startswith(_RAW_MAGIC):  # rows written before the raw format: npz
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    n = int.from_bytes(blob[8:12], "little")
+    header = json.loads(blob[12:12 + n])
+    base = 12 + n
+    out = {}
+    for name, (dtype, shape, offset) in header.items():
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        out[name] = np.frombuffer(blob, dtype=dt, count=count, offset=base + offset).reshape(shape).copy()
+    return out
 
 
 @dataclass(frozen=True)
