@@ -10,6 +10,20 @@ IPS/SNIPS/DR. Prints one JSON line per result; ``ratio_vs_obp`` is OBP's time / 
 we are faster).
 
     .venv/bin/python benchmarks/ope.py [--events 1000000] [--actions 10] [--len-list 1]
+
+Section ``truth`` (``--section truth``): ground truth in the movie simulator. A demo engine warms
+up online (memory, policy, ranker learn), then is frozen. Logs are written with an exploring
+epsilon-greedy logger (epsilon 0.3) over ``--seeds`` independent query streams; every target
+policy's value is estimated from each log with every estimator (Poisson-bootstrap 95% CIs), and
+each target is run on-policy on its own long stream for its true value (the expected reward of
+each page from the click model's exact click probabilities, so the truth has no click noise).
+Prints relative errors, spread and CI coverage per (target, estimator) and writes
+``work/bench/ope_truth/report.html``.
+
+Section ``scale`` (``--section scale``): a synthetic ltrr-format Parquet log of ``--scale-events``
+rounds (default 10M, written in 65,536-row groups under ``work/bench/``) is evaluated by
+``ltrr.offline.ope.evaluate`` in a child process, single-process and bootstrap-free, reporting
+events/s and the child's peak RSS (target: >= 200k events/s, < 2 GB).
 """
 
 from __future__ import annotations
@@ -143,15 +157,258 @@ def throughput(args: argparse.Namespace) -> None:
                           abs_diff_vs_single_pass=abs(value - whole))), flush=True)
 
 
+# ----------------------------------------------------------------------------------------------
+# ground truth in the simulator
+
+
+def _expected_rewards(engine, queries, click_model, k: int) -> tuple[np.ndarray, list]:
+    """Search every query with the engine's current policy (frozen: no feedback) and return the
+    expected reward of each page and the decisions."""
+    cost = engine.config.reward.cost_per_candidate
+    out = np.empty(len(queries))
+    decisions = []
+    for i, q in enumerate(queries):
+        d = engine.search(q.text, {"qtype": q.qtype}, k=k, ts=1_735_689_600.0 + 37.0 * i)
+        grades = np.full((1, k), -1.0)
+        grades[0, : d.page.size] = [q.relevant.get(int(r), 0) for r in d.page]
+        p_any = 1.0 - float(np.prod(1.0 - click_model.click_probabilities(grades)[0][: d.page.size]))
+        out[i] = float(np.clip(p_any - cost * d.plan.total_depth, -1.0, 1.0))
+        decisions.append(d)
+    return out, decisions
+
+
+def truth(args: argparse.Namespace) -> None:
+    import shutil
+
+    from ltrr import registry
+    from ltrr.config import default_config
+    from ltrr.engine import Engine
+    from ltrr.offline.ope import ESTIMATOR_NAMES, evaluate, target_specs
+    from ltrr.offline.report import ope_report
+    from ltrr.offline.simlog import movie_stream, simulate_log
+    from policies.epsilon_greedy import EpsilonGreedy
+    from policies.fixed import FixedPolicy
+
+    work = ROOT / "work" / "bench" / "ope_truth"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg = default_config()
+    cfg = cfg.model_copy(update={
+        "catalog": cfg.catalog.model_copy(update={"limit": args.catalog_limit}),
+        "policy": cfg.policy.model_copy(update={"params": {"epsilon": 0.3}})})
+    t0 = time.perf_counter()
+    engine = Engine.from_config(cfg)
+    warm = movie_stream(engine, args.warmup, pool_size=args.pool, seed=1000)
+    simulate_log(engine, warm, work / "warmup.parquet", seed=1000, learn=True)
+    engine.save(work / "engine")
+    logger = engine.policy
+    menu, nf, names = logger.menu, logger.n_features, logger.feature_names
+    greedy = EpsilonGreedy(menu, nf, {"epsilon": 0.05}, names)
+    greedy._set_state_arrays(logger._state_arrays())
+    greedy.save(work / "target_greedy")
+    fixed = {"bm25_100": {"bm25": 100}, "all_max": {}, "bm25_10+memory_50": {"bm25": 10, "memory": 50}}
+    for name, depths in fixed.items():
+        FixedPolicy(menu, nf, {"depths": depths}, names).save(work / f"target_{name}")
+    targets = target_specs([str(work / "target_greedy")] + [str(work / f"target_{n}") for n in fixed])
+    print(json.dumps({"bench": "ope_truth", "step": "warm-up", "queries": args.warmup,
+                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    click_model = registry.get("click_model", "pbm")(preset="navigational")
+    k = cfg.page_size
+    # true values: each target on-policy on its own stream, expected rewards (no click noise)
+    true_value, true_se = {}, {}
+    for spec in targets:
+        from ltrr.offline.ope import load_policy
+
+        engine.policy = load_policy(spec.source)
+        stream = movie_stream(engine, args.truth_queries, pool_size=args.pool, seed=2000)
+        r, _ = _expected_rewards(engine, stream, click_model, k)
+        true_value[spec.name] = float(r.mean())
+        true_se[spec.name] = float(r.std(ddof=1) / np.sqrt(r.size))
+    engine.policy = logger
+    print(json.dumps({"bench": "ope_truth", "step": "on-policy truth", "queries_per_target": args.truth_queries,
+                      "true_value": {k_: round(v, 4) for k_, v in true_value.items()},
+                      "standard_error": {k_: round(v, 4) for k_, v in true_se.items()}}), flush=True)
+    runs = []
+    for seed in range(args.seeds):
+        stream = movie_stream(engine, args.log_queries, pool_size=args.pool, seed=3000 + seed)
+        path = work / f"log_{seed}.parquet"
+        simulate_log(engine, stream, path, seed=3000 + seed, learn=False)
+        runs.append(evaluate(path, targets, estimators=ESTIMATOR_NAMES, n_bootstrap=args.bootstrap,
+                             seed=seed))
+    engine.close()
+    rows = []
+    for spec in targets:
+        t = true_value[spec.name]
+        for est in ESTIMATOR_NAMES:
+            vals = np.array([r["policies"][spec.name]["estimates"][est]["value"] for r in runs])
+            lo = np.array([r["policies"][spec.name]["estimates"][est]["ci_low"] for r in runs])
+            hi = np.array([r["policies"][spec.name]["estimates"][est]["ci_high"] for r in runs])
+            row = {"bench": "ope_truth", "target": spec.name, "estimator": est, "true_value": round(t, 4),
+                   "mean_estimate": round(float(vals.mean()), 4),
+                   "mean_relative_error": round(float(np.mean(np.abs(vals - t)) / abs(t)), 4),
+                   "rmse": round(float(np.sqrt(np.mean((vals - t) ** 2))), 4),
+                   "std": round(float(vals.std(ddof=1)), 4),
+                   "ci_coverage": round(float(np.mean((lo <= t) & (t <= hi))), 3),
+                   "mean_ci_width": round(float(np.mean(hi - lo)), 4),
+                   "seeds": args.seeds, "log_rounds": args.log_queries}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    by = {(r["target"], r["estimator"]): r for r in rows}
+    names_ = [s.name for s in targets]
+    summary = {"bench": "ope_truth", "summary": True,
+               "dr_error_le_ips_error": {n: by[(n, "dr")]["rmse"] <= by[(n, "ips")]["rmse"] for n in names_},
+               "snips_std_lt_ips_std": {n: by[(n, "snips")]["std"] < by[(n, "ips")]["std"] for n in names_},
+               "coverage_by_estimator": {e: round(float(np.mean([by[(n, e)]["ci_coverage"] for n in names_])), 3)
+                                         for e in ESTIMATOR_NAMES}}
+    print(json.dumps(summary), flush=True)
+    ope_report(work, runs[0], truth=true_value)
+    (work / "truth_table.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+
+
+# ----------------------------------------------------------------------------------------------
+# scale: a 10M-round Parquet log in bounded memory
+
+
+def write_synthetic_log(path: Path, n: int, seed: int = 0, rows_per_group: int = 65_536) -> None:
+    """An ltrr-format Parquet log of ``n`` rounds built column-wise with pyarrow (no per-row
+    Python): an epsilon-greedy logger over the demo menu, 10 shown ids, Bernoulli clicks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ltrr.offline.logs import LogWriter
+
+    strategies = ("bm25", "memory")
+    plans = np.array([(b, m) for b in (0, 10, 50, 100) for m in (0, 10, 50) if b + m > 0])
+    A = len(plans)
+    rng = np.random.default_rng(seed)
+    d = 11
+    theta = rng.normal(0, 0.3, (A, d))
+    schema = LogWriter(path, strategies)._schema()
+    writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def fixed_strings(codes: np.ndarray, prefix: bytes, width: int) -> pa.Array:
+        digits = np.char.zfill(codes.astype("U"), width - len(prefix)).astype(f"S{width - len(prefix)}")
+        raw = np.frombuffer(digits.tobytes(), dtype=np.uint8).reshape(-1, width - len(prefix))
+        body = np.concatenate([np.tile(np.frombuffer(prefix, np.uint8), (raw.shape[0], 1)), raw], axis=1)
+        offsets = np.arange(0, (raw.shape[0] + 1) * width, width, dtype=np.int32)
+        return pa.StringArray.from_buffers(raw.shape[0], pa.py_buffer(offsets), pa.py_buffer(body.tobytes()))
+
+    for start in range(0, n, rows_per_group):
+        m = min(rows_per_group, n - start)
+        x = rng.random((m, d))
+        x[:, 0] = 1.0
+        greedy = np.argmax(x @ theta.T, axis=1)
+        explore = rng.random(m) < 0.3
+        action = np.where(explore, rng.integers(0, A, m), greedy)
+        prop = np.where(action == greedy, 0.7 + 0.3 / A, 0.3 / A)
+        depths = plans[action]
+        reward_p = np.clip(0.2 + 0.5 * x[:, 1] * (depths[:, 0] > 0) + 0.3 * x[:, 2] * (depths[:, 1] > 0), 0, 1)
+        click = rng.random(m) < reward_p
+        reward = click - 0.0005 * depths.sum(axis=1)
+        shown_codes = rng.integers(0, 17_470, (m, 10))
+        shown = pa.ListArray.from_arrays(np.arange(0, 10 * m + 1, 10, dtype=np.int32),
+                                         fixed_strings(shown_codes.ravel(), b"tt", 9))
+        pos = rng.integers(0, 10, m)
+        c_offsets = np.concatenate([[0], np.cumsum(click)]).astype(np.int32)
+        clicks = pa.ListArray.from_arrays(c_offsets, fixed_strings(shown_codes[np.arange(m), pos][click], b"tt", 9))
+        sp = np.stack([np.where(action == greedy, 0.8, 0.2)] * 2, axis=1)
+        table = pa.Table.from_arrays([
+            fixed_strings(np.arange(start, start + m), b"e", 12),
+            pa.array(1.7e9 + np.arange(start, start + m, dtype=np.float64)),
+            fixed_strings(rng.integers(0, 100_000, m), b"q", 8),
+            pa.array(np.full(m, "{}")),
+            shown, clicks,
+            pa.StructArray.from_arrays([pa.array(depths[:, 0].astype(np.int32)), pa.array(depths[:, 1].astype(np.int32))],
+                                       names=list(strategies)),
+            pa.StructArray.from_arrays([pa.array(prop), pa.StructArray.from_arrays(
+                [pa.array(sp[:, 0]), pa.array(sp[:, 1])], names=list(strategies))], names=["plan", "strategies"]),
+            pa.ListArray.from_arrays(np.arange(0, d * m + 1, d, dtype=np.int32), pa.array(x.ravel())),
+            pa.array(reward),
+            pa.StructArray.from_arrays([pa.array(click * 1.0), pa.array(np.zeros(m))], names=list(strategies)),
+        ], schema=schema)
+        writer.write_table(table, row_group_size=rows_per_group)
+    writer.close()
+
+
+_SCALE_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from ltrr.offline.ope import evaluate, TargetSpec
+t0 = time.perf_counter()
+r = evaluate({log!r}, [TargetSpec("greedy", {target!r}), TargetSpec("bm25_100", {fixed!r})],
+             n_bootstrap={boot}, shards={shards})
+s = time.perf_counter() - t0
+print(json.dumps({{"seconds": s, "rounds": r["rounds"],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "ips": r["policies"]["greedy"]["estimates"]["ips"]["value"]}}))
+"""
+
+
+def scale(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from policies.base import PlanMenu
+    from policies.epsilon_greedy import EpsilonGreedy
+    from policies.fixed import FixedPolicy
+
+    work = ROOT / "work" / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / f"ope_scale_{args.scale_events}.parquet"
+    if not log.exists():
+        t0 = time.perf_counter()
+        write_synthetic_log(log, args.scale_events, seed=args.seed)
+        print(json.dumps({"bench": "ope_scale", "step": "write log", "events": args.scale_events,
+                          "seconds": round(time.perf_counter() - t0, 1),
+                          "file_mb": round(log.stat().st_size / 2**20, 1)}), flush=True)
+    menu = PlanMenu.build({"bm25": [0, 10, 50, 100], "memory": [0, 10, 50]}, 300)
+    rng = np.random.default_rng(args.seed + 1)
+    greedy = EpsilonGreedy(menu, 11, {"epsilon": 0.1})
+    greedy.arms.update_all(rng.random((500, 11)), rng.random((500, menu.n_actions)))
+    greedy.save(work / "scale_target_greedy")
+    FixedPolicy(menu, 11, {"depths": {"bm25": 100}}).save(work / "scale_target_bm25")
+    runs = [(0, 1)] + ([(args.scale_bootstrap, 1)] if args.scale_bootstrap else [])
+    for boot, shards in runs:
+        code = _SCALE_CHILD.format(root=str(ROOT), log=str(log), target=str(work / "scale_target_greedy"),
+                                   fixed=str(work / "scale_target_bm25"), boot=boot, shards=shards)
+        c0 = os.times()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        c1 = os.times()
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        cpu = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
+        print(json.dumps({"bench": "ope_scale", "events": res["rounds"], "targets": 2,
+                          "estimators": 7, "bootstrap": boot, "shards": shards,
+                          "seconds": round(res["seconds"], 1),
+                          "events_per_s": round(res["rounds"] / res["seconds"]),
+                          "peak_rss_mb": round(res["peak_rss_mb"]),
+                          "child_cpu_s": round(cpu, 1),
+                          "events_per_cpu_s": round(res["rounds"] / max(cpu, 1e-9)),
+                          "target_events_per_s": 200_000, "target_rss_mb": 2048}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=("throughput", "truth", "scale", "all"), default="throughput")
+    parser.add_argument("--catalog-limit", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=1500)
+    parser.add_argument("--pool", type=int, default=1000)
+    parser.add_argument("--truth-queries", type=int, default=4000)
+    parser.add_argument("--log-queries", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--scale-events", type=int, default=10_000_000)
+    parser.add_argument("--scale-bootstrap", type=int, default=50)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--actions", type=int, default=10)
     parser.add_argument("--len-list", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    throughput(args)
+    if args.section in ("throughput", "all"):
+        throughput(args)
+    if args.section in ("truth", "all"):
+        truth(args)
+    if args.section in ("scale", "all"):
+        scale(args)
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ class Engine:
         return True
 
     # ------------------------------------------------------------------ offline replay
-    def learn_from_log(self, record: LogRecord) -> LogStep:
+    def learn_from_log(self, record: LogRecord, *, train_ranker: bool = True) -> LogStep:
         """Learn from one logged search as the engine would have online (replay).
 
         The logged ``shown``/``clicks`` are what the user saw. Every strategy retrieves once at
@@ -281,7 +281,8 @@ class Engine:
         (ltrr logs) update the policy with bandit feedback on the logged plan; foreign records
         update it with every plan's reward (full information, :func:`policies.warm_start.warm_start`).
         Then the ranker gets a training event (features of the shown items, clicks as labels;
-        only for records with clicks) and the strategies observe the impressions and clicks.
+        only for records with clicks; skipped when ``train_ranker`` is False) and the strategies
+        observe the impressions and clicks.
         """
         from ltrr.types import FeedbackEvent
         from policies.warm_start import warm_start
@@ -336,7 +337,7 @@ class Engine:
                 self.policy.update(x, plan, logged_reward, per_strategy)
             else:
                 warm_start(self.policy, x[None, :], plan_rewards[None, :])
-            if clicked_rows.size and shown_rows.size:
+            if train_ranker and clicked_rows.size and shown_rows.size:
                 self._log_training_event(record, batch, x, plan if bandit else chosen, results, shown_rows,
                                          np.asarray(plan.depths) if bandit else max_depth)
                 clicked_ids = [self.catalog.ids[r] for r in clicked_rows]
@@ -347,7 +348,7 @@ class Engine:
             self._feedback_since_train += 1
             retrained = False
             every = self.config.ranker.retrain_every
-            if every and self._feedback_since_train >= every:
+            if train_ranker and every and self._feedback_since_train >= every:
                 retrained = self.retrain_ranker()
         return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
                        plan_rewards, plan_recall, int(clicked_rows.size), logged_action, logged_reward,

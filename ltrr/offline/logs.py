@@ -43,6 +43,8 @@ MAX_EXAMPLES = 5
 PROBLEM_KINDS = ("malformed", "missing_query", "click_not_shown", "bad_propensity", "out_of_order")
 #: problems that make a record unusable (the others are only reported)
 SKIPPING = frozenset(PROBLEM_KINDS) - {"out_of_order"}
+#: the Parquet columns off-policy evaluation reads (and validates)
+OPE_COLUMNS = ("query", "shown", "clicks", "plan", "propensities", "x", "reward", "strategy_rewards")
 
 
 def log_format(path: str | os.PathLike) -> str:
@@ -315,11 +317,16 @@ class LogReader:
                     last_ts = max(last_ts, rec.ts)
                     yield rec
 
-    def _parquet_batches(self, start_row: int = 0, row_groups: Sequence[int] | None = None):
-        """Yield ``(first_row, chunk_key, pyarrow.RecordBatch)`` from ``start_row``."""
+    def _parquet_batches(self, start_row: int = 0, row_groups: Sequence[int] | None = None,
+                         columns: Sequence[str] | None = None):
+        """Yield ``(first_row, chunk_key, pyarrow.RecordBatch)`` from ``start_row`` (only
+        ``columns`` that exist in the file, when given)."""
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(self.path)
+        if columns is not None:
+            have = set(pf.schema_arrow.names)
+            columns = [c for c in columns if c in have]
         md = pf.metadata
         first = 0
         groups = range(md.num_row_groups) if row_groups is None else row_groups
@@ -330,7 +337,8 @@ class LogReader:
             if first + n <= start_row:
                 continue
             row = first
-            for j, batch in enumerate(pf.iter_batches(batch_size=self.batch_rows, row_groups=[g])):
+            for j, batch in enumerate(pf.iter_batches(batch_size=self.batch_rows, row_groups=[g],
+                                                      columns=columns)):
                 if row + batch.num_rows <= start_row:
                     row += batch.num_rows
                     continue
@@ -369,7 +377,7 @@ class LogReader:
         those row groups (a shard).
         """
         if self.format == "parquet":
-            for row0, key, batch in self._parquet_batches(0, row_groups):
+            for row0, key, batch in self._parquet_batches(0, row_groups, OPE_COLUMNS):
                 out = _columnar_parquet(batch, row0, key, self)
                 if out is not None:
                     yield out
@@ -517,10 +525,19 @@ def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader)
         c_rows = pc.list_parent_indices(clicks).to_numpy()
         codes = pa.chunked_array([s_vals, c_vals]).combine_chunks().dictionary_encode().indices
         codes = codes.to_numpy().astype(np.int64)
-        width = int(codes.max()) + 1 if codes.size else 1
-        s_key = s_rows.astype(np.int64) * width + codes[: len(s_vals)]
-        c_key = c_rows.astype(np.int64) * width + codes[len(s_vals):]
-        unshown = ~np.isin(c_key, s_key)
+        s_codes, c_codes = codes[: len(s_vals)], codes[len(s_vals):]
+        s_len = np.bincount(s_rows, minlength=n)
+        width = int(s_len.max()) if s_len.size else 0
+        if width <= 64:
+            # each row's shown codes in one padded row; a click is shown iff its row holds its code
+            starts = np.concatenate([[0], np.cumsum(s_len)[:-1]])
+            mat = np.full((n, max(width, 1)), -1, dtype=np.int64)
+            mat[s_rows, np.arange(s_rows.size) - starts[s_rows]] = s_codes
+            unshown = ~(mat[c_rows] == c_codes[:, None]).any(axis=1)
+        else:
+            span = int(codes.max()) + 1
+            unshown = ~np.isin(c_rows.astype(np.int64) * span + c_codes,
+                               s_rows.astype(np.int64) * span + s_codes, kind="sort")
         bad_rows = np.zeros(n, bool)
         bad_rows[c_rows[unshown]] = True
         flag("click_not_shown", bad_rows, lambda i: "a clicked item was not shown")

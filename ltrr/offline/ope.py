@@ -141,11 +141,26 @@ def batch_probabilities(policy, X: np.ndarray) -> np.ndarray:
 # pass 1: the reward model
 
 
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a small non-negative int matrix and each row's index among them.
+
+    Rows are packed into one int64 key (mixed radix), so this is a 1-D unique, much faster than
+    ``np.unique(axis=0)`` for the few distinct plans of a log.
+    """
+    if a.size == 0:
+        return a.reshape(0, a.shape[1] if a.ndim == 2 else 0), np.zeros(a.shape[0], dtype=np.int64)
+    base = int(a.max()) + 1
+    key = np.zeros(a.shape[0], dtype=np.int64)
+    for s in range(a.shape[1]):
+        key = key * base + a[:, s]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return a[first], inverse.ravel()
+
+
 def reward_model_partial(batch: BanditBatch) -> dict[str, Any]:
     """Ridge sufficient statistics per logged plan (keyed by its depths) and pooled."""
     x, r = batch.x, batch.reward
-    plans, inverse = np.unique(batch.depths, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    plans, inverse = _unique_rows(batch.depths)
     per = {}
     for j, depths in enumerate(plans):
         m = inverse == j
@@ -195,7 +210,9 @@ class RewardModel:
 
     def matrix(self, plans: np.ndarray) -> np.ndarray:
         """``float[n_plans, d]``: the model of each plan (pooled when never logged)."""
-        return np.stack([self.thetas.get(tuple(int(v) for v in p), self.pooled) for p in plans])
+        uniq, inverse = _unique_rows(np.asarray(plans, dtype=np.int64))
+        rows = np.stack([self.thetas.get(tuple(int(v) for v in p), self.pooled) for p in uniq])
+        return rows[inverse]
 
 
 # ----------------------------------------------------------------------------------------------

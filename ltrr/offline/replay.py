@@ -173,9 +173,10 @@ def _records_with_progress(it: Iterator[LogRecord], reader: LogReader, enabled: 
 
 def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike, *,
            checkpoint_every: int = 10_000, window: int = 1_000, strict: bool = False,
-           progress: bool = True, stop_after: int | None = None) -> ReplayResult:
+           progress: bool = True, stop_after: int | None = None, train_ranker: bool = True) -> ReplayResult:
     """Stream ``log`` through an engine built from ``config``, resuming from ``out`` if a
-    checkpoint is there. ``stop_after`` ends after that many records in total (tests)."""
+    checkpoint is there. ``stop_after`` ends after that many records in total (tests);
+    ``train_ranker=False`` replays only the retrieval decision and the memory (faster)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     events_path = str(out / "events.sqlite")
@@ -214,7 +215,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
     try:
         since_ckpt = 0
         for rec in _records_with_progress(reader.records(start), reader, progress, start.records):
-            step = engine.learn_from_log(rec)
+            step = engine.learn_from_log(rec, train_ranker=train_ranker)
             metrics.add(rec, step)
             if metrics.window["n"] >= window:
                 fh.write(json.dumps(metrics.line()) + "\n")
@@ -238,7 +239,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
                "cumulative_reward": metrics.cum_reward, "cumulative_best_in_hindsight": metrics.cum_best,
                "cumulative_regret": metrics.cum_best - metrics.cum_reward,
                "seconds": seconds, "records_per_s": (reader.position.records - resumed_from) / max(seconds, 1e-9),
-               "resumed_from": resumed_from, "log": reader.report.to_dict(),
+               "resumed_from": resumed_from, "ranker_trained": train_ranker, "log": reader.report.to_dict(),
                "notes": ("full_information numbers compare every menu plan on every record (strategies "
                          "are deterministic); bandit_feedback numbers use only the logged plan, "
                          "weighted by its logged propensity.")}

@@ -22,9 +22,12 @@ import click
               help="Records per metrics line.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record instead of skipping it.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--ranker/--no-ranker", default=True, show_default=True,
+              help="Give the ranker training rows (features of shown items) and retrain it; "
+                   "--no-ranker replays only the retrieval decision and the memory, faster.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html and PNGs.")
 def replay(log_path: str, config_path: str | None, out_dir: str, checkpoint_every: int, window: int,
-           strict: bool, progress: bool, report: bool) -> None:
+           strict: bool, progress: bool, ranker: bool, report: bool) -> None:
     """Replay a click log: the memory, policy and ranker learn as they would have online.
 
     Foreign logs (query, shown, clicks) teach the policy with full information (every plan's
@@ -36,7 +39,7 @@ def replay(log_path: str, config_path: str | None, out_dir: str, checkpoint_ever
 
     config = load_config(config_path) if config_path else default_config()
     result = run(config, log_path, out_dir, checkpoint_every=checkpoint_every, window=window,
-                 strict=strict, progress=progress)
+                 strict=strict, progress=progress, train_ranker=ranker)
     if report:
         from ltrr.offline.report import replay_report
 
