@@ -172,43 +172,78 @@ def simulate(catalog_path, queries_path, qrels_path, rounds, click_model, preset
 
 
 @main.command()
-@click.option("--strategy", required=True, help="Registry name of the strategy (e.g. bm25).")
+@click.option("--strategy", required=True,
+              help="Registry name of the strategy (e.g. bm25), or several comma-separated names to fuse.")
 @click.option("--catalog", "catalog_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--queries", "queries_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--k", default=1000, show_default=True, help="Results per query.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="TREC run file to write.")
 @click.option("--text-fields", default="title,text", show_default=True,
               help="Comma-separated catalog fields composing each document.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Strategy parameter (JSON value), repeatable, e.g. --param k1=1.2.")
-def retrieve(strategy, catalog_path, queries_path, k, out_path, text_fields, params):
-    """Run one strategy over a query file and write a TREC run."""
+@click.option("--param", "params", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
+              help="Strategy parameter (JSON value), repeatable, e.g. --param k1=1.2 or --param dense.index=hnsw.")
+@click.option("--fusion", type=click.Choice(["rrf", "weighted"]), default="rrf", show_default=True,
+              help="How several strategies' lists are fused.")
+@click.option("--weights", default="", help="Fusion weights, e.g. bm25=0.7,dense=0.3 (default 1 each).")
+@click.option("--rrf-k", default=60.0, show_default=True, help="RRF constant.")
+def retrieve(strategy, catalog_path, queries_path, k, out_path, text_fields, params, fusion, weights, rrf_k):
+    """Run one strategy (or fuse several) over a query file and write a TREC run."""
+    import numpy as np
+
     from ltrr import registry
     from ltrr.catalog import Catalog
     from ltrr.io import read_queries, write_run
     from ltrr.params import validate_params
+    from ltrr.ranking.fusion import FusionSpec, fuse
+    from ltrr.types import Candidates, QueryBatch
 
-    klass = registry.get("strategy", strategy)
-    values = {}
+    names = [n.strip() for n in strategy.split(",") if n.strip()]
+    classes = {n: registry.get("strategy", n) for n in names}  # unknown names fail before any work
+    per: dict[str, dict] = {n: {} for n in names}
     for p in params:
         key, sep, raw = p.partition("=")
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--param")
+        target, dot, key = key.rpartition(".") if "." in key else ("", "", key)
         try:
-            values[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            values[key] = raw
-    if "text_fields" in klass.Params.model_fields and "text_fields" not in values:
-        values["text_fields"] = [f.strip() for f in text_fields.split(",") if f.strip()]
+            value = raw
+        for n in ([target] if dot else names):
+            if n not in per:
+                raise click.BadParameter(f"--param names strategy {n!r}, not one of {names}", param_hint="--param")
+            per[n][key] = value
     catalog = Catalog.from_jsonl(catalog_path)
-    strat = klass(validate_params(klass.Params, values, f"--param for {strategy}")).fit(catalog)
     queries = read_queries(queries_path)
-    res = strat.retrieve([q for _, q in queries], k)
+    batch = QueryBatch(tuple(q for _, q in queries))
+    fields = [f.strip() for f in text_fields.split(",") if f.strip()]
+    results = []
+    for n in names:
+        klass = classes[n]
+        values = dict(per[n])
+        if "text_fields" in klass.Params.model_fields and "text_fields" not in values:
+            values["text_fields"] = fields
+        strat = klass(validate_params(klass.Params, values, f"--param for {n}")).fit(catalog)
+        results.append(strat.retrieve(batch, k))
+    spec = None
+    if len(names) > 1:
+        w = {}
+        for part in filter(None, (x.strip() for x in weights.split(","))):
+            key, _, val = part.partition("=")
+            w[key] = float(val)
+        spec = FusionSpec(fusion, rrf_k, w)
     run = {}
     for i, (qid, _q) in enumerate(queries):
-        ids, scores = res.row(i)
+        if spec is None:
+            ids, scores = results[0].row(i)
+        else:
+            cands = Candidates.union(names, [r.row(i) for r in results])
+            fused = fuse(cands, spec)
+            order = np.lexsort((np.arange(len(cands)), -fused))[:k]
+            ids, scores = cands.items[order], fused[order]
         run[qid] = [(catalog.ids[j], float(s)) for j, s in zip(ids, scores, strict=True)]
-    write_run(out_path, run, tag=f"ltrr-{strategy}")
+    tag = f"ltrr-{'+'.join(names)}" + (f"-{fusion}" if spec else "")
+    write_run(out_path, run, tag=tag)
     click.echo(f"wrote {out_path}: {len(queries)} queries, top {k}")
 
 

@@ -9,6 +9,7 @@ The CLI, replay and the HTTP service are thin layers over this class.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -28,6 +29,7 @@ from ltrr.config import EngineConfig, parse_config
 from ltrr.context import ContextFeaturizer
 from ltrr.errors import DataError, FeedbackExpiredError, PersistenceError, UnknownEventError
 from ltrr.features import FeatureBuilder
+from ltrr.ranking.fusion import FusionSpec, fuse
 from ltrr.ranking.lambdamart import LambdaMARTRanker
 from ltrr.store.events import EventLog, JournalEntry
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
@@ -195,7 +197,8 @@ class Engine:
         t4 = time.perf_counter()
         timings["union"] = (t4 - t3) * 1e3
         feats = self.features.build(batch, cands)
-        scores = self.ranker.score(feats)
+        fusion = getattr(self.policy, "fusion", None)
+        scores = fuse(cands, FusionSpec(**fusion)) if fusion else self.ranker.score(feats)
         order = np.lexsort((np.arange(len(cands)), -scores))[:k]
         page = cands.items[order]
         t5 = time.perf_counter()
@@ -205,7 +208,7 @@ class Engine:
             candidates=cands, features=feats, page=page, page_scores=scores[order].astype(np.float32),
             page_ids=tuple(self.catalog.ids[i] for i in page),
             model_versions={"policy": f"{self.policy.type_name}@{self.policy.n_updates_}",
-                            "ranker": self.ranker.version_,
+                            "ranker": f"fusion:{fusion['method']}" if fusion else self.ranker.version_,
                             "features": self.features.schema.fingerprint},
             timings_ms=timings,
         )
@@ -309,21 +312,7 @@ class Engine:
         with self._lock:
             chosen = self.policy.select(x, self._rng)
             max_depth = menu.plans.max(axis=0)
-            results = []
-            for s, name in enumerate(menu.strategies):
-                if max_depth[s] > 0 and query.strip():
-                    results.append(self.strategies[name].retrieve(batch, int(max_depth[s])).row(0))
-                else:
-                    results.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
-            # rank (1-based) of every clicked item in every strategy's list; inf = not found
-            ranks = np.full((clicked_rows.size, len(results)), np.inf)
-            for s, (ids, _sc) in enumerate(results):
-                hit_c, hit_i = np.nonzero(clicked_rows[:, None] == ids[None, :])
-                ranks[hit_c, s] = hit_i + 1
-            contained = (ranks[None, :, :] <= menu.plans[:, None, :]).any(axis=2)  # [plans, clicks]
-            totals = menu.plans.sum(axis=1).astype(np.float64)
-            plan_rewards = np.clip(contained.any(axis=1) - cost * totals, -1.0, 1.0)
-            plan_recall = contained.mean(axis=1) if clicked_rows.size else np.full(menu.n_actions, np.nan)
+            results, ranks, plan_rewards, plan_recall = self._plan_outcomes(batch, clicked_rows)
             logged_action, logged_reward, weight = -1, None, None
             if bandit:
                 depths = np.asarray(plan.depths, dtype=np.int64)
@@ -353,6 +342,39 @@ class Engine:
         return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
                        plan_rewards, plan_recall, int(clicked_rows.size), logged_action, logged_reward,
                        weight, unknown, retrained)
+
+    def plan_outcomes(self, record: LogRecord) -> tuple[np.ndarray, np.ndarray]:
+        """Full-information outcome of every menu plan on one logged search, learning nothing:
+        ``(plan_rewards, plan_recall)`` as in :class:`LogStep` (sums of these over a log are the
+        best-fixed-plan-in-hindsight statistics, computed shard-parallel)."""
+        clicked = self.catalog.rows_of(record.clicks)
+        with self._lock:
+            _res, _ranks, rewards, recall = self._plan_outcomes(QueryBatch((record.query,)), clicked[clicked >= 0])
+        return rewards, recall
+
+    def _plan_outcomes(self, batch: QueryBatch, clicked_rows: np.ndarray):
+        """Every strategy retrieves once at its largest menu depth; from the ranks of the clicked
+        items follow every plan's reward and clicked-item recall."""
+        menu = self.policy.menu
+        cost = self.config.reward.cost_per_candidate
+        query = batch.texts[0]
+        max_depth = menu.plans.max(axis=0)
+        results = []
+        for s, name in enumerate(menu.strategies):
+            if max_depth[s] > 0 and query.strip():
+                results.append(self.strategies[name].retrieve(batch, int(max_depth[s])).row(0))
+            else:
+                results.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+        # rank (1-based) of every clicked item in every strategy's list; inf = not found
+        ranks = np.full((clicked_rows.size, len(results)), np.inf)
+        for s, (ids, _sc) in enumerate(results):
+            hit_c, hit_i = np.nonzero(clicked_rows[:, None] == ids[None, :])
+            ranks[hit_c, s] = hit_i + 1
+        contained = (ranks[None, :, :] <= menu.plans[:, None, :]).any(axis=2)  # [plans, clicks]
+        totals = menu.plans.sum(axis=1).astype(np.float64)
+        plan_rewards = np.clip(contained.any(axis=1) - cost * totals, -1.0, 1.0)
+        plan_recall = contained.mean(axis=1) if clicked_rows.size else np.full(menu.n_actions, np.nan)
+        return results, ranks, plan_rewards, plan_recall
 
     def _log_training_event(self, record: LogRecord, batch: QueryBatch, x: np.ndarray, plan: Any,
                             results: list[tuple[np.ndarray, np.ndarray]], shown_rows: np.ndarray,
@@ -506,12 +528,18 @@ class Engine:
         Much lighter than :meth:`save`: indexes and the catalog are not copied.
         """
         with atomic_directory(directory) as tmp:
-            with self._lock:
-                self.policy.save(tmp / "policy")
+            with self._lock:  # a consistent copy under the lock; the slow file I/O outside it
+                try:
+                    policy = copy.deepcopy(self.policy)
+                except Exception:  # a policy holding native handles: save it under the lock
+                    policy = None
+                    self.policy.save(tmp / "policy")
                 stateful = [n for n, s in self.strategies.items() if getattr(s, "stateful", False)]
-                for name in stateful:
-                    self.strategies[name].save(tmp / "strategies" / name)
                 since_train = self._feedback_since_train
+            if policy is not None:
+                policy.save(tmp / "policy")
+            for name in stateful:  # stateful strategies lock themselves while they copy out
+                self.strategies[name].save(tmp / "strategies" / name)
             self.ranker.save(tmp / "ranker")
             write_manifest(tmp, "engine-state", 1, {}, meta=dict(meta), stateful_strategies=stateful,
                            feedback_since_train=since_train, feature_schema=self.features.schema.to_dict())

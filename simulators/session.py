@@ -25,12 +25,15 @@ class PolicySpec:
 
 
 def baseline_specs(config: EngineConfig) -> list[PolicySpec]:
-    """The learned policy of ``config``, each strategy alone at its largest depth, and all
-    strategies at their largest depth."""
+    """The learned policy of ``config``, each strategy alone at its largest depth, all
+    strategies at their largest depth (reranked by the learned ranker), and the same union ordered
+    by reciprocal rank fusion (the unsupervised hybrid baseline)."""
     specs = [PolicySpec(config.policy.type, config.policy.type, dict(config.policy.params))]
     for s in config.strategies:
         specs.append(PolicySpec(f"{s.name}_only", "fixed", {"depths": {s.name: max(s.depths)}}))
     specs.append(PolicySpec("all_max", "fixed", {}))
+    if len(config.strategies) > 1:
+        specs.append(PolicySpec("rrf_all_max", "rrf", {}))
     return specs
 
 

@@ -137,3 +137,16 @@ def test_load_rejects_corrupted_or_foreign_directory(engine, tmp_path):
     engine.strategies["memory"].save(tmp_path / "mem")
     with pytest.raises(PersistenceError, match=r"holds a 'memory', expected a 'engine'"):
         Engine.load(tmp_path / "mem")
+
+
+def test_rrf_policy_orders_the_page_by_fusion(movie_catalog_path, small_movies):
+    from ltrr.ranking.fusion import rrf_scores
+
+    cfg = make_config(movie_catalog_path, policy={"type": "rrf", "budget": 100, "params": {"k": 10}})
+    e = Engine.from_config(cfg, catalog=small_movies)
+    d = e.search(small_movies.titles[2], ts=1.0)
+    assert d.model_versions["ranker"] == "fusion:rrf"
+    expected = rrf_scores(d.candidates, k=10)
+    order = np.lexsort((np.arange(len(d.candidates)), -expected))[:10]
+    assert d.page.tolist() == d.candidates.items[order].tolist()
+    e.close()

@@ -1,0 +1,45 @@
+"""Hybrid baselines as fixed policies: a constant plan whose page is ordered by rank fusion
+(reciprocal rank fusion or weighted score fusion) instead of the learned ranker.
+
+The policy only *declares* the fusion (``fusion``: method, constant, weights); the engine applies
+it, so policies stay free of ranking code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from policies.fixed import FixedPolicy, FixedPolicyParams
+
+
+class RRFParams(FixedPolicyParams):
+    k: float = Field(60.0, gt=0.0)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
+class WeightedFusionParams(FixedPolicyParams):
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
+class ReciprocalRankFusion(FixedPolicy):
+    """Every strategy at its largest depth (or ``depths``), page ordered by RRF."""
+
+    type_name = "rrf"
+    Params = RRFParams
+
+    @property
+    def fusion(self) -> dict[str, Any]:
+        return {"method": "rrf", "k": self.params.k, "weights": dict(self.params.weights)}
+
+
+class WeightedScoreFusion(FixedPolicy):
+    """Every strategy at its largest depth (or ``depths``), page ordered by weighted score fusion."""
+
+    type_name = "weighted_fusion"
+    Params = WeightedFusionParams
+
+    @property
+    def fusion(self) -> dict[str, Any]:
+        return {"method": "weighted", "weights": dict(self.params.weights)}
