@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from ltrr.config import ServeConfig
 from ltrr.engine import decision_to_json
@@ -259,7 +260,7 @@ def create_app(settings: ServeSettings, token: str | None = None) -> FastAPI:
     app.state.serving = state
     bearer = HTTPBearer(auto_error=False)
 
-    def require_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+    async def require_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if token is None:
             return
         if creds is None or creds.scheme.lower() != "bearer":
@@ -308,10 +309,12 @@ def create_app(settings: ServeSettings, token: str | None = None) -> FastAPI:
               description="Send an empty `events` list for 'shown, nothing clicked': it closes the "
                           "event for the policy. Feedback is committed to the event log before "
                           "the response; it is rejected (410) once the late-feedback window closed.")
-    def feedback(req: FeedbackRequest) -> dict[str, Any]:
+    async def feedback(req: FeedbackRequest) -> dict[str, Any]:
         fb = Feedback(req.event_id, tuple(
             FeedbackEvent(e.item, e.kind, e.position, 1.0 if e.value is None else e.value) for e in req.events))
-        return state.feedback(fb)
+        if state.engine.config.serve.feedback_synchronous == "FULL":
+            return await run_in_threadpool(state.feedback, fb)  # an fsync must not stall the event loop
+        return state.feedback(fb)  # ~1 ms of CPU: inline, no thread hop (GIL convoys under load)
 
     @app.get("/healthz", summary="Liveness: the process answers.")
     def healthz() -> dict[str, str]:
