@@ -15,6 +15,7 @@ A saved retriever is a directory: ``manifest.json`` (model, dimension, index typ
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic import Field
 from ltrr.catalog import DEFAULT_TEXT_FIELDS, Catalog
 from ltrr.errors import ConfigError, PersistenceError
 from ltrr.params import Params
+from ltrr.store.persist import read_manifest
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 from strategies.base import CandidateGenerator
 from strategies.encoder import DEFAULT_MODEL, Encoder, embed_queries, get_encoder
@@ -160,10 +162,12 @@ class VectorIndex:
         return ids, scores
 
     def write(self, path: Path) -> None:
+        """Write the index in faiss' own file format."""
         faiss.write_index(self.index, str(path))
 
     @classmethod
     def read(cls, path: Path, kind: IndexType, **params: Any) -> VectorIndex:
+        """Read an index written by :meth:`write`; ``params`` restore the search-time knobs."""
         obj = cls(0, kind, **params)
         try:
             obj.index = faiss.read_index(str(path))
@@ -227,7 +231,8 @@ class DenseRetriever(CandidateGenerator):
 
     def embed_queries(self, queries: QueryBatch | Sequence[str] | str) -> np.ndarray:
         """Unit-norm query embeddings, computed once per :class:`QueryBatch` (read-only array)."""
-        self.encoder  # noqa: B018 -- applies this retriever's query_cache_size before first use
+        # through get_encoder first so this retriever's query_cache_size applies
+        get_encoder(self.params.model, self.params.query_cache_size)
         return embed_queries(queries, self.params.model)
 
     def encode_items(self, texts: Sequence[str]) -> np.ndarray:
@@ -333,15 +338,13 @@ class DenseRetriever(CandidateGenerator):
                 "index": self.params.index, "faiss_version": faiss.__version__}
 
     @classmethod
-    def load(cls, directory, *, model: str | None = None) -> DenseRetriever:
+    def load(cls, directory: str | os.PathLike, *, model: str | None = None) -> DenseRetriever:
         """Load a saved retriever; its embeddings are memory-mapped.
 
         ``model``, when given (e.g. from the engine config), must be the model that built the
         index; otherwise a :class:`PersistenceError` names both. The model is loaded to check that
         its embedding dimension matches the index's.
         """
-        from ltrr.store.persist import read_manifest
-
         manifest = read_manifest(directory, cls.type_name, (cls.format_version,))
         built_with = manifest.get("model", manifest.get("params", {}).get("model"))
         if model is not None and model != built_with:
