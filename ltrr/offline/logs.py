@@ -275,13 +275,17 @@ class LogReader:
         self.position = Position()
 
     # -------------------------------------------------------------- records
-    def records(self, start: Position | None = None) -> Iterator[LogRecord]:
-        """Valid records in file order from ``start``; ``self.position`` follows each one."""
+    def records(self, start: Position | None = None,
+                row_groups: Sequence[int] | None = None) -> Iterator[LogRecord]:
+        """Valid records in file order from ``start``; ``self.position`` follows each one.
+        ``row_groups`` restricts a Parquet read to those row groups (a shard)."""
         start = start or Position()
         if self.format == "jsonl":
+            if row_groups is not None:
+                raise DataError(f"{self.path}: sharded reads need a Parquet log; convert the JSONL log first")
             yield from self._jsonl_records(start)
         else:
-            yield from self._parquet_records(start)
+            yield from self._parquet_records(start, row_groups)
 
     def __iter__(self) -> Iterator[LogRecord]:
         return self.records()
@@ -348,9 +352,9 @@ class LogReader:
                 yield row, (g, j), batch
                 row += batch.num_rows
 
-    def _parquet_records(self, start: Position) -> Iterator[LogRecord]:
+    def _parquet_records(self, start: Position, row_groups: Sequence[int] | None = None) -> Iterator[LogRecord]:
         last_ts = -math.inf
-        for row0, _key, batch in self._parquet_batches(start.records):
+        for row0, _key, batch in self._parquet_batches(start.records, row_groups):
             cols = {name: batch.column(i).to_pylist() for i, name in enumerate(batch.schema.names)}
             n = batch.num_rows
             for i in range(n):
@@ -408,7 +412,7 @@ class LogReader:
         import pyarrow.parquet as pq
 
         if self.format != "parquet":
-            raise DataError(f"{self.path}: row groups exist only in Parquet logs")
+            raise DataError(f"{self.path}: row groups exist only in Parquet logs; sharded reads need a Parquet log (convert the JSONL log first)")
         return pq.ParquetFile(self.path).metadata.num_row_groups
 
 
