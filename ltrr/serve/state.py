@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,9 @@ class ServingState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_snapshot = 0.0
+        self.retrain_every = 0
+        self.since_retrain = 0
+        self._recent: OrderedDict[int, FeedbackResult] = OrderedDict()  # seq -> result, for responses
         m = self.metrics
         m.gauge("ltrr_ready", "1 once the engine is loaded and the journal replayed.", lambda: float(self.ready))
         m.gauge("ltrr_learner", "1 in the process that applies feedback (the learner).", lambda: float(self.is_learner))
@@ -128,6 +132,11 @@ class ServingState:
         for _ in range(5):  # the directory may be replaced (atomic rename) while we read it
             before = engine_fingerprint(self.engine_dir)
             engine = Engine.load(self.engine_dir, events_path=self.events_path)
+            # ranker retraining (seconds of LightGBM) runs in the learner's background thread,
+            # never inside a feedback request: the engine itself is told not to retrain
+            self.retrain_every = engine.config.ranker.retrain_every
+            engine.config = engine.config.model_copy(
+                update={"ranker": engine.config.ranker.model_copy(update={"retrain_every": 0})})
             if engine_fingerprint(self.engine_dir) == before:
                 # unique per process and start: no two processes draw the same event ids
                 engine.reseed(os.getpid(), time.time_ns() % (1 << 62))
@@ -164,6 +173,7 @@ class ServingState:
             if meta and meta.get("fingerprint") == self.fingerprint:
                 self.engine.load_state(self.snapshot_dir)
                 self.applied_seq = int(meta["seq"])
+                self.since_retrain = int(meta.get("since_retrain", 0))
             elif meta:
                 # the engine directory was replaced while no learner ran: it is the new base
                 self.applied_seq = self.engine.events.journal_head()
@@ -196,19 +206,31 @@ class ServingState:
                         self.metrics.apply_errors.inc()
                     else:
                         out[entry.seq] = res
+                        self._recent[entry.seq] = res
+                        if len(self._recent) > 4096:
+                            self._recent.popitem(last=False)
+                        self.since_retrain += 1
                         self.metrics.journal_applied.inc()
                         if res.policy_updated:
                             self.metrics.policy_updates.inc()
-                        if res.ranker_retrained:
-                            self.metrics.ranker_retrains.inc()
                     self.applied_seq = entry.seq
         return out
+
+    def retrain(self) -> bool:
+        """Retrain the ranker from the logged clicks (learner thread; searches keep the old model)."""
+        with self._learn_lock:
+            self.since_retrain = 0
+            done = self.engine.retrain_ranker()
+            if done:
+                self.metrics.ranker_retrains.inc()
+                self.snapshot()
+            return done
 
     def snapshot(self) -> None:
         """Atomically write the learner's state with the journal sequence it includes."""
         with self._learn_lock:
             self.engine.save_state(self.snapshot_dir, seq=self.applied_seq, fingerprint=self.fingerprint,
-                                   written_at=time.time(), pid=os.getpid())
+                                   written_at=time.time(), pid=os.getpid(), since_retrain=self.since_retrain)
             self.snapshot_seq = self.applied_seq
             self._last_snapshot = time.monotonic()
             self.metrics.snapshots.inc()
@@ -239,6 +261,8 @@ class ServingState:
                 if self.is_learner:
                     self._handle_reload_request()
                     self.catch_up()
+                    if self.retrain_every and self.since_retrain >= self.retrain_every:
+                        self.retrain()
                     if (self.applied_seq != self.snapshot_seq
                             and time.monotonic() - self._last_snapshot >= self.snapshot_every_s):
                         self.snapshot()
@@ -266,12 +290,17 @@ class ServingState:
             out["applied"] = True  # nothing new to learn
             return out
         out["journal_seq"] = rec.entry.seq
-        if self.is_learner:
-            res = self.catch_up().get(rec.entry.seq)
-            out["applied"] = self.applied_seq >= rec.entry.seq
-            if res is not None:
-                out["policy_updated"] = res.policy_updated
-                out["reward"] = res.reward
+        out["policy_updated"] = rec.entry.first  # this call closes the event for the policy
+        # the learner applies it now unless busy (a retrain or snapshot): then its thread will
+        if self.is_learner and self._learn_lock.acquire(timeout=0.02):
+            try:
+                self.catch_up()
+            finally:
+                self._learn_lock.release()
+        out["applied"] = self.is_learner and self.applied_seq >= rec.entry.seq
+        res = self._recent.get(rec.entry.seq)
+        if res is not None and res.reward is not None:
+            out["reward"] = res.reward
         return out
 
     def _swap(self, engine: Engine, fingerprint: str) -> None:
@@ -306,6 +335,7 @@ class ServingState:
         engine, fp = self._load_engine()  # loads while the old engine keeps serving
         with self._learn_lock:
             self.catch_up()
+            self.since_retrain = 0
             self._swap(engine, fp)
             self.applied_seq = engine.events.journal_head()
             self.snapshot()
@@ -328,4 +358,5 @@ class ServingState:
                 "snapshot_seq": self.snapshot_seq, "journal_head": engine.events.journal_head(),
                 "policy": {"type": engine.policy.type_name, "n_updates": int(engine.policy.n_updates_)},
                 "ranker_version": engine.ranker.version_, "event_log": engine.events.counts(),
+                "ranker_retrain": {"every": self.retrain_every, "since": self.since_retrain},
                 "stateful_strategies": memory}

@@ -161,7 +161,9 @@ def test_concurrent_searches_and_feedback_count_exactly_once(server):
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(one, range(64)))
     assert len(set(ids)) == 64
-    after = status(server)
+    deadline = time.monotonic() + 20  # feedback that met a busy learner is applied by its thread
+    while (after := status(server))["applied_seq"] != after["journal_head"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert after["policy"]["n_updates"] == before["policy"]["n_updates"] + 64
     assert after["event_log"]["feedback"] == before["event_log"]["feedback"] + 64
     assert after["applied_seq"] == after["journal_head"] == before["journal_head"] + 64

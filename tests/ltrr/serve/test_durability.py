@@ -97,3 +97,23 @@ def test_admin_reload_swaps_engine_without_failing_requests(tmp_path, server_fac
     assert page["model_versions"]["policy"].startswith("softmax@")
     again = httpx.post(s.url + "/admin/reload", headers=s.headers, timeout=60).json()
     assert again["reloaded"] is False and again["detail"] == "engine directory unchanged"
+
+
+def test_ranker_retrains_in_the_background_and_survives_restart(tmp_path, server_factory):
+    engine_dir = build_engine(tmp_path / "engine", ranker={"retrain_every": 12})
+    s = server_factory(engine_dir, "--snapshot-every", "3600").start()
+    assert status(s.url, s.headers)["ranker_version"] == "prior-rrf"
+    for i in range(12):
+        search_and_click(s.url, s.headers, i)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        st = status(s.url, s.headers)
+        if st["ranker_version"] != "prior-rrf":
+            break
+        time.sleep(0.1)
+    assert st["ranker_version"].startswith("lgbm-1-") and st["ranker_retrain"] == {"every": 12, "since": 0}
+    page = httpx.post(s.url + "/search", json={"query": "drama"}, timeout=10).json()
+    assert page["model_versions"]["ranker"] == st["ranker_version"]
+    s.kill()  # the retrain wrote a snapshot: the new ranker survives kill -9
+    s2 = server_factory(engine_dir, "--snapshot-every", "3600").start()
+    assert status(s2.url, s2.headers)["ranker_version"] == st["ranker_version"]
