@@ -184,6 +184,87 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
 
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
     ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
+    each step a descent step. Problems are laid out padded, ``(parents, rows, children)``, so
+    per-problem sums are axis sums; very unequal parents use the row layout instead.
+    """
+    n_rows, B = lv.y.shape
+    n_seg = lv.seg_parent.size
+    sizes = np.diff(np.append(lv.rstart, n_rows))
+    nmax = int(sizes.max())
+    if n_seg * nmax > 2 * n_rows + 1024:
+        return _solve_kernel_rows(lv, p)
+    pos = np.arange(n_rows) - lv.rstart[lv.rseg]
+    y = np.full((n_seg, nmax, B), -1.0)
+    y[lv.rseg, pos] = lv.y
+    valid = np.zeros((n_seg, nmax, B), dtype=bool)
+    valid[lv.rseg, pos] = lv.valid
+    kco = (lv.xbd @ lv.xbd.T).tocoo()
+    flat = lv.rseg * nmax + pos
+    kpad = sp.csr_matrix((kco.data, (flat[kco.row], flat[kco.col])),
+                         shape=(n_seg * nmax, n_seg * nmax))
+    del kco
+
+    def kmul(v: np.ndarray) -> np.ndarray:
+        # scipy's CSR x dense-block product beats batched dense matmul on these small blocks
+        return (kpad @ v.reshape(n_seg * nmax, B)).reshape(n_seg, nmax, B)
+
+    def hinge(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = 1.0 - y * o
+        act = (m > 0) & valid
+        return act, np.where(act, m * m, 0.0)
+
+    lam = 1.0 / (2.0 * p.C)
+    npos = ((y > 0) & valid).sum(axis=1).astype(np.float64)
+    nall = valid.sum(axis=1).astype(np.float64)
+    bal = (np.maximum(np.minimum(npos, nall - npos), 1.0) / np.maximum(nall, 1.0)) ** 2
+    beta = np.zeros((n_seg, nmax, B))
+    o = np.zeros_like(beta)
+    prev_act = None
+    for _ in range(p.newton_iters):
+        act, _ = hinge(o)
+        if prev_act is not None and np.array_equal(act, prev_act):
+            break
+        prev_act = act
+        rhs = np.where(act, y, 0.0)
+        z = np.where(act, beta, 0.0)
+        r = rhs - (np.where(act, kmul(z), 0.0) + lam * z)
+        q = r.copy()
+        rr = (r * r).sum(axis=1)
+        r0 = (rhs * rhs).sum(axis=1)
+        for _ in range(p.cg_iters):
+            if (rr <= (p.cg_tol ** 2) * bal * r0 + 1e-30).all():
+                break
+            hq = np.where(act, kmul(q), 0.0) + lam * q
+            qhq = (q * hq).sum(axis=1)
+            alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)[:, None, :]
+            z += alpha * q
+            r -= alpha * hq
+            rr_new = (r * r).sum(axis=1)
+            beta_cg = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)[:, None, :]
+            q = r + beta_cg * q
+            rr = rr_new
+        dvec = z - beta
+        kdv = kmul(dvec)
+        bb, bd, dd = ((a * b).sum(axis=1) for a, b in ((beta, o), (beta, kdv), (dvec, kdv)))
+
+        def quad(t, bb=bb, bd=bd, dd=dd):
+            return 0.5 * (bb + 2 * t * bd + t * t * dd)
+
+        def loss(t, o=o, kdv=kdv):
+            oo = o if t is None else o + t[:, None, :] * kdv
+            return p.C * hinge(oo)[1].sum(axis=1)
+
+        step = _line_search(quad, loss)[:, None, :]
+        beta += step * dvec
+        o += step * kdv
+    return beta[lv.rseg, pos]
+
+
+def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
+    """:func:`_solve_kernel` in the row layout, for very unequal parents (padding would not fit).
+
+    With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
+    ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
     each step a descent step.
     """
     k = (lv.xbd @ lv.xbd.T).tocsr()
@@ -233,6 +314,7 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     return beta
 
 
+
 def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
                 child_ptr: np.ndarray, params: SolverParams,
                 max_dense: int = 4_000_000) -> sp.csr_matrix:
@@ -257,9 +339,11 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     n_rows, n_local = lv.xbd.shape
     bmax = lv.y.shape[1]
     seg_rows = np.diff(np.append(lv.rstart, n_rows))
-    kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum())
-    primal_cost = 2.0 * lv.xbd.nnz + 3.0 * n_local
-    use_kernel = kernel_cost < primal_cost
+    # work per CG step and column: one product with the kernel blocks (or two with the sparse
+    # block matrix) plus ~10 dense vector operations over the variables (rows or local features)
+    kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum()) + 10.0 * n_rows
+    primal_cost = 2.0 * lv.xbd.nnz + 10.0 * n_local
+    use_kernel = kernel_cost < 3 * primal_cost
     if use_kernel:
         beta = _solve_kernel(lv, params)
     else:
