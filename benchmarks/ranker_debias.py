@@ -169,6 +169,7 @@ def movies_online(args) -> None:
     catalog = Catalog.from_jsonl(base.catalog.path)
     stream = MovieQueryGenerator(catalog, seed=args.seed).stream(args.queries, max(args.queries // 4, 1), seed=args.seed)
     shared: dict = {}
+    trained: dict = {}
     for cm_name, cls in (("pbm", PositionBasedClickModel), ("cascade", CascadeClickModel)):
         for debias in ("untrained_rrf_prior", "none", "position", "ipw"):
             mode = "none" if debias == "untrained_rrf_prior" else debias
@@ -188,6 +189,30 @@ def movies_online(args) -> None:
                  ndcg10=round(float(np.nanmean(res.ndcg)), 4),
                  ndcg10_second_half=round(float(np.nanmean(res.ndcg[half:])), 4),
                  clicks_per_query=round(float(res.clicks.mean()), 3), wall_s=round(time.perf_counter() - t, 1))
+            if debias in ("none", "position"):
+                trained[debias] = engine.ranker
+            if debias == "ipw":
+                # serve the naive and the position-debiased rankers side by side on fresh traffic:
+                # this engine retrieves and logs features; both rankers score the same union
+                fresh = MovieQueryGenerator(catalog, seed=args.seed).stream(args.impressions, max(args.queries // 4, 1),
+                                                                          seed=args.seed + 1)
+                rng = np.random.default_rng(np.random.SeedSequence([args.seed, 9]))
+                model = cls(args.preset)
+                ca = np.zeros(len(fresh), dtype=np.int64)
+                cb = np.zeros(len(fresh), dtype=np.int64)
+                for i, q in enumerate(fresh):
+                    d = engine.search(q.text, {})
+                    if len(d.candidates) == 0:
+                        continue
+                    ra = np.argsort(-trained["position"].score(d.features), kind="stable")
+                    rb = np.argsort(-trained["none"].score(d.features), kind="stable")
+                    idx, team = team_draft(ra, rb, K, rng)
+                    grades = np.array([q.relevant.get(int(r), 0) for r in d.candidates.items[idx]], dtype=np.float64)
+                    clicks = model.simulate(grades[None, :], rng)[0]
+                    ca[i], cb[i] = credit(team, clicks)
+                res = sign_test(ca, cb)
+                emit(bench="interleaving_online_movies", click_model=cm_name, preset=args.preset,
+                     a="position-debiased", b="naive", impressions=len(fresh), **res.to_dict())
             engine.close()
 
 
