@@ -203,10 +203,10 @@ class FeatureBuilder:
             out[:, col[f"bm25_{field}"]] = rows @ counts
             hit = _binary(rows) @ present
             out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
-        grams = {self._tri_vocab.get(g, -1) for g in _trigrams(text)} if text.strip() else set()
-        n_grams = len(_trigrams(text)) and len(set(_trigrams(text)))
-        known = np.array(sorted(g for g in grams if g >= 0), dtype=np.int64)
-        if n_grams and known.size:
+        grams = set(_trigrams(text)) if text.strip() else set()
+        n_grams = len(grams)
+        known = np.array(sorted(j for j in map(self._tri_vocab.get, grams) if j is not None), dtype=np.int64)
+        if known.size:
             vec = np.zeros(self._title_tri.shape[1], dtype=np.float32)
             vec[known] = 1.0
             out[:, col["title_trigram_overlap"]] = (self._title_tri[items] @ vec) / n_grams

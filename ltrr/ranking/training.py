@@ -55,9 +55,12 @@ class ClickTrainingSet:
 
     def subset(self, query_idx: np.ndarray) -> ClickTrainingSet:
         """The queries ``query_idx`` (in that order)."""
+        query_idx = np.asarray(query_idx, dtype=np.int64)
         starts = np.r_[0, np.cumsum(self.groups)[:-1]]
-        rows = np.concatenate([np.arange(starts[i], starts[i] + self.groups[i]) for i in query_idx]) \
-            if len(query_idx) else np.empty(0, dtype=np.int64)
+        sizes = self.groups[query_idx]
+        # row r of the subset = start of its query + offset inside the query
+        offsets = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        rows = np.repeat(starts[query_idx], sizes) + offsets
         return ClickTrainingSet(self.X[rows], self.y[rows], self.groups[query_idx], self.positions[rows],
                                 self.keys[rows], tuple(self.events[i] for i in query_idx))
 

@@ -164,3 +164,16 @@ def test_cli_train_ranker_and_explain(movie_catalog_path, small_movies, tmp_path
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["results"] and out["results"][0]["provenance"] and len(out["results"][0]["contributions"]) <= 3
+
+
+def test_subset_takes_whole_queries_in_the_given_order():
+    from ltrr.ranking.training import ClickTrainingSet
+
+    X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    data = ClickTrainingSet(X, np.arange(6, dtype=np.float32), np.array([2, 3, 1]), np.array([0, 1, 0, 1, 2, 0]),
+                            np.arange(6), ("a", "b", "c"))
+    sub = data.subset(np.array([2, 0]))
+    np.testing.assert_array_equal(sub.y, [5, 0, 1])
+    np.testing.assert_array_equal(sub.groups, [1, 2])
+    np.testing.assert_array_equal(sub.positions, [0, 0, 1])
+    assert sub.events == ("c", "a")
