@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ltrr.errors import ConfigError
+from ltrr.text import ENGLISH_STOP_WORDS
 
 _WORD = re.compile(r"\w+")
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
+_DECADE = re.compile(r"(\b(1[89]|20)\d0s\b)|((^|[\s'])\d0s\b)")
 
 CONTEXT_FEATURES: dict[str, str] = {
     "bias": "constant 1",
@@ -34,6 +36,8 @@ CONTEXT_FEATURES: dict[str, str] = {
     "memory_seen": "1 if the click memory has seen the query",
     "structured_likelihood": "likelihood of the structured tagger's best reading (0: no field recognized)",
     "structured_slots": "field slots in the structured tagger's best reading, scaled by 1/4",
+    "stopword_frac": "fraction of tokens that are English stop words (descriptive queries)",
+    "has_decade": "1 if the query names a decade (1960s, 60s, '60s)",
     "hour_sin": "sin of the hour of day (UTC)",
     "hour_cos": "cos of the hour of day (UTC)",
     "weekend": "1 on Saturday and Sunday (UTC)",
@@ -78,6 +82,10 @@ class ContextFeaturizer:
             cols["digit_frac"] = np.array([sum(c.isdigit() for c in t) / max(len(t), 1) for t in texts])
             cols["non_ascii_frac"] = np.array([sum(ord(c) > 127 for c in t) / max(len(t), 1) for t in texts])
             cols["has_year"] = np.array([1.0 if _YEAR.search(t) else 0.0 for t in texts])
+        if want & {"stopword_frac", "has_decade"}:
+            cols["stopword_frac"] = np.array(
+                [sum(w in ENGLISH_STOP_WORDS for w in t) / len(t) if t else 0.0 for t in tokens])
+            cols["has_decade"] = np.array([1.0 if _DECADE.search(t) else 0.0 for t in texts])
         hits = np.asarray(signals.get("memory_hits", np.zeros(n)), dtype=np.float64)
         cols["memory_hits"] = np.log1p(hits)
         cols["memory_ctr"] = np.asarray(signals.get("memory_ctr", np.zeros(n)), dtype=np.float64)
