@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -114,6 +115,8 @@ class Engine:
         self._lock = threading.RLock()
         self._feedback_since_train = 0
         self.n_searches = 0
+        # the log carries the names of the features it stores (read by `ltrr train-ranker --log`)
+        events.put_meta(f"feature_schema:{features.schema.fingerprint}", json.dumps(features.schema.to_dict()))
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -16,11 +16,26 @@ def _engine_manifest(engine_dir: str) -> dict:
     return read_manifest(Path(engine_dir), "engine", (1,))
 
 
+def _schema_from_log(events, pairs, log_path):
+    """The feature schema the log's most recent clicked decision was served with."""
+    from ltrr.features import FeatureSchema
+
+    if not pairs:
+        raise ConfigError(f"{log_path}: cannot train the ranker: the training log has no decision with a click")
+    fp = pairs[-1][0].model_versions.get("features")
+    stored = events.get_meta(f"feature_schema:{fp}") if fp else None
+    if stored is None:
+        raise ConfigError(f"{log_path}: the log does not record its features' names; "
+                          "pass --engine DIR or --schema FILE")
+    return FeatureSchema.from_dict(json.loads(stored))
+
+
 @click.command("train-ranker")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
               help="Event log (SQLite) with decisions, their logged features and click feedback.")
 @click.option("--engine", "engine_dir", type=click.Path(file_okay=False), default=None,
-              help="Saved engine directory: gives the feature schema and the ranker params.")
+              help="Saved engine directory: gives the feature schema and the ranker params "
+                   "(default: the schema the log records, default params).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
               help="feature_schema.json (instead of --engine).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Ranker directory to write.")
@@ -52,21 +67,22 @@ def train_ranker(log_path, engine_dir, schema_path, out, debias, n_estimators, w
         log_path = log_path or manifest["config"].get("store", {}).get("events_path") or None
     if schema_path:
         schema = FeatureSchema.from_dict(json.loads(Path(schema_path).read_text()))
-    if schema is None:
-        raise ConfigError("train-ranker needs the logged features' names: pass --engine DIR or --schema FILE")
     if not log_path:
         raise ConfigError("train-ranker needs an event log: pass --log EVENTS.sqlite")
     if not Path(log_path).exists():
         raise ConfigError(f"{log_path}: no such event log")
+    events = EventLog(str(log_path))
+    try:
+        pairs = list(events.training_events(window))
+        if schema is None:
+            schema = _schema_from_log(events, pairs, log_path)
+    finally:
+        events.close()
     for key, value in (("debias", debias), ("n_estimators", n_estimators), ("seed", seed)):
         if value is not None:
             params[key] = value
     ranker = LambdaMARTRanker(schema, params)
-    events = EventLog(str(log_path))
-    try:
-        data = training_set(events.training_events(window), schema)
-    finally:
-        events.close()
+    data = training_set(pairs, schema)
     report = fit_from_clicks(ranker, data, progress=progress)
     ranker.save(out)
     write_json(Path(out) / "training_report.json", report)

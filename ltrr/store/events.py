@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (event_id, item, kind)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS feedback_journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
@@ -325,6 +326,17 @@ class EventLog:
                 self._db.execute("ROLLBACK")
                 raise
         return int(n)
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Store a small named value with the log (e.g. a feature schema by fingerprint, so
+        the logged feature vectors can be read without the engine that wrote them)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -152,14 +152,17 @@ def test_cli_train_ranker_and_explain(movie_catalog_path, small_movies, tmp_path
     report = json.loads(res.output.strip().splitlines()[-1])
     assert report["debias"] == "position" and report["clicks"] > 10
     assert (tmp_path / "ranker" / "model.txt").exists()
-    res = runner.invoke(main, ["train-ranker", "--log", str(log), "--out", str(tmp_path / "r2")])
-    assert res.exit_code == 2 and "pass --engine DIR or --schema FILE" in res.output
+    # the log alone: it records the names of the features it stores
+    res = runner.invoke(main, ["train-ranker", "--log", str(log), "--out", str(tmp_path / "r2"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["schema"] == report["schema"]
     empty = make_engine(movie_catalog_path, small_movies, events_path=tmp_path / "empty.sqlite")
     run(empty, small_movies, n=12, click=False)
     empty.close()
-    res = runner.invoke(main, ["train-ranker", "--engine", str(tmp_path / "engine"), "--log",
-                               str(tmp_path / "empty.sqlite"), "--out", str(tmp_path / "r3")])
-    assert res.exit_code == 2 and "no decision with a click" in res.output
+    for args in (["--engine", str(tmp_path / "engine")], []):
+        res = runner.invoke(main, ["train-ranker", *args, "--log", str(tmp_path / "empty.sqlite"),
+                                   "--out", str(tmp_path / "r3")])
+        assert res.exit_code == 2 and "the training log has no decision with a click" in res.output
     res = runner.invoke(main, ["explain", "--engine", str(tmp_path / "engine"), small_movies.titles[5], "--top", "3"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
