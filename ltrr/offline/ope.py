@@ -307,7 +307,12 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context) -> dict[str, Any]:
         if tuple(menu.strategies) != tuple(batch.strategies):
             raise DataError(f"target {spec.name!r} plans over {list(menu.strategies)}, the log over "
                             f"{list(batch.strategies)}")
-        P = batch_probabilities(policy, batch.x)
+        try:
+            P = batch_probabilities(policy, batch.x)
+        except ValueError as exc:
+            raise DataError(f"target {spec.name!r} cannot score the logged contexts: {exc} (the log's x "
+                            f"has {batch.x.shape[1]} features; use a target with the logging engine's "
+                            "context_features)") from None
         # logged plan -> target menu action (-1 when the target's menu lacks it: weight 0)
         match = (batch.depths[:, None, :] == menu.plans[None, :, :]).all(axis=2)
         action = np.where(match.any(axis=1), match.argmax(axis=1), -1)

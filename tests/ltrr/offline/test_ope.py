@@ -155,3 +155,13 @@ def test_ope_cli_writes_json_and_report(targets, sim_logs, tmp_path):
 def test_sharding_needs_parquet(targets, sim_logs):
     with pytest.raises(DataError, match="shard-parallel evaluation reads Parquet row groups"):
         evaluate(sim_logs["ltrr.jsonl"], targets[:1], shards=2)
+
+
+def test_target_with_other_context_features_is_a_clear_error(sim_logs, offline_dir):
+    cfg = offline_dir / "few_features.toml"
+    cfg.write_text(small_config_text() + '\ncontext_features = ["bias", "n_tokens"]\n')
+    text = cfg.read_text()
+    # context_features is a top-level key: move it above the first table
+    cfg.write_text('context_features = ["bias", "n_tokens"]\n' + text.replace('\ncontext_features = ["bias", "n_tokens"]\n', ""))
+    with pytest.raises(DataError, match=r"target 'few_features' cannot score the logged contexts: .*context has shape \(11,\), expected \(2,\)"):
+        evaluate(sim_logs["ltrr.jsonl"], target_specs([str(cfg)]), n_bootstrap=0)
