@@ -192,3 +192,15 @@ def test_health_and_openapi_docs(server):
     spec = httpx.get(server.url + "/openapi.json", timeout=5).json()
     assert {"/search", "/feedback", "/healthz", "/readyz", "/metrics", "/admin/reload"} <= set(spec["paths"])
     assert httpx.get(server.url + "/docs", timeout=5).status_code == 200
+
+
+def test_streamed_body_over_the_limit_is_refused(server):
+    def chunks():
+        for _ in range(12):
+            yield b"a" * 100_000
+
+    r = httpx.post(server.url + "/search", content=chunks(), headers={"Content-Type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 413
+    assert r.json()["detail"] == "Request body too large: the limit is 1048576 bytes"
+    assert search(server, "drama")["results"]
