@@ -4,11 +4,18 @@ layer over :func:`ltrr.offline.ope.evaluate`)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
-import click
+# OPE's matrix products are skinny (rounds x a few plans): BLAS threads only contend; shard-level
+# parallelism (--shards) is the way to use more cores. Must be set before numpy loads BLAS.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from ltrr.offline.ope import ESTIMATOR_NAMES
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+
+from ltrr.offline.ope import ESTIMATOR_NAMES  # noqa: E402
 
 
 def format_table(result: dict) -> str:
