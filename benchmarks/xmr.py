@@ -67,6 +67,8 @@ d, threads, n_single = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 X = smat.load_npz(f"{d}/X_train.npz").tocsr().astype(np.float32)
 Y = smat.load_npz(f"{d}/Y_train.npz").tocsc().astype(np.float32)
 Xt = smat.load_npz(f"{d}/X_test.npz").tocsr().astype(np.float32)
+for m in (X, Xt):
+    m.sort_indices()
 t0 = time.perf_counter()
 Z = LabelEmbeddingFactory.create(Y, X, method="pifa")
 chain = Indexer.gen(Z, indexer_type="hierarchicalkmeans", nr_splits=16, max_leaf_size=100,
@@ -279,9 +281,10 @@ def bench(name: str, x_tr, y_tr, x_te, relevant, python: Path, threads: int, tex
           featurizer=None) -> None:
     d = WORK / name
     d.mkdir(parents=True, exist_ok=True)
-    sp.save_npz(d / "X_train.npz", sp.csr_matrix(x_tr, dtype=np.float32))
-    sp.save_npz(d / "Y_train.npz", sp.csr_matrix(y_tr, dtype=np.float32))
-    sp.save_npz(d / "X_test.npz", sp.csr_matrix(x_te, dtype=np.float32))
+    for fname, mat in (("X_train", x_tr), ("Y_train", y_tr), ("X_test", x_te)):
+        mat = sp.csr_matrix(mat, dtype=np.float32)
+        mat.sort_indices()
+        sp.save_npz(d / f"{fname}.npz", mat)
     n_test = x_te.shape[0]
     ids_l, t_l = run_ltrr(d, x_te)
     extra = {}

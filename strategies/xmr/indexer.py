@@ -64,7 +64,7 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
     node ``g`` are ``2g`` and ``2g+1``, so leaf codes that share a prefix are close in the tree.
     """
-    emb = _row_normalize(sp.csr_matrix(emb))
+    emb = sp.csr_matrix(_row_normalize(sp.csr_matrix(emb)), dtype=np.float32)
     n, d = emb.shape
     if n <= max_leaf_size:
         return np.zeros(n, dtype=np.int64), 0
@@ -82,23 +82,33 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
         # two distinct random members of every node seed its two centroids
         a = rng.integers(0, sizes)
         b = (a + 1 + rng.integers(0, np.maximum(sizes - 1, 1))) % sizes
-        seeds0, seeds1 = order[starts + a], order[starts + b]
-        cent0, cent1 = emb[seeds0], emb[seeds1]
         side = np.full(n, -1, dtype=np.int64)
+        # the two seeds start as the two sides' only members
+        init = np.full(n, -1, dtype=np.int64)
+        init[order[starts + a]] = 0
+        init[order[starts + b]] = 1
         rank_base = np.repeat(starts, sizes)
         half = (sizes + 1) // 2
+        members = init
         for _ in range(max(1, iters)):
-            diff = (_row_normalize(cent0) - _row_normalize(cent1)).tocsr()
-            if n_nodes * d <= 64_000_000:
-                dense = diff.toarray().astype(np.float32)
-                contrib = emb.data * dense[grp[nz_row], emb.indices]
-            else:  # very wide: look the centroid entries up by key instead of densifying
-                diff.sort_indices()
-                keys = np.repeat(np.arange(n_nodes), np.diff(diff.indptr)) * d + diff.indices
-                want = grp[nz_row] * d + emb.indices
-                pos = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
-                hit = keys.size > 0
-                contrib = np.where(hit & (keys[pos] == want), emb.data * diff.data[pos], 0.0)
+            # normalized centroids of both sides of every node, dense (2 * n_nodes, d)
+            keep = members >= 0
+            ind = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                                 (2 * grp[keep] + members[keep], np.flatnonzero(keep))),
+                                shape=(2 * n_nodes, n))
+            cent = (ind @ emb).toarray()
+            norms = np.sqrt(np.einsum("ij,ij->i", cent, cent))
+            cent /= np.maximum(norms, 1e-12)[:, None]
+            if n_nodes * d <= 32_000_000:
+                diff = cent[0::2] - cent[1::2]
+                contrib = emb.data * diff[grp[nz_row], emb.indices]
+            else:  # very wide: one node at a time keeps memory flat
+                contrib = np.empty(emb.nnz, dtype=np.float32)
+                node_nz = grp[nz_row]
+                for g in range(n_nodes):
+                    sel = node_nz == g
+                    contrib[sel] = emb.data[sel] * (cent[2 * g] - cent[2 * g + 1])[emb.indices[sel]]
+            del cent
             score = np.bincount(nz_row, weights=contrib, minlength=n)
             # balanced split: within each node, the higher-scoring half goes left
             sorted_idx = np.lexsort((np.arange(n), -score, grp))
@@ -107,12 +117,7 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
             new_side = (rank >= half[grp]).astype(np.int64)
             if np.array_equal(new_side, side):
                 break
-            side = new_side
-            ind0 = sp.csr_matrix((np.ones(n), (grp, np.arange(n))), shape=(n_nodes, n))
-            left = sp.diags((side == 0).astype(np.float64))
-            right = sp.diags((side == 1).astype(np.float64))
-            cent0 = (ind0 @ left @ emb).tocsr()
-            cent1 = (ind0 @ right @ emb).tocsr()
+            side = members = new_side
         grp = grp * 2 + side
     return grp, depth
 

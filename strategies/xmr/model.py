@@ -32,8 +32,8 @@ class XRConfig:
     bias: float = 1.0
     threshold: float = 0.1
     negatives: str = "tfn"
-    newton_iters: int = 8
-    cg_iters: int = 20
+    newton_iters: int = 4
+    cg_iters: int = 10
     beam: int = 10
     transform: str = "l3-hinge"
 

@@ -69,8 +69,8 @@ class XRLinearParams(Params):
     negatives: Literal["tfn", "tfn+man"] = "tfn"
     transform: Literal["l3-hinge", "l2-hinge", "sigmoid"] = "l3-hinge"
     kmeans_iters: int = Field(20, ge=1)
-    newton_iters: int = Field(8, ge=1)
-    cg_iters: int = Field(20, ge=1)
+    newton_iters: int = Field(4, ge=1)
+    cg_iters: int = Field(10, ge=1)
     word_ngrams: int = Field(3, ge=0)
     char_ngrams: int = Field(3, ge=0)
     min_df: int = Field(1, ge=1)
