@@ -15,7 +15,8 @@ Metrics, per window of ``window`` records (and cumulative):
 
 * full-information (known for every record, since strategies are deterministic): mean reward of
   the plan the policy chose, of the best menu plan in hindsight per record, recall of clicked
-  items by the chosen plan's candidates, cumulative reward and regret;
+  items by the chosen plan's candidates, cumulative reward, cumulative regret against the
+  per-record best plan and against the best fixed plan in hindsight (so far);
 * bandit-feedback (records with a logged plan and propensities): logged reward, and the IPS and
   SNIPS estimates of the replayed policy's value from the logged rewards.
 """
@@ -37,7 +38,7 @@ from ltrr.engine import Engine, LogStep
 from ltrr.offline.logs import LogReader, LogRecord, LogReport, Position
 from ltrr.store.persist import atomic_directory, write_json
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -54,11 +55,14 @@ class ReplayMetrics:
     cum_ips: float = 0.0
     cum_w: float = 0.0
     cum_logged: float = 0.0
+    cum_plan: list[float] = field(default_factory=list)
     window: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.window:
             self.reset_window()
+        if not self.cum_plan:
+            self.cum_plan = [0.0] * len(self.plans)
 
     def reset_window(self) -> None:
         self.window = {"n": 0, "full": 0, "bandit": 0, "reward": 0.0, "best": 0.0, "recall_sum": 0.0,
@@ -72,6 +76,7 @@ class ReplayMetrics:
         self.records += 1
         self.cum_reward += chosen_r
         self.cum_best += best
+        self.cum_plan = (np.asarray(self.cum_plan) + step.plan_rewards).tolist()
         w["n"] += 1
         w["reward"] += chosen_r
         w["best"] += best
@@ -104,6 +109,7 @@ class ReplayMetrics:
         """The metrics line of the current window."""
         w = self.window
         n = max(w["n"], 1)
+        best_fixed = int(np.argmax(self.cum_plan))
         mode = ("bandit-feedback" if w["full"] == 0 else "full-information" if w["bandit"] == 0
                 else "mixed")
         out: dict[str, Any] = {
@@ -115,6 +121,8 @@ class ReplayMetrics:
                 "clicked_recall_of_chosen_plan": (w["recall_sum"] / w["recall_n"]) if w["recall_n"] else None,
                 "cumulative_reward": self.cum_reward,
                 "cumulative_regret": self.cum_best - self.cum_reward,
+                "best_fixed_plan": dict(zip(self.strategies, self.plans[best_fixed], strict=True)),
+                "cumulative_regret_vs_best_fixed_plan": self.cum_plan[best_fixed] - self.cum_reward,
             },
             "strategy_share": {
                 qt: {s: c / max(tot, 1) for s, c in zip(self.strategies, counts, strict=True)}
@@ -131,8 +139,8 @@ class ReplayMetrics:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("records", "cum_reward", "cum_best", "cum_full",
-                                              "cum_bandit", "cum_ips", "cum_w", "cum_logged", "window")}
+        return {k: getattr(self, k) for k in ("records", "cum_reward", "cum_best", "cum_full", "cum_bandit",
+                                              "cum_ips", "cum_w", "cum_logged", "cum_plan", "window")}
 
     def restore(self, d: dict[str, Any]) -> None:
         for k, v in d.items():
@@ -238,6 +246,9 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
                "full_information_records": metrics.cum_full, "bandit_feedback_records": metrics.cum_bandit,
                "cumulative_reward": metrics.cum_reward, "cumulative_best_in_hindsight": metrics.cum_best,
                "cumulative_regret": metrics.cum_best - metrics.cum_reward,
+               "best_fixed_plan": dict(zip(menu.strategies, menu.plans[int(np.argmax(metrics.cum_plan))].tolist(),
+                                           strict=True)),
+               "cumulative_regret_vs_best_fixed_plan": max(metrics.cum_plan) - metrics.cum_reward,
                "seconds": seconds, "records_per_s": (reader.position.records - resumed_from) / max(seconds, 1e-9),
                "resumed_from": resumed_from, "ranker_trained": train_ranker, "log": reader.report.to_dict(),
                "notes": ("full_information numbers compare every menu plan on every record (strategies "
