@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
@@ -230,34 +229,27 @@ class StructuredSearch(CandidateGenerator):
         """Matches of every interpretation, merged (best score per item), top ``k``."""
         p = self.params
         t = self.tagger_
-        person = FIELDS.index("person")
-        rows, cols, pcols, prow = [], [], [], []
-        need = np.zeros(len(interps))
-        n_people = np.zeros(len(interps))
-        for a, it in enumerate(interps):
-            vids = sorted({s.value_id for s in it.slots})
-            rows += [a] * len(vids)
-            cols += vids
-            need[a] = len(vids)
-            people = [v for v in vids if t.value_field_[v] == person]
-            prow += [a] * len(people)
-            pcols += people
-            n_people[a] = len(people)
-        n_values = t.items_.shape[0]
-        sel = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)),
-                            shape=(len(interps), n_values))
-        counts = (sel @ t.items_).tocoo()
-        full = counts.data >= need[counts.row] - 0.5
-        a_idx, items = counts.row[full].astype(np.int64), counts.col[full].astype(np.int64)
-        if items.size == 0:
+        n_items = t.items_.shape[1]
+        # (interpretation, value) pairs, one per distinct slot value
+        pairs = [(a, v) for a, it in enumerate(interps) for v in sorted({s.value_id for s in it.slots})]
+        slot_a = np.array([a for a, _ in pairs], dtype=np.int64)
+        slot_v = np.array([v for _, v in pairs], dtype=np.int64)
+        need = np.bincount(slot_a, minlength=len(interps))
+        is_person = t.value_field_[slot_v] == FIELDS.index("person")
+        n_people = np.bincount(slot_a, weights=is_person, minlength=len(interps))
+        # gather every slot value's posting list: (interpretation, item, role weight) triples
+        pos, owner = _postings(t.items_.indptr, slot_v)
+        key = slot_a[owner] * n_items + t.items_.indices[pos]
+        role_w = np.where(is_person[owner], t.roles_.data[pos], 0.0)
+        uniq, inv, hits = np.unique(key, return_inverse=True, return_counts=True)
+        a_all = uniq // n_items
+        full = hits >= need[a_all]
+        if not full.any():
             e = np.empty(0)
             return e.astype(np.int64), e.astype(np.float32), e.astype(np.int64)
+        a_idx, items = a_all[full], uniq[full] % n_items
+        bonus = np.bincount(inv, weights=role_w, minlength=uniq.size)[full] / np.maximum(n_people[a_idx], 1.0)
         like = np.array([it.likelihood for it in interps])
-        bonus = np.zeros(items.size)
-        if pcols:
-            psel = sp.csr_matrix((np.ones(len(pcols)), (prow, pcols)), shape=(len(interps), n_values))
-            role = (psel @ t.roles_).tocsr()
-            bonus = np.asarray(role[a_idx, items]).ravel() / np.maximum(n_people[a_idx], 1.0)
         score = like[a_idx] * (1.0 + p.popularity_weight * self.prior_[items] + p.role_weight * bonus)
         # best interpretation per item, then the top k items (ties: lower item id)
         order = np.lexsort((a_idx, -score, items))
@@ -284,3 +276,14 @@ class StructuredSearch(CandidateGenerator):
         self.tagger_ = FieldTagger(self.params.tagger_config()).load(directory)
         self.prior_ = np.load(directory / "prior.npy", allow_pickle=False)
         self._cache_tags()
+
+
+def _postings(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the entries of CSR ``rows`` (concatenated) and the index of the row each
+    came from: a vectorized gather of several posting lists."""
+    starts = indptr[rows].astype(np.int64)
+    lens = indptr[rows + 1].astype(np.int64) - starts
+    owner = np.repeat(np.arange(rows.size), lens)
+    offsets = np.cumsum(lens) - lens
+    pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(offsets - starts, lens)
+    return pos, owner

@@ -318,6 +318,8 @@ class FieldTagger:
         self.idf_ = np.log((n_items + 1.0) / (df + 1.0)) + 1.0
         keys = [k for k in self.surface_ if len(k) >= c.fuzzy_min_chars and _ALPHA.match(k)]
         self._fuzzy_keys = keys
+        # a typo makes a word the dictionary does not know; grams of known words only skip fuzzy
+        self._known_words = frozenset(w for k in self.surface_ for w in k.split())
         self._tri_vocab: dict[str, int] = {}
         if not (c.fuzzy and keys):
             self._tri = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -357,7 +359,8 @@ class FieldTagger:
                     if hits:
                         spans[qi][i].extend(self._slot(v, w, i, j, gram, 0) for v, w in hits)
                     elif (c.fuzzy and len(gram) >= c.fuzzy_min_chars and _ALPHA.match(gram)
-                          and tokens[i] not in FILLER_WORDS and tokens[j - 1] not in FILLER_WORDS):
+                          and tokens[i] not in FILLER_WORDS and tokens[j - 1] not in FILLER_WORDS
+                          and not all(t in self._known_words for t in tokens[i:j])):
                         fuzzy_grams.append((qi, i, j, gram))
         for qi, i, j, gram, key, edits in self._fuzzy(fuzzy_grams):
             for v, w in self.surface_[key]:
