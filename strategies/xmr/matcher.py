@@ -78,7 +78,7 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     rkey = rows_p * n_q + rows_q
     where = np.searchsorted(rkey, pkey)
     ok = (where < n_rows) & (rkey[np.minimum(where, n_rows - 1)] == pkey)
-    y = np.full((n_rows, bmax), -1.0)
+    y = np.full((n_rows, bmax), -1.0, dtype=np.float32)
     y[where[ok], pos.col[ok] - child_ptr[parent_of_node[pos.col[ok]]]] = 1.0
     valid = np.arange(bmax)[None, :] < nchild[rows_p][:, None]
     # local feature space of each parent
@@ -86,7 +86,7 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     nz_row = np.repeat(np.arange(n_rows), np.diff(xe.indptr))
     keys = rows_p[nz_row] * d + xe.indices
     ukeys, inv = np.unique(keys, return_inverse=True)
-    xbd = sp.csr_matrix((xe.data.astype(np.float64), inv.astype(np.int64), xe.indptr),
+    xbd = sp.csr_matrix((xe.data.astype(np.float32), inv.astype(np.int64), xe.indptr),
                         shape=(n_rows, ukeys.size))
     seg_parent, rstart = np.unique(rows_p, return_index=True)
     rseg = np.searchsorted(seg_parent, rows_p)
@@ -131,11 +131,11 @@ def _line_search(f_quad, loss_at, t_max: int = 8) -> np.ndarray:
 
 
 def _solve_primal(lv: _Level, p: SolverParams) -> np.ndarray:
-    """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once."""
+    """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once (float32)."""
     xbd, xt, c = lv.xbd, lv.xbd.T.tocsr(), p.C
     U, B = xbd.shape[1], lv.y.shape[1]
-    w = np.zeros((U, B))
-    o = np.zeros((xbd.shape[0], B))
+    w = np.zeros((U, B), dtype=np.float32)
+    o = np.zeros((xbd.shape[0], B), dtype=np.float32)
     g0 = None
     bal = _balance(lv) ** 2
     for _ in range(p.newton_iters):
