@@ -8,6 +8,7 @@ trigrams), labels are catalog rows, and :class:`~strategies.xmr.model.XRModel` d
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -103,6 +104,9 @@ class XRLinear(CandidateGenerator):
         self.model_: XRModel | None = None
         self.n_pairs_ = 0
         self.n_pseudo_ = 0
+        self.pair_queries_: list[str] = []     # click pairs the model was trained on
+        self.pair_rows_ = np.empty(0, dtype=np.int64)
+        self._observed: list[tuple[str, int]] = []  # clicks seen since, for the next retrain
 
     # ------------------------------------------------------------------ training
     def _fit(self, catalog: Catalog) -> None:
@@ -140,6 +144,7 @@ class XRLinear(CandidateGenerator):
 
     def _train(self, catalog: Catalog, queries: list[str], rows: np.ndarray) -> None:
         p = self.params
+        self.pair_queries_, self.pair_rows_ = list(queries), np.asarray(rows, dtype=np.int64)
         texts: list[str] = list(queries)
         labels: list[int] = rows.tolist()
         for fields in (p.text_fields, *p.extra_pseudo_queries):
@@ -177,6 +182,27 @@ class XRLinear(CandidateGenerator):
         scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
         return RetrievalResult(ids.astype(np.int64), scores)
 
+    # ------------------------------------------------------------------ online retraining
+    def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:
+        """Buffer (query, clicked row) pairs for the next :meth:`retrained`; serving is unchanged."""
+        for row in np.asarray(clicked, dtype=np.int64).ravel():
+            self._observed.append((query, int(row)))
+
+    @property
+    def n_observed(self) -> int:
+        """Clicks buffered since the last training."""
+        return len(self._observed)
+
+    def retrained(self, catalog: Catalog) -> XRLinear:
+        """A new model trained on every pair so far (previous pairs + buffered clicks).
+
+        ``self`` keeps serving while this runs; the caller swaps the reference when it returns,
+        so queries never wait for training.
+        """
+        queries = self.pair_queries_ + [q for q, _ in self._observed]
+        rows = np.concatenate([self.pair_rows_, np.array([r for _, r in self._observed], dtype=np.int64)])
+        return XRLinear(self.params, name=self.name).fit_pairs(catalog, queries, rows)
+
     def cost_ms(self, k: int) -> float:
         return 0.5 + 0.0005 * k
 
@@ -184,10 +210,16 @@ class XRLinear(CandidateGenerator):
     def _save(self, directory: Path) -> None:
         self.featurizer_.save(directory)
         self.model_.save(directory)
+        (directory / "click_pairs.json").write_text(
+            json.dumps({"queries": self.pair_queries_, "rows": self.pair_rows_.tolist()},
+                       ensure_ascii=False), encoding="utf-8")
 
     def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
         self.featurizer_ = TfidfFeaturizer.load(directory)
         self.model_ = XRModel.load(directory)
+        pairs = json.loads((directory / "click_pairs.json").read_text(encoding="utf-8"))
+        self.pair_queries_ = list(pairs["queries"])
+        self.pair_rows_ = np.asarray(pairs["rows"], dtype=np.int64)
         self.n_pairs_ = int(manifest.get("n_pairs", 0))
         self.n_pseudo_ = int(manifest.get("n_pseudo", 0))
 

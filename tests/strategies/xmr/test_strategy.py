@@ -129,3 +129,16 @@ def test_results_are_sorted_unique_and_padded(xmr):
         assert np.all(np.diff(scores) <= 0)
         assert len(set(ids.tolist())) == ids.size
         assert ids.size <= 10 * 100  # beam x leaf size at most
+
+
+def test_observed_clicks_train_the_next_model_while_the_old_one_serves(movies, tmp_path):
+    small = Catalog.from_records([{"id": movies.ids[i], "title": movies.titles[i]} for i in range(400)])
+    query = "that film with the rosebud sled"
+    first = XRLinear({"seed": 0}).fit_pairs(small, ["another query"], [7])
+    first.observe(query, np.arange(10), np.array([42]), ts=0.0)
+    assert first.n_observed == 1
+    nxt = first.retrained(small)
+    assert nxt.retrieve([query], 1).ids[0, 0] == 42
+    assert nxt.n_pairs_ == 2 and first.n_pairs_ == 1
+    nxt.save(tmp_path / "m")
+    assert XRLinear.load(tmp_path / "m").pair_queries_ == ["another query", query]
