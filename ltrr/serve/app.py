@@ -46,7 +46,7 @@ ContextValue = str | int | float | bool | None
 class SearchRequest(BaseModel):
     """One search."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     query: str = Field(..., min_length=1, max_length=1000, description="The query text.")
     context: dict[str, ContextValue] = Field(default_factory=dict, max_length=64,
@@ -173,9 +173,25 @@ class MetricsMiddleware:
 
 
 # ---------------------------------------------------------------------- errors
+_UNION_TAGS = {"str", "int", "float", "bool", "none"}
+
+
 def _field(loc: tuple | list) -> str:
     parts = [str(p) for p in loc]
+    while len(parts) > 2 and parts[-1] in _UNION_TAGS:  # a union branch, not a field
+        parts.pop()
     return ".".join(parts[1:] if parts and parts[0] == "body" and len(parts) > 1 else parts)
+
+
+def _merge(fields: list[dict[str, str]]) -> list[dict[str, str]]:
+    """One entry per field: the failed branches of a union (str | int | ...) become one message."""
+    merged: dict[str, list[str]] = {}
+    for f in fields:
+        msgs = merged.setdefault(f["field"], [])
+        if f["message"] not in msgs:
+            msgs.append(f["message"])
+    return [{"field": k, "message": v[0] if len(v) == 1 else "none of the accepted types matched ("
+             + "; ".join(v) + ")"} for k, v in merged.items()]
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -184,7 +200,10 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
         return JSONResponse({"detail": f"Malformed JSON body: {ctx.get('error', 'cannot be parsed')}"},
                             status_code=400)
-    fields = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors]
+    fields = _merge([{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors])
+    if any(f["field"] == "body" for f in fields):
+        return JSONResponse({"detail": "Invalid request: the body must be a JSON object "
+                                       "(Content-Type: application/json)", "errors": fields}, status_code=422)
     msg = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return JSONResponse({"detail": f"Invalid request: {msg}", "errors": fields}, status_code=422)
 

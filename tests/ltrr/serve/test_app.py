@@ -204,3 +204,15 @@ def test_streamed_body_over_the_limit_is_refused(server):
     assert r.status_code == 413
     assert r.json()["detail"] == "Request body too large: the limit is 1048576 bytes"
     assert search(server, "drama")["results"]
+
+
+def test_validation_messages_name_the_field_once(server):
+    cases = [
+        (b'{"query": "a", "context": {"x": NaN}}', r"Invalid request: context\.x: none of the accepted types matched "
+                                                   r"\(Input should be a valid string; .*finite number.*\)"),
+        (b'[1, 2]', r"Invalid request: the body must be a JSON object \(Content-Type: application/json\)"),
+        (b'{"k": 3}', r"Invalid request: query: Field required"),
+    ]
+    for body, message in cases:
+        r = httpx.post(server.url + "/search", content=body, headers={"Content-Type": "application/json"}, timeout=10)
+        assert r.status_code == 422 and re.fullmatch(message, r.json()["detail"]), r.text
