@@ -232,7 +232,8 @@ def _parse(obj: Mapping[str, Any], offset: int, where: str, report: LogReport, s
         report.add("malformed", where, f"malformed record ({exc})", strict)
         return None
     if clicks:
-        unshown = [c for c in clicks if c not in set(shown)]
+        shown_set = set(shown)
+        unshown = [c for c in clicks if c not in shown_set]
         if unshown:
             report.add("click_not_shown", where,
                        f"clicked item {unshown[0]!r} was not shown ({len(unshown)} of {len(clicks)} clicks)",

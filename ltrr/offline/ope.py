@@ -84,8 +84,16 @@ def load_policy(source: str | os.PathLike):
     return Engine._build_policy(load_config(path))
 
 
-@lru_cache(maxsize=16)
 def _cached_policy(source: str):
+    """``load_policy`` cached per process (Dask workers load each target once), keyed by the
+    source's modification time so a re-saved policy is reloaded."""
+    path = Path(source)
+    stamp = (path / "manifest.json") if path.is_dir() else path
+    return _load_cached(str(source), stamp.stat().st_mtime_ns if stamp.exists() else 0)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(source: str, _mtime_ns: int):
     return load_policy(source)
 
 
