@@ -260,8 +260,9 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def create_app(settings: ServeSettings, token: str | None = None) -> FastAPI:
-    """Build the service for one worker process (the engine loads at startup)."""
+def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMiddleware:
+    """Build the service for one worker process (the engine loads at startup): the FastAPI app
+    behind the metrics and body-limit ASGI middlewares (``.app.app`` is the FastAPI object)."""
     state = ServingState(settings)
 
     @contextlib.asynccontextmanager
