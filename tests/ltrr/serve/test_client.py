@@ -77,3 +77,16 @@ def test_serve_reports_a_missing_engine_directory(tmp_path):
     assert proc.returncode == 2
     assert "not a saved ltrr component (no manifest.json)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_fsynced_feedback_mode_answers_the_same(tmp_path, server_factory):
+    from .conftest import build_engine
+
+    engine_dir = build_engine(tmp_path / "engine", serve={"feedback_synchronous": "FULL", "feedback_window_s": 600})
+    s = server_factory(engine_dir).start()
+    with LtrrClient(s.url, token=TOKEN) as c:
+        page = c.search("western", k=3)
+        r = c.feedback(page["event_id"], clicks=[page["results"][0]["id"]])
+        assert r["new_events"] == 1 and r["applied"] is True and r["policy_updated"] is True
+        assert c.feedback(page["event_id"], clicks=[page["results"][0]["id"]])["duplicate_events"] == 1
+        assert c.status()["policy"]["n_updates"] == 1
