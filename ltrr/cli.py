@@ -27,6 +27,7 @@ DEMO_QUERIES = 2000
 LAZY_COMMANDS: dict[str, str] = {
     "replay": "ltrr.offline.replay_cli:replay",
     "ope": "ltrr.offline.ope_cli:ope",
+    "log": "ltrr.offline.logs_cli:log",
     "serve": "ltrr.serve.cli:serve",
     "train-ranker": "ltrr.ranking.cli:train_ranker",
     "explain": "ltrr.ranking.cli:explain",

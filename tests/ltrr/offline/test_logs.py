@@ -148,3 +148,22 @@ def test_export_of_the_engine_event_log_round_trips(tmp_path, small_config_path)
         np.testing.assert_allclose(rec.x, d.x)
         cost = 0.0005 * sum(d.plan.depths)
         assert rec.reward == pytest.approx((1.0 if clicks else 0.0) - cost)
+
+
+def test_log_cli_check_convert_and_bad_input(sim_logs, tmp_path):
+    from ltrr.cli import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["log", "check", str(sim_logs["ltrr.jsonl"])])
+    assert res.exit_code == 0, res.output
+    assert '"with_plan": 300' in res.output and "300 records, 300 usable" in res.output
+    out = tmp_path / "c.parquet"
+    res = runner.invoke(main, ["log", "convert", str(sim_logs["foreign.jsonl"]), str(out), "--row-group-rows", "100"])
+    assert res.exit_code == 0, res.output
+    assert LogReader(out).n_row_groups() == 3
+    assert _records(out) == _records(sim_logs["foreign.jsonl"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"ts": 1.0, "shown": ["a"], "clicks": []}) + "\n")
+    res = runner.invoke(main, ["log", "check", str(bad), "--strict"])
+    assert res.exit_code == 2
+    assert f"{bad}:1: missing required field 'query' (strict mode" in res.output
