@@ -225,10 +225,345 @@ def synthetic(args: argparse.Namespace) -> None:
     }), flush=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# Section ``movies``: the policies online on the movie catalog's query stream, through real Engines
+
+MOVIE_POLICIES: list[tuple[str, str, dict]] = [
+    ("epsilon_greedy", "epsilon_greedy", {"epsilon": 0.1}),
+    ("linucb", "linucb", {"alpha": 0.5}),
+    ("thompson", "thompson", {}),
+    ("softmax", "softmax", {"temperature": 0.05}),
+    ("factored", "factored", {"epsilon": 0.05}),
+    ("vw_squarecb", "vw", {"exploration": "squarecb"}),
+]
+MOVIE_WINDOWS = 4  # strategy share per query type is reported over this many equal windows
+
+
+def movie_config(with_xmr: bool = True, cache: Path | None = None) -> dict:
+    """The demo config (``ltrr config show``) plus the dense retriever and XR-Linear."""
+    import copy
+
+    from ltrr.config import DEFAULT_CONFIG, MOVIE_TEXT_FIELDS
+
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    cfg["strategies"].append({"name": "dense", "depths": [0, 10, 50, 100],
+                              "params": {"text_fields": MOVIE_TEXT_FIELDS, "progress": False}})
+    if with_xmr:
+        cfg["strategies"].append({"name": "xmr", "depths": [0, 10, 50, 100],
+                                  "params": {"text_fields": ["title"],
+                                             "extra_pseudo_queries": [["directors", "title"]]}})
+    cfg["store"] = {"events_path": ""}
+    return cfg
+
+
+def shared_strategies(config, catalog, cache: Path) -> dict:
+    """Fit every stateless strategy once (dense and xmr are saved under ``cache`` and loaded by
+    later runs: encoding the catalog and training the XR tree take minutes on a loaded machine)."""
+    from ltrr import registry
+    from ltrr.params import validate_params
+
+    out = {}
+    for i, sc in enumerate(config.strategies):
+        klass = registry.get("strategy", sc.kind)
+        if getattr(klass, "stateful", False):
+            continue
+        where = cache / f"strategy_{sc.name}"
+        if sc.kind in ("dense", "xmr") and (where / "manifest.json").exists():
+            out[sc.name] = klass.load(where)
+            continue
+        params = validate_params(klass.Params, dict(sc.params), f"strategies[{i}] ({sc.name}).params")
+        t0 = time.perf_counter()
+        out[sc.name] = klass(params, name=sc.name).fit(catalog)
+        print(json.dumps({"bench": "policy_movies_fit", "strategy": sc.name,
+                          "seconds": round(time.perf_counter() - t0, 1)}), file=sys.stderr, flush=True)
+        if sc.kind in ("dense", "xmr"):
+            out[sc.name].save(where)
+    return out
+
+
+class _Recorder:
+    """Wraps ``Engine.search`` to record, per round, the ranks (1-based, inf = not drawn) of the
+    query's relevant items in every strategy's list: the full-information table."""
+
+    def __init__(self, engine, stream):
+        self.engine, self.stream, self.i = engine, stream, 0
+        self.ranks: list[np.ndarray] = []
+        self._search = engine.search
+
+    def __call__(self, query, context=None, **kw):
+        d = self._search(query, context, **kw)
+        q = self.stream[self.i]
+        self.i += 1
+        rel = np.fromiter(q.relevant.keys(), dtype=np.int64, count=len(q.relevant))
+        c = d.candidates
+        pos = np.searchsorted(c.items, rel) if np.all(np.diff(c.items) > 0) else None
+        if pos is None:
+            order = np.argsort(c.items)
+            idx = np.searchsorted(c.items[order], rel)
+            idx = np.minimum(idx, len(c.items) - 1) if len(c.items) else idx
+            hit = (c.items[order][idx] == rel) if len(c.items) else np.zeros(rel.size, bool)
+            rows = order[idx] if len(c.items) else idx
+        else:
+            pos = np.minimum(pos, max(len(c.items) - 1, 0))
+            hit = (c.items[pos] == rel) if len(c.items) else np.zeros(rel.size, bool)
+            rows = pos
+        r = np.full((rel.size, len(c.strategies)), np.inf)
+        if hit.any():
+            got = c.ranks[rows[hit]].astype(np.float64)
+            r[hit] = np.where(np.isnan(got), np.inf, got)
+        self.ranks.append(r)
+        return d
+
+
+def plan_values(plans: np.ndarray, stream, ranks: list[np.ndarray], click_model, cost: float,
+                kind: str = "any_click", k: int = 10):
+    """Full-information value of every menu plan on every round.
+
+    A plan's candidate set on round t is the union of each strategy's prefix of its depth (the
+    ranks recorded on the all-at-max-depth run). Its page is the oracle ordering of those
+    candidates (by true grade), and its value is the engine's expected reward for that page under
+    the click model (``reward.kind``: P(at least one click), or the expected clicks weighted by
+    ``1/log2(1 + position)`` over the full-page maximum) minus ``cost`` per candidate drawn; also
+    its oracle nDCG@10 and whether it holds a top-grade item.
+    """
+    from ltrr.offline.metrics import ndcg_from_grades
+
+    n, A = len(stream), plans.shape[0]
+    value = np.empty((n, A))
+    ondcg = np.empty((n, A))
+    top_found = np.empty((n, A))
+    plans = plans.astype(np.float64)
+    cost_a = cost * plans.sum(axis=1)
+    w_pos = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    for t, (q, r) in enumerate(zip(stream, ranks, strict=True)):
+        grades = np.fromiter(q.relevant.values(), dtype=np.float64, count=len(q.relevant))
+        drawn = np.isfinite(r).any(axis=1)
+        g, rr = grades[drawn], r[drawn]
+        contained = (rr[None, :, :] <= plans[:, None, :]).any(axis=2)  # [A, R']
+        G = np.where(contained, g[None, :], 0.0)
+        if G.shape[1] < k:
+            G = np.pad(G, ((0, 0), (0, k - G.shape[1])))
+        page = -np.sort(-G, axis=1)[:, :k]
+        probs = click_model.click_probabilities(page)
+        if kind == "click_dcg":
+            value[t] = probs @ w_pos / w_pos.sum() - cost_a
+        else:
+            value[t] = 1.0 - np.prod(1.0 - probs, axis=1) - cost_a
+        judged = np.broadcast_to(grades, (A, grades.size))
+        ondcg[t] = ndcg_from_grades(page, judged, k)
+        top = grades.max()
+        top_found[t] = (contained & (g[None, :] == top)).any(axis=1) if g.size else 0.0
+    return np.clip(value, -1.0, 1.0), ondcg, top_found
+
+
+def _slopes(regret: np.ndarray) -> dict:
+    n = regret.size
+    half = n // 2
+    first = regret[half - 1] / half
+    second = (regret[-1] - regret[half - 1]) / (n - half)
+    return {"regret_slope_first_half": round(float(first), 5),
+            "regret_slope_second_half": round(float(second), 5),
+            "slope_ratio": round(float(second / first), 3) if first > 0 else None}
+
+
+def _windows(depths: np.ndarray, qtypes: np.ndarray, strategies, n_windows: int) -> dict:
+    edges = np.linspace(0, depths.shape[0], n_windows + 1).astype(int)
+    out = {}
+    for t in sorted(set(qtypes.tolist())):
+        rows = []
+        for w in range(n_windows):
+            m = np.zeros(depths.shape[0], bool)
+            m[edges[w]:edges[w + 1]] = True
+            m &= qtypes == t
+            share = (depths[m] > 0).mean(axis=0) if m.any() else np.full(len(strategies), np.nan)
+            rows.append({s: round(float(v), 3) for s, v in zip(strategies, share, strict=True)})
+        out[t] = rows
+    return out
+
+
+def movies(args: argparse.Namespace) -> None:
+    """Every policy online for ``--rounds`` rounds on the movie query stream (see module doc)."""
+    from ltrr.catalog import Catalog
+    from ltrr.config import parse_config
+    from ltrr.engine import Engine
+    from simulators.environment import run_session
+    from simulators.movies import MovieQueryGenerator
+    from simulators.session import make_click_model
+
+    cache = Path(args.movies_out)
+    cache.mkdir(parents=True, exist_ok=True)
+    config = parse_config(movie_config(not args.no_xmr), "<movies benchmark config>")
+    if args.retrain_every is not None or args.train_window is not None:
+        ranker = {"retrain_every": args.retrain_every or config.ranker.retrain_every,
+                  "train_window": args.train_window or config.ranker.train_window}
+        config = config.model_copy(update={"ranker": config.ranker.model_copy(update=ranker)})
+    catalog = Catalog.from_jsonl(config.catalog.path)
+    rounds = args.rounds
+    gen = MovieQueryGenerator(catalog, seed=args.seed)
+    stream = gen.stream(rounds, max(rounds // 4, 1), seed=args.seed)
+    qtypes = np.array([q.qtype for q in stream])
+    shared = shared_strategies(config, catalog, cache / "strategies")
+    cost = config.reward.cost_per_candidate
+    menu = Engine._build_policy(config).menu
+    # the plans valued with full information: the menu, plus "every strategy at maximum depth"
+    # when the budget leaves it out of the menu
+    max_plan = np.array([max(o) for o in menu.options], dtype=np.int64)
+    plans = menu.plans if menu.action_of(max_plan) >= 0 else np.vstack([menu.plans, max_plan])
+    plan_index = {tuple(p): a for a, p in enumerate(plans.tolist())}
+    tag = f"r{rounds}_s{args.seed}"
+
+    def run(label: str, type_: str, params: dict, record: bool = False) -> dict | None:
+        path = cache / f"{label}_{tag}.npz"
+        if path.exists() and not record:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if args.report_only:
+            return None
+        engine = Engine.from_config(config.with_policy(type_, params), catalog=catalog, prebuilt=shared)
+        rec = None
+        if record:
+            rec = _Recorder(engine, stream)
+            engine.search = rec
+        t0 = time.perf_counter()
+        res = run_session(engine, stream, make_click_model("pbm", "navigational"), seed=args.seed,
+                          policy_name=label, progress=args.progress)
+        seconds = time.perf_counter() - t0
+        engine.close()
+        actions = np.array([plan_index.get(tuple(d), -1) for d in res.depths.tolist()], dtype=np.int64)
+        out = {"ndcg": res.ndcg, "clicks": res.clicks, "n_candidates": res.n_candidates,
+               "drawn": res.depth_drawn, "depths": res.depths, "actions": actions,
+               "latency_ms": res.latency_ms, "seconds": np.array(seconds)}
+        np.savez(path, **out)
+        if rec is not None:
+            lens = np.array([r.shape[0] for r in rec.ranks], dtype=np.int64)
+            np.savez(cache / f"fullinfo_ranks_{tag}.npz", lens=lens,
+                     ranks=np.concatenate(rec.ranks, axis=0))
+        return out
+
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(label: str) -> bool:
+        return only is None or label in only
+
+    # 1. the full-information pass: every strategy at its maximum depth, ranks recorded
+    ranks_path = cache / f"fullinfo_ranks_{tag}.npz"
+    results: dict[str, dict] = {}
+    if not ranks_path.exists() and wanted("all_max"):
+        results["all_max"] = run("all_max", "fixed", {}, record=True)
+    elif wanted("all_max"):
+        results["all_max"] = run("all_max", "fixed", {})
+    specs = [(f"{s.name}_only", "fixed", {"depths": {s.name: max(s.depths)}}) for s in config.strategies]
+    specs += [("rrf_all_max", "rrf", {})]
+    specs += MOVIE_POLICIES
+    if not ranks_path.exists():  # a partial run in parallel with the full-information pass
+        for label, type_, params in specs:
+            if wanted(label):
+                run(label, type_, params)
+        return
+    with np.load(ranks_path, allow_pickle=False) as z:
+        ranks = np.split(z["ranks"], np.cumsum(z["lens"])[:-1])
+    t0 = time.perf_counter()
+    value, ondcg, top_found = plan_values(plans, stream, ranks, make_click_model("pbm", "navigational"), cost,
+                                          config.reward.kind, config.page_size)
+    fi_seconds = time.perf_counter() - t0
+    best = int(np.argmax(value.mean(axis=0)))
+    best_plan = dict(zip(menu.strategies, plans[best].tolist(), strict=True))
+    best_nz = {s: d for s, d in best_plan.items() if d > 0}
+
+    # 2. the real runs: baselines and learned policies
+    specs.append(("best_fixed", "fixed", {"depths": best_nz}))
+    for label, type_, params in specs:
+        if wanted(label):
+            res = run(label, type_, params)
+            if res is not None:
+                results[label] = res
+    if args.only:  # a partial run (e.g. one process per policy): traces saved, report later
+        return
+
+    max_total = int(plans.sum(axis=1).max())
+    all_max_cands = float(results["all_max"]["n_candidates"].mean())
+    oracle = value.max(axis=1)
+    print(json.dumps({
+        "bench": "policy_movies_fullinfo", "rounds": rounds, "n_plans": menu.n_actions,
+        "n_plans_valued": int(plans.shape[0]),
+        "strategies": list(menu.strategies), "cost_per_candidate": cost,
+        "method": ("full-information: one online pass of the real engine with every strategy at its "
+                   "maximum depth records each strategy's ranks of the query's relevant items; a plan's "
+                   "candidate set is the union of each strategy's prefix of its depth in the plan (the "
+                   "click memory as it evolved on that pass); its value on a round is the environment's "
+                   "reward for its candidates under an oracle ordering by true grade: P(>=1 click) under "
+                   "PBM/navigational on that page minus cost_per_candidate x candidates drawn. The best "
+                   "fixed plan in hindsight maximizes the mean value over the stream."),
+        "seconds": round(fi_seconds, 1),
+        "best_fixed_plan": best_plan,
+        "best_fixed_value_per_round": round(float(value[:, best].mean()), 4),
+        "best_fixed_oracle_ndcg@10": round(float(np.nanmean(ondcg[:, best])), 4),
+        "best_fixed_top_grade_recall": round(float(top_found[:, best].mean()), 4),
+        "all_max_value_per_round": round(float(value[:, plan_index[tuple(max_plan.tolist())]].mean()), 4),
+        "contextual_oracle_value_per_round": round(float(oracle.mean()), 4),
+        "best_plan_by_query_type": {
+            t: dict(zip(menu.strategies, plans[int(np.argmax(value[qtypes == t].mean(axis=0)))].tolist(),
+                        strict=True)) for t in sorted(set(qtypes.tolist()))},
+    }), flush=True)
+    linucb_vs_vw = {}
+    for label, res in results.items():
+        actions = res["actions"]
+        valid = actions >= 0
+        line = {
+            "bench": "policy_movies", "policy": label, "rounds": rounds,
+            "learned": label in {p[0] for p in MOVIE_POLICIES},
+            "cumulative_clicks": int(res["clicks"].sum()),
+            "ndcg@10": round(float(np.nanmean(res["ndcg"])), 4),
+            "ndcg@10_last_half": round(float(np.nanmean(res["ndcg"][rounds // 2:])), 4),
+            "mean_candidates": round(float(res["n_candidates"].mean()), 1),
+            "mean_depth_drawn": round(float(res["drawn"].mean()), 1),
+            "candidates_vs_all_max": round(float(res["n_candidates"].mean()) / all_max_cands, 3),
+            "seconds": round(float(res["seconds"]), 1),
+        }
+        if valid.all():
+            got = value[np.arange(rounds), actions]
+            regret = np.cumsum(value[:, best] - got)
+            line.update({
+                "full_info_value_per_round": round(float(got.mean()), 4),
+                "regret_vs_best_fixed": round(float(regret[-1]), 1),
+                "regret_vs_best_fixed_at_quarters": [round(float(regret[int(rounds * f) - 1]), 1)
+                                                     for f in (0.25, 0.5, 0.75, 1.0)],
+                **_slopes(regret),
+                "regret_vs_contextual_oracle": round(float(np.sum(oracle - got)), 1),
+                **{f"oracle_{k}": v for k, v in _slopes(np.cumsum(oracle - got)).items()},
+            })
+            linucb_vs_vw[label] = float(got.sum())
+        if line["learned"] or label == "all_max":
+            line["strategy_share_by_query_type_windows"] = _windows(res["depths"], qtypes, menu.strategies,
+                                                                  MOVIE_WINDOWS)
+        print(json.dumps(line), flush=True)
+    learned = [p[0] for p in MOVIE_POLICIES if p[0] in results]
+    if learned and "best_fixed" in results:
+        best_learned = max(learned, key=lambda n: np.nanmean(results[n]["ndcg"]))
+        bl, bf = results[best_learned], results["best_fixed"]
+        print(json.dumps({
+            "bench": "policy_movies_targets", "rounds": rounds, "best_learned": best_learned,
+            "best_learned_ndcg@10": round(float(np.nanmean(bl["ndcg"])), 4),
+            "best_fixed_ndcg@10": round(float(np.nanmean(bf["ndcg"])), 4),
+            "all_max_ndcg@10": round(float(np.nanmean(results["all_max"]["ndcg"])), 4),
+            "meets_ndcg_vs_best_fixed": bool(np.nanmean(bl["ndcg"]) >= np.nanmean(bf["ndcg"])),
+            "best_learned_candidates_vs_all_max": round(float(bl["n_candidates"].mean()) / all_max_cands, 3),
+            "meets_candidates_le_60pct": bool(bl["n_candidates"].mean() <= 0.6 * all_max_cands),
+            "linucb_over_vw_squarecb_full_info_value": (
+                round(linucb_vs_vw["linucb"] / linucb_vs_vw["vw_squarecb"], 3)
+                if {"linucb", "vw_squarecb"} <= set(linucb_vs_vw) else None),
+            "linucb_minus_vw_squarecb_clicks": (
+                int(results["linucb"]["clicks"].sum() - results["vw_squarecb"]["clicks"].sum())
+                if {"linucb", "vw_squarecb"} <= set(results) else None),
+            "max_plan_candidates": max_total,
+        }), flush=True)
+
+
 #: name -> function(args); the simulator comparison on the movie stream is added here
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "latency": latency,
     "synthetic": synthetic,
+    "movies": movies,
 }
 
 
@@ -239,6 +574,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=20000, help="rounds of the synthetic section")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--movies-out", default=str(ROOT / "runs" / "bench_policies_movies"),
+                        help="movies: directory of per-run traces and the fitted dense/xmr indexes")
+    parser.add_argument("--only", default=None,
+                        help="movies: comma-separated run labels to run now (traces saved, no report)")
+    parser.add_argument("--no-xmr", action="store_true", help="movies: leave XR-Linear out of the menu")
+    parser.add_argument("--retrain-every", type=int, default=None,
+                        help="movies: override ranker.retrain_every")
+    parser.add_argument("--train-window", type=int, default=None, help="movies: override ranker.train_window")
+    parser.add_argument("--report-only", action="store_true",
+                        help="movies: report the saved traces, run nothing missing")
+    parser.add_argument("--progress", action="store_true", help="movies: progress bars")
     args = parser.parse_args(argv)
     for name, run in SECTIONS.items():
         if args.section in (name, "all"):

@@ -11,7 +11,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -65,6 +65,12 @@ class RankerConfig(Params):
 class RewardConfig(Params):
     #: reward subtracted per candidate drawn (makes large plans pay for their cost)
     cost_per_candidate: float = Field(0.0005, ge=0.0)
+    #: what a page earns before the cost: ``"any_click"`` 1 if anything on it was clicked;
+    #: ``"click_dcg"`` its clicks weighted by ``1 / log2(1 + position)`` over the largest possible
+    #: such sum of a full page, so a page with several good results earns more than one with a
+    #: single click (``any_click`` saturates on queries with many relevant items). Per-strategy
+    #: credit splits the same way: each strategy earns the weights of the clicked items it drew.
+    kind: Literal["any_click", "click_dcg"] = "any_click"
 
 
 class StoreConfig(Params):
@@ -124,13 +130,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "page_size": 10,
     "catalog": {"path": str(DATA_DIR / "movies" / "catalog.jsonl"), "text_fields": MOVIE_TEXT_FIELDS},
     "strategies": [
-        {"name": "bm25", "depths": [0, 10, 50, 100], "params": {"text_fields": MOVIE_TEXT_FIELDS}},
-        {"name": "memory", "depths": [0, 10, 50]},
+        {"name": "bm25", "depths": [10, 30, 100], "params": {"text_fields": MOVIE_TEXT_FIELDS}},
+        {"name": "memory", "depths": [0, 10]},
     ],
-    "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 300},
+    "policy": {"type": "linucb", "params": {"alpha": 0.1}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},
-    "reward": {"cost_per_candidate": 0.0005},
+    "reward": {"cost_per_candidate": 0.0001, "kind": "click_dcg"},
     "store": {"events_path": ""},
+    "context_features": ["bias", "n_tokens", "n_chars", "mean_token_len", "digit_frac", "has_year",
+                         "non_ascii_frac", "single_token", "memory_hits", "memory_ctr", "memory_seen",
+                         "stopword_frac", "has_decade"],
 }
 
 

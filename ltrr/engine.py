@@ -243,7 +243,8 @@ class Engine:
         with self._lock:
             if first:
                 all_clicked = self.catalog.rows_of([i for i, _k, v in self.events.feedback_for(feedback.event_id) if v > 0])
-                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, all_clicked)
+                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, all_clicked,
+                                                     logged.page_rows)
                 self.policy.update(logged.x, logged.plan, reward, per_strategy)
             shown_rows = logged.page_rows if first else np.empty(0, dtype=np.int64)
             for strat in self.strategies.values():
@@ -256,9 +257,23 @@ class Engine:
         return FeedbackResult(feedback.event_id, len(new), len(feedback.events) - len(new),
                               first, reward, retrained)
 
-    def _rewards(self, cands: Candidates, depths: tuple[int, ...], clicked_rows: np.ndarray) -> tuple[float, np.ndarray]:
-        """Plan reward and per-strategy (semi-bandit) rewards, each minus the cost of its depth."""
+    def _rewards(self, cands: Candidates, depths: tuple[int, ...], clicked_rows: np.ndarray,
+                 page: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Plan reward and per-strategy (semi-bandit) rewards, each minus the cost of its depth.
+
+        ``page`` (the rows shown, in order) is needed by ``reward.kind = "click_dcg"``.
+        """
         cost = self.config.reward.cost_per_candidate
+        if self.config.reward.kind == "click_dcg" and page is not None:
+            k = self.config.page_size
+            w_pos = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+            page = np.asarray(page, dtype=np.int64)[:k]
+            w_page = np.where(np.isin(page, clicked_rows), w_pos[: page.size], 0.0)
+            w_cand = (cands.items[:, None] == page[None, :]) @ w_page / w_pos.sum()  # [n_cands]
+            d = np.asarray(depths, dtype=np.float64)
+            per_strategy = cands.found.T.astype(np.float64) @ w_cand - cost * d
+            reward = float(w_cand.sum()) - cost * float(d.sum())
+            return float(np.clip(reward, -1.0, 1.0)), np.clip(per_strategy, -1.0, 1.0)
         in_union = np.isin(cands.items, clicked_rows)
         hit = cands.found[in_union].any(axis=0) if in_union.any() else np.zeros(len(cands.strategies), bool)
         d = np.asarray(depths, dtype=np.float64)
@@ -512,7 +527,8 @@ class Engine:
         reward = None
         with self._lock:
             if entry.first:
-                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, clicked_rows)
+                reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, clicked_rows,
+                                                     logged.page_rows)
                 self.policy.update(logged.x, logged.plan, reward, per_strategy)
             shown_rows = logged.page_rows if entry.first else np.empty(0, dtype=np.int64)
             for strat in self.strategies.values():

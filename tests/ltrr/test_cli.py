@@ -19,10 +19,10 @@ def test_demo_end_to_end_on_a_tiny_slice(runner, tmp_path, repo_root):
     cfg.write_text(text)
     res = runner.invoke(main, ["demo", "--queries", "150", "--config", str(cfg), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert "epsilon_greedy" in res.output and "all_max" in res.output
+    assert "linucb" in res.output and "all_max" in res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     pols = report["policies"]
-    assert set(pols) == {"epsilon_greedy", "bm25_only", "memory_only", "all_max", "rrf_all_max"}
+    assert set(pols) == {"linucb", "bm25_only", "memory_only", "all_max", "rrf_all_max"}
     for s in pols.values():
         assert s["queries"] == 150
         for key in ("ndcg@10", "candidate_recall", "mean_candidates", "clicks_per_query",
