@@ -59,9 +59,9 @@ class StructuredParams(Params):
         Interpretations run per query (most likely first).
     min_likelihood
         Interpretations below this likelihood are not run.
-    relax, relax_penalty
-        Also run the best interpretation with one slot dropped, scaled by ``relax_penalty`` and
-        by the share of specificity kept.
+    relax, relax_penalty, relax_depth
+        Also run the best interpretation with up to ``relax_depth`` slots dropped, scaled by
+        ``relax_penalty`` per dropped slot and by the share of specificity kept.
     popularity_weight, role_weight
         Weights of the popularity prior and of the people's roles within a match.
     """
@@ -85,6 +85,7 @@ class StructuredParams(Params):
     min_likelihood: float = Field(0.01, ge=0.0, le=1.0)
     relax: bool = True
     relax_penalty: float = Field(0.5, gt=0.0, le=1.0)
+    relax_depth: int = Field(2, ge=1, le=3)
     popularity_weight: float = Field(0.5, ge=0.0, allow_inf_nan=False)
     role_weight: float = Field(0.25, ge=0.0, allow_inf_nan=False)
 
@@ -173,7 +174,7 @@ class StructuredSearch(CandidateGenerator):
         run = {frozenset(s.value_id for s in r.slots): r for r in readings[: p.max_interpretations]}
         if run and p.relax:
             # a relaxation may equal a reading that skipped a word; keep the likelier of the two
-            for r in self.tagger_.relax(readings[0], p.relax_penalty):
+            for r in self.tagger_.relax(readings[0], p.relax_penalty, p.relax_depth):
                 key = frozenset(s.value_id for s in r.slots)
                 if r.likelihood >= p.min_likelihood and (key not in run or r.likelihood > run[key].likelihood):
                     run[key] = r
@@ -226,38 +227,37 @@ class StructuredSearch(CandidateGenerator):
         return out
 
     def _run(self, interps: Sequence[Interpretation], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Matches of every interpretation, merged (best score per item), top ``k``."""
+        """Matches of the interpretations (most likely first), merged (best score per item), top
+        ``k``. Stops once ``k`` items score above what any remaining reading could reach."""
         p = self.params
         t = self.tagger_
-        n_items = t.items_.shape[1]
-        # (interpretation, value) pairs, one per distinct slot value
-        pairs = [(a, v) for a, it in enumerate(interps) for v in sorted({s.value_id for s in it.slots})]
-        slot_a = np.array([a for a, _ in pairs], dtype=np.int64)
-        slot_v = np.array([v for _, v in pairs], dtype=np.int64)
-        need = np.bincount(slot_a, minlength=len(interps))
-        is_person = t.value_field_[slot_v] == FIELDS.index("person")
-        n_people = np.bincount(slot_a, weights=is_person, minlength=len(interps))
-        # gather every slot value's posting list: (interpretation, item, role weight) triples
-        pos, owner = _postings(t.items_.indptr, slot_v)
-        key = slot_a[owner] * n_items + t.items_.indices[pos]
-        role_w = np.where(is_person[owner], t.roles_.data[pos], 0.0)
-        uniq, inv, hits = np.unique(key, return_inverse=True, return_counts=True)
-        a_all = uniq // n_items
-        full = hits >= need[a_all]
-        if not full.any():
-            e = np.empty(0)
-            return e.astype(np.int64), e.astype(np.float32), e.astype(np.int64)
-        a_idx, items = a_all[full], uniq[full] % n_items
-        bonus = np.bincount(inv, weights=role_w, minlength=uniq.size)[full] / np.maximum(n_people[a_idx], 1.0)
-        like = np.array([it.likelihood for it in interps])
-        score = like[a_idx] * (1.0 + p.popularity_weight * self.prior_[items] + p.role_weight * bonus)
-        # best interpretation per item, then the top k items (ties: lower item id)
-        order = np.lexsort((a_idx, -score, items))
-        first = np.ones(order.size, dtype=bool)
-        first[1:] = items[order][1:] != items[order][:-1]
-        best = order[first]
-        top = best[np.lexsort((items[best], -score[best]))][:k]
-        return items[top], score[top].astype(np.float32), a_idx[top]
+        person = FIELDS.index("person")
+        ceiling = 1.0 + p.popularity_weight + p.role_weight  # prior and role bonus are <= 1
+        got_items: list[np.ndarray] = []
+        got_scores: list[np.ndarray] = []
+        got_src: list[np.ndarray] = []
+        items = scores = src = np.empty(0)
+        for a, it in enumerate(interps):
+            if items.size >= k and scores[k - 1] >= it.likelihood * ceiling:
+                break
+            vids = np.array(sorted({s.value_id for s in it.slots}), dtype=np.int64)
+            pos, owner = _postings(t.items_.indptr, vids)
+            cand = t.items_.indices[pos].astype(np.int64)
+            role_w = np.where(t.value_field_[vids][owner] == person, t.roles_.data[pos], 0.0)
+            uniq, inv, hits = np.unique(cand, return_inverse=True, return_counts=True)
+            full = hits >= vids.size
+            if not full.any():
+                continue
+            n_people = max(int((t.value_field_[vids] == person).sum()), 1)
+            bonus = np.bincount(inv, weights=role_w, minlength=uniq.size)[full] / n_people
+            match = uniq[full]
+            got_items.append(match)
+            got_scores.append(it.likelihood * (1.0 + p.popularity_weight * self.prior_[match]
+                                               + p.role_weight * bonus))
+            got_src.append(np.full(match.size, a, dtype=np.int64))
+            items, scores, src = _best_per_item(np.concatenate(got_items), np.concatenate(got_scores),
+                                                np.concatenate(got_src))
+        return items[:k].astype(np.int64), scores[:k].astype(np.float32), src[:k].astype(np.int64)
 
     def cost_ms(self, k: int) -> float:
         return 0.3 + 0.002 * k
@@ -287,3 +287,14 @@ def _postings(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     offsets = np.cumsum(lens) - lens
     pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(offsets - starts, lens)
     return pos, owner
+
+
+def _best_per_item(items: np.ndarray, scores: np.ndarray, src: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each item once with its best score (ties: earlier source), sorted by score, then item."""
+    order = np.lexsort((src, -scores, items))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = items[order][1:] != items[order][:-1]
+    best = order[first]
+    best = best[np.lexsort((items[best], -scores[best]))]
+    return items[best], scores[best], src[best]

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -436,17 +437,22 @@ class FieldTagger:
         readings = sorted(((w, s) for key, (w, s) in best.items() if key), key=lambda ws: (-ws[0], _order_key(ws[1])))
         return [Interpretation(slots, float(w), float(w / total)) for w, slots in readings[: c.beam]]
 
-    def relax(self, interp: Interpretation, penalty: float) -> list[Interpretation]:
-        """Readings with one slot dropped, discounted by the share of specificity (idf) dropped."""
-        if len(interp.slots) < 2:
+    def relax(self, interp: Interpretation, penalty: float, depth: int = 1) -> list[Interpretation]:
+        """Readings with 1..``depth`` slots dropped (at least one kept), each discounted by
+        ``penalty`` per dropped slot and by the share of specificity (idf) kept."""
+        n = len(interp.slots)
+        if n < 2:
             return []
         idf = np.array([self.idf_[s.value_id] for s in interp.slots])
         out = []
-        for d, slot in enumerate(interp.slots):
-            kept = interp.slots[:d] + interp.slots[d + 1:]
-            share = 1.0 - idf[d] / idf.sum()
-            out.append(Interpretation(kept, float(interp.likelihood * penalty * share),
-                                      float(interp.probability * penalty * share), (*interp.dropped, slot)))
+        for d in range(1, min(depth, n - 1) + 1):
+            for drop in combinations(range(n), d):
+                kept = tuple(s for i, s in enumerate(interp.slots) if i not in drop)
+                share = 1.0 - idf[list(drop)].sum() / idf.sum()
+                factor = penalty ** d * share
+                out.append(Interpretation(kept, float(interp.likelihood * factor),
+                                          float(interp.probability * factor),
+                                          (*interp.dropped, *(interp.slots[i] for i in drop))))
         return sorted(out, key=lambda it: -it.likelihood)
 
     # ------------------------------------------------------------------ persistence
