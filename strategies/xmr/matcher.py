@@ -51,6 +51,7 @@ class _Level:
     ustart: np.ndarray        # segment starts in local columns
     ufeat: np.ndarray         # U, global feature of each local column
     seg_parent: np.ndarray    # active parent of each segment
+    bias_col: int | None = None  # global index of the constant bias feature, if any
 
 
 def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 
 def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
-           child_ptr: np.ndarray) -> _Level | None:
+           child_ptr: np.ndarray, bias_col: int | None = None) -> _Level | None:
     """Build the block-diagonal problem: one row per (query, active parent) pair."""
     n_q, d = x.shape
     act = active.tocsc()
@@ -93,7 +94,7 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     upar = ukeys // d
     ustart = np.searchsorted(upar, seg_parent)
     useg = np.searchsorted(seg_parent, upar)
-    return _Level(xbd, y, valid, rseg, rstart, useg, ustart, ukeys % d, seg_parent)
+    return _Level(xbd, y, valid, rseg, rstart, useg, ustart, ukeys % d, seg_parent, bias_col)
 
 
 def _balance(lv: _Level) -> np.ndarray:
@@ -199,7 +200,15 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     y[lv.rseg, pos] = lv.y
     valid = np.zeros((n_seg, nmax, B), dtype=bool)
     valid[lv.rseg, pos] = lv.valid
-    kco = (lv.xbd @ lv.xbd.T).tocoo()
+    xk = lv.xbd
+    bpad = None
+    if lv.bias_col is not None:
+        # the bias column makes every kernel block dense; keep it as a rank-one term per block
+        is_bias = lv.ufeat == lv.bias_col
+        bpad = np.zeros((n_seg, nmax, 1), dtype=np.float32)
+        bpad[lv.rseg, pos, 0] = np.asarray(lv.xbd[:, is_bias].sum(axis=1)).ravel()
+        xk = lv.xbd[:, ~is_bias]
+    kco = (xk @ xk.T).tocoo()
     flat = lv.rseg * nmax + pos
     kpad = sp.csr_matrix((kco.data.astype(np.float32), (flat[kco.row], flat[kco.col])),
                          shape=(n_seg * nmax, n_seg * nmax))
@@ -207,7 +216,10 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
 
     def kmul(v: np.ndarray) -> np.ndarray:
         # scipy's CSR x dense-block product beats batched dense matmul on these small blocks
-        return (kpad @ v.reshape(n_seg * nmax, B)).reshape(n_seg, nmax, B)
+        out = (kpad @ v.reshape(n_seg * nmax, B)).reshape(n_seg, nmax, B)
+        if bpad is not None:
+            out += bpad * (bpad * v).sum(axis=1, keepdims=True)
+        return out
 
     def hinge(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = 1.0 - y * o
@@ -318,7 +330,7 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
 
 def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
                 child_ptr: np.ndarray, params: SolverParams,
-                max_dense: int = 4_000_000) -> sp.csr_matrix:
+                max_dense: int = 4_000_000, bias_col: int | None = None) -> sp.csr_matrix:
     """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
 
     Parameters
@@ -334,7 +346,7 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     """
     d = x.shape[1]
     n_nodes = int(child_ptr[-1])
-    lv = _stack(sp.csr_matrix(x), sp.csr_matrix(active), sp.csr_matrix(pos), child_ptr)
+    lv = _stack(sp.csr_matrix(x), sp.csr_matrix(active), sp.csr_matrix(pos), child_ptr, bias_col)
     if lv is None:
         return sp.csr_matrix((d, n_nodes), dtype=np.float32)
     n_rows, n_local = lv.xbd.shape

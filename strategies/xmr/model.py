@@ -125,7 +125,8 @@ class XRModel:
                                     shape=active.shape)
                 active = (active + man).tocsr()
                 active.data[:] = 1
-            w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver)
+            w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver,
+                            bias_col=xb.shape[1] - 1)
             self.weights.append(sp.csr_matrix(w[:-1]))
             self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
         return self

@@ -33,11 +33,13 @@ def _liblinear(x, lab, c):
     return np.stack(ws, axis=1)
 
 
-@pytest.mark.parametrize("solver", [_solve_primal, _solve_kernel])
-def test_newton_solvers_match_liblinear(solver):
+@pytest.mark.parametrize(("solver", "bias_col"), [
+    (_solve_primal, None), (_solve_kernel, None), (_solve_kernel, 40),  # 40: the bias column
+])
+def test_newton_solvers_match_liblinear(solver, bias_col):
     x, active, pos, child_ptr, lab = _problem(0)
     params = SolverParams(C=1.0, newton_iters=30, cg_iters=200, newton_tol=1e-8, cg_tol=1e-8)
-    lv = _stack(x, active, pos, child_ptr)
+    lv = _stack(x, active, pos, child_ptr, bias_col)
     out = solver(lv, params)
     w = out if solver is _solve_primal else lv.xbd.T @ out
     # local columns of the single parent are its used features, in order
