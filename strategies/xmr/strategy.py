@@ -179,6 +179,9 @@ class XRLinear(CandidateGenerator):
             raise RuntimeError(f"{self.name}: retrieve called before fit.")
         x = queries.cached(f"xmr-tfidf:{self.name}:{id(self.featurizer_)}", self.featurizer_.transform)
         ids, scores = self.model_.predict(x, k)
+        # a query sharing no feature with the training queries has only bias scores: no match
+        unknown = np.diff(x.indptr) == 0
+        ids[unknown] = -1
         scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
         return RetrievalResult(ids.astype(np.int64), scores)
 

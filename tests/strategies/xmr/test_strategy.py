@@ -103,7 +103,7 @@ def test_bad_config_is_an_error_naming_the_value(params, match):
 
 
 def test_save_load_retrieves_identically(xmr, movies, tmp_path):
-    queries = [q.text for q in _queries(movies, "typo_title", 100)] + ["", "zzzz qqqq"]
+    queries = [q.text for q in _queries(movies, "typo_title", 100)] + ["", "!!! ???"]
     xmr.save(tmp_path / "xmr")
     loaded = XRLinear.load(tmp_path / "xmr")
     a = xmr.retrieve(queries, 20)
@@ -111,6 +111,7 @@ def test_save_load_retrieves_identically(xmr, movies, tmp_path):
     assert np.array_equal(a.ids, b.ids)
     assert np.array_equal(a.scores, b.scores)
     assert (a.ids[-2] == -1).all()  # blank query: empty row
+    assert (a.ids[-1] == -1).all()  # no known word or trigram: no match rather than bias noise
 
 
 def test_seeded_training_is_deterministic(movies):
