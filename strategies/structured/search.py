@@ -30,7 +30,7 @@ from ltrr.errors import LtrrError
 from ltrr.params import Params
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 from strategies.base import CandidateGenerator
-from strategies.structured.tagger import FIELDS, FieldTagger, Interpretation, TaggerConfig
+from strategies.structured.tagger import FIELDS, FieldTagger, Interpretation, TaggerConfig, postings
 
 __all__ = ["StructuredParams", "StructuredResult", "StructuredSearch"]
 
@@ -241,7 +241,7 @@ class StructuredSearch(CandidateGenerator):
             if items.size >= k and scores[k - 1] >= it.likelihood * ceiling:
                 break
             vids = np.array(sorted({s.value_id for s in it.slots}), dtype=np.int64)
-            pos, owner = _postings(t.items_.indptr, vids)
+            pos, owner = postings(t.items_.indptr, vids)
             cand = t.items_.indices[pos].astype(np.int64)
             role_w = np.where(t.value_field_[vids][owner] == person, t.roles_.data[pos], 0.0)
             uniq, inv, hits = np.unique(cand, return_inverse=True, return_counts=True)
@@ -276,17 +276,6 @@ class StructuredSearch(CandidateGenerator):
         self.tagger_ = FieldTagger(self.params.tagger_config()).load(directory)
         self.prior_ = np.load(directory / "prior.npy", allow_pickle=False)
         self._cache_tags()
-
-
-def _postings(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the entries of CSR ``rows`` (concatenated) and the index of the row each
-    came from: a vectorized gather of several posting lists."""
-    starts = indptr[rows].astype(np.int64)
-    lens = indptr[rows + 1].astype(np.int64) - starts
-    owner = np.repeat(np.arange(rows.size), lens)
-    offsets = np.cumsum(lens) - lens
-    pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(offsets - starts, lens)
-    return pos, owner
 
 
 def _best_per_item(items: np.ndarray, scores: np.ndarray, src: np.ndarray

@@ -318,31 +318,15 @@ class FieldTagger:
         df = np.diff(self.items_.indptr).astype(np.float64)
         self.idf_ = np.log((n_items + 1.0) / (df + 1.0)) + 1.0
         keys = [k for k in self.surface_ if len(k) >= c.fuzzy_min_chars and _ALPHA.match(k)]
-        self._fuzzy_keys = keys
         # a typo makes a word the dictionary does not know; grams of known words only skip fuzzy
         self._known_words = frozenset(w for k in self.surface_ for w in k.split())
-        self._tri_vocab: dict[str, int] = {}
-        if not (c.fuzzy and keys):
-            self._tri = sp.csr_matrix((0, 0), dtype=np.float32)
-            self._tri_len = np.zeros(0)
-            return
-        per_key = [set(trigrams(k)) for k in keys]
-        vocab: dict[str, int] = {}
-        cols = [vocab.setdefault(t, len(vocab)) for s in per_key for t in s]
-        lengths = np.fromiter(map(len, per_key), dtype=np.int64, count=len(per_key))
-        rows = np.repeat(np.arange(len(keys)), lengths)
-        m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, np.asarray(cols))),
-                          shape=(len(keys), len(vocab)))
-        # very common trigrams ("an ", " jo") find everything and decide nothing: drop them from
-        # the candidate index (the edit-distance check decides anyway)
-        col_df = np.bincount(m.indices, minlength=len(vocab))
-        max_df = max(int(c.trigram_max_df * len(keys)), 50)
-        keep_col = col_df <= max_df
-        m = m[:, np.flatnonzero(keep_col)].tocsr()
-        remap = np.cumsum(keep_col) - 1
-        self._tri_vocab = {t: int(remap[j]) for t, j in vocab.items() if keep_col[j]}
-        self._tri = m.T.tocsr()  # trigram-major: a query's trigrams gather their posting rows
-        self._tri_len = lengths.astype(np.float64)
+        # one trigram index per token count: a typo edits letters, not the number of words, so a
+        # one-word span is compared with the few one-word values only, a name with names
+        by_len: dict[int, list[str]] = {}
+        for k in keys:
+            by_len.setdefault(min(len(k.split()), 4), []).append(k)
+        self._tri = ({n: _TrigramIndex(ks, c.trigram_max_df) for n, ks in by_len.items()}
+                     if c.fuzzy else {})
 
     # ------------------------------------------------------------------ tagging
     def tag(self, texts: Sequence[str]) -> list[list[Interpretation]]:
@@ -373,42 +357,26 @@ class FieldTagger:
                     i, j, text, float(weight), edits)
 
     def _fuzzy(self, grams: list[tuple[int, int, int, str]]) -> Iterable[tuple]:
-        """Best fuzzy surface per n-gram: a batched trigram-overlap product, then edit distance."""
+        """Best fuzzy surface per n-gram: a batched trigram-overlap product per token count, then
+        an edit-distance check of the few best candidates."""
         c = self.config
-        if not grams or self._tri.shape[0] == 0:
-            return []
-        q_sets = [set(trigrams(g[3])) for g in grams]
-        cols = [[self._tri_vocab[t] for t in s if t in self._tri_vocab] for s in q_sets]
-        lengths = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
-        if lengths.sum() == 0:
-            return []
-        rows = np.repeat(np.arange(len(grams)), lengths)
-        q = sp.csr_matrix((np.ones(int(lengths.sum()), dtype=np.float32),
-                           (rows, np.fromiter((x for cs in cols for x in cs), dtype=np.int64))),
-                          shape=(len(grams), self._tri.shape[0]))
-        shared = (q @ self._tri).tocoo()
-        if shared.nnz == 0:
-            return []
-        q_len = np.array([len(s) for s in q_sets], dtype=np.float64)
-        dice = 2.0 * shared.data / (q_len[shared.row] + self._tri_len[shared.col])
-        ok = dice >= c.fuzzy_min_dice
-        r, col, d = shared.row[ok], shared.col[ok], dice[ok]
-        order = np.lexsort((col, -d, r))
-        r, col = r[order], col[order]
-        first = np.searchsorted(r, r, side="left")
-        keep = (np.arange(r.size) - first) < c.fuzzy_candidates
-        out = []
+        groups: dict[int, list[int]] = {}
+        for g, (_qi, i, j, _gram) in enumerate(grams):
+            groups.setdefault(min(j - i, 4), []).append(g)
         best: dict[int, tuple[int, str]] = {}
-        for gi, key_id in zip(r[keep].tolist(), col[keep].tolist(), strict=True):
-            gram, key = grams[gi][3], self._fuzzy_keys[key_id]
-            limit = 1 if len(gram) < 9 else c.max_edits
-            e = edit_distance(gram, key, limit)
-            if 0 < e <= limit and e < best.get(gi, (limit + 1, ""))[0]:
-                best[gi] = (e, key)
-        for gi, (e, key) in sorted(best.items()):
-            qi, i, j, gram = grams[gi]
-            out.append((qi, i, j, gram, key, e))
-        return out
+        for n_tok, members in groups.items():
+            index = self._tri.get(n_tok)
+            if index is None:
+                continue
+            for gi, key in index.candidates([grams[g][3] for g in members], c.fuzzy_min_dice,
+                                            c.fuzzy_candidates):
+                g = members[gi]
+                gram = grams[g][3]
+                limit = 1 if len(gram) < 9 else c.max_edits
+                e = edit_distance(gram, key, limit)
+                if 0 < e <= limit and e < best.get(g, (limit + 1, ""))[0]:
+                    best[g] = (e, key)
+        return [(*grams[g][:4], key, e) for g, (e, key) in sorted(best.items())]
 
     def _segment(self, tokens: list[str], spans: list[list[Slot]]) -> list[Interpretation]:
         """Beam search over segmentations; readings with at least one slot, best first."""
@@ -494,3 +462,70 @@ def _as_year(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return -1
+
+
+class _TrigramIndex:
+    """Character-trigram candidate index over surface keys (keys x trigrams, trigram-major).
+
+    Very common trigrams ("an ", " jo") find everything and decide nothing, so trigrams in more
+    than ``max_df`` of the keys are left out of the index (the edit-distance check decides).
+    """
+
+    def __init__(self, keys: list[str], max_df: float):
+        self.keys = keys
+        per_key = [set(trigrams(k)) for k in keys]
+        vocab: dict[str, int] = {}
+        cols = [vocab.setdefault(t, len(vocab)) for s in per_key for t in s]
+        lengths = np.fromiter(map(len, per_key), dtype=np.int64, count=len(per_key))
+        rows = np.repeat(np.arange(len(keys)), lengths)
+        m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, np.asarray(cols, dtype=np.int64))),
+                          shape=(len(keys), len(vocab)))
+        col_df = np.bincount(m.indices, minlength=len(vocab))
+        keep_col = col_df <= max(int(max_df * len(keys)), 50)
+        remap = np.cumsum(keep_col) - 1
+        self.vocab = {t: int(remap[j]) for t, j in vocab.items() if keep_col[j]}
+        self.matrix = m[:, np.flatnonzero(keep_col)].T.tocsr()
+        self.lengths = lengths.astype(np.float64)
+
+    def candidates(self, grams: list[str], min_dice: float, per_gram: int) -> list[tuple[int, str]]:
+        """Up to ``per_gram`` keys per gram with trigram Dice >= ``min_dice``, best first."""
+        q_sets = [set(trigrams(g)) for g in grams]
+        cols = [[self.vocab[t] for t in s if t in self.vocab] for s in q_sets]
+        lengths = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
+        if lengths.sum() == 0:
+            return []
+        # gather the grams' trigram posting lists and count shared trigrams per (gram, key)
+        tri = np.fromiter((x for cs in cols for x in cs), dtype=np.int64, count=int(lengths.sum()))
+        pos, owner = postings(self.matrix.indptr, tri)
+        gram_of = np.repeat(np.arange(len(grams)), lengths)[owner]
+        n_keys = len(self.keys)
+        pair, counts = np.unique(gram_of * n_keys + self.matrix.indices[pos], return_counts=True)
+        shared = _Pairs(pair // n_keys, pair % n_keys, counts.astype(np.float64))
+        q_len = np.array([len(s) for s in q_sets], dtype=np.float64)
+        dice = 2.0 * shared.data / (q_len[shared.row] + self.lengths[shared.col])
+        ok = dice >= min_dice
+        r, col, d = shared.row[ok], shared.col[ok], dice[ok]
+        order = np.lexsort((col, -d, r))
+        r, col = r[order], col[order]
+        first = np.searchsorted(r, r, side="left")
+        keep = (np.arange(r.size) - first) < per_gram
+        return [(gi, self.keys[k]) for gi, k in zip(r[keep].tolist(), col[keep].tolist(), strict=True)]
+
+
+class _Pairs:
+    """(row, col, data) triples of a sparse count table."""
+
+    def __init__(self, row: np.ndarray, col: np.ndarray, data: np.ndarray):
+        self.row, self.col, self.data = row, col, data
+
+
+def postings(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the entries of CSR ``rows`` (concatenated) and the index of the row each
+    came from: a vectorized gather of several posting lists."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = indptr[rows].astype(np.int64)
+    lens = indptr[rows + 1].astype(np.int64) - starts
+    owner = np.repeat(np.arange(rows.size), lens)
+    offsets = np.cumsum(lens) - lens
+    pos = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(offsets - starts, lens)
+    return pos, owner
