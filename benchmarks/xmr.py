@@ -30,6 +30,18 @@ seconds (wall, and CPU seconds of the training process: on a shared machine the 
 steadier comparison), batch milliseconds per query and single-query p50/p90 milliseconds, then one line of
 ltrr/PECOS ratios. Targets (issue 4): P@1 and P@5 within 1 point of PECOS or better,
 single-query p50 <= 1.25 ms on the movie catalog, training time <= 3x PECOS.
+
+Measured 2026-11-22 on the shared 2-core dev machine (PECOS with 1 thread; wall times are noisy
+there, CPU seconds steadier):
+
+=========  =====  ======  ======  =========  =======  =========  ========  ==============
+dataset    impl   P@1     P@5     Recall@10  train s  train CPU  batch ms  single p50 ms
+=========  =====  ======  ======  =========  =======  =========  ========  ==============
+movies     ltrr   0.8843  0.2031  0.9494     25.9     7.08       1.06      0.37 (text 0.55)
+movies     pecos  0.8860  0.2043  0.9550     8.0      3.28       0.74      1.47
+synthetic  ltrr   0.6610  0.1677  0.7429     5.3      2.65       0.31      0.29
+synthetic  pecos  0.6594  0.1673  0.7396     2.3      1.13       0.59      1.04
+=========  =====  ======  ======  =========  =======  =========  ========  ==============
 """
 
 from __future__ import annotations
