@@ -206,6 +206,15 @@ class XRLinear(CandidateGenerator):
         rows = np.concatenate([self.pair_rows_, np.array([r for _, r in self._observed], dtype=np.int64)])
         return XRLinear(self.params, name=self.name).fit_pairs(catalog, queries, rows)
 
+    def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
+        """Retrain over the grown catalog, keeping every click pair learned so far."""
+        fresh = self.retrained(catalog)
+        self.featurizer_, self.model_ = fresh.featurizer_, fresh.model_
+        self.pair_queries_, self.pair_rows_ = fresh.pair_queries_, fresh.pair_rows_
+        self.n_pairs_, self.n_pseudo_ = fresh.n_pairs_, fresh.n_pseudo_
+        self._observed = []
+        self.n_items_ = len(catalog)
+
     def cost_ms(self, k: int) -> float:
         return 0.5 + 0.0005 * k
 

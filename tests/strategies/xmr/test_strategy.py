@@ -143,3 +143,13 @@ def test_observed_clicks_train_the_next_model_while_the_old_one_serves(movies, t
     assert nxt.n_pairs_ == 2 and first.n_pairs_ == 1
     nxt.save(tmp_path / "m")
     assert XRLinear.load(tmp_path / "m").pair_queries_ == ["another query", query]
+
+
+def test_added_items_are_retrievable_and_learned_pairs_survive(movies):
+    base = Catalog.from_records([{"id": movies.ids[i], "title": movies.titles[i]} for i in range(300)])
+    extra = Catalog.from_records([{"id": "new-1", "title": "Zyxwv Quantum Llama Parade"}])
+    s = XRLinear({"seed": 0}).fit_pairs(base, ["rosebud sled film"], [9])
+    grown = base.extend(extra)
+    s.add_items(grown, np.array([300]))
+    assert s.retrieve(["quantum llama parade"], 1).ids[0, 0] == 300
+    assert s.retrieve(["rosebud sled film"], 1).ids[0, 0] == 9
