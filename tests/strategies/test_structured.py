@@ -197,3 +197,20 @@ def test_catalog_without_fields_has_no_interpretations() -> None:
     assert s.tag("war drama 1990s") == []
     assert (s.retrieve(["war drama 1990s"], 3).ids == -1).all()
     assert s.query_stats(["war"])["structured_likelihood"].tolist() == [0.0]
+
+
+def test_relax_depth_and_unrecognized_queries_skip_retrieval(tiny, monkeypatch) -> None:
+    deep = StructuredSearch().fit(tiny)
+    shallow = StructuredSearch({"relax_depth": 1}).fit(tiny)
+    q = "tom hanks war 1990s"
+    assert max(len(r.dropped) for r in deep.interpret(q)) == 2
+    assert max(len(r.dropped) for r in shallow.interpret(q)) == 1
+    # likelihoods are sorted and every relaxation is below the exact reading
+    lik = [r.likelihood for r in deep.interpret(q)]
+    assert lik == sorted(lik, reverse=True) and lik[0] == 1.0 and lik[1] < 0.5
+
+    def boom(*_a, **_k):
+        raise AssertionError("fielded retrieval ran for a query with no recognized field")
+
+    monkeypatch.setattr(deep, "_run", boom)
+    assert (deep.retrieve(["the dark knight", "東京物語"], 10).ids == -1).all()
