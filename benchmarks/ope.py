@@ -192,10 +192,19 @@ def truth(args: argparse.Namespace) -> None:
     work = ROOT / "work" / "bench" / "ope_truth"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cfg = default_config()
-    cfg = cfg.model_copy(update={
-        "catalog": cfg.catalog.model_copy(update={"limit": args.catalog_limit}),
-        "policy": cfg.policy.model_copy(update={"params": {"epsilon": 0.3}})})
+    from ltrr.config import parse_config
+
+    # pinned (not the demo defaults, which change): BM25 {0,10,50,100} x memory {0,10,50}, an
+    # epsilon-greedy logger with epsilon 0.3, any-click reward minus 0.0005 per candidate
+    base = default_config().model_dump(mode="json")
+    fields = base["catalog"]["text_fields"]
+    cfg = parse_config({**base,
+                        "catalog": {**base["catalog"], "limit": args.catalog_limit},
+                        "strategies": [{"name": "bm25", "depths": [0, 10, 50, 100], "params": {"text_fields": fields}},
+                                       {"name": "memory", "depths": [0, 10, 50]}],
+                        "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.3}, "budget": 300},
+                        "reward": {"cost_per_candidate": 0.0005, "kind": "any_click"},
+                        "context_features": None}, "<ope truth config>")
     t0 = time.perf_counter()
     engine = Engine.from_config(cfg)
     warm = movie_stream(engine, args.warmup, pool_size=args.pool, seed=1000)

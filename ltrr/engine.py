@@ -330,15 +330,18 @@ class Engine:
         with self._lock:
             chosen = self.policy.select(x, self._rng)
             max_depth = menu.plans.max(axis=0)
-            results, ranks, plan_rewards, plan_recall = self._plan_outcomes(batch, clicked_rows)
+            weights = self._click_weights(shown_all, clicked_rows)
+            results, ranks, plan_rewards, plan_recall = self._plan_outcomes(batch, clicked_rows, weights)
             logged_action, logged_reward, weight = -1, None, None
             if bandit:
                 depths = np.asarray(plan.depths, dtype=np.int64)
                 logged_action = menu.action_of(depths)
-                hit_s = (ranks <= depths[None, :]).any(axis=0)
-                per_strategy = np.clip(hit_s - cost * depths, -1.0, 1.0)
+                drew = ranks <= depths[None, :]  # [clicks, strategies]
+                gain_s = drew.any(axis=0) if weights is None else weights @ drew
+                per_strategy = np.clip(gain_s - cost * depths, -1.0, 1.0)
+                gain = float(clicked_rows.size > 0) if weights is None else float(weights.sum())
                 logged_reward = (float(record.reward) if record.reward is not None
-                                 else float(np.clip(float(clicked_rows.size > 0) - cost * depths.sum(), -1.0, 1.0)))
+                                 else float(np.clip(gain - cost * depths.sum(), -1.0, 1.0)))
                 p_now = self.policy.probabilities(x)
                 weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
                 self.policy.update(x, plan, logged_reward, per_strategy)
@@ -366,13 +369,27 @@ class Engine:
         ``(plan_rewards, plan_recall)`` as in :class:`LogStep` (sums of these over a log are the
         best-fixed-plan-in-hindsight statistics, computed shard-parallel)."""
         clicked = self.catalog.rows_of(record.clicks)
+        clicked = clicked[clicked >= 0]
+        weights = self._click_weights(self.catalog.rows_of(record.shown), clicked)
         with self._lock:
-            _res, _ranks, rewards, recall = self._plan_outcomes(QueryBatch((record.query,)), clicked[clicked >= 0])
+            _res, _ranks, rewards, recall = self._plan_outcomes(QueryBatch((record.query,)), clicked, weights)
         return rewards, recall
 
-    def _plan_outcomes(self, batch: QueryBatch, clicked_rows: np.ndarray):
+    def _click_weights(self, shown_rows: np.ndarray, clicked_rows: np.ndarray) -> np.ndarray | None:
+        """Per clicked item, its share of the page reward under ``reward.kind = "click_dcg"``
+        (``1 / log2(1 + position)`` over a full page's sum; 0 below the page); None for
+        ``"any_click"``. Same definition as :meth:`_rewards`."""
+        if self.config.reward.kind != "click_dcg":
+            return None
+        k = self.config.page_size
+        w_pos = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+        page = np.asarray(shown_rows, dtype=np.int64)[:k]
+        at = clicked_rows[:, None] == page[None, :]  # [clicks, positions]
+        return (at @ w_pos[: page.size]) / w_pos.sum()
+
+    def _plan_outcomes(self, batch: QueryBatch, clicked_rows: np.ndarray, weights: np.ndarray | None = None):
         """Every strategy retrieves once at its largest menu depth; from the ranks of the clicked
-        items follow every plan's reward and clicked-item recall."""
+        items follow every plan's reward (any click, or the clicks' ``weights``) and recall."""
         menu = self.policy.menu
         cost = self.config.reward.cost_per_candidate
         query = batch.texts[0]
@@ -390,7 +407,8 @@ class Engine:
             ranks[hit_c, s] = hit_i + 1
         contained = (ranks[None, :, :] <= menu.plans[:, None, :]).any(axis=2)  # [plans, clicks]
         totals = menu.plans.sum(axis=1).astype(np.float64)
-        plan_rewards = np.clip(contained.any(axis=1) - cost * totals, -1.0, 1.0)
+        gain = contained.any(axis=1) if weights is None else contained @ weights
+        plan_rewards = np.clip(gain - cost * totals, -1.0, 1.0)
         plan_recall = contained.mean(axis=1) if clicked_rows.size else np.full(menu.n_actions, np.nan)
         return results, ranks, plan_rewards, plan_recall
 

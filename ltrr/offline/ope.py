@@ -378,6 +378,14 @@ def merge_estimates(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, An
     return out
 
 
+def _safe_value(est, keys: list[str], sums: np.ndarray) -> float:
+    """A bootstrap replicate's value; NaN when the replicate has no weight (left out)."""
+    try:
+        return est.value(dict(zip(keys, sums.tolist(), strict=True)))
+    except DataError:
+        return float("nan")
+
+
 def finalize(stats: dict[str, Any], ctx: Plan2Context, report: LogReport, alpha: float = 0.05) -> dict[str, Any]:
     """Estimates, intervals and diagnostics from the merged sums."""
     if stats is None or stats["n"] == 0:
@@ -394,12 +402,17 @@ def finalize(stats: dict[str, Any], ctx: Plan2Context, report: LogReport, alpha:
             if label not in t:
                 continue
             e = t[label]
-            value = est.value(dict(zip(e["keys"], e["sum"].tolist(), strict=True)))
+            try:
+                value = est.value(dict(zip(e["keys"], e["sum"].tolist(), strict=True)))
+            except DataError as exc:  # e.g. SNIPS when no logged round has weight for this target
+                estimates[label] = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                                    "error": str(exc)}
+                continue
             row = {"value": value}
             if "boot" in e:
-                reps = np.array([est.value(dict(zip(e["keys"], b.tolist(), strict=True))) for b in e["boot"]])
-                row["ci_low"] = float(np.percentile(reps, 100 * alpha / 2))
-                row["ci_high"] = float(np.percentile(reps, 100 * (1 - alpha / 2)))
+                reps = np.array([_safe_value(est, e["keys"], b) for b in e["boot"]])
+                row["ci_low"] = float(np.nanpercentile(reps, 100 * alpha / 2))
+                row["ci_high"] = float(np.nanpercentile(reps, 100 * (1 - alpha / 2)))
             if isinstance(est, FactoredIPS):
                 names = tuple(ctx.model.strategies)
                 sums = dict(zip(e["keys"], e["sum"].tolist(), strict=True))

@@ -63,7 +63,8 @@ def simulate_log(engine: Engine, queries: Sequence, out: str | os.PathLike, *, s
             else:
                 clicked = np.zeros(0, dtype=bool)
             ids = [d.page_ids[j] for j in np.flatnonzero(clicked)]
-            rec = record_from_decision(d, ids, cost, offset=i)
+            rec = record_from_decision(d, ids, cost, offset=i, reward_kind=engine.config.reward.kind,
+                                       page_size=engine.config.page_size)
             if foreign:
                 rec = replace(rec, plan=None, x=None, reward=None, strategy_rewards=None)
             rewards[i] = rec.reward if rec.reward is not None else float(bool(ids))

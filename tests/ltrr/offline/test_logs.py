@@ -167,3 +167,27 @@ def test_log_cli_check_convert_and_bad_input(sim_logs, tmp_path):
     res = runner.invoke(main, ["log", "check", str(bad), "--strict"])
     assert res.exit_code == 2
     assert f"{bad}:1: missing required field 'query' (strict mode" in res.output
+
+
+def test_logged_rewards_follow_the_engine_reward_kind(tmp_path, offline_dir):
+    """record_from_decision credits a decision exactly as Engine._rewards does, for both kinds."""
+    from ltrr.config import load_config
+    from ltrr.engine import Engine
+    from ltrr.offline.logs import record_from_decision
+
+    from .conftest import small_config_text
+
+    for kind in ("any_click", "click_dcg"):
+        cfg_path = tmp_path / f"{kind}.toml"
+        cfg_path.write_text(small_config_text(policy="fixed", params="{ depths = { bm25 = 100, memory = 10 } }").replace("cost_per_candidate = 0.0005",
+                                                        f'cost_per_candidate = 0.0005\nkind = "{kind}"'))
+        engine = Engine.from_config(load_config(cfg_path))
+        for q in ("the", "love story", "comedy 1990s"):
+            d = engine.search(q, {}, ts=1.0)
+            assert len(d.page_ids) >= 2
+            clicked = [d.page_ids[0], d.page_ids[-1]]
+            rec = record_from_decision(d, clicked, 0.0005, reward_kind=kind, page_size=10)
+            want, want_s = engine._rewards(d.candidates, d.plan.depths, engine.catalog.rows_of(clicked), page=d.page)
+            assert rec.reward == pytest.approx(want, abs=1e-12), kind
+            np.testing.assert_allclose(rec.strategy_rewards, want_s, atol=1e-12)
+        engine.close()
