@@ -297,8 +297,8 @@ def _factored_inputs(batch: BanditBatch, menu, P: np.ndarray):
         pos = np.searchsorted(o, batch.depths[:, s])
         found = (pos < o.size) & (o[np.minimum(pos, o.size - 1)] == batch.depths[:, s])
         depth_index[:, s] = np.where(found, pos, width - 1)
-        onehot = (menu.plans[:, s][:, None] == o[None, :]).astype(np.float64)  # [A, opts]
-        marg[:, s, : o.size] = P @ onehot
+        for j, depth in enumerate(o):  # marginal of each depth: the target's mass on plans using it
+            marg[:, s, j] = P[:, menu.plans[:, s] == depth].sum(axis=1)
     return depth_index, marg
 
 
