@@ -275,9 +275,18 @@ def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh, c
 
 
 def _read_state(ckpt: Path) -> dict[str, Any] | None:
+    if not (ckpt / "state.json").exists():
+        # a kill between the two renames of an atomic checkpoint leaves the previous complete
+        # checkpoint under its temporary "old" name: put it back
+        olds = sorted(ckpt.parent.glob(f".{ckpt.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if not olds or not (olds[-1] / "state.json").exists():
+            return None
+        if ckpt.exists():
+            import shutil
+
+            shutil.rmtree(ckpt)
+        os.replace(olds[-1], ckpt)
     f = ckpt / "state.json"
-    if not f.exists():
-        return None
     state = json.loads(f.read_text())
     if state.get("version") != STATE_VERSION:
         from ltrr.errors import PersistenceError

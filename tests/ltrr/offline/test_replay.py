@@ -88,14 +88,21 @@ def test_killed_replay_resumes_to_the_same_final_state(sim_logs, small_config_pa
     proc = subprocess.Popen(_cli(*base, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     state = killed / "checkpoint" / "state.json"
+
+    def records_done() -> int:
+        try:  # the checkpoint is replaced atomically; between two renames it is briefly absent
+            return json.loads(state.read_text())["records"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return -1
+
     deadline = time.time() + 120
-    while time.time() < deadline:
-        if state.exists() and json.loads(state.read_text())["records"] >= 120:
-            break
+    while time.time() < deadline and records_done() < 120:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    stopped_at = json.loads(state.read_text())["records"]
+    from ltrr.offline.replay import _read_state
+
+    stopped_at = _read_state(killed / "checkpoint")["records"]  # also restores a mid-rename kill
     assert 120 <= stopped_at < 300, "the replay finished before it could be killed"
     assert not (killed / "summary.json").exists()
     res = subprocess.run(_cli(*base, "--out", str(killed)), check=True, env=env, capture_output=True, text=True)
@@ -152,3 +159,17 @@ def test_click_dcg_rewards_recomputed_in_replay_equal_the_logged_ones(offline_di
     replay(cfg, log, tmp_path / "out", checkpoint_every=0, window=60, progress=False)
     for m in read_metrics(tmp_path / "out"):
         assert m["full_information"]["chosen_plan_reward"] == pytest.approx(m["bandit_feedback"]["logged_reward"])
+
+
+def test_resume_after_a_kill_between_the_checkpoint_renames(sim_logs, small_config_path, tmp_path):
+    cfg = load_config(small_config_path)
+    out = tmp_path / "out"
+    first = replay(cfg, sim_logs["foreign.jsonl"], out, checkpoint_every=50, window=100, progress=False,
+                   stop_after=150, train_ranker=False)
+    assert first.records == 150
+    # as if killed after the old checkpoint was moved aside and before the new one was renamed in
+    os.replace(out / "checkpoint", out / ".checkpoint.old-4242")
+    res = replay(cfg, sim_logs["foreign.jsonl"], out, checkpoint_every=50, window=100, progress=False,
+                 train_ranker=False)
+    assert res.resumed_from == 150 and res.records == 300
+    assert [m["records"] for m in read_metrics(out)] == [100, 200, 300]
