@@ -38,6 +38,9 @@ class StrategyConfig(Params):
     #: depth menu for the policy (0 = off)
     depths: list[int] = Field(default_factory=lambda: [0, 10, 50, 100])
     params: dict[str, Any] = Field(default_factory=dict)
+    #: for strategies with ``retrained(catalog)`` (e.g. ``xmr``): build a new model once this many
+    #: clicks were observed since the last training, then swap it in (0 = never retrain online)
+    retrain_every: int = Field(0, ge=0)
 
     @property
     def kind(self) -> str:

@@ -114,6 +114,7 @@ class Engine:
         self._id_rng = np.random.default_rng(seeds[1])
         self._lock = threading.RLock()
         self._feedback_since_train = 0
+        self._retraining: set[str] = set()   # strategies whose new model is being built
         self.n_searches = 0
         # the log carries the names of the features it stores (read by `ltrr train-ranker --log`)
         events.put_meta(f"feature_schema:{features.schema.fingerprint}", json.dumps(features.schema.to_dict()))
@@ -254,6 +255,7 @@ class Engine:
             every = self.config.ranker.retrain_every
             if every and self._feedback_since_train >= every:
                 retrained = self.retrain_ranker()
+        self.retrain_strategies()
         return FeedbackResult(feedback.event_id, len(new), len(feedback.events) - len(new),
                               first, reward, retrained)
 
@@ -291,6 +293,39 @@ class Engine:
             return False
         self.last_training_report = fit_from_clicks(self.ranker, data)
         return True
+
+    def retrain_strategies(self, force: bool = False) -> list[str]:
+        """Rebuild strategies whose clicks observed since their last training reached their
+        ``retrain_every`` (or every retrainable one with ``force``); returns the names rebuilt.
+
+        A strategy opts in by having ``retrained(catalog)`` (a new fitted instance; ``self`` is
+        left untouched) and ``n_observed``. The new model is built *outside* the lock, so searches
+        keep being served by the old one meanwhile; then the reference is swapped under the lock
+        (``hand_over`` first moves clicks that arrived during training into the new buffer).
+        """
+        done: list[str] = []
+        for sc in self.config.strategies:
+            with self._lock:
+                old = self.strategies.get(sc.name)
+                build = getattr(old, "retrained", None)
+                if build is None or sc.name in self._retraining:
+                    continue
+                n_obs = int(getattr(old, "n_observed", 0))
+                if not (n_obs > 0 and (force or (sc.retrain_every and n_obs >= sc.retrain_every))):
+                    continue
+                self._retraining.add(sc.name)
+            try:
+                new = build(self.catalog)
+                with self._lock:
+                    hand_over = getattr(old, "hand_over", None)
+                    if hand_over is not None:
+                        hand_over(new)
+                    self.strategies[sc.name] = new
+                done.append(sc.name)
+            finally:
+                with self._lock:
+                    self._retraining.discard(sc.name)
+        return done
 
     # ------------------------------------------------------------------ offline replay
     def learn_from_log(self, record: LogRecord, *, train_ranker: bool = True) -> LogStep:
@@ -360,6 +395,7 @@ class Engine:
             every = self.config.ranker.retrain_every
             if train_ranker and every and self._feedback_since_train >= every:
                 retrained = self.retrain_ranker()
+        self.retrain_strategies()
         return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
                        plan_rewards, plan_recall, int(clicked_rows.size), logged_action, logged_reward,
                        weight, unknown, retrained)
@@ -556,6 +592,7 @@ class Engine:
             due = bool(every) and self._feedback_since_train >= every
         # outside the lock: searches keep being served with the old model while LightGBM trains
         retrained = self.retrain_ranker() if due else False
+        self.retrain_strategies()
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
     def save_state(self, directory: str | os.PathLike, **meta: Any) -> None:

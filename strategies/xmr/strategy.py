@@ -202,9 +202,16 @@ class XRLinear(CandidateGenerator):
         ``self`` keeps serving while this runs; the caller swaps the reference when it returns,
         so queries never wait for training.
         """
-        queries = self.pair_queries_ + [q for q, _ in self._observed]
-        rows = np.concatenate([self.pair_rows_, np.array([r for _, r in self._observed], dtype=np.int64)])
-        return XRLinear(self.params, name=self.name).fit_pairs(catalog, queries, rows)
+        observed = list(self._observed)  # snapshot: clicks arriving while training stay buffered here
+        queries = self.pair_queries_ + [q for q, _ in observed]
+        rows = np.concatenate([self.pair_rows_, np.array([r for _, r in observed], dtype=np.int64)])
+        fresh = XRLinear(self.params, name=self.name).fit_pairs(catalog, queries, rows)
+        fresh._consumed = len(observed)
+        return fresh
+
+    def hand_over(self, fresh: XRLinear) -> None:
+        """Move the clicks observed while ``fresh`` was being built (after its snapshot) to it."""
+        fresh._observed.extend(self._observed[getattr(fresh, "_consumed", 0):])
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
         """Retrain over the grown catalog, keeping every click pair learned so far."""

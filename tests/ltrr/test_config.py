@@ -13,7 +13,7 @@ def test_unknown_key_names_key_and_allowed_keys():
     with pytest.raises(ConfigError) as exc:
         parse_config({"strategies": [{"name": "bm25", "dephts": [0, 10]}]}, "x.toml")
     assert str(exc.value) == (
-        "x.toml: unknown key 'strategies[0].dephts'; allowed keys: depths, name, params, type"
+        "x.toml: unknown key 'strategies[0].dephts'; allowed keys: depths, name, params, retrain_every, type"
     )
 
 
