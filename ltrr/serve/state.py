@@ -82,6 +82,7 @@ class ServingState:
         self._last_snapshot = 0.0
         self.retrain_every = 0
         self.since_retrain = 0
+        self._long_ops = 0  # retrains/snapshots in progress (a racy read costs a request <= 20 ms)
         self._recent: OrderedDict[int, FeedbackResult] = OrderedDict()  # seq -> result, for responses
         m = self.metrics
         m.gauge("ltrr_ready", "1 once the engine is loaded and the journal replayed.", lambda: float(self.ready))
@@ -218,22 +219,30 @@ class ServingState:
 
     def retrain(self) -> bool:
         """Retrain the ranker from the logged clicks (learner thread; searches keep the old model)."""
-        with self._learn_lock:
-            self.since_retrain = 0
-            done = self.engine.retrain_ranker()
-            if done:
-                self.metrics.ranker_retrains.inc()
-                self.snapshot()
-            return done
+        self._long_ops += 1  # requests must not wait for the learner meanwhile
+        try:
+            with self._learn_lock:
+                self.since_retrain = 0
+                done = self.engine.retrain_ranker()
+                if done:
+                    self.metrics.ranker_retrains.inc()
+                    self.snapshot()
+                return done
+        finally:
+            self._long_ops -= 1
 
     def snapshot(self) -> None:
         """Atomically write the learner's state with the journal sequence it includes."""
-        with self._learn_lock:
-            self.engine.save_state(self.snapshot_dir, seq=self.applied_seq, fingerprint=self.fingerprint,
-                                   written_at=time.time(), pid=os.getpid(), since_retrain=self.since_retrain)
-            self.snapshot_seq = self.applied_seq
-            self._last_snapshot = time.monotonic()
-            self.metrics.snapshots.inc()
+        self._long_ops += 1
+        try:
+            with self._learn_lock:
+                self.engine.save_state(self.snapshot_dir, seq=self.applied_seq, fingerprint=self.fingerprint,
+                                       written_at=time.time(), pid=os.getpid(), since_retrain=self.since_retrain)
+                self.snapshot_seq = self.applied_seq
+                self._last_snapshot = time.monotonic()
+                self.metrics.snapshots.inc()
+        finally:
+            self._long_ops -= 1
 
     # ------------------------------------------------------------------ follower
     def _follow(self) -> None:
@@ -291,8 +300,9 @@ class ServingState:
             return out
         out["journal_seq"] = rec.entry.seq
         out["policy_updated"] = rec.entry.first  # this call closes the event for the policy
-        # the learner applies it now unless busy (a retrain or snapshot): then its thread will
-        if self.is_learner and self._learn_lock.acquire(timeout=0.02):
+        # the learner applies it now unless busy with a retrain or snapshot (the request must not
+        # wait seconds on the event loop): then its background thread does, within poll_s
+        if self.is_learner and not self._long_ops and self._learn_lock.acquire(timeout=0.02):
             try:
                 self.catch_up()
             finally:

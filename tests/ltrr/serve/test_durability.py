@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -114,6 +115,12 @@ def test_ranker_retrains_in_the_background_and_survives_restart(tmp_path, server
     assert st["ranker_version"].startswith("lgbm-1-") and st["ranker_retrain"] == {"every": 12, "since": 0}
     page = httpx.post(s.url + "/search", json={"query": "drama"}, timeout=10).json()
     assert page["model_versions"]["ranker"] == st["ranker_version"]
-    s.kill()  # the retrain wrote a snapshot: the new ranker survives kill -9
+    manifest = tmp_path / "state" / "snapshot" / "ranker" / "manifest.json"
+    deadline = time.monotonic() + 30  # the learner snapshots right after the retrain
+    while time.monotonic() < deadline:
+        if manifest.exists() and json.loads(manifest.read_text()).get("version") == st["ranker_version"]:
+            break
+        time.sleep(0.05)
+    s.kill()  # the retrain's snapshot holds the new ranker: it survives kill -9
     s2 = server_factory(engine_dir, "--snapshot-every", "3600").start()
     assert status(s2.url, s2.headers)["ranker_version"] == st["ranker_version"]
