@@ -91,15 +91,25 @@ class XRModel:
         self.n_labels = 0
 
     # ------------------------------------------------------------------ training
-    def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None) -> XRModel:
-        """Train on features ``x`` (n x d) and binary labels ``y`` (n x L)."""
+    def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
+            tree: ClusterTree | None = None) -> XRModel:
+        """Train on features ``x`` (n x d) and binary labels ``y`` (n x L).
+
+        ``tree`` replaces the k-means indexer with a prebuilt label tree (e.g. a trie, see
+        :mod:`strategies.xmr.trie`); matchers and beam search are the same for any tree.
+        """
         cfg = self.config
         x = sp.csr_matrix(x, dtype=np.float64)
         y = sp.csr_matrix(y)
         y.data[:] = 1
         self.n_features, self.n_labels = x.shape[1], y.shape[1]
-        emb = pifa(x, y) if label_emb is None else label_emb
-        self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
+        if tree is not None:
+            if tree.label_order.size != y.shape[1]:
+                raise ValueError(f"The tree holds {tree.label_order.size} labels but y has {y.shape[1]} columns.")
+            self.tree = tree
+        else:
+            emb = pifa(x, y) if label_emb is None else label_emb
+            self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
                               threshold=cfg.threshold)
