@@ -7,6 +7,7 @@ write and admin endpoints require ``Authorization: Bearer <token>`` when a token
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -36,6 +37,8 @@ log = logging.getLogger("ltrr.serve")
 
 SETTINGS_ENV = "LTRR_SERVE_SETTINGS"
 TOKEN_ENV = "LTRR_TOKEN"
+#: how long a feedback answer waits for a busy learner to apply it (then ``applied: false``)
+APPLY_WAIT_S = 2.0
 #: a body over the limit is read and discarded up to this size so the client gets the 413
 DRAIN_LIMIT = 64 * 1024 * 1024
 
@@ -333,8 +336,16 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
         fb = Feedback(req.event_id, tuple(
             FeedbackEvent(e.item, e.kind, e.position, 1.0 if e.value is None else e.value) for e in req.events))
         if state.engine.config.serve.feedback_synchronous == "FULL":
-            return await run_in_threadpool(state.feedback, fb)  # an fsync must not stall the event loop
-        return state.feedback(fb)  # ~1 ms of CPU: inline, no thread hop (GIL convoys under load)
+            out = await run_in_threadpool(state.feedback, fb)  # an fsync must not stall the event loop
+        else:
+            out = state.feedback(fb)  # ~1 ms of CPU: inline, no thread hop (GIL convoys under load)
+        if out["journal_seq"] is not None and not out["applied"] and state.is_learner:
+            # the learner was busy (snapshot, retrain): wait for its thread without blocking the loop
+            deadline = time.monotonic() + APPLY_WAIT_S
+            while state.applied_seq < out["journal_seq"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            state.describe_applied(out)
+        return out
 
     @app.get("/healthz", summary="Liveness: the process answers.")
     def healthz() -> dict[str, str]:

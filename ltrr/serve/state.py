@@ -91,6 +91,7 @@ class ServingState:
         self._thread: threading.Thread | None = None
         self._last_snapshot = 0.0
         self.retrain_every = 0
+        self.strategy_retrain_every: dict[str, int] = {}
         self.since_retrain = 0
         self._long_ops = 0  # retrains/snapshots in progress (a racy read costs a request <= 20 ms)
         self._recent: OrderedDict[int, FeedbackResult] = OrderedDict()  # seq -> result, for responses
@@ -146,9 +147,13 @@ class ServingState:
             engine = Engine.load(self.engine_dir, events_path=self.events_path)
             # ranker retraining (seconds of LightGBM) runs in the learner's background thread,
             # never inside a feedback request: the engine itself is told not to retrain
-            self.retrain_every = engine.config.ranker.retrain_every
-            engine.config = engine.config.model_copy(
-                update={"ranker": engine.config.ranker.model_copy(update={"retrain_every": 0})})
+            cfg = engine.config
+            self.retrain_every = cfg.ranker.retrain_every
+            self.strategy_retrain_every = {sc.name: getattr(sc, "retrain_every", 0) for sc in cfg.strategies}
+            engine.config = cfg.model_copy(update={
+                "ranker": cfg.ranker.model_copy(update={"retrain_every": 0}),
+                "strategies": [sc.model_copy(update={"retrain_every": 0}) if "retrain_every" in type(sc).model_fields
+                               else sc for sc in cfg.strategies]})
             if engine_fingerprint(self.engine_dir) == before:
                 # unique per process and start: no two processes draw the same event ids
                 engine.reseed(os.getpid(), time.time_ns() % (1 << 62))
@@ -242,6 +247,24 @@ class ServingState:
         finally:
             self._long_ops -= 1
 
+    def _strategies_due(self) -> bool:
+        engine = self.engine
+        return any(every and int(getattr(engine.strategies.get(name), "n_observed", 0)) >= every
+                   for name, every in self.strategy_retrain_every.items())
+
+    def retrain_strategies(self) -> list[str]:
+        """Rebuild retrainable strategies (e.g. XMR) from their observed clicks, in the learner
+        thread (built outside the engine lock, swapped in under it), then snapshot."""
+        self._long_ops += 1
+        try:
+            with self._learn_lock:
+                done = self.engine.retrain_strategies(force=True)
+                if done:
+                    self.snapshot()
+                return done
+        finally:
+            self._long_ops -= 1
+
     def snapshot(self) -> None:
         """Atomically write the learner's state with the journal sequence it includes."""
         self._long_ops += 1
@@ -283,6 +306,8 @@ class ServingState:
                     self.catch_up()
                     if self.retrain_every and self.since_retrain >= self.retrain_every:
                         self.retrain()
+                    if self._strategies_due():
+                        self.retrain_strategies()
                     if (self.applied_seq != self.snapshot_seq
                             and time.monotonic() - self._last_snapshot >= self.snapshot_every_s):
                         self.snapshot()
@@ -318,8 +343,15 @@ class ServingState:
                 self.catch_up()
             finally:
                 self._learn_lock.release()
-        out["applied"] = self.is_learner and self.applied_seq >= rec.entry.seq
-        res = self._recent.get(rec.entry.seq)
+        return self.describe_applied(out)
+
+    def describe_applied(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Fill ``applied`` (and the policy ``reward``) of a feedback answer from what the learner did."""
+        seq = out.get("journal_seq")
+        if seq is None:
+            return out
+        out["applied"] = self.is_learner and self.applied_seq >= seq
+        res = self._recent.get(seq)
         if res is not None and res.reward is not None:
             out["reward"] = res.reward
         return out
