@@ -13,10 +13,22 @@ Section ``synthetic``: every policy for ``--rounds`` rounds on a seeded contextu
 query types favour different strategies (see :class:`SyntheticWorld`): reward per round, regret
 against the best fixed plan in hindsight and against the per-type oracle, the regret slope of the
 second half over the first, candidates drawn relative to "every strategy at maximum depth", and
-LinUCB's total reward over VW squarecb's. Further sections (the simulator comparison on the
-movie query stream) register themselves in ``SECTIONS``; ``--section all`` runs every one.
+LinUCB's total reward over VW squarecb's.
+
+Section ``movies``: the policies online through real Engines on the movie catalog's query stream
+(:class:`simulators.movies.MovieQueryGenerator`, PBM/navigational clicks), with the demo config's
+strategies (BM25, click memory) plus dense and XR-Linear; stateless indexes are fitted once and
+shared (dense and xmr cached under ``--movies-out``). Per run: cumulative clicks, nDCG@10, mean
+candidates, strategy share per query type over windows, and regret against the best fixed menu
+plan in hindsight on a full-information table of plan values (see :func:`plan_values`; built from
+an all-at-max-depth online pass, or engine-free with ``--stateless-fullinfo``), with the regret
+slope of the second half over the first. Baselines run for real: each strategy alone, all at
+maximum depth, RRF, and the best fixed plan. Runs can be split over processes with ``--only``
+(traces saved as ``.npz``), baselines shortened with ``--prefix``, and reported with
+``--report-only``. ``--section all`` runs every section.
 
     .venv/bin/python benchmarks/policies.py [--section latency] [--decisions 5000]
+    .venv/bin/python benchmarks/policies.py --section movies --rounds 20000 [--only linucb]
 """
 
 from __future__ import annotations
