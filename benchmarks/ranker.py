@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ltrr.catalog import Catalog  # noqa: E402
-from ltrr.config import MOVIE_TEXT_FIELDS  # noqa: E402
+from ltrr.config import MOVIE_TEXT_FIELDS, SHARED_DATA_DIR  # noqa: E402
 from ltrr.features import FeatureBuilder, FeatureSchema  # noqa: E402
 from ltrr.offline.metrics import ndcg_from_grades  # noqa: E402
 from ltrr.ranking.lambdamart import LambdaMARTRanker  # noqa: E402
@@ -45,7 +45,7 @@ from simulators.movies import MovieQueryGenerator  # noqa: E402
 from strategies.bm25 import BM25  # noqa: E402
 from strategies.memory import ClickMemory  # noqa: E402
 
-MSLR = Path("/work/shared/data/mslr")
+MSLR = SHARED_DATA_DIR / "mslr"
 METARANK_MS = {100: (7.0, 10.0), 300: (20.0, 24.0)}  # published p50, p99
 
 

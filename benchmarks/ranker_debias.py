@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ltrr.config import SHARED_DATA_DIR  # noqa: E402
 from ltrr.features import FeatureSchema  # noqa: E402
 from ltrr.offline.metrics import ndcg_from_grades  # noqa: E402
 from ltrr.ranking.interleaving import credit, sign_test, team_draft  # noqa: E402
@@ -44,7 +45,7 @@ from ltrr.ranking.letor import LetorData, load_letor  # noqa: E402
 from ltrr.ranking.training import ClickTrainingSet, fit_from_clicks  # noqa: E402
 from simulators.click_models import CascadeClickModel, PositionBasedClickModel  # noqa: E402
 
-MSLR = Path("/work/shared/data/mslr")
+MSLR = SHARED_DATA_DIR / "mslr"
 K = 10
 
 

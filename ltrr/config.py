@@ -20,6 +20,9 @@ from ltrr.params import Params, validate_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
+#: the development data shared beside the repository (MSLR, Open Bandit Dataset, ...) used by
+#: tests and benchmarks; override with LTRR_SHARED_DATA
+SHARED_DATA_DIR = Path(os.environ.get("LTRR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 class CatalogConfig(Params):

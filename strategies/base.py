@@ -72,7 +72,7 @@ class CandidateGenerator(ABC):
         """Expected milliseconds per query at depth ``k`` (a planning hint for the policy)."""
         return 0.1 + 0.001 * k
 
-    def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:
+    def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:  # noqa: B027
         """Learn from one feedback event (items as catalog rows). Default: nothing to learn."""
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:

@@ -13,11 +13,10 @@ reason, never silently.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from ltrr.config import SHARED_DATA_DIR
 from ltrr.offline.estimators import (
     DM,
     DR,
@@ -38,7 +37,7 @@ pd = pytest.importorskip("pandas", reason="pandas is needed to read the Open Ban
 linear_model = pytest.importorskip("sklearn.linear_model",
                                    reason="scikit-learn fits the reward model")
 
-OBD = Path("/work/shared/data/obd/random/all/all.csv")
+OBD = SHARED_DATA_DIR / "obd/random/all/all.csv"
 if not OBD.exists():
     pytest.skip(f"Open Bandit Dataset sample not found at {OBD}", allow_module_level=True)
 

@@ -1,11 +1,11 @@
 """LambdaMART ranker: same learner as plain LightGBM on MSLR, persistence, schema checks."""
 
-from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pytest
 
+from ltrr.config import SHARED_DATA_DIR
 from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema
 from ltrr.offline.metrics import ndcg_from_grades
@@ -13,7 +13,7 @@ from ltrr.ranking.lambdamart import LambdaMARTRanker
 from ltrr.ranking.letor import load_letor
 from ltrr.ranking.training import ClickTrainingSet, fit_from_clicks
 
-MSLR = Path("/work/shared/data/mslr")
+MSLR = SHARED_DATA_DIR / "mslr"
 needs_mslr = pytest.mark.skipif(not (MSLR / "msn1.fold1.train.5k.txt").exists(), reason="MSLR rows not present")
 
 
