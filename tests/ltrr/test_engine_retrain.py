@@ -57,7 +57,8 @@ def test_config_default_never_retrains(movie_catalog_path):
         _config(movie_catalog_path, -1)
 
 
-def test_after_n_clicks_the_engine_serves_a_new_xmr_model_that_learned_them(engine, small_movies):
+def _click_until_retrained(engine, small_movies):
+    """Three clicks on a film xmr cannot find for the query; returns the new xmr model."""
     query, target = _director_query(small_movies)
     item = small_movies.ids[target]
     old = engine.strategies["xmr"]
@@ -82,6 +83,23 @@ def test_after_n_clicks_the_engine_serves_a_new_xmr_model_that_learned_them(engi
     assert new.retrieve([query], 1).ids[0, 0] == target
     # the old model is untouched (it served until the swap)
     assert target not in old.retrieve([query], 50).ids[0]
+    return new
+
+
+def test_after_n_clicks_the_engine_serves_a_new_xmr_model_that_learned_them(engine, small_movies):
+    assert _click_until_retrained(engine, small_movies) is engine.strategies["xmr"]
+
+
+def test_a_saved_engine_keeps_the_retrained_model(engine, small_movies, tmp_path):
+    query, target = _director_query(small_movies)
+    _click_until_retrained(engine, small_movies)
+    engine.save(tmp_path / "eng")
+    back = Engine.load(tmp_path / "eng")
+    try:
+        assert back.strategies["xmr"].n_pairs_ == 3
+        assert back.strategies["xmr"].retrieve([query], 1).ids[0, 0] == target
+    finally:
+        back.close()
 
 
 def test_old_model_keeps_serving_while_the_new_one_trains(engine, small_movies, monkeypatch):
