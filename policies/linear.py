@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ltrr.params import Params
+from policies.base import PlanMenu, Policy
 
 
 class LinearParams(Params):
@@ -95,3 +96,30 @@ def menu_action(menu, plan) -> int:
     if 0 <= a < menu.n_actions and tuple(int(d) for d in menu.plans[a]) == tuple(plan.depths):
         return a
     return menu.action_of(plan.depths)
+
+
+class RidgePlanPolicy(Policy):
+    """Base of the joint policies that keep one ridge model per menu plan (``self.arms``).
+
+    It owns what they share: building the models, learning from the chosen plan, warm start from
+    full-information plan rewards, and the state arrays saved in ``state.npz``. Subclasses only
+    say how plans are chosen (``_probabilities`` / ``_select``).
+    """
+
+    def __init__(self, menu: PlanMenu, n_features: int, params=None, feature_names=None):
+        super().__init__(menu, n_features, params, feature_names)
+        self.arms = RidgeArms(menu.n_actions, n_features, self.params.ridge)
+
+    def _update(self, x, plan, reward, strategy_rewards) -> None:
+        a = menu_action(self.menu, plan)
+        if a >= 0:  # a plan outside the menu teaches no arm
+            self.arms.update(a, x, reward)
+
+    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
+        self.arms.update_all(X, plan_rewards)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return self.arms.state()
+
+    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arms.set_state(arrays)

@@ -6,8 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy
-from policies.linear import LinearParams, RidgeArms, menu_action
+from policies.linear import LinearParams, RidgePlanPolicy
 
 
 class LinUCBParams(LinearParams):
@@ -17,7 +16,7 @@ class LinUCBParams(LinearParams):
     epsilon: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class LinUCB(Policy):
+class LinUCB(RidgePlanPolicy):
     """Disjoint LinUCB (Li et al., 2010): each plan in the menu has its own ridge model of reward.
 
     Why per-plan and not a shared model over ``x ⊗ plan features``: with ~16 context features
@@ -37,10 +36,6 @@ class LinUCB(Policy):
 
     type_name = "linucb"
     Params = LinUCBParams
-
-    def __init__(self, menu: PlanMenu, n_features: int, params=None, feature_names=None):
-        super().__init__(menu, n_features, params, feature_names)
-        self.arms = RidgeArms(menu.n_actions, n_features, self.params.ridge)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Upper confidence bound of every plan's reward for context ``x``."""
@@ -63,17 +58,3 @@ class LinUCB(Policy):
             a = int(np.argmax(self._scores(x)))
             return self.menu.plan(a, 1.0, self.type_name, strategy_propensities=[1.0] * len(self.menu.strategies))
         return super()._select(x, rng)
-
-    def _update(self, x, plan, reward, strategy_rewards) -> None:
-        a = menu_action(self.menu, plan)
-        if a >= 0:  # a plan outside the menu teaches no arm
-            self.arms.update(a, x, reward)
-
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
-        self.arms.update_all(X, plan_rewards)
-
-    def _state_arrays(self) -> dict[str, np.ndarray]:
-        return self.arms.state()
-
-    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arms.set_state(arrays)

@@ -6,8 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy
-from policies.linear import LinearParams, RidgeArms, menu_action
+from policies.linear import LinearParams, RidgePlanPolicy
 
 #: plans this many standard deviations out of contention are not simulated (see ``_win_shares``)
 PRUNE_SD = 5.0
@@ -22,7 +21,7 @@ class ThompsonParams(LinearParams):
     propensity_seed: int = Field(0, ge=0)
 
 
-class LinearThompsonSampling(Policy):
+class LinearThompsonSampling(RidgePlanPolicy):
     """Linear Thompson sampling (Agrawal & Goyal, 2013) with disjoint per-plan models.
 
     A decision draws ``w_a ~ N(theta_a, v^2 A_a^{-1})`` for every plan and plays
@@ -43,10 +42,6 @@ class LinearThompsonSampling(Policy):
 
     type_name = "thompson"
     Params = ThompsonParams
-
-    def __init__(self, menu: PlanMenu, n_features: int, params=None, feature_names=None):
-        super().__init__(menu, n_features, params, feature_names)
-        self.arms = RidgeArms(menu.n_actions, n_features, self.params.ridge)
 
     def _moments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.arms.predict(x), self.params.scale * self.arms.width(x)
@@ -83,17 +78,3 @@ class LinearThompsonSampling(Policy):
         marg = [min(v, 1.0) for v in self._marginals(p, a)]
         return self.menu.plan(a, float(min(p[a], 1.0)), self.type_name,
                               strategy_propensities=marg, estimated=True)
-
-    def _update(self, x, plan, reward, strategy_rewards) -> None:
-        a = menu_action(self.menu, plan)
-        if a >= 0:
-            self.arms.update(a, x, reward)
-
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
-        self.arms.update_all(X, plan_rewards)
-
-    def _state_arrays(self) -> dict[str, np.ndarray]:
-        return self.arms.state()
-
-    def _set_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arms.set_state(arrays)
