@@ -32,7 +32,7 @@ from ltrr.errors import DataError, FeedbackExpiredError, PersistenceError, Unkno
 from ltrr.features import FeatureBuilder
 from ltrr.ranking.fusion import FusionSpec, fuse
 from ltrr.ranking.lambdamart import LambdaMARTRanker
-from ltrr.store.events import EventLog, JournalEntry
+from ltrr.store.events import EventLog, JournalEntry, LoggedEvent
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from ltrr.types import Candidates, Decision, Feedback, QueryBatch
 from policies.base import PlanMenu, Policy
@@ -221,12 +221,9 @@ class Engine:
         self.n_searches += 1
         return decision
 
-    def feedback(self, feedback: Feedback) -> FeedbackResult:
-        """Apply feedback for one event. Idempotent per (event, item, kind).
-
-        An empty ``events`` tuple means "shown, nothing clicked": it still closes the event for
-        the policy (reward 0 minus cost) and records the impressions in the click memory.
-        """
+    def _validated(self, feedback: Feedback) -> tuple[LoggedEvent, float]:
+        """The logged decision a feedback refers to, and the feedback time; raises (writing
+        nothing) for an unknown event id or an item that was not shown."""
         logged = self.events.get(feedback.event_id)
         if logged is None:
             raise UnknownEventError(f"Unknown event id {feedback.event_id!r}: no decision with this id is in the event log")
@@ -234,7 +231,15 @@ class Engine:
         for ev in feedback.events:
             if ev.item not in shown:
                 raise DataError(f"Item {ev.item!r} was not shown in event {feedback.event_id!r}")
-        ts = time.time() if feedback.ts is None else float(feedback.ts)
+        return logged, time.time() if feedback.ts is None else float(feedback.ts)
+
+    def feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Apply feedback for one event. Idempotent per (event, item, kind).
+
+        An empty ``events`` tuple means "shown, nothing clicked": it still closes the event for
+        the policy (reward 0 minus cost) and records the impressions in the click memory.
+        """
+        logged, ts = self._validated(feedback)
         new = self.events.add_feedback(feedback.event_id, feedback.events, ts)
         first = self.events.mark_credited(feedback.event_id)
         if not new and not first:
@@ -551,14 +556,7 @@ class Engine:
         The learning half is :meth:`apply_journal`; the service acknowledges a request once this
         returns (the rows are committed), and one learner applies the journal in order.
         """
-        logged = self.events.get(feedback.event_id)
-        if logged is None:
-            raise UnknownEventError(f"Unknown event id {feedback.event_id!r}: no decision with this id is in the event log")
-        shown = set(logged.page_ids)
-        for ev in feedback.events:
-            if ev.item not in shown:
-                raise DataError(f"Item {ev.item!r} was not shown in event {feedback.event_id!r}")
-        ts = time.time() if feedback.ts is None else float(feedback.ts)
+        logged, ts = self._validated(feedback)
         if max_age_s is not None and ts - logged.ts > max_age_s:
             raise FeedbackExpiredError(
                 f"Feedback for event {feedback.event_id!r} is too late: the decision was logged "
