@@ -510,7 +510,9 @@ def movies(args: argparse.Namespace) -> None:
     if not ranks_path.exists() and wanted("all_max"):
         results["all_max"] = run("all_max", "fixed", {}, record=True)
     elif wanted("all_max"):
-        results["all_max"] = run("all_max", "fixed", {})
+        res = run("all_max", "fixed", {})
+        if res is not None:
+            results["all_max"] = res
     specs = [(f"{s.name}_only", "fixed", {"depths": {s.name: max(s.depths)}}) for s in config.strategies]
     specs += [("rrf_all_max", "rrf", {})]
     specs += MOVIE_POLICIES
@@ -542,7 +544,7 @@ def movies(args: argparse.Namespace) -> None:
     max_total = int(plans.sum(axis=1).max())
     method_file = cache / f"fullinfo_method_{tag}.txt"
     stateless = method_file.exists() and method_file.read_text(encoding="utf-8") == "stateless"
-    all_max_cands = float(results["all_max"]["n_candidates"].mean())
+    all_max_cands = float(results["all_max"]["n_candidates"].mean()) if "all_max" in results else float("nan")
     oracle = value.max(axis=1)
     print(json.dumps({
         "bench": "policy_movies_fullinfo", "rounds": rounds, "n_plans": menu.n_actions,
@@ -603,6 +605,20 @@ def movies(args: argparse.Namespace) -> None:
                 **{f"oracle_{k}": v for k, v in _slopes(np.cumsum(oracle[:n_r] - got)).items()},
             })
             linucb_vs_vw[label] = float(got.sum())
+        if "best_fixed" in results and label != "best_fixed":
+            # realized (bandit) regret against the real best-fixed-plan run on the same stream:
+            # its clicks and page nDCG minus this run's, accumulated (noisy: clicks are sampled)
+            bf = results["best_fixed"]
+            n_b = min(n_r, len(bf["clicks"]))
+            real = np.cumsum(bf["clicks"][:n_b] - res["clicks"][:n_b])
+            real_ndcg = np.cumsum(np.nan_to_num(bf["ndcg"][:n_b]) - np.nan_to_num(res["ndcg"][:n_b]))
+            line["realized_click_regret_vs_best_fixed_run"] = round(float(real[-1]), 1)
+            line["realized_click_regret_at_quarters"] = [round(float(real[int(n_b * f) - 1]), 1)
+                                                         for f in (0.25, 0.5, 0.75, 1.0)]
+            line.update({f"realized_click_{k}": v for k, v in _slopes(real).items()})
+            line["realized_ndcg_regret_vs_best_fixed_run"] = round(float(real_ndcg[-1]), 1)
+            line["realized_ndcg_regret_at_quarters"] = [round(float(real_ndcg[int(n_b * f) - 1]), 1)
+                                                        for f in (0.25, 0.5, 0.75, 1.0)]
         if line["learned"] or label == "all_max":
             line["strategy_share_by_query_type_windows"] = _windows(res["depths"], qtypes[:n_r], menu.strategies,
                                                                   MOVIE_WINDOWS)
