@@ -3,8 +3,10 @@ policy (stateless indexes are fitted once and shared), summarized into one repor
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ltrr import registry
@@ -49,17 +51,25 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
     specs = list(specs or baseline_specs(config))
     shared: dict[str, Any] = {}
     results: list[SessionResult] = []
-    for spec in specs:
-        cfg = config.with_policy(spec.type, spec.params)
-        engine = Engine.from_config(cfg, catalog=catalog, prebuilt=shared)
-        for name, strat in engine.strategies.items():
-            if not getattr(strat, "stateful", False):
-                shared.setdefault(name, strat)
-        click_model = make_click_model(click_model_name, preset)
-        res = run_session(engine, stream, click_model, seed=seed, policy_name=spec.label,
-                          progress=progress)
-        results.append(res)
-        engine.close()
+    with tempfile.TemporaryDirectory(prefix="ltrr-templates-") as tmp:
+        templates: dict[str, tuple[type, Path]] = {}
+        for spec in specs:
+            cfg = config.with_policy(spec.type, spec.params)
+            # stateless indexes are shared; stateful ones start each engine from a saved copy of
+            # the first fit (loading is far cheaper than fitting, e.g. an XR-Linear tree)
+            fresh = {name: klass.load(path) for name, (klass, path) in templates.items()}
+            engine = Engine.from_config(cfg, catalog=catalog, prebuilt={**shared, **fresh})
+            for name, strat in engine.strategies.items():
+                if not getattr(strat, "stateful", False):
+                    shared.setdefault(name, strat)
+                elif name not in templates:
+                    strat.save(Path(tmp) / name)
+                    templates[name] = (type(strat), Path(tmp) / name)
+            click_model = make_click_model(click_model_name, preset)
+            res = run_session(engine, stream, click_model, seed=seed, policy_name=spec.label,
+                              progress=progress)
+            results.append(res)
+            engine.close()
     report = {
         "queries": len(stream),
         "seed": seed,
