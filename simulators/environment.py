@@ -66,6 +66,7 @@ class SessionResult:
             t: {s: float(v) for s, v in zip(self.strategies, (self.depths[qt == t] > 0).mean(axis=0), strict=True)}
             for t in sorted(set(self.qtypes))
         }
+        out["stage_ms_mean"] = {k: float(np.mean(v)) for k, v in sorted(self.stage_ms.items())}
         half = len(self.qtypes) // 2
         out["ndcg@10_second_half"] = float(np.nanmean(self.ndcg[half:])) if half else out["ndcg@10"]
         return out
