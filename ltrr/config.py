@@ -129,6 +129,9 @@ class EngineConfig(Params):
         return self.model_copy(update={"policy": policy})
 
 
+#: what the dense strategy embeds for a film: short texts (cast lists make them ~5x longer and
+#: encoding ~5x slower for little gain)
+DENSE_TEXT_FIELDS = ["title", "directors", "genres", "year"]
 MOVIE_TEXT_FIELDS = ["title", "directors", "cast", "writers", "genres", "year", "countries", "languages"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -138,6 +141,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "strategies": [
         {"name": "bm25", "depths": [10, 30, 100], "params": {"text_fields": MOVIE_TEXT_FIELDS}},
         {"name": "memory", "depths": [0, 10]},
+        {"name": "dense", "depths": [0, 30, 100], "params": {"text_fields": DENSE_TEXT_FIELDS}},
+        {"name": "xmr", "depths": [0, 30, 100],
+         "params": {"text_fields": MOVIE_TEXT_FIELDS, "extra_pseudo_queries": [["title"]], "seed": 0}},
     ],
     "policy": {"type": "linucb", "params": {"alpha": 0.1}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},

@@ -22,7 +22,8 @@ def test_demo_end_to_end_on_a_tiny_slice(runner, tmp_path, repo_root):
     assert "linucb" in res.output and "all_max" in res.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     pols = report["policies"]
-    assert set(pols) == {"linucb", "bm25_only", "memory_only", "all_max", "rrf_all_max"}
+    assert set(pols) == {"linucb", "bm25_only", "memory_only", "dense_only", "xmr_only", "all_max",
+                         "rrf_all_max"}
     for s in pols.values():
         assert s["queries"] == 150
         for key in ("ndcg@10", "candidate_recall", "mean_candidates", "clicks_per_query",
@@ -45,7 +46,7 @@ def test_demo_is_deterministic(runner, tmp_path, repo_root):
                                    "--out", str(tmp_path / f"o{i}"), "--json"])
         assert res.exit_code == 0, res.output
         rep = json.loads((tmp_path / f"o{i}" / "report.json").read_text())
-        outs.append({k: {m: v for m, v in s.items() if "latency" not in m}
+        outs.append({k: {m: v for m, v in s.items() if "latency" not in m and "stage_ms" not in m}
                      for k, s in rep["policies"].items()})
     assert outs[0] == outs[1]
 
@@ -68,7 +69,7 @@ def test_config_show_prints_defaults(runner):
     res = runner.invoke(main, ["config", "show"])
     assert res.exit_code == 0
     cfg = json.loads(res.output)
-    assert [s["name"] for s in cfg["strategies"]] == ["bm25", "memory"]
+    assert [s["name"] for s in cfg["strategies"]] == ["bm25", "memory", "dense", "xmr"]
 
 
 def test_bad_inputs_give_one_line_errors(runner, tmp_path):
