@@ -94,7 +94,7 @@ class ServeConfig(Params):
     #: request bodies larger than this many bytes are refused with 413
     max_body_bytes: int = Field(1_048_576, gt=0)
     #: the learner snapshots policy, ranker and click memory at most this often (seconds)
-    snapshot_every_s: float = Field(5.0, gt=0.0)
+    snapshot_every_s: float = Field(30.0, gt=0.0)
     #: SQLite sync mode of the commit that acknowledges feedback: "NORMAL" (WAL) survives a
     #: process crash (kill -9); "FULL" also survives power loss, for an fsync (~6 ms) per call
     feedback_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
