@@ -161,6 +161,17 @@ class Engine:
         params = validate_params(klass.Params, config.policy.params, f"policy ({config.policy.type}).params")
         return klass(menu, len(ctx.names), params, ctx.names)
 
+    def _context_of(self, query: str, ts: float) -> tuple[QueryBatch, np.ndarray]:
+        """The request's query batch and its context features ``x`` (query text, time, and the
+        signals strategies report about the query, e.g. the click memory's hit count)."""
+        batch = QueryBatch((query,))
+        signals: dict[str, np.ndarray] = {}
+        for strat in self.strategies.values():
+            stats = getattr(strat, "query_stats", None)
+            if stats is not None:
+                signals.update(stats(batch.texts))
+        return batch, self.context.transform(batch.texts, [ts], signals)[0]
+
     # ------------------------------------------------------------------ the loop
     def search(self, query: str, context: Mapping[str, Any] | None = None, *, k: int | None = None,
                ts: float | None = None) -> Decision:
@@ -172,13 +183,7 @@ class Engine:
         k = self.config.page_size if k is None else int(k)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        batch = QueryBatch((query,))
-        signals: dict[str, np.ndarray] = {}
-        for strat in self.strategies.values():
-            stats = getattr(strat, "query_stats", None)
-            if stats is not None:
-                signals.update(stats(batch.texts))
-        x = self.context.transform(batch.texts, [ts], signals)[0]
+        batch, x = self._context_of(query, ts)
         t1 = time.perf_counter()
         timings["features"] = (t1 - t0) * 1e3
         with self._lock:
@@ -351,13 +356,7 @@ class Engine:
         menu = self.policy.menu
         cost = self.config.reward.cost_per_candidate
         query, ts = record.query, float(record.ts)
-        batch = QueryBatch((query,))
-        signals: dict[str, np.ndarray] = {}
-        for strat in self.strategies.values():
-            stats = getattr(strat, "query_stats", None)
-            if stats is not None:
-                signals.update(stats(batch.texts))
-        x = self.context.transform(batch.texts, [ts], signals)[0]
+        batch, x = self._context_of(query, ts)
         plan = record.plan
         bandit = (plan is not None and record.x is not None and tuple(plan.strategies) == menu.strategies
                   and record.x.shape == (self.policy.n_features,))

@@ -486,8 +486,28 @@ class DM(OffPolicyEstimator):
         return _ratio(stats["sum_q"], stats["n"])
 
 
+class _ModelPlusCorrection(OffPolicyEstimator):
+    """Estimators of the form ``mean(q_target + correction)``: subclasses define ``_correction``."""
+
+    def _correction(self, terms: RoundTerms) -> np.ndarray:
+        raise NotImplementedError
+
+    def round_rewards(self, terms: RoundTerms) -> np.ndarray:
+        return terms.q_target + self._correction(terms)
+
+    def partial_terms(self, terms: RoundTerms) -> Stats:
+        return {
+            "n": float(terms.n_rounds),
+            "sum_q": float(terms.q_target.sum()),
+            "sum_wres": float(self._correction(terms).sum()),
+        }
+
+    def value(self, stats: Mapping[str, float]) -> float:
+        return _ratio(stats["sum_q"] + stats["sum_wres"], stats["n"])
+
+
 @dataclass(frozen=True)
-class DR(OffPolicyEstimator):
+class DR(_ModelPlusCorrection):
     """Doubly robust: ``mean(q_target + min(w, lambda_) (r - q_factual))``.
 
     Unbiased if either the propensities or the reward model are right.
@@ -507,18 +527,6 @@ class DR(OffPolicyEstimator):
     def _correction(self, terms: RoundTerms) -> np.ndarray:
         return np.minimum(terms.weight, self.lambda_) * (terms.reward - terms.q_factual)
 
-    def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.q_target + self._correction(terms)
-
-    def partial_terms(self, terms: RoundTerms) -> Stats:
-        return {
-            "n": float(terms.n_rounds),
-            "sum_q": float(terms.q_target.sum()),
-            "sum_wres": float(self._correction(terms).sum()),
-        }
-
-    def value(self, stats: Mapping[str, float]) -> float:
-        return _ratio(stats["sum_q"] + stats["sum_wres"], stats["n"])
 
 
 @dataclass(frozen=True)
@@ -545,7 +553,7 @@ class SNDR(OffPolicyEstimator):
 
 
 @dataclass(frozen=True)
-class SwitchDR(OffPolicyEstimator):
+class SwitchDR(_ModelPlusCorrection):
     """Switch-DR: DR's correction only where ``w <= tau``, the model alone elsewhere.
 
     ``tau = 0`` is the direct method, ``tau = inf`` is DR. Default 1.0 as OBP 0.4.1.
@@ -566,18 +574,6 @@ class SwitchDR(OffPolicyEstimator):
         keep = terms.weight <= self.tau
         return np.where(keep, terms.weight * (terms.reward - terms.q_factual), 0.0)
 
-    def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.q_target + self._correction(terms)
-
-    def partial_terms(self, terms: RoundTerms) -> Stats:
-        return {
-            "n": float(terms.n_rounds),
-            "sum_q": float(terms.q_target.sum()),
-            "sum_wres": float(self._correction(terms).sum()),
-        }
-
-    def value(self, stats: Mapping[str, float]) -> float:
-        return _ratio(stats["sum_q"] + stats["sum_wres"], stats["n"])
 
 
 ESTIMATORS: dict[str, type[OffPolicyEstimator]] = {
