@@ -171,19 +171,24 @@ class EventLog:
                            tuple(json.loads(page)), json.loads(versions), a["x"], cands,
                            a["features"], a["page"], a["page_idx"], bool(credited))
 
+    def _insert_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
+        """Insert feedback rows inside the caller's transaction; return the ones that were new."""
+        new: list[FeedbackEvent] = []
+        for ev in events:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO feedback (event_id, item, kind, position, value, ts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event_id, ev.item, ev.kind, ev.position, float(ev.value), float(ts)))
+            if cur.rowcount:
+                new.append(ev)
+        return new
+
     def add_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
         """Store feedback; returns only the events that were new (idempotent per event/item/kind)."""
-        new: list[FeedbackEvent] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for ev in events:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO feedback (event_id, item, kind, position, value, ts)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (event_id, ev.item, ev.kind, ev.position, float(ev.value), float(ts)))
-                    if cur.rowcount:
-                        new.append(ev)
+                new = self._insert_feedback(event_id, events, ts)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -241,14 +246,7 @@ class EventLog:
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                new: list[FeedbackEvent] = []
-                for ev in events:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO feedback (event_id, item, kind, position, value, ts)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (event_id, ev.item, ev.kind, ev.position, float(ev.value), float(ts)))
-                    if cur.rowcount:
-                        new.append(ev)
+                new = self._insert_feedback(event_id, events, ts)
                 first = self._db.execute(
                     "UPDATE events SET credited = 1 WHERE event_id = ? AND credited = 0",
                     (event_id,)).rowcount == 1
