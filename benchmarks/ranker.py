@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from ltrr.catalog import Catalog  # noqa: E402
 from ltrr.config import MOVIE_TEXT_FIELDS, SHARED_DATA_DIR  # noqa: E402
 from ltrr.features import FeatureBuilder, FeatureSchema  # noqa: E402
-from ltrr.offline.metrics import ndcg_from_grades  # noqa: E402
+from ltrr.offline.metrics import mean_ndcg_of_groups  # noqa: E402
 from ltrr.ranking.lambdamart import LambdaMARTRanker  # noqa: E402
 from ltrr.ranking.letor import load_letor  # noqa: E402
 from ltrr.ranking.training import ClickTrainingSet, fit_from_clicks  # noqa: E402
@@ -53,15 +53,6 @@ def emit(**record) -> None:
     print(json.dumps(record), flush=True)
 
 
-def mean_ndcg(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
-    starts = np.r_[0, np.cumsum(groups)[:-1]]
-    vals = []
-    for s, g in zip(starts, groups, strict=True):
-        order = np.argsort(-scores[s:s + g], kind="stable")[:k]
-        page = np.full((1, k), np.nan)
-        page[0, : order.size] = y[s:s + g][order]
-        vals.append(ndcg_from_grades(page, y[s:s + g][None, :], k)[0])
-    return float(np.nanmean(vals))
 
 
 def mslr_parity(repeats: int, n_estimators: int) -> None:
@@ -92,7 +83,7 @@ def mslr_parity(repeats: int, n_estimators: int) -> None:
     base = min(times["plain"])
     for name in ("plain", "fit", "fit_from_clicks"):
         emit(bench="mslr_parity", path=name, n_estimators=n_estimators, train_rows=int(train.y.size),
-             test_queries=int(test.groups.size), test_ndcg10=round(mean_ndcg(preds[name], test.y, test.groups), 6),
+             test_queries=int(test.groups.size), test_ndcg10=round(mean_ndcg_of_groups(preds[name], test.y, test.groups), 6),
              max_abs_pred_diff_vs_plain=float(np.max(np.abs(preds[name] - preds["plain"]))),
              train_s=round(min(times[name]), 4), overhead=round(min(times[name]) / base - 1.0, 4))
 

@@ -251,3 +251,18 @@ def recall_of_set(found_mask: np.ndarray, relevant_mask: np.ndarray) -> np.ndarr
     hits = np.logical_and(found, rel).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_rel > 0, hits / np.maximum(n_rel, 1), np.nan)
+
+
+def mean_ndcg_of_groups(scores: np.ndarray, grades: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Mean nDCG@k of LETOR-style data: rows grouped by query (``groups`` = rows per query),
+    each query's rows ordered by ``scores`` (stable), judged by ``grades``. Queries without a
+    positive grade are left out, as in :func:`evaluate`."""
+    scores, grades = np.asarray(scores), np.asarray(grades, dtype=np.float64)
+    starts = np.r_[0, np.cumsum(groups)[:-1]]
+    vals = []
+    for s, g in zip(starts, groups, strict=True):
+        order = np.argsort(-scores[s:s + g], kind="stable")[:k]
+        page = np.full((1, k), np.nan)
+        page[0, : order.size] = grades[s:s + g][order]
+        vals.append(ndcg_from_grades(page, grades[s:s + g][None, :], k)[0])
+    return float(np.nanmean(vals))

@@ -233,3 +233,15 @@ def test_property_parity_with_trec_eval_with_ties(qrels, run):
     ref = {m: _reference([m], qrels, run, ir_measures.pytrec_eval)[m] for m in ref_measures}
     for name, m in zip(names, ref_measures, strict=True):
         assert ours[name] == pytest.approx(ref[m], abs=1e-9), name
+
+
+def test_mean_ndcg_of_groups_hand_computed():
+    from ltrr.offline.metrics import mean_ndcg_of_groups
+
+    # query 1: perfect order (nDCG 1); query 2: the only relevant row ranked second
+    scores = np.array([3.0, 2.0, 1.0, 0.9, 0.8])
+    grades = np.array([2, 1, 0, 0, 1])
+    got = mean_ndcg_of_groups(scores, grades, np.array([3, 2]), k=10)
+    assert got == pytest.approx((1.0 + 1.0 / np.log2(3)) / 2)
+    # a query with no positive grade is left out
+    assert mean_ndcg_of_groups(scores, np.array([2, 1, 0, 0, 0]), np.array([3, 2])) == pytest.approx(1.0)
