@@ -250,14 +250,15 @@ class Policy(ABC):
         """Default: sample from ``_probabilities``; the propensity is exact."""
         p = self._probabilities(x)
         a = sample_index(p, rng)
-        return self.menu.plan(a, float(p[a]), self.type_name,
+        return self.menu.plan(a, min(float(p[a]), 1.0), self.type_name,
                               strategy_propensities=self._marginals(p, a))
 
     def _marginals(self, p: np.ndarray, action: int) -> list[float]:
         """P(strategy s gets the depth it got in ``action``), summed over plans."""
         chosen = self.menu.plans[action]
         same = self.menu.plans == chosen[None, :]
-        return [float(p[same[:, s]].sum()) for s in range(len(self.menu.strategies))]
+        # a sum of probabilities can round to just above 1; a propensity never exceeds 1
+        return [min(float(p[same[:, s]].sum()), 1.0) for s in range(len(self.menu.strategies))]
 
     def _warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
                     depth_rewards: np.ndarray | None) -> None:

@@ -128,3 +128,13 @@ def test_propensities_in_unit_interval_property(name):
             assert plan.propensity == pytest.approx(p[plan.action], rel=1e-9)
 
     check()
+
+
+def test_strategy_marginals_never_exceed_one_after_rounding():
+    pol = _make("softmax")
+    # a normalized distribution whose mass rounds to just above 1 (as exp/sum can)
+    p = np.zeros(pol.menu.n_actions)
+    p[0] = 1.0 + 2e-16 * 4
+    assert p[0] > 1.0
+    marg = pol._marginals(p, 0)
+    assert marg == [1.0] * len(pol.menu.strategies)
