@@ -1,0 +1,111 @@
+"""Hindsight plan valuation: the page recovered for every plan from one max-depth decision equals
+the page the engine builds when it retrieves that plan for real, with the same ranker and memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ltrr.config import parse_config
+from ltrr.engine import Engine
+from ltrr.types import Candidates, QueryBatch
+from simulators.click_models import PositionBasedClickModel
+from simulators.environment import run_session
+from simulators.hindsight import HindsightPlanPages, expected_reward, value_pages
+from simulators.movies import MovieQueryGenerator
+
+FIELDS = ["title", "directors", "cast", "genres", "year"]
+
+
+@pytest.fixture(scope="module")
+def trained_engine(movie_catalog_path, small_movies):
+    """Every strategy at its maximum depth (fixed policy), a click memory and a ranker trained
+    online from 300 simulated sessions."""
+    cfg = parse_config({
+        "seed": 5,
+        "catalog": {"path": str(movie_catalog_path), "text_fields": FIELDS, "limit": 800},
+        "strategies": [{"name": "bm25", "depths": [0, 5, 30]},
+                       {"name": "titles", "type": "bm25", "depths": [0, 3, 20],
+                        "params": {"text_fields": ["title"]}},
+                       {"name": "memory", "depths": [0, 10]}],
+        "policy": {"type": "fixed", "budget": 60},
+        "ranker": {"retrain_every": 50, "params": {"n_estimators": 25, "min_data_in_leaf": 5}},
+    }, "test")
+    engine = Engine.from_config(cfg, catalog=small_movies)
+    gen = MovieQueryGenerator(small_movies, seed=2)
+    stream = gen.stream(360, 60, seed=2)
+    run_session(engine, stream[:300], PositionBasedClickModel(preset="navigational"), seed=2)
+    yield engine, stream[300:]
+    engine.close()
+
+
+def real_page(engine: Engine, query: str, depths, k: int) -> np.ndarray:
+    """What the engine shows for ``query`` under ``depths``, built the engine's way."""
+    batch = QueryBatch((query,))
+    rows = []
+    for name, d in zip(engine.policy.menu.strategies, depths, strict=True):
+        if d > 0:
+            rows.append(engine.strategies[name].retrieve(batch, int(d)).row(0))
+        else:
+            rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+    cands = Candidates.union(engine.policy.menu.strategies, rows)
+    scores = engine.ranker.score(engine.features.build(batch, cands))
+    return cands.items[np.lexsort((np.arange(len(cands)), -scores))[:k]]
+
+
+def test_every_plans_page_equals_the_engines_page_for_that_plan(trained_engine):
+    engine, held_out = trained_engine
+    assert engine.ranker.is_fitted
+    menu = engine.policy.menu
+    valuer = HindsightPlanPages(menu.plans, menu.strategies, engine.features.schema, k=10)
+    checked = memory_used = 0
+    for q in held_out[:25]:
+        d = engine.search(q.text, {}, k=10)
+        got = valuer(d, engine.ranker)
+        assert got.pages.shape == (menu.n_actions, 10)
+        for a, depths in enumerate(menu.plans):
+            want = real_page(engine, q.text, depths, 10)
+            np.testing.assert_array_equal(got.pages[a, : want.size], want)
+            assert np.all(got.pages[a, want.size:] == -1)
+            checked += 1
+        full = menu.action_of(np.array(d.plan.depths))
+        np.testing.assert_array_equal(got.pages[full, : d.page.size], d.page)
+        memory_used += int(np.isfinite(d.candidates.ranks[:, menu.strategies.index("memory")]).any())
+    assert checked == 25 * menu.n_actions
+    assert memory_used > 0  # the click memory contributed candidates, so its masking was exercised
+
+
+def test_a_plan_deeper_than_the_decision_is_refused(trained_engine):
+    engine, held_out = trained_engine
+    menu = engine.policy.menu
+    valuer = HindsightPlanPages(np.array([[60, 0, 0]]), menu.strategies, engine.features.schema)
+    d = engine.search(held_out[0].text, {})
+    with pytest.raises(ValueError, match="drew bm25 at depth 30 but a plan needs 60"):
+        valuer(d, engine.ranker)
+
+
+def test_value_pages_is_the_expected_click_reward_and_true_ndcg():
+    pbm = PositionBasedClickModel(preset="navigational")
+    pages = np.array([[7, 3, -1], [3, 7, 9], [-1, -1, -1]])
+    relevant = {3: 2.0, 7: 1.0}
+    value, ndcg = value_pages(pages, relevant, pbm, kind="any_click", cost=np.array([0.0, 0.01, 0.0]))
+    probs = pbm.click_probabilities(np.array([[1.0, 2.0, -1.0], [2.0, 1.0, 0.0]]))
+    p0 = 1 - (1 - probs[0, 0]) * (1 - probs[0, 1])
+    p1 = 1 - np.prod(1 - probs[1])
+    np.testing.assert_allclose(value, [p0, p1 - 0.01, 0.0])
+    assert ndcg[1] == pytest.approx(1.0)
+    ideal = 3 + 1 / np.log2(3)
+    assert ndcg[0] == pytest.approx((1 + 3 / np.log2(3)) / ideal)
+    assert ndcg[2] == 0.0
+
+
+def test_click_dcg_reward_weights_positions():
+    pbm = PositionBasedClickModel(preset="navigational")
+    grades = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    value = expected_reward(grades, pbm, "click_dcg", 0.0)
+    probs = pbm.click_probabilities(grades)
+    w = 1 / np.log2(np.arange(2, 5))
+    np.testing.assert_allclose(value, probs @ w / w.sum())
+    assert value[0] > value[1]
+    with pytest.raises(ValueError, match="unknown reward kind 'ctr'"):
+        expected_reward(grades, pbm, "ctr", 0.0)
