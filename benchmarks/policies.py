@@ -19,13 +19,15 @@ Section ``movies``: the policies online through real Engines on the movie catalo
 (:class:`simulators.movies.MovieQueryGenerator`, PBM/navigational clicks), with the demo config's
 strategies (BM25, click memory) plus dense and XR-Linear; stateless indexes are fitted once and
 shared (dense and xmr cached under ``--movies-out``). Per run: cumulative clicks, nDCG@10, mean
-candidates, strategy share per query type over windows, and regret against the best fixed menu
-plan in hindsight on a full-information table of plan values (see :func:`plan_values`; built from
-an all-at-max-depth online pass, or engine-free with ``--stateless-fullinfo``), with the regret
-slope of the second half over the first. Baselines run for real: each strategy alone, all at
-maximum depth, RRF, and the best fixed plan. Runs can be split over processes with ``--only``
-(traces saved as ``.npz``), baselines shortened with ``--prefix``, and reported with
-``--report-only``. ``--section all`` runs every section.
+candidates, strategy share per query type over windows, and regret on a full-information table of
+plan values built with the engine's own ranker (:mod:`simulators.hindsight`): on the
+all-at-max-depth pass every menu plan's page is recomputed each round and valued with the engine's
+reward in expectation. Regret is reported against the best fixed plan in hindsight, the best plan
+per query type and the per-round oracle, each with the slope of its second half over its first.
+Baselines run for real: each strategy alone, all at maximum depth, RRF, and the best fixed plan.
+Runs can be split over processes with ``--only`` (traces saved as ``.npz``; the table comes from
+the ``all_max`` run), baselines shortened with ``--prefix``, and reported with ``--report-only``.
+``--section all`` runs every section.
 
     .venv/bin/python benchmarks/policies.py [--section latency] [--decisions 5000]
     .venv/bin/python benchmarks/policies.py --section movies --rounds 20000 [--only linucb]
@@ -250,30 +252,29 @@ MOVIE_POLICIES: list[tuple[str, str, dict]] = [
     ("vw_squarecb", "vw", {"exploration": "squarecb"}),
 ]
 MOVIE_WINDOWS = 4  # strategy share per query type is reported over this many equal windows
-DENSE_TEXT_FIELDS = ["title", "year", "genres", "directors"]
 
 
-def movie_config(with_xmr: bool = True, cache: Path | None = None) -> dict:
-    """The demo config (``ltrr config show``) plus the dense retriever and XR-Linear."""
+def movie_config(with_xmr: bool = True) -> dict:
+    """The demo config (``ltrr config show``: BM25, click memory, dense, XR-Linear), optionally
+    without XR-Linear, with an in-memory event log."""
     import copy
 
     from ltrr.config import DEFAULT_CONFIG
 
     cfg = copy.deepcopy(DEFAULT_CONFIG)
-    # short item texts: encoding every field (long cast lists) costs ~30 CPU-minutes on one core
-    cfg["strategies"].append({"name": "dense", "depths": [0, 20, 100],
-                              "params": {"text_fields": DENSE_TEXT_FIELDS, "progress": False}})
-    if with_xmr:
-        cfg["strategies"].append({"name": "xmr", "depths": [0, 20, 100],
-                                  "params": {"text_fields": ["title"],
-                                             "extra_pseudo_queries": [["directors", "title"]]}})
+    if not with_xmr:
+        cfg["strategies"] = [s for s in cfg["strategies"] if s["name"] != "xmr"]
+    for s in cfg["strategies"]:
+        if s["name"] == "dense":
+            s["params"] = {**s.get("params", {}), "progress": False}
     cfg["store"] = {"events_path": ""}
     return cfg
 
 
 def shared_strategies(config, catalog, cache: Path) -> dict:
     """Fit every stateless strategy once (dense and xmr are saved under ``cache`` and loaded by
-    later runs: encoding the catalog and training the XR tree take minutes on a loaded machine)."""
+    later runs with the same parameters: encoding the catalog and training the XR tree take
+    minutes)."""
     from ltrr import registry
     from ltrr.params import validate_params
 
@@ -283,10 +284,12 @@ def shared_strategies(config, catalog, cache: Path) -> dict:
         if getattr(klass, "stateful", False):
             continue
         where = cache / f"strategy_{sc.name}"
-        if sc.kind in ("dense", "xmr") and (where / "manifest.json").exists():
-            out[sc.name] = klass.load(where)
-            continue
         params = validate_params(klass.Params, dict(sc.params), f"strategies[{i}] ({sc.name}).params")
+        if sc.kind in ("dense", "xmr") and (where / "manifest.json").exists():
+            saved = json.loads((where / "manifest.json").read_text(encoding="utf-8")).get("params")
+            if saved == json.loads(params.model_dump_json()):
+                out[sc.name] = klass.load(where)
+                continue
         t0 = time.perf_counter()
         out[sc.name] = klass(params, name=sc.name).fit(catalog)
         print(json.dumps({"bench": "policy_movies_fit", "strategy": sc.name,
@@ -297,109 +300,31 @@ def shared_strategies(config, catalog, cache: Path) -> dict:
 
 
 class _Recorder:
-    """Wraps ``Engine.search`` to record, per round, the ranks (1-based, inf = not drawn) of the
-    query's relevant items in every strategy's list: the full-information table."""
+    """Wraps ``Engine.search`` on the full-information pass: every round, every plan's page as the
+    live ranker would have ordered it and its value (see :mod:`simulators.hindsight`), computed
+    before the round's feedback changes the memory or the ranker."""
 
-    def __init__(self, engine, stream):
-        self.engine, self.stream, self.i = engine, stream, 0
-        self.ranks: list[np.ndarray] = []
+    def __init__(self, engine, stream, valuer):
+        self.engine, self.stream, self.valuer, self.i = engine, stream, valuer, 0
+        self.value: list[np.ndarray] = []
+        self.ndcg: list[np.ndarray] = []
+        self.n_candidates: list[np.ndarray] = []
         self._search = engine.search
 
     def __call__(self, query, context=None, **kw):
         d = self._search(query, context, **kw)
         q = self.stream[self.i]
         self.i += 1
-        rel = np.fromiter(q.relevant.keys(), dtype=np.int64, count=len(q.relevant))
-        c = d.candidates
-        pos = np.searchsorted(c.items, rel) if np.all(np.diff(c.items) > 0) else None
-        if pos is None:
-            order = np.argsort(c.items)
-            idx = np.searchsorted(c.items[order], rel)
-            idx = np.minimum(idx, len(c.items) - 1) if len(c.items) else idx
-            hit = (c.items[order][idx] == rel) if len(c.items) else np.zeros(rel.size, bool)
-            rows = order[idx] if len(c.items) else idx
-        else:
-            pos = np.minimum(pos, max(len(c.items) - 1, 0))
-            hit = (c.items[pos] == rel) if len(c.items) else np.zeros(rel.size, bool)
-            rows = pos
-        r = np.full((rel.size, len(c.strategies)), np.inf)
-        if hit.any():
-            got = c.ranks[rows[hit]].astype(np.float64)
-            r[hit] = np.where(np.isnan(got), np.inf, got)
-        self.ranks.append(r)
+        pages = self.valuer.pages(d, self.engine.ranker)
+        value, ndcg = self.valuer.value(pages.pages, q.relevant)
+        self.value.append(value)
+        self.ndcg.append(ndcg)
+        self.n_candidates.append(pages.n_candidates)
         return d
 
 
-def stateless_ranks(config, shared: dict, stream, batch: int = 256) -> list[np.ndarray]:
-    """Engine-free full-information table: every stateless strategy retrieves each *distinct*
-    query of the stream once, batched, at its largest menu depth (they are deterministic, so this
-    equals what they return online); the ranks of each round's relevant items are looked up from
-    it. Stateful strategies (the click memory) get no ranks: plans are valued as if the memory
-    added nothing, a conservative valuation of memory plans (they still pay its cost)."""
-    from ltrr.types import QueryBatch
-
-    names = [s.name for s in config.strategies]
-    depth = {s.name: max(s.depths) for s in config.strategies}
-    texts = sorted({q.text for q in stream})
-    where = {t: i for i, t in enumerate(texts)}
-    ids = {}
-    for name in names:
-        if name not in shared or depth[name] == 0:
-            continue
-        rows = [shared[name].retrieve(QueryBatch(tuple(texts[i:i + batch])), depth[name]).ids
-                for i in range(0, len(texts), batch)]
-        ids[name] = np.concatenate(rows, axis=0)
-    out = []
-    for q in stream:
-        rel = np.fromiter(q.relevant.keys(), dtype=np.int64, count=len(q.relevant))
-        r = np.full((rel.size, len(names)), np.inf)
-        for s, name in enumerate(names):
-            if name in ids:
-                hit_r, hit_i = np.nonzero(rel[:, None] == ids[name][where[q.text]][None, :])
-                r[hit_r, s] = hit_i + 1
-        out.append(r)
-    return out
-
-
-def plan_values(plans: np.ndarray, stream, ranks: list[np.ndarray], click_model, cost: float,
-                kind: str = "any_click", k: int = 10):
-    """Full-information value of every menu plan on every round.
-
-    A plan's candidate set on round t is the union of each strategy's prefix of its depth (the
-    ranks recorded on the all-at-max-depth run). Its page is the oracle ordering of those
-    candidates (by true grade), and its value is the engine's expected reward for that page under
-    the click model (``reward.kind``: P(at least one click), or the expected clicks weighted by
-    ``1/log2(1 + position)`` over the full-page maximum) minus ``cost`` per candidate drawn; also
-    its oracle nDCG@10 and whether it holds a top-grade item.
-    """
-    from ltrr.offline.metrics import ndcg_from_grades
-
-    n, A = len(stream), plans.shape[0]
-    value = np.empty((n, A))
-    ondcg = np.empty((n, A))
-    top_found = np.empty((n, A))
-    plans = plans.astype(np.float64)
-    cost_a = cost * plans.sum(axis=1)
-    w_pos = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-    for t, (q, r) in enumerate(zip(stream, ranks, strict=True)):
-        grades = np.fromiter(q.relevant.values(), dtype=np.float64, count=len(q.relevant))
-        drawn = np.isfinite(r).any(axis=1)
-        g, rr = grades[drawn], r[drawn]
-        contained = (rr[None, :, :] <= plans[:, None, :]).any(axis=2)  # [A, R']
-        G = np.where(contained, g[None, :], 0.0)
-        if G.shape[1] < k:
-            G = np.pad(G, ((0, 0), (0, k - G.shape[1])))
-        page = -np.sort(-G, axis=1)[:, :k]
-        probs = click_model.click_probabilities(page)
-        if kind == "click_dcg":
-            value[t] = probs @ w_pos / w_pos.sum() - cost_a
-        else:
-            value[t] = 1.0 - np.prod(1.0 - probs, axis=1) - cost_a
-        judged = np.broadcast_to(grades, (A, grades.size))
-        ondcg[t] = ndcg_from_grades(page, judged, k)
-        top = grades.max()
-        top_found[t] = (contained & (g[None, :] == top)).any(axis=1) if g.size else 0.0
-    return np.clip(value, -1.0, 1.0), ondcg, top_found
+def _quarters(curve: np.ndarray) -> list[float]:
+    return [round(float(curve[int(curve.size * f) - 1]), 1) for f in (0.25, 0.5, 0.75, 1.0)]
 
 
 def _slopes(regret: np.ndarray) -> dict:
@@ -461,6 +386,8 @@ def movies(args: argparse.Namespace) -> None:
     plans = plans[np.sort(np.unique(plans, axis=0, return_index=True)[1])]
     plan_index = {tuple(p): a for a, p in enumerate(plans.tolist())}
     tag = f"r{rounds}_s{args.seed}"
+    click_model = make_click_model("pbm", "navigational")
+    ranker_table_path = cache / f"fullinfo_ranker_{tag}.npz"
 
     def run(label: str, type_: str, params: dict, record: bool = False) -> dict | None:
         path = cache / f"{label}_{tag}.npz"
@@ -472,11 +399,15 @@ def movies(args: argparse.Namespace) -> None:
         engine = Engine.from_config(config.with_policy(type_, params), catalog=catalog, prebuilt=shared)
         rec = None
         if record:
-            rec = _Recorder(engine, stream)
+            from simulators.hindsight import HindsightPlanValuer
+
+            valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, click_model,
+                                         kind=config.reward.kind, cost_per_candidate=cost, k=config.page_size)
+            rec = _Recorder(engine, stream, valuer)
             engine.search = rec
         t0 = time.perf_counter()
         part = stream[: args.prefix] if args.prefix else stream
-        res = run_session(engine, part, make_click_model("pbm", "navigational"), seed=args.seed,
+        res = run_session(engine, part, click_model, seed=args.seed,
                           policy_name=label, progress=args.progress)
         seconds = time.perf_counter() - t0
         engine.close()
@@ -486,9 +417,8 @@ def movies(args: argparse.Namespace) -> None:
                "latency_ms": res.latency_ms, "seconds": np.array(seconds)}
         np.savez(path, **out)
         if rec is not None:
-            lens = np.array([r.shape[0] for r in rec.ranks], dtype=np.int64)
-            np.savez(cache / f"fullinfo_ranks_{tag}.npz", lens=lens,
-                     ranks=np.concatenate(rec.ranks, axis=0))
+            np.savez(ranker_table_path, plans=plans, value=np.vstack(rec.value), ndcg=np.vstack(rec.ndcg),
+                     n_candidates=np.vstack(rec.n_candidates))
         return out
 
     only = set(args.only.split(",")) if args.only else None
@@ -496,40 +426,33 @@ def movies(args: argparse.Namespace) -> None:
     def wanted(label: str) -> bool:
         return only is None or label in only
 
-    # 1. the full-information pass: every strategy at its maximum depth, ranks recorded
-    ranks_path = cache / f"fullinfo_ranks_{tag}.npz"
+    # 1. the full-information pass: every strategy at its maximum depth; every plan valued per round
     results: dict[str, dict] = {}
-    if args.stateless_fullinfo and not ranks_path.exists():
-        t0 = time.perf_counter()
-        table = stateless_ranks(config, shared, stream)
-        np.savez(ranks_path, lens=np.array([r.shape[0] for r in table], dtype=np.int64),
-                 ranks=np.concatenate(table, axis=0))
-        (cache / f"fullinfo_method_{tag}.txt").write_text("stateless", encoding="utf-8")
-        print(json.dumps({"bench": "policy_movies_stateless_fullinfo", "distinct_queries": len({q.text for q in stream}),
-                          "seconds": round(time.perf_counter() - t0, 1)}), file=sys.stderr, flush=True)
-    if not ranks_path.exists() and wanted("all_max"):
-        results["all_max"] = run("all_max", "fixed", {}, record=True)
-    elif wanted("all_max"):
-        res = run("all_max", "fixed", {})
+    if wanted("all_max"):
+        res = run("all_max", "fixed", {}, record=not ranker_table_path.exists())
         if res is not None:
             results["all_max"] = res
     specs = [(f"{s.name}_only", "fixed", {"depths": {s.name: max(s.depths)}}) for s in config.strategies]
     specs += [("rrf_all_max", "rrf", {})]
     specs += MOVIE_POLICIES
-    if not ranks_path.exists():  # a partial run in parallel with the full-information pass
+    if not ranker_table_path.exists():  # a partial run in parallel with the full-information pass
         for label, type_, params in specs:
             if wanted(label):
                 run(label, type_, params)
         return
-    with np.load(ranks_path, allow_pickle=False) as z:
-        ranks = np.split(z["ranks"], np.cumsum(z["lens"])[:-1])
-    t0 = time.perf_counter()
-    value, ondcg, top_found = plan_values(plans, stream, ranks, make_click_model("pbm", "navigational"), cost,
-                                          config.reward.kind, config.page_size)
-    fi_seconds = time.perf_counter() - t0
-    best = int(np.argmax(value[:, :menu.n_actions].mean(axis=0)))  # the menu's plans come first
+    with np.load(ranker_table_path, allow_pickle=False) as z:
+        if not np.array_equal(z["plans"], plans):
+            raise SystemExit(f"{ranker_table_path} values other plans than this menu: delete it and rerun")
+        value, table_ndcg, table_cands = z["value"], z["ndcg"], z["n_candidates"]
+    n_menu = menu.n_actions  # the menu's plans come first
+    best = int(np.argmax(value[:, :n_menu].mean(axis=0)))
     best_plan = dict(zip(menu.strategies, plans[best].tolist(), strict=True))
     best_nz = {s: d for s, d in best_plan.items() if d > 0}
+    types = sorted(set(qtypes.tolist()))
+    best_by_type = {t: int(np.argmax(value[qtypes == t, :n_menu].mean(axis=0))) for t in types}
+    # the contextual comparators: the best menu plan per query type in hindsight, and per round
+    per_type = value[np.arange(rounds), [best_by_type[t] for t in qtypes.tolist()]]
+    oracle = value[:, :n_menu].max(axis=1)
 
     # 2. the real runs: baselines and learned policies
     specs.append(("best_fixed", "fixed", {"depths": best_nz}))
@@ -542,44 +465,42 @@ def movies(args: argparse.Namespace) -> None:
         return
 
     max_total = int(plans.sum(axis=1).max())
-    method_file = cache / f"fullinfo_method_{tag}.txt"
-    stateless = method_file.exists() and method_file.read_text(encoding="utf-8") == "stateless"
     all_max_cands = float(results["all_max"]["n_candidates"].mean()) if "all_max" in results else float("nan")
-    oracle = value.max(axis=1)
+    a_max = plan_index[tuple(max_plan.tolist())]
+    check = {}
+    if "all_max" in results:  # the table's all-at-max page is the page the recorded run showed
+        run_ndcg = results["all_max"]["ndcg"]
+        check = {"all_max_table_ndcg_equals_run_ndcg": bool(np.allclose(table_ndcg[:, a_max], run_ndcg,
+                                                                        equal_nan=True)),
+                 "all_max_table_candidates_equal_run": bool(np.array_equal(table_cands[:, a_max],
+                                                                           results["all_max"]["n_candidates"]))}
     print(json.dumps({
-        "bench": "policy_movies_fullinfo", "rounds": rounds, "n_plans": menu.n_actions,
+        "bench": "policy_movies_fullinfo", "rounds": rounds, "n_plans": n_menu,
         "n_plans_valued": int(plans.shape[0]),
-        "strategies": list(menu.strategies), "cost_per_candidate": cost,
-        "table": ("stateless strategies retrieved engine-free once per distinct query at max depth; "
-                  "the click memory valued as adding nothing" if stateless else "all_max online pass"),
-        "method": ("full-information: one online pass of the real engine with every strategy at its "
-                   "maximum depth records each strategy's ranks of the query's relevant items; a plan's "
-                   "candidate set is the union of each strategy's prefix of its depth in the plan (the "
-                   "click memory as it evolved on that pass); its value on a round is the environment's "
-                   "reward for its candidates under an oracle ordering by true grade, in expectation under "
-                   "PBM/navigational (reward.kind " + config.reward.kind + ": click_dcg = expected clicks "
-                   "weighted 1/log2(1+rank) over the full-page maximum, any_click = P(>=1 click)) minus "
-                   "cost_per_candidate x candidates drawn. The best fixed plan in hindsight is the menu plan "
-                   "with the highest mean value over the stream; regrets are sums of value differences on "
-                   "this table (pseudo-regret), the same table for every policy."),
-        "seconds": round(fi_seconds, 1),
+        "strategies": list(menu.strategies), "cost_per_candidate": cost, "reward_kind": config.reward.kind,
+        "method": ("full information with the engine's own ranker (simulators.hindsight): on an online pass "
+                   "with every strategy at its maximum depth, each round's page is recomputed for every "
+                   "plan - the union of each strategy's prefix of the plan's depth, provenance features "
+                   "masked, scored by the ranker live on that round, ordered as the engine orders - and "
+                   "valued as the engine's reward in expectation under PBM/navigational minus "
+                   "cost_per_candidate x depth drawn. The best fixed plan in hindsight is the menu plan "
+                   "with the highest mean value; regrets are sums of value differences on this table "
+                   "(pseudo-regret), the same table for every policy."),
+        **check,
         "best_fixed_plan": best_plan,
-        "best_fixed_plan_is_over_the_menu_plans": True,
-        "best_valued_plan_incl_baselines": dict(zip(menu.strategies, plans[int(np.argmax(value.mean(axis=0)))].tolist(),
-                                                    strict=True)),
         "best_fixed_value_per_round": round(float(value[:, best].mean()), 4),
-        "best_fixed_oracle_ndcg@10": round(float(np.nanmean(ondcg[:, best])), 4),
-        "best_fixed_top_grade_recall": round(float(top_found[:, best].mean()), 4),
-        "all_max_value_per_round": round(float(value[:, plan_index[tuple(max_plan.tolist())]].mean()), 4),
-        "contextual_oracle_value_per_round": round(float(oracle.mean()), 4),
-        "best_plan_by_query_type": {
-            t: dict(zip(menu.strategies, plans[int(np.argmax(value[qtypes == t].mean(axis=0)))].tolist(),
-                        strict=True)) for t in sorted(set(qtypes.tolist()))},
+        "best_fixed_table_ndcg@10": round(float(np.nanmean(table_ndcg[:, best])), 4),
+        "best_fixed_table_candidates": round(float(table_cands[:, best].mean()), 1),
+        "all_max_value_per_round": round(float(value[:, a_max].mean()), 4),
+        "all_max_table_ndcg@10": round(float(np.nanmean(table_ndcg[:, a_max])), 4),
+        "best_plan_per_query_type_value_per_round": round(float(per_type.mean()), 4),
+        "per_round_oracle_value_per_round": round(float(oracle.mean()), 4),
+        "best_plan_by_query_type": {t: dict(zip(menu.strategies, plans[a].tolist(), strict=True))
+                                    for t, a in best_by_type.items()},
     }), flush=True)
-    linucb_vs_vw = {}
+    table_value = {}
     for label, res in results.items():
         actions = np.array([plan_index.get(tuple(d), -1) for d in res["depths"].tolist()], dtype=np.int64)
-        valid = actions >= 0
         n_r = actions.size  # a baseline may have run on a prefix of the stream (--prefix)
         line = {
             "bench": "policy_movies", "policy": label, "rounds": n_r,
@@ -592,33 +513,21 @@ def movies(args: argparse.Namespace) -> None:
             "candidates_vs_all_max": round(float(res["n_candidates"].mean()) / all_max_cands, 3),
             "seconds": round(float(res["seconds"]), 1),
         }
-        if valid.all():
+        if (actions >= 0).all() and label != "rrf_all_max":  # RRF orders by fusion, not the ranker
             got = value[np.arange(n_r), actions]
+            table_value[label] = float(got.sum())
             regret = np.cumsum(value[:n_r, best] - got)
             line.update({
-                "full_info_value_per_round": round(float(got.mean()), 4),
+                "table_value_per_round": round(float(got.mean()), 4),
                 "regret_vs_best_fixed": round(float(regret[-1]), 1),
-                "regret_vs_best_fixed_at_quarters": [round(float(regret[int(n_r * f) - 1]), 1)
-                                                     for f in (0.25, 0.5, 0.75, 1.0)],
+                "regret_vs_best_fixed_at_quarters": _quarters(regret),
                 **_slopes(regret),
-                "regret_vs_contextual_oracle": round(float(np.sum(oracle[:n_r] - got)), 1),
+                "regret_vs_best_plan_per_query_type": round(float(np.sum(per_type[:n_r] - got)), 1),
+                "regret_vs_best_plan_per_query_type_at_quarters": _quarters(np.cumsum(per_type[:n_r] - got)),
+                **{f"per_type_{k}": v for k, v in _slopes(np.cumsum(per_type[:n_r] - got)).items()},
+                "regret_vs_per_round_oracle": round(float(np.sum(oracle[:n_r] - got)), 1),
                 **{f"oracle_{k}": v for k, v in _slopes(np.cumsum(oracle[:n_r] - got)).items()},
             })
-            linucb_vs_vw[label] = float(got.sum())
-        if "best_fixed" in results and label != "best_fixed":
-            # realized (bandit) regret against the real best-fixed-plan run on the same stream:
-            # its clicks and page nDCG minus this run's, accumulated (noisy: clicks are sampled)
-            bf = results["best_fixed"]
-            n_b = min(n_r, len(bf["clicks"]))
-            real = np.cumsum(bf["clicks"][:n_b] - res["clicks"][:n_b])
-            real_ndcg = np.cumsum(np.nan_to_num(bf["ndcg"][:n_b]) - np.nan_to_num(res["ndcg"][:n_b]))
-            line["realized_click_regret_vs_best_fixed_run"] = round(float(real[-1]), 1)
-            line["realized_click_regret_at_quarters"] = [round(float(real[int(n_b * f) - 1]), 1)
-                                                         for f in (0.25, 0.5, 0.75, 1.0)]
-            line.update({f"realized_click_{k}": v for k, v in _slopes(real).items()})
-            line["realized_ndcg_regret_vs_best_fixed_run"] = round(float(real_ndcg[-1]), 1)
-            line["realized_ndcg_regret_at_quarters"] = [round(float(real_ndcg[int(n_b * f) - 1]), 1)
-                                                        for f in (0.25, 0.5, 0.75, 1.0)]
         if line["learned"] or label == "all_max":
             line["strategy_share_by_query_type_windows"] = _windows(res["depths"], qtypes[:n_r], menu.strategies,
                                                                   MOVIE_WINDOWS)
@@ -633,6 +542,12 @@ def movies(args: argparse.Namespace) -> None:
 
         best_learned = max(learned, key=lambda n: m(n))
         am = m("all_max", "n_candidates")
+        slopes = {}
+        for n in learned:
+            actions = np.array([plan_index[tuple(d)] for d in results[n]["depths"].tolist()])
+            got = value[np.arange(actions.size), actions]
+            slopes[n] = {"vs_best_fixed": _slopes(np.cumsum(value[:actions.size, best] - got)),
+                         "vs_best_plan_per_query_type": _slopes(np.cumsum(per_type[:actions.size] - got))}
         print(json.dumps({
             "bench": "policy_movies_targets", "rounds_compared": n_c, "best_learned": best_learned,
             "best_learned_ndcg@10": round(m(best_learned), 4),
@@ -642,12 +557,17 @@ def movies(args: argparse.Namespace) -> None:
             "meets_ndcg_vs_best_fixed": bool(m(best_learned) >= m("best_fixed")),
             "best_learned_candidates_vs_all_max": round(m(best_learned, "n_candidates") / am, 3),
             "meets_candidates_le_60pct": bool(m(best_learned, "n_candidates") <= 0.6 * am),
-            "linucb_over_vw_squarecb_full_info_value": (
-                round(linucb_vs_vw["linucb"] / linucb_vs_vw["vw_squarecb"], 3)
-                if {"linucb", "vw_squarecb"} <= set(linucb_vs_vw) else None),
+            "regret_slope_second_half_below_first_half": {
+                n: {k: bool(v["regret_slope_second_half"] < v["regret_slope_first_half"]) for k, v in s.items()}
+                for n, s in slopes.items()},
+            "linucb_over_vw_squarecb_table_value": (
+                round(table_value["linucb"] / table_value["vw_squarecb"], 3)
+                if {"linucb", "vw_squarecb"} <= set(table_value) else None),
             "linucb_minus_vw_squarecb_clicks": (
                 int(results["linucb"]["clicks"].sum() - results["vw_squarecb"]["clicks"].sum())
                 if {"linucb", "vw_squarecb"} <= set(results) else None),
+            "linucb_minus_vw_squarecb_ndcg@10": (
+                round(m("linucb") - m("vw_squarecb"), 4) if {"linucb", "vw_squarecb"} <= set(results) else None),
             "max_plan_candidates": max_total,
         }), flush=True)
 
@@ -675,9 +595,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retrain-every", type=int, default=None,
                         help="movies: override ranker.retrain_every")
     parser.add_argument("--train-window", type=int, default=None, help="movies: override ranker.train_window")
-    parser.add_argument("--stateless-fullinfo", action="store_true",
-                        help="movies: build the full-information table engine-free from the stateless "
-                             "strategies (memory valued as adding nothing) instead of the all_max pass")
     parser.add_argument("--prefix", type=int, default=None,
                         help="movies: run the --only labels on the first N rounds of the stream only")
     parser.add_argument("--report-only", action="store_true",

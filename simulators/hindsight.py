@@ -158,3 +158,19 @@ def value_pages(pages: np.ndarray, relevant: Mapping[int, float], click_model: C
     judged = np.broadcast_to(rel_grades, (pages.shape[0], rel_grades.size))
     ndcg = ndcg_from_grades(np.where(grades < 0, np.nan, grades), judged, pages.shape[1])
     return value, ndcg
+
+
+class HindsightPlanValuer:
+    """Pages (:class:`HindsightPlanPages`) and values (:func:`value_pages`) of every plan, with the
+    engine's reward kind and a cost of ``cost_per_candidate`` per candidate a plan draws."""
+
+    def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema,
+                 click_model: ClickProbabilities, *, kind: str, cost_per_candidate: float, k: int = 10):
+        self.pages = HindsightPlanPages(plans, strategies, schema, k=k)
+        self.click_model = click_model
+        self.kind = kind
+        self.cost = float(cost_per_candidate) * self.pages.plans.sum(axis=1)
+
+    def value(self, pages: np.ndarray, relevant: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Expected reward and true nDCG of each plan's page."""
+        return value_pages(pages, relevant, self.click_model, kind=self.kind, cost=self.cost)

@@ -11,7 +11,7 @@ from ltrr.engine import Engine
 from ltrr.types import Candidates, QueryBatch
 from simulators.click_models import PositionBasedClickModel
 from simulators.environment import run_session
-from simulators.hindsight import HindsightPlanPages, expected_reward, value_pages
+from simulators.hindsight import HindsightPlanPages, HindsightPlanValuer, expected_reward, value_pages
 from simulators.movies import MovieQueryGenerator
 
 FIELDS = ["title", "directors", "cast", "genres", "year"]
@@ -109,3 +109,17 @@ def test_click_dcg_reward_weights_positions():
     assert value[0] > value[1]
     with pytest.raises(ValueError, match="unknown reward kind 'ctr'"):
         expected_reward(grades, pbm, "ctr", 0.0)
+
+
+def test_valuer_charges_each_plan_its_depth(trained_engine):
+    engine, held_out = trained_engine
+    menu = engine.policy.menu
+    pbm = PositionBasedClickModel(preset="navigational")
+    valuer = HindsightPlanValuer(menu.plans, menu.strategies, engine.features.schema, pbm,
+                                 kind="click_dcg", cost_per_candidate=0.001)
+    q = held_out[1]
+    pages = valuer.pages(engine.search(q.text, {}), engine.ranker)
+    value, ndcg = valuer.value(pages.pages, q.relevant)
+    free, _ = value_pages(pages.pages, q.relevant, pbm, kind="click_dcg", cost=0.0)
+    np.testing.assert_allclose(free - value, 0.001 * menu.plans.sum(axis=1))
+    assert np.all((ndcg >= 0) & (ndcg <= 1))
