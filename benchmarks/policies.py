@@ -54,6 +54,12 @@ sys.path.insert(0, str(ROOT))
 
 from ltrr import registry  # noqa: E402
 from policies.base import PlanMenu  # noqa: E402
+from simulators.hindsight import (  # noqa: E402
+    HindsightPlanValuer,
+    HindsightRecorder,
+    HindsightTable,
+    valued_plans,
+)
 
 N_FEATURES = 16
 MENUS = {
@@ -299,44 +305,6 @@ def shared_strategies(config, catalog, cache: Path) -> dict:
     return out
 
 
-class _Recorder:
-    """Wraps ``Engine.search`` on the full-information pass: every round, every plan's page as the
-    live ranker would have ordered it and its value (see :mod:`simulators.hindsight`), computed
-    before the round's feedback changes the memory or the ranker."""
-
-    def __init__(self, engine, stream, valuer):
-        self.engine, self.stream, self.valuer, self.i = engine, stream, valuer, 0
-        self.value: list[np.ndarray] = []
-        self.ndcg: list[np.ndarray] = []
-        self.n_candidates: list[np.ndarray] = []
-        self._search = engine.search
-
-    def __call__(self, query, context=None, **kw):
-        d = self._search(query, context, **kw)
-        q = self.stream[self.i]
-        self.i += 1
-        pages = self.valuer.pages(d, self.engine.ranker)
-        value, ndcg = self.valuer.value(pages.pages, q.relevant)
-        self.value.append(value)
-        self.ndcg.append(ndcg)
-        self.n_candidates.append(pages.n_candidates)
-        return d
-
-
-def _quarters(curve: np.ndarray) -> list[float]:
-    return [round(float(curve[int(curve.size * f) - 1]), 1) for f in (0.25, 0.5, 0.75, 1.0)]
-
-
-def _slopes(regret: np.ndarray) -> dict:
-    n = regret.size
-    half = n // 2
-    first = regret[half - 1] / half
-    second = (regret[-1] - regret[half - 1]) / (n - half)
-    return {"regret_slope_first_half": round(float(first), 5),
-            "regret_slope_second_half": round(float(second), 5),
-            "slope_ratio": round(float(second / first), 3) if first > 0 else None}
-
-
 def _windows(depths: np.ndarray, qtypes: np.ndarray, strategies, n_windows: int) -> dict:
     edges = np.linspace(0, depths.shape[0], n_windows + 1).astype(int)
     out = {}
@@ -376,14 +344,7 @@ def movies(args: argparse.Namespace) -> None:
     shared = shared_strategies(config, catalog, cache / "strategies")
     cost = config.reward.cost_per_candidate
     menu = Engine._build_policy(config).menu
-    # the plans valued with full information: the menu, plus "every strategy at maximum depth"
-    # when the budget leaves it out of the menu
-    # the plans valued with full information: the menu, plus the fixed baselines outside it
-    # ("every strategy at maximum depth" when the budget leaves it out, each strategy alone)
-    max_plan = np.array([max(o) for o in menu.options], dtype=np.int64)
-    extra = [max_plan] + [np.where(np.arange(len(max_plan)) == s, max_plan, 0) for s in range(len(max_plan))]
-    plans = np.vstack([menu.plans, *[p for p in extra if menu.action_of(p) < 0]])
-    plans = plans[np.sort(np.unique(plans, axis=0, return_index=True)[1])]
+    plans = valued_plans(menu)  # the menu's plans first, then the fixed baselines outside it
     plan_index = {tuple(p): a for a, p in enumerate(plans.tolist())}
     tag = f"r{rounds}_s{args.seed}"
     click_model = make_click_model("pbm", "navigational")
@@ -398,15 +359,13 @@ def movies(args: argparse.Namespace) -> None:
             return None
         engine = Engine.from_config(config.with_policy(type_, params), catalog=catalog, prebuilt=shared)
         rec = None
+        part = stream[: args.prefix] if args.prefix else stream
         if record:
-            from simulators.hindsight import HindsightPlanValuer
-
             valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, click_model,
                                          kind=config.reward.kind, cost_per_candidate=cost, k=config.page_size)
-            rec = _Recorder(engine, stream, valuer)
+            rec = HindsightRecorder(engine, [q.relevant for q in part], valuer)
             engine.search = rec
         t0 = time.perf_counter()
-        part = stream[: args.prefix] if args.prefix else stream
         res = run_session(engine, part, click_model, seed=args.seed,
                           policy_name=label, progress=args.progress)
         seconds = time.perf_counter() - t0
@@ -417,8 +376,7 @@ def movies(args: argparse.Namespace) -> None:
                "latency_ms": res.latency_ms, "seconds": np.array(seconds)}
         np.savez(path, **out)
         if rec is not None:
-            np.savez(ranker_table_path, plans=plans, value=np.vstack(rec.value), ndcg=np.vstack(rec.ndcg),
-                     n_candidates=np.vstack(rec.n_candidates))
+            rec.table().save(ranker_table_path)
         return out
 
     only = set(args.only.split(",")) if args.only else None
@@ -440,19 +398,15 @@ def movies(args: argparse.Namespace) -> None:
             if wanted(label):
                 run(label, type_, params)
         return
-    with np.load(ranker_table_path, allow_pickle=False) as z:
-        if not np.array_equal(z["plans"], plans):
-            raise SystemExit(f"{ranker_table_path} values other plans than this menu: delete it and rerun")
-        value, table_ndcg, table_cands = z["value"], z["ndcg"], z["n_candidates"]
+    table = HindsightTable.load(ranker_table_path)
+    if not np.array_equal(table.plans, plans):
+        raise SystemExit(f"{ranker_table_path} values other plans than this menu: delete it and rerun")
+    value, table_ndcg, table_cands = table.value, table.ndcg, table.n_candidates
     n_menu = menu.n_actions  # the menu's plans come first
-    best = int(np.argmax(value[:, :n_menu].mean(axis=0)))
+    best = table.best_fixed(n_menu)
     best_plan = dict(zip(menu.strategies, plans[best].tolist(), strict=True))
     best_nz = {s: d for s, d in best_plan.items() if d > 0}
-    types = sorted(set(qtypes.tolist()))
-    best_by_type = {t: int(np.argmax(value[qtypes == t, :n_menu].mean(axis=0))) for t in types}
-    # the contextual comparators: the best menu plan per query type in hindsight, and per round
-    per_type = value[np.arange(rounds), [best_by_type[t] for t in qtypes.tolist()]]
-    oracle = value[:, :n_menu].max(axis=1)
+    best_by_type = table.best_by_type(qtypes, n_menu)
 
     # 2. the real runs: baselines and learned policies
     specs.append(("best_fixed", "fixed", {"depths": best_nz}))
@@ -466,7 +420,7 @@ def movies(args: argparse.Namespace) -> None:
 
     max_total = int(plans.sum(axis=1).max())
     all_max_cands = float(results["all_max"]["n_candidates"].mean()) if "all_max" in results else float("nan")
-    a_max = plan_index[tuple(max_plan.tolist())]
+    a_max = plan_index[tuple(max(o) for o in menu.options)]
     check = {}
     if "all_max" in results:  # the table's all-at-max page is the page the recorded run showed
         run_ndcg = results["all_max"]["ndcg"]
@@ -493,12 +447,13 @@ def movies(args: argparse.Namespace) -> None:
         "best_fixed_table_candidates": round(float(table_cands[:, best].mean()), 1),
         "all_max_value_per_round": round(float(value[:, a_max].mean()), 4),
         "all_max_table_ndcg@10": round(float(np.nanmean(table_ndcg[:, a_max])), 4),
-        "best_plan_per_query_type_value_per_round": round(float(per_type.mean()), 4),
-        "per_round_oracle_value_per_round": round(float(oracle.mean()), 4),
+        "best_plan_per_query_type_value_per_round": round(float(
+            value[np.arange(rounds), [best_by_type[t] for t in qtypes.tolist()]].mean()), 4),
+        "per_round_best_plan_value_per_round": round(float(value[:, :n_menu].max(axis=1).mean()), 4),
         "best_plan_by_query_type": {t: dict(zip(menu.strategies, plans[a].tolist(), strict=True))
                                     for t, a in best_by_type.items()},
     }), flush=True)
-    table_value = {}
+    table_value, regrets = {}, {}
     for label, res in results.items():
         actions = np.array([plan_index.get(tuple(d), -1) for d in res["depths"].tolist()], dtype=np.int64)
         n_r = actions.size  # a baseline may have run on a prefix of the stream (--prefix)
@@ -514,20 +469,13 @@ def movies(args: argparse.Namespace) -> None:
             "seconds": round(float(res["seconds"]), 1),
         }
         if (actions >= 0).all() and label != "rrf_all_max":  # RRF orders by fusion, not the ranker
-            got = value[np.arange(n_r), actions]
-            table_value[label] = float(got.sum())
-            regret = np.cumsum(value[:n_r, best] - got)
-            line.update({
-                "table_value_per_round": round(float(got.mean()), 4),
-                "regret_vs_best_fixed": round(float(regret[-1]), 1),
-                "regret_vs_best_fixed_at_quarters": _quarters(regret),
-                **_slopes(regret),
-                "regret_vs_best_plan_per_query_type": round(float(np.sum(per_type[:n_r] - got)), 1),
-                "regret_vs_best_plan_per_query_type_at_quarters": _quarters(np.cumsum(per_type[:n_r] - got)),
-                **{f"per_type_{k}": v for k, v in _slopes(np.cumsum(per_type[:n_r] - got)).items()},
-                "regret_vs_per_round_oracle": round(float(np.sum(oracle[:n_r] - got)), 1),
-                **{f"oracle_{k}": v for k, v in _slopes(np.cumsum(oracle[:n_r] - got)).items()},
-            })
+            r = table.regret(res["depths"], qtypes, n_menu)
+            table_value[label] = r["value_per_round"]
+            line.update({"table_value_per_round": r["value_per_round"],
+                         "regret_vs_best_fixed": r["vs_best_fixed"],
+                         "regret_vs_best_plan_per_query_type": r["vs_best_plan_per_query_type"],
+                         "regret_vs_per_round_best_plan": r["vs_per_round_best_plan"]})
+            regrets[label] = r
         if line["learned"] or label == "all_max":
             line["strategy_share_by_query_type_windows"] = _windows(res["depths"], qtypes[:n_r], menu.strategies,
                                                                   MOVIE_WINDOWS)
@@ -542,12 +490,6 @@ def movies(args: argparse.Namespace) -> None:
 
         best_learned = max(learned, key=lambda n: m(n))
         am = m("all_max", "n_candidates")
-        slopes = {}
-        for n in learned:
-            actions = np.array([plan_index[tuple(d)] for d in results[n]["depths"].tolist()])
-            got = value[np.arange(actions.size), actions]
-            slopes[n] = {"vs_best_fixed": _slopes(np.cumsum(value[:actions.size, best] - got)),
-                         "vs_best_plan_per_query_type": _slopes(np.cumsum(per_type[:actions.size] - got))}
         print(json.dumps({
             "bench": "policy_movies_targets", "rounds_compared": n_c, "best_learned": best_learned,
             "best_learned_ndcg@10": round(m(best_learned), 4),
@@ -558,8 +500,8 @@ def movies(args: argparse.Namespace) -> None:
             "best_learned_candidates_vs_all_max": round(m(best_learned, "n_candidates") / am, 3),
             "meets_candidates_le_60pct": bool(m(best_learned, "n_candidates") <= 0.6 * am),
             "regret_slope_second_half_below_first_half": {
-                n: {k: bool(v["regret_slope_second_half"] < v["regret_slope_first_half"]) for k, v in s.items()}
-                for n, s in slopes.items()},
+                n: {k: regrets[n][k]["second_half_slope_below_first"]
+                    for k in ("vs_best_fixed", "vs_best_plan_per_query_type")} for n in learned if n in regrets},
             "linucb_over_vw_squarecb_table_value": (
                 round(table_value["linucb"] / table_value["vw_squarecb"], 3)
                 if {"linucb", "vw_squarecb"} <= set(table_value) else None),

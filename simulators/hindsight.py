@@ -174,3 +174,102 @@ class HindsightPlanValuer:
     def value(self, pages: np.ndarray, relevant: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
         """Expected reward and true nDCG of each plan's page."""
         return value_pages(pages, relevant, self.click_model, kind=self.kind, cost=self.cost)
+
+
+def valued_plans(menu: Any) -> np.ndarray:
+    """The plans worth valuing for a :class:`~policies.base.PlanMenu`: its own plans first (in
+    action order), then the fixed baselines it leaves out — every strategy at its maximum depth
+    (outside the menu when over the budget) and each strategy alone at its maximum depth."""
+    max_plan = np.array([max(o) for o in menu.options], dtype=np.int64)
+    alone = [np.where(np.arange(max_plan.size) == s, max_plan, 0) for s in range(max_plan.size)]
+    plans = np.vstack([menu.plans, *[p for p in [max_plan, *alone] if menu.action_of(p) < 0]])
+    return plans[np.sort(np.unique(plans, axis=0, return_index=True)[1])]
+
+
+class HindsightRecorder:
+    """Wraps ``engine.search`` for an online pass with every strategy at its maximum depth: on
+    every request it values every plan (see :class:`HindsightPlanValuer`) with the ranker that
+    answered it, before the request's feedback changes the memory or the ranker. ``relevance``
+    yields each request's ``{catalog row: grade}`` in stream order."""
+
+    def __init__(self, engine: Any, relevance: Sequence[Mapping[int, float]], valuer: HindsightPlanValuer):
+        self.engine, self.relevance, self.valuer = engine, relevance, valuer
+        self._search = engine.search
+        self._value: list[np.ndarray] = []
+        self._ndcg: list[np.ndarray] = []
+        self._cands: list[np.ndarray] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Decision:
+        d = self._search(*args, **kwargs)
+        pages = self.valuer.pages(d, self.engine.ranker)
+        value, ndcg = self.valuer.value(pages.pages, self.relevance[len(self._value)])
+        self._value.append(value)
+        self._ndcg.append(ndcg)
+        self._cands.append(pages.n_candidates)
+        return d
+
+    def table(self) -> HindsightTable:
+        return HindsightTable(self.valuer.pages.plans, np.vstack(self._value), np.vstack(self._ndcg),
+                              np.vstack(self._cands))
+
+
+def regret_curve_summary(regret: np.ndarray) -> dict[str, Any]:
+    """Total of a cumulative regret curve, its values at the quarters, and its mean slope over
+    the first and the second half (growth is sublinear when the second is below the first)."""
+    n = regret.size
+    half = n // 2
+    first = float(regret[half - 1] / half) if half else float("nan")
+    second = float((regret[-1] - regret[half - 1]) / (n - half)) if half else float("nan")
+    return {"total": round(float(regret[-1]), 2) if n else 0.0,
+            "at_quarters": [round(float(regret[max(int(n * f) - 1, 0)]), 2) for f in (0.25, 0.5, 0.75, 1.0)] if n else [],
+            "slope_first_half": round(first, 5), "slope_second_half": round(second, 5),
+            "slope_ratio": round(second / first, 3) if first > 0 else None,
+            "second_half_slope_below_first": bool(second < first)}
+
+
+@dataclass(frozen=True)
+class HindsightTable:
+    """Per-round value (``float[T, A]``), true nDCG@k and candidate count of every plan."""
+
+    plans: np.ndarray
+    value: np.ndarray
+    ndcg: np.ndarray
+    n_candidates: np.ndarray
+
+    def save(self, path: str | Any) -> None:
+        np.savez(path, plans=self.plans, value=self.value, ndcg=self.ndcg, n_candidates=self.n_candidates)
+
+    @classmethod
+    def load(cls, path: str | Any) -> HindsightTable:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["plans"], z["value"], z["ndcg"], z["n_candidates"])
+
+    def actions_of(self, depths: np.ndarray) -> np.ndarray:
+        """The table column of each round's plan (``int[T, S]`` depths); -1 when not valued."""
+        index = {tuple(p): a for a, p in enumerate(self.plans.tolist())}
+        return np.array([index.get(tuple(d), -1) for d in np.asarray(depths).tolist()], dtype=np.int64)
+
+    def best_fixed(self, n_menu: int | None = None) -> int:
+        """The plan (among the first ``n_menu``: the menu's) with the highest mean value."""
+        return int(np.argmax(self.value[:, :n_menu].mean(axis=0)))
+
+    def best_by_type(self, qtypes: Sequence[str], n_menu: int | None = None) -> dict[str, int]:
+        qt = np.asarray(qtypes)
+        return {t: int(np.argmax(self.value[qt == t, :n_menu].mean(axis=0))) for t in sorted(set(qt.tolist()))}
+
+    def regret(self, depths: np.ndarray, qtypes: Sequence[str], n_menu: int | None = None) -> dict[str, Any]:
+        """Pseudo-regret of the plans a run chose (``int[T', S]``, a prefix of the table's rounds)
+        against the best fixed plan in hindsight, the best plan per query type and the per-round
+        best plan, all on this table."""
+        actions = self.actions_of(depths)
+        if (actions < 0).any():
+            raise ValueError(f"{int((actions < 0).sum())} rounds chose plans this table does not value")
+        t = np.arange(actions.size)
+        got = self.value[t, actions]
+        by_type = self.best_by_type(qtypes, n_menu)
+        per_type = self.value[t, [by_type[q] for q in np.asarray(qtypes)[: actions.size].tolist()]]
+        oracle = self.value[: actions.size, :n_menu].max(axis=1)
+        return {"value_per_round": round(float(got.mean()), 5),
+                "vs_best_fixed": regret_curve_summary(np.cumsum(self.value[t, self.best_fixed(n_menu)] - got)),
+                "vs_best_plan_per_query_type": regret_curve_summary(np.cumsum(per_type - got)),
+                "vs_per_round_best_plan": regret_curve_summary(np.cumsum(oracle - got))}

@@ -11,7 +11,15 @@ from ltrr.engine import Engine
 from ltrr.types import Candidates, QueryBatch
 from simulators.click_models import PositionBasedClickModel
 from simulators.environment import run_session
-from simulators.hindsight import HindsightPlanPages, HindsightPlanValuer, expected_reward, value_pages
+from simulators.hindsight import (
+    HindsightPlanPages,
+    HindsightPlanValuer,
+    HindsightRecorder,
+    expected_reward,
+    regret_curve_summary,
+    value_pages,
+    valued_plans,
+)
 from simulators.movies import MovieQueryGenerator
 
 FIELDS = ["title", "directors", "cast", "genres", "year"]
@@ -123,3 +131,53 @@ def test_valuer_charges_each_plan_its_depth(trained_engine):
     free, _ = value_pages(pages.pages, q.relevant, pbm, kind="click_dcg", cost=0.0)
     np.testing.assert_allclose(free - value, 0.001 * menu.plans.sum(axis=1))
     assert np.all((ndcg >= 0) & (ndcg <= 1))
+
+
+def test_recorded_table_matches_the_recorded_run(movie_catalog_path, small_movies):
+    """On a recorded max-depth pass, the table's column for the all-max plan is the run itself
+    (same pages, so the same true nDCG and candidate counts), and regrets are computed on it."""
+    cfg = parse_config({
+        "seed": 1,
+        "catalog": {"path": str(movie_catalog_path), "text_fields": FIELDS, "limit": 800},
+        "strategies": [{"name": "bm25", "depths": [5, 30]}, {"name": "memory", "depths": [0, 10]}],
+        "policy": {"type": "fixed", "budget": 35},
+        "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+    }, "test")
+    engine = Engine.from_config(cfg, catalog=small_movies)
+    menu = engine.policy.menu
+    plans = valued_plans(menu)
+    # the menu (3 plans within budget 35) first, then all-max (30, 10) and memory alone (0, 10)
+    assert plans[: menu.n_actions].tolist() == menu.plans.tolist()
+    assert plans[menu.n_actions:].tolist() == [[30, 10], [0, 10]]
+    stream = MovieQueryGenerator(small_movies, seed=4).stream(160, 40, seed=4)
+    pbm = PositionBasedClickModel(preset="navigational")
+    valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, pbm,
+                                 kind="any_click", cost_per_candidate=0.0)
+    recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
+    engine.search = recorder
+    run = run_session(engine, stream, pbm, seed=4)
+    engine.close()
+    table = recorder.table()
+    assert table.value.shape == (160, plans.shape[0])
+    a_max = table.actions_of(np.array([[30, 10]]))[0]
+    np.testing.assert_allclose(table.ndcg[:, a_max], run.ndcg, equal_nan=True)
+    np.testing.assert_array_equal(table.n_candidates[:, a_max], run.n_candidates)
+    qtypes = [q.qtype for q in stream]
+    own = table.regret(run.depths, qtypes, menu.n_actions)
+    best = table.best_fixed(menu.n_actions)
+    want = float(np.sum(table.value[:, best] - table.value[:, a_max]))
+    assert own["vs_best_fixed"]["total"] == pytest.approx(want, abs=0.01)
+    assert own["vs_per_round_best_plan"]["total"] >= own["vs_best_plan_per_query_type"]["total"] - 1e-9
+    with pytest.raises(ValueError, match="160 rounds chose plans this table does not value"):
+        table.regret(np.tile([[7, 7]], (160, 1)), qtypes)
+
+
+def test_regret_curve_summary_tells_sublinear_from_linear():
+    t = np.arange(1, 10001, dtype=np.float64)
+    sub = regret_curve_summary(np.sqrt(t))
+    lin = regret_curve_summary(0.5 * t)
+    assert sub["second_half_slope_below_first"] and sub["slope_ratio"] == pytest.approx(0.414, abs=0.01)
+    assert not lin["second_half_slope_below_first"] and lin["slope_ratio"] == pytest.approx(1.0)
+    assert lin["at_quarters"] == [1250.0, 2500.0, 3750.0, 5000.0]
+    negative = regret_curve_summary(-t)
+    assert negative["slope_ratio"] is None and not negative["second_half_slope_below_first"]
