@@ -14,6 +14,12 @@ from ltrr.catalog import Catalog
 from ltrr.config import EngineConfig
 from ltrr.engine import Engine
 from simulators.environment import SessionResult, run_session
+from simulators.hindsight import (
+    HindsightPlanValuer,
+    HindsightRecorder,
+    HindsightTable,
+    valued_plans,
+)
 from simulators.movies import SimQuery
 
 
@@ -51,6 +57,8 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
     specs = list(specs or baseline_specs(config))
     shared: dict[str, Any] = {}
     results: list[SessionResult] = []
+    table: HindsightTable | None = None
+    recorder: HindsightRecorder | None = None
     with tempfile.TemporaryDirectory(prefix="ltrr-templates-") as tmp:
         templates: dict[str, tuple[type, Path]] = {}
         for spec in specs:
@@ -66,8 +74,19 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
                     strat.save(Path(tmp) / name)
                     templates[name] = (type(strat), Path(tmp) / name)
             click_model = make_click_model(click_model_name, preset)
+            if spec.type == "fixed" and not spec.params.get("depths") and table is None:
+                # every strategy at its maximum depth: value every plan on this pass (hindsight)
+                menu = engine.policy.menu
+                valuer = HindsightPlanValuer(valued_plans(menu), menu.strategies, engine.features.schema,
+                                             click_model, kind=config.reward.kind,
+                                             cost_per_candidate=config.reward.cost_per_candidate,
+                                             k=config.page_size)
+                recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
+                engine.search = recorder
             res = run_session(engine, stream, click_model, seed=seed, policy_name=spec.label,
                               progress=progress)
+            if recorder is not None and table is None:
+                table = recorder.table()
             results.append(res)
             engine.close()
     report = {
@@ -80,7 +99,35 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
         "notes": ("Relevance is derived from catalog fields by the query generator, not human "
                   "judgments; all numbers are bandit feedback measured online against that truth."),
     }
+    if table is not None:
+        report["hindsight"] = hindsight_report(table, config, results, specs, [q.qtype for q in stream])
     return results, report
+
+
+def hindsight_report(table: HindsightTable, config: EngineConfig, results: Sequence[SessionResult],
+                     specs: Sequence[PolicySpec], qtypes: Sequence[str]) -> dict[str, Any]:
+    """The best fixed plan in hindsight and every ranker-ordered run's pseudo-regret against it
+    (and against the best plan per query type) on the table recorded on the all-max pass."""
+    menu = Engine._build_policy(config).menu
+    strategies = [s.name for s in config.strategies]
+    fusion = {s.label for s in specs if s.type in ("rrf", "weighted_fusion")}
+    best = table.best_fixed(menu.n_actions)
+    out: dict[str, Any] = {
+        "method": ("on the all-max pass every menu plan's page is recomputed each round with the ranker "
+                   "live then (simulators.hindsight) and valued as the engine's reward in expectation "
+                   "under the click model; regret = sum over rounds of the best fixed plan's value minus "
+                   "the chosen plan's value on that table"),
+        "best_fixed_plan": dict(zip(strategies, table.plans[best].tolist(), strict=True)),
+        "best_fixed_value_per_round": round(float(table.value[:, best].mean()), 5),
+        "best_plan_by_query_type": {t: dict(zip(strategies, table.plans[a].tolist(), strict=True))
+                                    for t, a in table.best_by_type(qtypes, menu.n_actions).items()},
+        "regret": {},
+    }
+    for res in results:
+        if res.policy in fusion or (table.actions_of(res.depths) < 0).any():
+            continue
+        out["regret"][res.policy] = table.regret(res.depths, qtypes, menu.n_actions)
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -92,4 +139,11 @@ def format_table(report: dict[str, Any]) -> str:
             f"{name:<16} {s['ndcg@10']:>8.3f} {s['candidate_recall']:>11.3f} {s['mean_candidates']:>7.1f} "
             f"{s['clicks_per_query']:>9.3f} {s['latency_p50_ms']:>7.2f} {s['latency_p99_ms']:>7.2f}"
         )
+    hind = report.get("hindsight")
+    if hind:
+        plan = " ".join(f"{k}={v}" for k, v in hind["best_fixed_plan"].items() if v)
+        lines.append(f"regret vs the best fixed plan in hindsight ({plan}), first/second-half slope:")
+        for name, r in hind["regret"].items():
+            g = r["vs_best_fixed"]
+            lines.append(f"  {name:<16} {g['total']:>8.1f}   {g['slope_first_half']:+.4f} / {g['slope_second_half']:+.4f}")
     return "\n".join(lines)

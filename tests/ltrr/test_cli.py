@@ -33,6 +33,15 @@ def test_demo_end_to_end_on_a_tiny_slice(runner, tmp_path, repo_root):
     assert pols["memory_only"]["ndcg@10"] == 0.0
     assert pols["bm25_only"]["ndcg@10"] > 0.3
     assert pols["all_max"]["candidate_recall"] >= pols["bm25_only"]["candidate_recall"]
+    # regret against the best fixed plan in hindsight, valued with the ranker on the all-max pass
+    hind = report["hindsight"]
+    assert set(hind["best_fixed_plan"]) == {"bm25", "memory", "dense", "xmr"}
+    # every ranker-ordered run; RRF orders by fusion, so the table does not value its pages
+    assert set(hind["regret"]) == {"linucb", "bm25_only", "memory_only", "dense_only", "xmr_only", "all_max"}
+    for r in hind["regret"].values():
+        assert r["vs_per_round_best_plan"]["total"] >= r["vs_best_plan_per_query_type"]["total"] - 1e-6
+        assert len(r["vs_best_fixed"]["at_quarters"]) == 4
+    assert "regret vs the best fixed plan in hindsight" in res.output
 
 
 def test_demo_is_deterministic(runner, tmp_path, repo_root):
@@ -48,6 +57,7 @@ def test_demo_is_deterministic(runner, tmp_path, repo_root):
         rep = json.loads((tmp_path / f"o{i}" / "report.json").read_text())
         outs.append({k: {m: v for m, v in s.items() if "latency" not in m and "stage_ms" not in m}
                      for k, s in rep["policies"].items()})
+        outs[-1]["hindsight"] = rep["hindsight"]
     assert outs[0] == outs[1]
 
 
