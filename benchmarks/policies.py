@@ -251,6 +251,7 @@ def synthetic(args: argparse.Namespace) -> None:
 #: (label, registry type, params); scales suit the demo's click_dcg reward (a click at rank 1 ~ 0.22)
 MOVIE_POLICIES: list[tuple[str, str, dict]] = [
     ("epsilon_greedy", "epsilon_greedy", {"epsilon": 0.05}),
+    ("epsilon_greedy_decaying", "epsilon_greedy", {"epsilon": 0.1, "decay_after": 1000}),
     ("linucb", "linucb", {"alpha": 0.1}),
     ("thompson", "thompson", {"scale": 0.1}),
     ("softmax", "softmax", {"temperature": 0.02}),

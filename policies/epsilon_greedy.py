@@ -10,6 +10,10 @@ from policies.linear import LinearParams, RidgePlanPolicy
 
 class EpsilonGreedyParams(LinearParams):
     epsilon: float = Field(0.1, ge=0.0, le=1.0)
+    #: 0: explore with ``epsilon`` forever (regret grows linearly). ``n > 0``: after ``n`` updates
+    #: explore with ``epsilon * (n / t) ** (1/3)`` at update count ``t`` — the cube-root schedule
+    #: under which epsilon-greedy's regret grows as ``T ** (2/3)``, i.e. sublinearly
+    decay_after: int = Field(0, ge=0)
 
 
 class EpsilonGreedy(RidgePlanPolicy):
@@ -17,14 +21,25 @@ class EpsilonGreedy(RidgePlanPolicy):
     predicts the highest reward (ties -> lowest index).
 
     Propensities are exact: the greedy plan has ``1 - epsilon + epsilon / K``, every other plan
-    ``epsilon / K``, where ``K`` is the menu size.
+    ``epsilon / K``, where ``K`` is the menu size and ``epsilon`` the current exploration rate
+    (see ``decay_after``; it depends only on the number of updates so far, so it is known exactly
+    at selection time).
     """
 
     type_name = "epsilon_greedy"
     Params = EpsilonGreedyParams
 
+    @property
+    def current_epsilon(self) -> float:
+        """The exploration rate of the next decision."""
+        start, t = self.params.decay_after, self.n_updates_
+        if start == 0 or t <= start:
+            return self.params.epsilon
+        return self.params.epsilon * (start / t) ** (1.0 / 3.0)
+
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         k = self.menu.n_actions
-        p = np.full(k, self.params.epsilon / k)
-        p[int(np.argmax(self.arms.predict(x)))] += 1.0 - self.params.epsilon
+        eps = self.current_epsilon
+        p = np.full(k, eps / k)
+        p[int(np.argmax(self.arms.predict(x)))] += 1.0 - eps
         return p

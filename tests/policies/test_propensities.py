@@ -90,3 +90,21 @@ def test_thompson_decisions_do_not_depend_on_the_propensity_draws(menu):
     xs = np.random.default_rng(3).normal(size=(30, 3))
     r1, r2 = np.random.default_rng(0), np.random.default_rng(0)
     assert [a.select(x, r1).action for x in xs] == [b.select(x, r2).action for x in xs]
+
+
+def test_epsilon_decays_by_the_cube_root_schedule_and_propensities_follow(menu):
+    pol = _trained(EpsilonGreedy, menu, {"epsilon": 0.3, "decay_after": 10}, n=80)
+    assert pol.n_updates_ == 80
+    eps = 0.3 * (10 / 80) ** (1 / 3)
+    assert pol.current_epsilon == pytest.approx(eps)
+    x = np.array([0.8, -0.4, 0.1])
+    p = pol.probabilities(x)
+    k = menu.n_actions
+    assert sorted(np.round(p, 12))[:k - 1] == [round(eps / k, 12)] * (k - 1)
+    assert p.max() == pytest.approx(1 - eps + eps / k)
+    plan = pol.select(x, np.random.default_rng(0))
+    assert plan.propensity == pytest.approx(p[plan.action])
+    constant = _trained(EpsilonGreedy, menu, {"epsilon": 0.3}, n=80)
+    assert constant.current_epsilon == 0.3
+    early = _trained(EpsilonGreedy, menu, {"epsilon": 0.3, "decay_after": 500}, n=80)
+    assert early.current_epsilon == 0.3
