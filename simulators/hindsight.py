@@ -19,14 +19,14 @@ include it, so each round scores at most one row per (candidate, inclusion patte
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from ltrr.features import FeatureSchema
 from ltrr.offline.metrics import ndcg_from_grades
-from ltrr.types import Decision
+from ltrr.types import Candidates, Decision, Plan, QueryBatch
 
 
 class Scorer(Protocol):
@@ -187,10 +187,17 @@ def valued_plans(menu: Any) -> np.ndarray:
 
 
 class HindsightRecorder:
-    """Wraps ``engine.search`` for an online pass with every strategy at its maximum depth: on
-    every request it values every plan (see :class:`HindsightPlanValuer`) with the ranker that
-    answered it, before the request's feedback changes the memory or the ranker. ``relevance``
-    yields each request's ``{catalog row: grade}`` in stream order."""
+    """Wraps ``engine.search`` to value every plan on every request of an online run (see
+    :class:`HindsightPlanValuer`) with the ranker and click memory of that moment, before the
+    request's feedback changes them. ``relevance`` yields each request's ``{catalog row: grade}``
+    in stream order.
+
+    When the engine's plan drew less than the valued plans need, a *shadow* retrieval with every
+    strategy at its largest valued depth is made for the table only: strategies, features and
+    the ranker are read, never written, so the run itself (pages, clicks, learning) is exactly
+    the run without the recorder — the table is the full-information view of the run's own
+    world, which is what regret against the best fixed plan in hindsight is defined on.
+    """
 
     def __init__(self, engine: Any, relevance: Sequence[Mapping[int, float]], valuer: HindsightPlanValuer):
         self.engine, self.relevance, self.valuer = engine, relevance, valuer
@@ -198,10 +205,31 @@ class HindsightRecorder:
         self._value: list[np.ndarray] = []
         self._ndcg: list[np.ndarray] = []
         self._cands: list[np.ndarray] = []
+        self.n_shadow = 0
+        strategies = valuer.pages.strategies
+        self._max = dict(zip(strategies, valuer.pages.plans.max(axis=0).tolist(), strict=True))
+
+    def _max_depth_view(self, d: Decision) -> Decision:
+        drawn = dict(zip(d.plan.strategies, d.plan.depths, strict=True))
+        if all(drawn[s] >= depth for s, depth in self._max.items()):
+            return d
+        self.n_shadow += 1
+        batch = QueryBatch((d.query,))
+        names = tuple(d.plan.strategies)
+        rows = []
+        for name in names:
+            depth = self._max.get(name, drawn[name])
+            if depth > 0 and d.query.strip():
+                rows.append(self.engine.strategies[name].retrieve(batch, depth).row(0))
+            else:
+                rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+        cands = Candidates.union(names, rows)
+        plan = Plan(names, tuple(int(self._max.get(n, drawn[n])) for n in names))
+        return replace(d, plan=plan, candidates=cands, features=self.engine.features.build(batch, cands))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Decision:
         d = self._search(*args, **kwargs)
-        pages = self.valuer.pages(d, self.engine.ranker)
+        pages = self.valuer.pages(self._max_depth_view(d), self.engine.ranker)
         value, ndcg = self.valuer.value(pages.pages, self.relevance[len(self._value)])
         self._value.append(value)
         self._ndcg.append(ndcg)

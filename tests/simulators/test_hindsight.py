@@ -181,3 +181,45 @@ def test_regret_curve_summary_tells_sublinear_from_linear():
     assert lin["at_quarters"] == [1250.0, 2500.0, 3750.0, 5000.0]
     negative = regret_curve_summary(-t)
     assert negative["slope_ratio"] is None and not negative["second_half_slope_below_first"]
+
+
+def test_recording_a_learning_run_does_not_change_it_and_values_its_own_choices(movie_catalog_path, small_movies):
+    """A learned policy draws less than the valued plans need, so the recorder makes a shadow
+    max-depth retrieval per request; the run is bit-identical to an unrecorded one, and the
+    table's entry for the plan actually chosen is the page actually shown, on every round."""
+    cfg = parse_config({
+        "seed": 2,
+        "catalog": {"path": str(movie_catalog_path), "text_fields": FIELDS, "limit": 800},
+        "strategies": [{"name": "bm25", "depths": [5, 30]},
+                       {"name": "titles", "type": "bm25", "depths": [0, 10], "params": {"text_fields": ["title"]}},
+                       {"name": "memory", "depths": [0, 10]}],
+        "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.3}, "budget": 50},
+        "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+    }, "test")
+    stream = MovieQueryGenerator(small_movies, seed=6).stream(200, 50, seed=6)
+    pbm = PositionBasedClickModel(preset="navigational")
+    runs, tables = [], []
+    for record in (False, True):
+        engine = Engine.from_config(cfg, catalog=small_movies)
+        recorder = None
+        if record:
+            menu = engine.policy.menu
+            valuer = HindsightPlanValuer(valued_plans(menu), menu.strategies, engine.features.schema, pbm,
+                                         kind="any_click", cost_per_candidate=0.0)
+            recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
+            engine.search = recorder
+        runs.append(run_session(engine, stream, pbm, seed=6))
+        if recorder is not None:
+            tables.append(recorder.table())
+            assert 0 < recorder.n_shadow < 200  # some rounds drew every strategy at its maximum
+        engine.close()
+    plain, recorded = runs
+    np.testing.assert_array_equal(recorded.depths, plain.depths)
+    np.testing.assert_array_equal(recorded.clicks, plain.clicks)
+    np.testing.assert_array_equal(recorded.ndcg, plain.ndcg)
+    table = tables[0]
+    chosen = table.actions_of(recorded.depths)
+    assert (chosen >= 0).all()
+    t = np.arange(200)
+    np.testing.assert_allclose(table.ndcg[t, chosen], recorded.ndcg, equal_nan=True)
+    np.testing.assert_array_equal(table.n_candidates[t, chosen], recorded.n_candidates)
