@@ -57,6 +57,8 @@ class PolicyConfig(Params):
     budget: int = Field(300, gt=0)
     #: explicit joint plans (strategy name -> depth); default: every combination within budget
     plans: list[dict[str, int]] | None = None
+    #: half-life, in events a strategy ran on, of the ``success_<strategy>`` context features
+    success_half_life: float = Field(500.0, gt=0.0)
 
 
 class RankerConfig(Params):

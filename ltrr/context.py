@@ -43,6 +43,9 @@ CONTEXT_FEATURES: dict[str, str] = {
     "weekend": "1 on Saturday and Sunday (UTC)",
 }
 
+#: ``success_<strategy>``: the strategy's recent success rate (see :mod:`ltrr.success`)
+SUCCESS_PREFIX = "success_"
+
 DEFAULT_CONTEXT_FEATURES = (
     "bias", "n_tokens", "n_chars", "mean_token_len", "digit_frac", "has_year", "non_ascii_frac",
     "single_token", "memory_hits", "memory_ctr", "memory_seen",
@@ -54,13 +57,19 @@ class ContextFeaturizer:
 
     version = 1
 
-    def __init__(self, names: Sequence[str] | None = None):
+    def __init__(self, names: Sequence[str] | None = None, strategies: Sequence[str] | None = None):
         names = tuple(names) if names is not None else DEFAULT_CONTEXT_FEATURES
-        unknown = [n for n in names if n not in CONTEXT_FEATURES]
+        unknown = [n for n in names if n not in CONTEXT_FEATURES and not n.startswith(SUCCESS_PREFIX)]
         if unknown:
             raise ConfigError(
-                f"Unknown context feature {unknown[0]!r}; known: {', '.join(CONTEXT_FEATURES)}"
+                f"Unknown context feature {unknown[0]!r}; known: {', '.join(CONTEXT_FEATURES)}, "
+                f"and {SUCCESS_PREFIX}<strategy> for each strategy of the engine"
             )
+        if strategies is not None:
+            for n in names:
+                if n.startswith(SUCCESS_PREFIX) and n[len(SUCCESS_PREFIX):] not in strategies:
+                    raise ConfigError(f"Context feature {n!r} names no strategy of this engine; "
+                                      f"strategies: {', '.join(strategies)}")
         self.names = names
 
     def transform(self, texts: Sequence[str], ts: Sequence[float],
@@ -99,4 +108,7 @@ class ContextFeaturizer:
             cols["hour_sin"] = np.sin(2 * math.pi * hours / 24.0)
             cols["hour_cos"] = np.cos(2 * math.pi * hours / 24.0)
             cols["weekend"] = np.array([1.0 if w.weekday() >= 5 else 0.0 for w in when])
+        for name in self.names:
+            if name.startswith(SUCCESS_PREFIX):
+                cols[name] = np.asarray(signals.get(name, np.zeros(n)), dtype=np.float64)
         return np.stack([cols[name] for name in self.names], axis=1)

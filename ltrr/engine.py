@@ -34,6 +34,7 @@ from ltrr.ranking.fusion import FusionSpec, fuse
 from ltrr.ranking.lambdamart import LambdaMARTRanker
 from ltrr.store.events import EventLog, JournalEntry, LoggedEvent
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
+from ltrr.success import StrategySuccess
 from ltrr.types import Candidates, Decision, Feedback, QueryBatch
 from policies.base import PlanMenu, Policy
 from strategies.base import CandidateGenerator
@@ -115,6 +116,7 @@ class Engine:
         self._lock = threading.RLock()
         self._feedback_since_train = 0
         self._retraining: set[str] = set()   # strategies whose new model is being built
+        self.success = StrategySuccess([s.name for s in config.strategies], config.policy.success_half_life)
         self.n_searches = 0
         # the log carries the names of the features it stores (read by `ltrr train-ranker --log`)
         events.put_meta(f"feature_schema:{features.schema.fingerprint}", json.dumps(features.schema.to_dict()))
@@ -148,13 +150,13 @@ class Engine:
         ranker = registry.get("ranker", config.ranker.type)(features.schema, dict(config.ranker.params))
         events = EventLog(config.store.events_path, config.store.synchronous)
         return cls(config, catalog, strategies, policy, ranker, features,
-                   ContextFeaturizer(config.context_features), events)
+                   ContextFeaturizer(config.context_features, [s.name for s in config.strategies]), events)
 
     @staticmethod
     def _build_policy(config: EngineConfig) -> Policy:
         menu = PlanMenu.build({s.name: s.depths for s in config.strategies}, config.policy.budget,
                               config.policy.plans)
-        ctx = ContextFeaturizer(config.context_features)
+        ctx = ContextFeaturizer(config.context_features, [s.name for s in config.strategies])
         klass = registry.get("policy", config.policy.type)
         from ltrr.params import validate_params
 
@@ -170,6 +172,7 @@ class Engine:
             stats = getattr(strat, "query_stats", None)
             if stats is not None:
                 signals.update(stats(batch.texts))
+        signals.update(self.success.signals(len(batch.texts)))
         return batch, self.context.transform(batch.texts, [ts], signals)[0]
 
     # ------------------------------------------------------------------ the loop
@@ -257,6 +260,7 @@ class Engine:
                 reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, all_clicked,
                                                      logged.page_rows)
                 self.policy.update(logged.x, logged.plan, reward, per_strategy)
+                self._observe_success(logged.candidates, logged.plan.depths, all_clicked)
             shown_rows = logged.page_rows if first else np.empty(0, dtype=np.int64)
             for strat in self.strategies.values():
                 strat.observe(logged.query, shown_rows, clicked_rows, ts)
@@ -292,6 +296,13 @@ class Engine:
         per_strategy = hit.astype(np.float64) - cost * d
         reward = float(in_union.any()) - cost * float(d.sum())
         return float(np.clip(reward, -1.0, 1.0)), np.clip(per_strategy, -1.0, 1.0)
+
+    def _observe_success(self, cands: Candidates, depths: tuple[int, ...], clicked_rows: np.ndarray) -> None:
+        """Credit each strategy that ran with whether it drew a clicked item (``success_*``);
+        plans and candidates list the strategies in config order, as the tracker does."""
+        in_union = np.isin(cands.items, clicked_rows)
+        hit = cands.found[in_union].any(axis=0) if in_union.any() else np.zeros(len(depths), bool)
+        self.success.observe(depths, hit)
 
     def retrain_ranker(self) -> bool:
         """Retrain the ranker from logged features of recent events with clicks."""
@@ -384,8 +395,10 @@ class Engine:
                 p_now = self.policy.probabilities(x)
                 weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
                 self.policy.update(x, plan, logged_reward, per_strategy)
+                self.success.observe(depths, drew.any(axis=0))
             else:
                 warm_start(self.policy, x[None, :], plan_rewards[None, :])
+                self.success.observe(max_depth, (ranks <= max_depth[None, :]).any(axis=0))
             if train_ranker and clicked_rows.size and shown_rows.size:
                 self._log_training_event(record, batch, x, plan if bandit else chosen, results, shown_rows,
                                          np.asarray(plan.depths) if bandit else max_depth)
@@ -510,6 +523,7 @@ class Engine:
             write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
                            feature_schema=self.features.schema.to_dict(),
                            context_features=list(self.context.names),
+                           strategy_success=self.success.to_dict(),
                            checksums=_checksums(tmp))
 
     @classmethod
@@ -533,8 +547,11 @@ class Engine:
         features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
         ranker = LambdaMARTRanker.load(directory / "ranker", expected_schema=features.schema)
         events = EventLog(config.store.events_path, config.store.synchronous)
-        return cls(config, catalog, strategies, policy, ranker, features,
-                   ContextFeaturizer(manifest.get("context_features")), events)
+        engine = cls(config, catalog, strategies, policy, ranker, features,
+                     ContextFeaturizer(manifest.get("context_features")), events)
+        if "strategy_success" in manifest:
+            engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
+        return engine
 
     # ------------------------------------------------------------------ serving
     def reseed(self, *keys: int) -> None:
@@ -581,6 +598,7 @@ class Engine:
                 reward, per_strategy = self._rewards(logged.candidates, logged.plan.depths, clicked_rows,
                                                      logged.page_rows)
                 self.policy.update(logged.x, logged.plan, reward, per_strategy)
+                self._observe_success(logged.candidates, logged.plan.depths, clicked_rows)
             shown_rows = logged.page_rows if entry.first else np.empty(0, dtype=np.int64)
             for strat in self.strategies.values():
                 strat.observe(logged.query, shown_rows, clicked_rows, entry.ts)
@@ -607,13 +625,15 @@ class Engine:
                     self.policy.save(tmp / "policy")
                 stateful = [n for n, s in self.strategies.items() if getattr(s, "stateful", False)]
                 since_train = self._feedback_since_train
+                success = self.success.to_dict()
             if policy is not None:
                 policy.save(tmp / "policy")
             for name in stateful:  # stateful strategies lock themselves while they copy out
                 self.strategies[name].save(tmp / "strategies" / name)
             self.ranker.save(tmp / "ranker")
             write_manifest(tmp, "engine-state", 1, {}, meta=dict(meta), stateful_strategies=stateful,
-                           feedback_since_train=since_train, feature_schema=self.features.schema.to_dict())
+                           feedback_since_train=since_train, feature_schema=self.features.schema.to_dict(),
+                           strategy_success=success)
 
     def load_state(self, directory: str | os.PathLike) -> dict[str, Any]:
         """Restore a :meth:`save_state` snapshot into this engine; returns its ``meta``."""
@@ -632,6 +652,8 @@ class Engine:
             self.policy = policy
             self.ranker = ranker
             self._feedback_since_train = int(manifest.get("feedback_since_train", 0))
+            if "strategy_success" in manifest:
+                self.success = StrategySuccess.from_dict(manifest["strategy_success"])
         return dict(manifest.get("meta", {}))
 
     def close(self) -> None:
