@@ -372,10 +372,9 @@ def movies(args: argparse.Namespace) -> None:
             valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, click_model,
                                          kind=config.reward.kind, cost_per_candidate=cost, k=config.page_size)
             rec = HindsightRecorder(engine, [q.relevant for q in part], valuer)
-            engine.search = rec
         t0 = time.perf_counter()
         res = run_session(engine, part, click_model, seed=args.seed,
-                          policy_name=label, progress=args.progress)
+                          policy_name=label, progress=args.progress, observer=rec)
         seconds = time.perf_counter() - t0
         engine.close()
         actions = np.array([plan_index.get(tuple(d), -1) for d in res.depths.tolist()], dtype=np.int64)

@@ -8,7 +8,7 @@ nDCG@10 of the page, recall of the candidate set, candidates drawn, clicks, late
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ltrr.engine import Engine
 from ltrr.offline.metrics import ndcg_from_grades
-from ltrr.types import Feedback
+from ltrr.types import Decision, Feedback
 from simulators.movies import SimQuery
 
 START_TS = 1_735_689_600.0  # 2025-01-01T00:00:00Z: simulated clocks start here
@@ -74,8 +74,12 @@ class SessionResult:
 
 def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickModel, *,
                 seed: int = 0, policy_name: str = "", progress: bool = False,
-                k: int = 10) -> SessionResult:
-    """Send ``stream`` through ``engine`` online: search, simulate clicks, feed them back."""
+                k: int = 10, observer: Callable[[Decision], Any] | None = None) -> SessionResult:
+    """Send ``stream`` through ``engine`` online: search, simulate clicks, feed them back.
+
+    ``observer`` (e.g. :class:`simulators.hindsight.HindsightRecorder`) sees every decision
+    after its latency was measured and before its feedback is applied.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     n = len(stream)
     S = len(engine.policy.menu.strategies)
@@ -97,6 +101,8 @@ def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickMo
         t0 = time.perf_counter()
         d = engine.search(q.text, {}, k=k, ts=ts)
         latency[i] = (time.perf_counter() - t0) * 1e3
+        if observer is not None:
+            observer(d)
         for name, ms in d.timings_ms.items():
             stage.setdefault(name, []).append(ms)
         grades = np.array([q.relevant.get(int(r), 0) for r in d.page], dtype=np.float64)

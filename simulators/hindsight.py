@@ -187,10 +187,11 @@ def valued_plans(menu: Any) -> np.ndarray:
 
 
 class HindsightRecorder:
-    """Wraps ``engine.search`` to value every plan on every request of an online run (see
-    :class:`HindsightPlanValuer`) with the ranker and click memory of that moment, before the
-    request's feedback changes them. ``relevance`` yields each request's ``{catalog row: grade}``
-    in stream order.
+    """Values every plan on every request of an online run (see :class:`HindsightPlanValuer`)
+    with the ranker and click memory of that moment: pass it as ``run_session(observer=...)``,
+    which calls it with each decision before the decision's feedback changes them (and after
+    the request's latency was measured). ``relevance`` yields each request's
+    ``{catalog row: grade}`` in stream order.
 
     When the engine's plan drew less than the valued plans need, a *shadow* retrieval with every
     strategy at its largest valued depth is made for the table only: strategies, features and
@@ -201,7 +202,6 @@ class HindsightRecorder:
 
     def __init__(self, engine: Any, relevance: Sequence[Mapping[int, float]], valuer: HindsightPlanValuer):
         self.engine, self.relevance, self.valuer = engine, relevance, valuer
-        self._search = engine.search
         self._value: list[np.ndarray] = []
         self._ndcg: list[np.ndarray] = []
         self._cands: list[np.ndarray] = []
@@ -227,14 +227,12 @@ class HindsightRecorder:
         plan = Plan(names, tuple(int(self._max.get(n, drawn[n])) for n in names))
         return replace(d, plan=plan, candidates=cands, features=self.engine.features.build(batch, cands))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Decision:
-        d = self._search(*args, **kwargs)
+    def __call__(self, d: Decision) -> None:
         pages = self.valuer.pages(self._max_depth_view(d), self.engine.ranker)
         value, ndcg = self.valuer.value(pages.pages, self.relevance[len(self._value)])
         self._value.append(value)
         self._ndcg.append(ndcg)
         self._cands.append(pages.n_candidates)
-        return d
 
     def table(self) -> HindsightTable:
         return HindsightTable(self.valuer.pages.plans, np.vstack(self._value), np.vstack(self._ndcg),

@@ -82,9 +82,8 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
                                              cost_per_candidate=config.reward.cost_per_candidate,
                                              k=config.page_size)
                 recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
-                engine.search = recorder
             res = run_session(engine, stream, click_model, seed=seed, policy_name=spec.label,
-                              progress=progress)
+                              progress=progress, observer=recorder if table is None else None)
             if recorder is not None and table is None:
                 table = recorder.table()
             results.append(res)

@@ -154,8 +154,7 @@ def test_recorded_table_matches_the_recorded_run(movie_catalog_path, small_movie
     valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, pbm,
                                  kind="any_click", cost_per_candidate=0.0)
     recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
-    engine.search = recorder
-    run = run_session(engine, stream, pbm, seed=4)
+    run = run_session(engine, stream, pbm, seed=4, observer=recorder)
     engine.close()
     table = recorder.table()
     assert table.value.shape == (160, plans.shape[0])
@@ -207,8 +206,7 @@ def test_recording_a_learning_run_does_not_change_it_and_values_its_own_choices(
             valuer = HindsightPlanValuer(valued_plans(menu), menu.strategies, engine.features.schema, pbm,
                                          kind="any_click", cost_per_candidate=0.0)
             recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
-            engine.search = recorder
-        runs.append(run_session(engine, stream, pbm, seed=6))
+        runs.append(run_session(engine, stream, pbm, seed=6, observer=recorder))
         if recorder is not None:
             tables.append(recorder.table())
             assert 0 < recorder.n_shadow < 200  # some rounds drew every strategy at its maximum
