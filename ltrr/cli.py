@@ -106,7 +106,9 @@ def demo(n_queries, seed, config, pool, click_model, preset, out, as_json):
 
     An online session of simulated queries (titles, typos, people, attributes, paraphrases; relevance
     derived from the catalog fields) for the learned policy and the fixed baselines (each strategy
-    alone, all strategies at maximum depth). Prints a table and writes report.json.
+    alone, all strategies at maximum depth, RRF). Prints a table, each run's regret against the
+    best fixed plan in hindsight (every plan valued with the ranker on the all-max run), and
+    writes report.json.
     """
     from ltrr.catalog import Catalog
     from simulators.movies import MovieQueryGenerator
