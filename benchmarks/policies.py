@@ -58,6 +58,7 @@ from simulators.hindsight import (  # noqa: E402
     HindsightPlanValuer,
     HindsightRecorder,
     HindsightTable,
+    regret_curve_summary,
     valued_plans,
 )
 
@@ -220,8 +221,6 @@ def synthetic(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t0
         got = per_plan[np.arange(rounds), chosen]
         regret = np.cumsum(oracle - got)
-        half = rounds // 2
-        slope_first, slope_second = regret[half - 1] / half, (regret[-1] - regret[half - 1]) / (rounds - half)
         results[(name, json.dumps(params, sort_keys=True))] = got.sum()
         print(json.dumps({
             "bench": "policy_synthetic", "policy": name, "params": params, "rounds": rounds,
@@ -229,7 +228,8 @@ def synthetic(args: argparse.Namespace) -> None:
             "last_quarter_reward": round(float(got[-rounds // 4:].mean()), 4),
             "regret_vs_best_fixed": round(float((per_plan[:, best_fixed] - got).sum()), 1),
             "regret_vs_oracle": round(float(regret[-1]), 1),
-            "slope_ratio": round(float(slope_second / slope_first), 3) if slope_first > 0 else None,
+            "slope_ratio": regret_curve_summary(regret)["slope_ratio"],
+            "regret_vs_best_fixed_curve": regret_curve_summary(np.cumsum(per_plan[:, best_fixed] - got)),
             "mean_candidates": round(float(menu.plans[chosen].sum(axis=1).mean()), 1),
             "candidates_vs_all_max": round(float(menu.plans[chosen].sum(axis=1).mean() / max_depth), 3),
             "seconds": round(seconds, 2),
