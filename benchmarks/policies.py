@@ -256,6 +256,7 @@ MOVIE_POLICIES: list[tuple[str, str, dict]] = [
     ("thompson", "thompson", {"scale": 0.1}),
     ("softmax", "softmax", {"temperature": 0.02}),
     ("factored", "factored", {"epsilon": 0.05}),
+    ("factored_decaying", "factored", {"epsilon": 0.05, "decay_after": 1000}),
     ("vw_squarecb", "vw", {"exploration": "squarecb"}),
 ]
 MOVIE_WINDOWS = 4  # strategy share per query type is reported over this many equal windows

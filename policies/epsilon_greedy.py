@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from policies.linear import LinearParams, RidgePlanPolicy
+from policies.linear import LinearParams, RidgePlanPolicy, decayed_epsilon
 
 
 class EpsilonGreedyParams(LinearParams):
@@ -32,10 +32,7 @@ class EpsilonGreedy(RidgePlanPolicy):
     @property
     def current_epsilon(self) -> float:
         """The exploration rate of the next decision."""
-        start, t = self.params.decay_after, self.n_updates_
-        if start == 0 or t <= start:
-            return self.params.epsilon
-        return self.params.epsilon * (start / t) ** (1.0 / 3.0)
+        return decayed_epsilon(self.params.epsilon, self.params.decay_after, self.n_updates_)
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         k = self.menu.n_actions

@@ -10,7 +10,7 @@ from pydantic import Field
 from ltrr.errors import ConfigError
 from ltrr.types import Plan
 from policies.base import PlanMenu, Policy, sample_index
-from policies.linear import LinearParams, RidgeArms
+from policies.linear import LinearParams, RidgeArms, decayed_epsilon
 
 
 class FactoredParams(LinearParams):
@@ -18,6 +18,9 @@ class FactoredParams(LinearParams):
     exploration: Literal["epsilon_greedy", "softmax"] = "epsilon_greedy"
     #: epsilon-greedy: probability of a uniformly random allowed depth
     epsilon: float = Field(0.1, ge=0.0, le=1.0)
+    #: epsilon-greedy: 0 = constant ``epsilon``; ``n > 0`` = decay it as ``(n / t) ** (1/3)`` after
+    #: ``n`` updates (each strategy explores independently, so the plan-level rate is larger)
+    decay_after: int = Field(0, ge=0)
     #: softmax: temperature of ``exp(score / tau)`` over the allowed depths
     temperature: float = Field(0.1, gt=0.0)
     #: LinUCB bonus ``alpha * sqrt(x^T A^{-1} x)`` added to each depth's score (0 = plain ridge)
@@ -121,8 +124,9 @@ class FactoredPolicy(Policy):
             cond = w / w.sum(axis=1, keepdims=True)
         else:
             greedy = np.argmax(scores, axis=1)  # ties -> the smallest depth
-            cond = mask * (self.params.epsilon / self._combo_n)[:, None]
-            cond[np.arange(cond.shape[0]), greedy] += 1.0 - self.params.epsilon
+            eps = decayed_epsilon(self.params.epsilon, self.params.decay_after, self.n_updates_)
+            cond = mask * (eps / self._combo_n)[:, None]
+            cond[np.arange(cond.shape[0]), greedy] += 1.0 - eps
         return cond.ravel()[self._gather]
 
     def _marginals(self, p: np.ndarray, action: int) -> list[float]:

@@ -9,6 +9,16 @@ from ltrr.params import Params
 from policies.base import PlanMenu, Policy
 
 
+def decayed_epsilon(epsilon: float, decay_after: int, n_updates: int) -> float:
+    """Exploration rate after ``n_updates`` updates: ``epsilon`` until ``decay_after`` (0 = never
+    decay), then ``epsilon * (decay_after / t) ** (1/3)`` — the cube-root schedule under which
+    epsilon-greedy's regret grows as ``T ** (2/3)``. It depends only on the update count, so the
+    rate (and every propensity) is known exactly at selection time."""
+    if decay_after == 0 or n_updates <= decay_after:
+        return float(epsilon)
+    return float(epsilon) * (decay_after / n_updates) ** (1.0 / 3.0)
+
+
 class LinearParams(Params):
     """Parameters shared by the ridge-based policies."""
 

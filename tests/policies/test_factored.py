@@ -126,3 +126,24 @@ def test_warm_start_needs_depth_rewards_when_single_plans_are_missing():
         warm_start(pol, np.ones((3, 2)), np.zeros((3, 1)))
     warm_start(pol, np.ones((3, 2)), np.zeros((3, 1)), depth_rewards=np.full((3, 2, 1), 0.5))
     assert pol.depth_scores(np.ones(2)).max() > 0
+
+
+def test_decaying_epsilon_shrinks_every_strategys_exploration(menu):
+    pol = FactoredPolicy(menu, 3, {"epsilon": 0.4, "decay_after": 5})
+    x = np.array([0.3, -0.2, 0.5])
+    rng = np.random.default_rng(0)
+    before = pol.factor_probabilities(x)
+    for _ in range(40):
+        plan = pol.select(x, rng)
+        pol.update(x, plan, 0.1, np.full(len(menu.strategies), 0.05))
+    after = pol.factor_probabilities(x)
+    eps = 0.4 * (5 / 40) ** (1 / 3)
+    # a factor with n allowed depths: the greedy one gets 1 - eps + eps/n, the others eps/n
+    off_before = before[(before > 0) & (before < 0.5)]
+    off_after = after[(after > 0) & (after < 0.5)]
+    assert off_after.size and off_after.max() < off_before.max()
+    assert off_after.max() <= eps / 2 + 1e-12
+    probs = pol.probabilities(x)
+    assert probs.sum() == pytest.approx(1.0)
+    plan = pol.select(x, rng)
+    assert plan.propensity == pytest.approx(probs[plan.action])
