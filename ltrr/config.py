@@ -79,6 +79,12 @@ class RewardConfig(Params):
     #: single click (``any_click`` saturates on queries with many relevant items). Per-strategy
     #: credit splits the same way: each strategy earns the weights of the clicked items it drew.
     kind: Literal["any_click", "click_dcg"] = "any_click"
+    #: per-strategy (semi-bandit) credit for the factored policy: ``"full"`` a strategy earns
+    #: every clicked item it drew (``any_click``: 1 if it drew any), so strategies that overlap
+    #: are all paid for the same click; ``"split"`` each clicked item's share of the page reward
+    #: is divided equally among the strategies that drew it, so the strategies' credits sum to
+    #: the plan's reward (for ``click_dcg``, the Shapley value of the coverage game)
+    credit: Literal["full", "split"] = "full"
 
 
 class StoreConfig(Params):

@@ -287,15 +287,36 @@ class Engine:
             w_page = np.where(np.isin(page, clicked_rows), w_pos[: page.size], 0.0)
             w_cand = (cands.items[:, None] == page[None, :]) @ w_page / w_pos.sum()  # [n_cands]
             d = np.asarray(depths, dtype=np.float64)
-            per_strategy = cands.found.T.astype(np.float64) @ w_cand - cost * d
+            per_strategy = self._strategy_gain(cands.found, w_cand) - cost * d
             reward = float(w_cand.sum()) - cost * float(d.sum())
             return float(np.clip(reward, -1.0, 1.0)), np.clip(per_strategy, -1.0, 1.0)
         in_union = np.isin(cands.items, clicked_rows)
-        hit = cands.found[in_union].any(axis=0) if in_union.any() else np.zeros(len(cands.strategies), bool)
         d = np.asarray(depths, dtype=np.float64)
-        per_strategy = hit.astype(np.float64) - cost * d
+        per_strategy = self._strategy_gain(cands.found[in_union], None) - cost * d
         reward = float(in_union.any()) - cost * float(d.sum())
         return float(np.clip(reward, -1.0, 1.0)), np.clip(per_strategy, -1.0, 1.0)
+
+    def _strategy_gain(self, found: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """Each strategy's gain (before its cost) from the clicked items it drew.
+
+        ``found[i, s]``: strategy ``s`` drew item ``i``; ``weights[i]``: item ``i``'s share of the
+        page reward (``click_dcg``), or None for ``any_click`` (the plan earns 1 if it drew any
+        clicked item). ``reward.credit`` decides how overlapping strategies are paid (see
+        :class:`ltrr.config.RewardConfig`).
+        """
+        found = np.asarray(found, dtype=bool)
+        if found.shape[0] == 0:
+            return np.zeros(found.shape[1])
+        split = self.config.reward.credit == "split"
+        if weights is None:
+            if not split:
+                return found.any(axis=0).astype(np.float64)
+            covered = found.any(axis=1)
+            weights = covered / max(int(covered.sum()), 1)
+        share = found.astype(np.float64)
+        if split:
+            share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
+        return share.T @ np.asarray(weights, dtype=np.float64)
 
     def _observe_success(self, cands: Candidates, depths: tuple[int, ...], clicked_rows: np.ndarray) -> None:
         """Credit each strategy that ran with whether it drew a clicked item (``success_*``);
@@ -387,7 +408,7 @@ class Engine:
                 depths = np.asarray(plan.depths, dtype=np.int64)
                 logged_action = menu.action_of(depths)
                 drew = ranks <= depths[None, :]  # [clicks, strategies]
-                gain_s = drew.any(axis=0) if weights is None else weights @ drew
+                gain_s = self._strategy_gain(drew, weights)
                 per_strategy = np.clip(gain_s - cost * depths, -1.0, 1.0)
                 gain = float(clicked_rows.size > 0) if weights is None else float(weights.sum())
                 logged_reward = (float(record.reward) if record.reward is not None
