@@ -83,8 +83,10 @@ class RewardConfig(Params):
     #: every clicked item it drew (``any_click``: 1 if it drew any), so strategies that overlap
     #: are all paid for the same click; ``"split"`` each clicked item's share of the page reward
     #: is divided equally among the strategies that drew it, so the strategies' credits sum to
-    #: the plan's reward (for ``click_dcg``, the Shapley value of the coverage game)
-    credit: Literal["full", "split"] = "full"
+    #: the plan's reward (for ``click_dcg``, the Shapley value of the coverage game). "split" is
+    #: the default: on the movie benchmark (20k rounds, factored policy) it raised nDCG@10 from
+    #: 0.813 to 0.829 and from 0.731 to 0.760 (seeds 0 / 1) with the same or fewer candidates
+    credit: Literal["full", "split"] = "split"
 
 
 class StoreConfig(Params):
