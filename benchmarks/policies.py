@@ -256,9 +256,12 @@ MOVIE_POLICIES: list[tuple[str, str, dict]] = [
     ("thompson", "thompson", {"scale": 0.1}),
     ("softmax", "softmax", {"temperature": 0.02}),
     ("factored", "factored", {"epsilon": 0.05}),
+    ("factored_full_credit", "factored", {"epsilon": 0.05}),
     ("factored_decaying", "factored", {"epsilon": 0.05, "decay_after": 1000}),
     ("vw_squarecb", "vw", {"exploration": "squarecb"}),
 ]
+#: runs whose engine config differs from the demo's beyond the policy: label -> reward overrides
+MOVIE_REWARD_OVERRIDES: dict[str, dict] = {"factored_full_credit": {"credit": "full"}}
 MOVIE_WINDOWS = 4  # strategy share per query type is reported over this many equal windows
 
 
@@ -366,7 +369,11 @@ def movies(args: argparse.Namespace) -> None:
             return out
         if args.report_only:
             return None
-        engine = Engine.from_config(config.with_policy(type_, params), catalog=catalog, prebuilt=shared)
+        run_config = config.with_policy(type_, params)
+        if label in MOVIE_REWARD_OVERRIDES:
+            run_config = run_config.model_copy(update={"reward": run_config.reward.model_copy(
+                update=MOVIE_REWARD_OVERRIDES[label])})
+        engine = Engine.from_config(run_config, catalog=catalog, prebuilt=shared)
         rec = None
         part = stream[: args.prefix] if args.prefix else stream
         if record:
