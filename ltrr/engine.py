@@ -195,19 +195,8 @@ class Engine:
                                      | int(self._id_rng.integers(0, 2**63)), version=4))
         t2 = time.perf_counter()
         timings["policy"] = (t2 - t1) * 1e3
-        rows = []
-        for name, depth in zip(plan.strategies, plan.depths, strict=True):
-            ts_s = time.perf_counter()
-            if depth > 0 and query.strip():
-                res = self.strategies[name].retrieve(batch, depth)
-                rows.append(res.row(0))
-            else:
-                rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
-            timings[f"strategy:{name}"] = (time.perf_counter() - ts_s) * 1e3
-        t3 = time.perf_counter()
-        cands = Candidates.union(plan.strategies, rows)
+        cands = self.retrieve_union(batch, plan.strategies, plan.depths, timings)
         t4 = time.perf_counter()
-        timings["union"] = (t4 - t3) * 1e3
         feats = self.features.build(batch, cands)
         fusion = getattr(self.policy, "fusion", None)
         scores = fuse(cands, FusionSpec(**fusion)) if fusion else self.ranker.score(feats)
@@ -228,6 +217,27 @@ class Engine:
         timings["logging"] = (time.perf_counter() - t5) * 1e3
         self.n_searches += 1
         return decision
+
+    def retrieve_union(self, batch: QueryBatch, strategies: tuple[str, ...], depths: tuple[int, ...],
+                       timings: dict[str, float] | None = None) -> Candidates:
+        """Each strategy's candidates at its depth (none at depth 0 or for a blank query), unioned
+        with provenance; ``timings`` (ms) gets ``strategy:<name>`` and ``union`` when given.
+        Reads the strategies only, so it may also be called outside a logged search."""
+        rows = []
+        blank = not batch.texts[0].strip()
+        for name, depth in zip(strategies, depths, strict=True):
+            t0 = time.perf_counter()
+            if depth > 0 and not blank:
+                rows.append(self.strategies[name].retrieve(batch, int(depth)).row(0))
+            else:
+                rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
+            if timings is not None:
+                timings[f"strategy:{name}"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        cands = Candidates.union(strategies, rows)
+        if timings is not None:
+            timings["union"] = (time.perf_counter() - t0) * 1e3
+        return cands
 
     def _validated(self, feedback: Feedback) -> tuple[LoggedEvent, float]:
         """The logged decision a feedback refers to, and the feedback time; raises (writing

@@ -26,7 +26,7 @@ import numpy as np
 
 from ltrr.features import FeatureSchema
 from ltrr.offline.metrics import ndcg_from_grades
-from ltrr.types import Candidates, Decision, Plan, QueryBatch
+from ltrr.types import Decision, Plan, QueryBatch
 
 
 class Scorer(Protocol):
@@ -216,15 +216,8 @@ class HindsightRecorder:
         self.n_shadow += 1
         batch = QueryBatch((d.query,))
         names = tuple(d.plan.strategies)
-        rows = []
-        for name in names:
-            depth = self._max.get(name, drawn[name])
-            if depth > 0 and d.query.strip():
-                rows.append(self.engine.strategies[name].retrieve(batch, depth).row(0))
-            else:
-                rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
-        cands = Candidates.union(names, rows)
         plan = Plan(names, tuple(int(self._max.get(n, drawn[n])) for n in names))
+        cands = self.engine.retrieve_union(batch, names, plan.depths)
         return replace(d, plan=plan, candidates=cands, features=self.engine.features.build(batch, cands))
 
     def __call__(self, d: Decision) -> None:
