@@ -27,10 +27,10 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from ltrr.errors import DataError
-from ltrr.params import Params, validate_params
+from ltrr.params import validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from strategies.xmr.features import TfidfFeaturizer
-from strategies.xmr.model import XRConfig, XRModel
+from strategies.xmr.model import XRConfig, XRModel, XRTreeParams
 from strategies.xmr.trie import hybrid_tree, trie_tree
 
 __all__ = ["CompleterParams", "Completions", "QueryCompleter", "completion_examples", "movie_sessions", "mrr_at"]
@@ -50,7 +50,7 @@ def _normalize_prefix(text: str) -> str:
     return _SPACES.sub(" ", text.lower()).lstrip()
 
 
-class CompleterParams(Params):
+class CompleterParams(XRTreeParams):
     """Hyperparameters of :class:`QueryCompleter`.
 
     Parameters
@@ -69,11 +69,6 @@ class CompleterParams(Params):
 
     indexer: Literal["kmeans", "trie", "hybrid"] = "hybrid"
     trie_depth: int = Field(1, ge=0)
-    branching: int = Field(16, ge=2)
-    max_leaf_size: int = Field(100, ge=1)
-    beam: int = Field(10, ge=1)
-    threshold: float = Field(0.1, ge=0.0)
-    C: float = Field(1.0, gt=0.0)
     candidates: int = Field(100, ge=1)
     prefix_lengths: tuple[int, ...] = Field((1, 2, 3, 4, 5, 6, 8, 10, 14), min_length=1)
     previous_weight: float = Field(0.5, ge=0.0)

@@ -13,11 +13,26 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
+from ltrr.params import Params
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
 from strategies.xmr.matcher import SolverParams, train_level
 
 TRANSFORMS = ("l3-hinge", "l2-hinge", "sigmoid")
+
+
+class XRTreeParams(Params):
+    """The label-tree and matcher hyperparameters shared by every XR-Linear front end (the
+    retrieval strategy and the query completer): tree out-degree ``branching``, leaf size
+    ``max_leaf_size``, search ``beam``, weight-pruning ``threshold`` and matcher loss weight ``C``
+    (defaults follow PECOS)."""
+
+    branching: int = Field(16, ge=2)
+    max_leaf_size: int = Field(100, ge=1)
+    beam: int = Field(10, ge=1)
+    threshold: float = Field(0.1, ge=0.0)
+    C: float = Field(1.0, gt=0.0)
 
 
 @dataclass(frozen=True)

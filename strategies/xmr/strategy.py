@@ -21,18 +21,18 @@ from pydantic import Field
 
 from ltrr.catalog import Catalog
 from ltrr.errors import ConfigError, DataError
-from ltrr.params import Params, validate_params
+from ltrr.params import validate_params
 from ltrr.types import QueryBatch, RetrievalResult
 from strategies.base import CandidateGenerator
 from strategies.xmr.features import TfidfFeaturizer
-from strategies.xmr.model import XRConfig, XRModel
+from strategies.xmr.model import XRConfig, XRModel, XRTreeParams
 
 __all__ = ["XRLinear", "XRLinearParams", "train_from_pairs"]
 
 log = logging.getLogger(__name__)
 
 
-class XRLinearParams(Params):
+class XRLinearParams(XRTreeParams):
     """Hyperparameters of :class:`XRLinear` (defaults follow PECOS XR-Linear).
 
     Parameters
@@ -61,11 +61,6 @@ class XRLinearParams(Params):
         Seeds the k-means tree; the rest is deterministic.
     """
 
-    branching: int = Field(16, ge=2)
-    max_leaf_size: int = Field(100, ge=1)
-    beam: int = Field(10, ge=1)
-    threshold: float = Field(0.1, ge=0.0)
-    C: float = Field(1.0, gt=0.0)
     bias: float = 1.0
     negatives: Literal["tfn", "tfn+man"] = "tfn"
     transform: Literal["l3-hinge", "l2-hinge", "sigmoid"] = "l3-hinge"
