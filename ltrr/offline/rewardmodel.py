@@ -123,9 +123,19 @@ class _Constant:
 
 def fit_predict(log: ActionLog, spec: RewardModelSpec) -> np.ndarray:
     """``float64[n, n_actions]``: each round's estimated reward of every action at its logged
-    position (cross-fitted when ``spec.folds > 1``)."""
+    position (cross-fitted when ``spec.folds > 1``). BLAS is pinned to one thread while fitting:
+    the solvers' small products only contend for the cores (measured: 2.5x slower on 2 busy
+    cores with the default pool)."""
     if spec.path is not None:
         return load_estimated_rewards(spec.path, log)
+    import sklearn.linear_model  # noqa: F401 - load scipy's BLAS before limiting its threads
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_predict(log, spec)
+
+
+def _fit_predict(log: ActionLog, spec: RewardModelSpec) -> np.ndarray:
     kind = spec.resolved_kind(log.reward)
     binary = bool(np.isin(log.reward, (0.0, 1.0)).all())
     if kind == "logistic" and not binary:
