@@ -227,7 +227,7 @@ class RewardModel:
         def fit(xx, xr, cnt):
             K, d = xr.shape
             if K == 1:
-                return np.linalg.solve(xx + ridge * np.eye(d), xr)
+                return np.linalg.solve(xx[0] + ridge * np.eye(d), xr[0])[None]
             out = np.zeros((K, d))
             tx, tr = xx.sum(axis=0), xr.sum(axis=0)
             for k in range(K):
