@@ -83,12 +83,12 @@ class ActionLog:
         bad = ~((self.pscore > 0.0) & (self.pscore <= 1.0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{self.locate(i)}: propensity {self.pscore[i]!r} is outside (0, 1] "
+            raise DataError(f"{self.locate(i)}: propensity {float(self.pscore[i])!r} is outside (0, 1] "
                             f"({int(bad.sum())} of {n} rounds are)")
         bad = ~np.isfinite(self.reward)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{self.locate(i)}: reward {self.reward[i]!r} is not a finite number")
+            raise DataError(f"{self.locate(i)}: reward {float(self.reward[i])!r} is not a finite number")
         bad = (self.action < 0) | (self.action >= self.n_actions)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])

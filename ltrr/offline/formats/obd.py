@@ -24,7 +24,9 @@ REQUIRED = ["item_id", "position", "click", "propensity_score"]
 
 
 def is_obd_header(columns: list[str]) -> bool:
-    return all(c in columns for c in REQUIRED)
+    """An OBD-style header: ``item_id`` and at least one more of the OBD columns (a missing one
+    is then reported by name, instead of the file being taken for another format)."""
+    return "item_id" in columns and sum(c in columns for c in REQUIRED) >= 2
 
 
 def _is_numeric(col) -> bool:

@@ -70,7 +70,24 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None):
 
         return pjson.read_json(p)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{p}: cannot read it as {kind.upper()} ({_arrow_message(exc)})") from None
+        where = _csv_bad_line(p) if kind == "csv" else None
+        raise DataError(f"{p}{where or ''}: cannot read it as {kind.upper()} ({_arrow_message(exc)})") from None
+
+
+def _csv_bad_line(path: Path) -> str | None:
+    """``:line N`` of the first CSV row whose field count differs from the header's (a truncated
+    or damaged row), found by rereading the file with the csv module."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        header = next(rows, None)
+        if header is None:
+            return None
+        for lineno, row in enumerate(rows, 2):
+            if len(row) != len(header):
+                return f":line {lineno} (has {len(row)} fields, the header {len(header)})"
+    return None
 
 
 def _arrow_message(exc: Exception) -> str:
