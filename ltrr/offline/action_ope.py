@@ -16,7 +16,13 @@ import numpy as np
 
 from ltrr.errors import ConfigError
 from ltrr.offline.bootstrap import CHUNK_ROWS, poisson_replicate_sums
-from ltrr.offline.diagnostics import Thresholds, apply_identifiability, diagnose, unavailable, weight_sums
+from ltrr.offline.diagnostics import (
+    Thresholds,
+    apply_identifiability,
+    diagnose,
+    unavailable,
+    weight_sums,
+)
 from ltrr.offline.estimators import FactoredIPS, RoundTerms
 from ltrr.offline.formats.actionlog import ActionLog
 from ltrr.offline.rewardmodel import RewardModelSpec, fit_predict

@@ -155,10 +155,11 @@ def poisson_replicate_sums(columns: np.ndarray, n_boot: int, seed: int, key: tup
     weights = np.empty((min(REPLICATE_BLOCK, n_boot), n))
     for b, lo in enumerate(range(0, n_boot, REPLICATE_BLOCK)):
         rows = min(REPLICATE_BLOCK, n_boot - lo)
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), *map(int, key), b])))
-        draws = rng.integers(0, 65536, size=(rows, n), dtype=np.uint16)
+        rng = np.random.PCG64(np.random.SeedSequence([int(seed), *map(int, key), b]))
+        # raw 64-bit words read as four uint16 draws each (equiprobable, half the cost of integers())
+        draws = rng.random_raw(-(-rows * n // 4)).view(np.uint16)[: rows * n].reshape(rows, n)
         w = weights[:rows]
-        np.take(table, draws, out=w)
+        np.take(table, draws, out=w, mode="clip")  # "raise" would buffer the whole block
         out[lo: lo + rows] = w @ columns
     return out
 

@@ -60,6 +60,7 @@ from ltrr.offline.terms import (
     entry_from_sums,
     make_estimators,
     obp_entry,
+    shared_key,
 )
 
 DEFAULT_RIDGE = 1.0
@@ -339,7 +340,9 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
     q_logged = ctx.model.predict_logged(batch.x, batch.depths, fold) if ctx.model is not None else None
     out: dict[str, Any] = {"n": n, "sum_reward": float(batch.reward.sum()), "targets": {}}
     ests = make_estimators(ctx.estimators)
-    blocks, layout = [], []
+    blocks: list[np.ndarray] = []
+    layout: list[tuple[str, str, int]] = []
+    shared: dict[str, int] = {}
     for spec in ctx.targets:
         terms, sums, fact = _target_terms(batch, ctx, spec, fold, q_logged, logged_plans)
         tgt: dict[str, Any] = {"weights": sums, "no_strategy_rewards": batch.strategy_reward is None}
@@ -365,15 +368,22 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
             C = np.stack([cols[k] for k in keys], axis=1)
             tgt[est.label] = {"keys": keys, "sum": C.sum(axis=0)}
             if ctx.n_boot and ctx.method == "poisson":
-                blocks.append(C)
-                layout.append((spec.name, est.label, C.shape[1]))
+                for j, key in enumerate(keys):
+                    name = "n" if key == "n" else f"{spec.name}\x00{shared_key(est, key)}"
+                    if name not in shared:
+                        shared[name] = len(blocks)
+                        blocks.append(C[:, j])
+                    layout.append((spec.name, est.label, shared[name]))
         out["targets"][spec.name] = tgt
     if blocks:
-        boot = poisson_replicate_sums(np.concatenate(blocks, axis=1), ctx.n_boot, ctx.seed, batch.key)
-        at = 0
-        for name, label, k in layout:
-            out["targets"][name][label]["boot"] = boot[:, at: at + k]
-            at += k
+        # estimators share columns (every one has the count n; SNIPS and SNDR the weight sum; IPS
+        # and SNIPS the weighted reward): one product per distinct column, one weighting for all
+        boot = poisson_replicate_sums(np.stack(blocks, axis=1), ctx.n_boot, ctx.seed, batch.key)
+        cols: dict[tuple[str, str], list[int]] = {}
+        for name, label, j in layout:
+            cols.setdefault((name, label), []).append(j)
+        for (name, label), idx in cols.items():
+            out["targets"][name][label]["boot"] = boot[:, idx]
     return out
 
 

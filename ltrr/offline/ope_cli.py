@@ -7,7 +7,8 @@ import os
 
 # OPE's matrix products are skinny (rounds x a few plans): BLAS threads only contend; shard-level
 # parallelism (--shards) is the way to use more cores. Must be set before numpy loads BLAS.
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+# (pyarrow's decode pool is left alone: single-process it is what uses the second core.)
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import json  # noqa: E402

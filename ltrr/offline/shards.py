@@ -63,8 +63,10 @@ def local_client(n_workers: int = 2):
     _quiet()
     from dask.distributed import Client, LocalCluster
 
+    # one core per worker: BLAS and pyarrow's decode pool (which honours OMP_NUM_THREADS) single-threaded
+    env = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40, worker_dashboard_address=None)
+                           dashboard_address=None, silence_logs=40, env=env)
     return Client(cluster)
 
 

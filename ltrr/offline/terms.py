@@ -73,6 +73,26 @@ def columns(est: OffPolicyEstimator, t: RoundTerms) -> dict[str, np.ndarray]:
     raise ConfigError(f"no column form for estimator {est.label!r}")
 
 
+def shared_key(est, key: str) -> str:
+    """A name for the quantity behind column ``key`` of ``est``, equal across estimators that
+    hold the same per-round quantity (so the bootstrap weighs each distinct column once)."""
+    if key == "n":
+        return "n"
+    if key == "sum_w":
+        return "w"
+    if key == "sum_q":
+        return "q"
+    if isinstance(est, IPS | SNIPS) and key == "sum_wr":
+        lam = getattr(est, "lambda_", float("inf"))
+        return "wr" if np.isinf(lam) else f"wr/clip={lam!r}"
+    if key == "sum_wres":
+        if isinstance(est, SwitchDR):
+            return f"wres/switch={est.tau!r}"
+        lam = getattr(est, "lambda_", float("inf"))
+        return "wres" if np.isinf(lam) else f"wres/clip={lam!r}"
+    return f"{est.label}/{key}"
+
+
 def safe_value(est, keys: Sequence[str], sums: np.ndarray) -> float:
     """An estimate from column sums; NaN when it has no weight (e.g. a bootstrap replicate)."""
     try:

@@ -9,15 +9,14 @@ from ltrr.offline.estimators import DM, DR, IPS, SNDR, SNIPS, FactoredIPS, Switc
 from ltrr.offline.logs import LogReader, convert_log
 from ltrr.offline.ope import (
     ESTIMATOR_NAMES,
-    fold_of,
     RewardModel,
     batch_probabilities,
     evaluate,
+    fold_of,
     load_policy,
     shard_reward_model,
     target_specs,
 )
-
 from ltrr.offline.rewardmodel import RewardModelSpec
 
 from .conftest import small_config_text
