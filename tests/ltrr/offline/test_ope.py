@@ -59,6 +59,8 @@ def test_pipeline_equals_the_estimators_on_full_arrays(targets, sim_logs):
     """The column sums of the streaming pipeline give the estimators' own values (to 1e-12)."""
     log = sim_logs["ltrr.parquet"]
     result = evaluate(log, targets, n_bootstrap=0, reward_model=RewardModelSpec("ridge", folds=1))
+    obp_result = evaluate(log, targets, n_bootstrap=30, seed=3, bootstrap_method="obp",
+                          reward_model=RewardModelSpec("ridge", folds=1))
     recs = list(LogReader(log))
     X = np.stack([r.x for r in recs])
     reward = np.array([r.reward for r in recs])
@@ -75,9 +77,14 @@ def test_pipeline_equals_the_estimators_on_full_arrays(targets, sim_logs):
         kw = dict(action_dist=dist, reward=reward, action=action, pscore=pscore,
                   estimated_rewards_by_reg_model=q)
         got = result["policies"][spec.name]["estimates"]
+        obp = obp_result["policies"][spec.name]["estimates"]
         for est in (IPS(), SNIPS(), DM(), DR(), SNDR(), SwitchDR()):
             want = est.estimate_policy_value(**kw)
             assert got[est.label]["value"] == pytest.approx(want, abs=1e-12), (spec.name, est.label)
+            if obp[est.label]["status"] == "ok":  # OBP's bootstrap of the same per-round terms
+                ci = est.estimate_interval(**kw, n_bootstrap_samples=30, random_state=3)
+                assert obp[est.label]["ci_low"] == pytest.approx(ci.low, abs=1e-12)
+                assert obp[est.label]["ci_high"] == pytest.approx(ci.high, abs=1e-12)
         names, depth_index, sp = plan_arrays([r.plan for r in recs], {s: list(o) for s, o in zip(menu.strategies, menu.options, strict=True)})
         width = max(len(o) for o in menu.options)
         marg = np.zeros((len(recs), len(names), width))
