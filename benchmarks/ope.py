@@ -356,7 +356,7 @@ print(json.dumps({{"seconds": s, "rounds": r["rounds"],
 def scale(args: argparse.Namespace) -> None:
     import subprocess
 
-    from policies.base import PlanMenu
+    from ltrr.contracts.policy import PlanMenu
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
 

@@ -94,6 +94,10 @@ class StoreConfig(Params):
     events_path: str = ""
     #: "NORMAL" survives a process crash (kill -9) in WAL mode; "FULL" also survives power loss
     synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
+    #: "random": event ids are UUIDs from the OS (unique across processes and loads, the
+    #: default); "seeded": drawn from the engine's seed and the event log's length, so a
+    #: simulation with the same seed logs the same ids (see ltrr.event_ids)
+    event_ids: Literal["random", "seeded"] = "random"
 
 
 class ServeConfig(Params):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from ltrr.contracts.policy import PlanMenu, Policy
 from ltrr.errors import ConfigError
 from ltrr.params import Params
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy
 
 
 class FixedPolicyParams(Params):

@@ -49,14 +49,17 @@ def convert(src: str, dst: str, strict: bool, row_group_rows: int) -> None:
               help="Cost per candidate in the logged rewards (default: the default config's).")
 @click.option("--reward-kind", type=click.Choice(["any_click", "click_dcg"]), default="any_click",
               show_default=True, help="The engine's reward.kind, for the logged rewards.")
+@click.option("--credit", type=click.Choice(["full", "split"]), default="split", show_default=True,
+              help="The engine's reward.credit, for the logged per-strategy rewards.")
 @click.option("--page-size", default=10, show_default=True, type=click.IntRange(min=1))
-def export(events_path: str, out: str, cost: float | None, reward_kind: str, page_size: int) -> None:
+def export(events_path: str, out: str, cost: float | None, reward_kind: str, credit: str, page_size: int) -> None:
     """Export the engine's event log as a click log with plan, propensities and x."""
     from ltrr.config import RewardConfig
     from ltrr.offline.logs import export_event_log
+    from ltrr.reward import RewardSpec
 
-    n = export_event_log(events_path, out, RewardConfig().cost_per_candidate if cost is None else cost,
-                         reward_kind=reward_kind, page_size=page_size)
+    spec = RewardSpec(reward_kind, credit, RewardConfig().cost_per_candidate if cost is None else cost, page_size)
+    n = export_event_log(events_path, out, spec)
     click.echo(f"exported {n} decisions to {out}")
 
 

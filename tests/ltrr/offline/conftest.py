@@ -36,6 +36,8 @@ type = "lambdamart"
 retrain_every = {retrain_every}
 [reward]
 cost_per_candidate = 0.0005
+[store]
+event_ids = "seeded"
 """
 
 
