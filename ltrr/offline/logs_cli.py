@@ -1,5 +1,5 @@
-"""``ltrr log``: check, convert, export and simulate click logs (thin commands over
-:mod:`ltrr.offline.logs` and :mod:`ltrr.offline.simlog`)."""
+"""``ltrr log``: check, convert and export click logs (thin commands over
+:mod:`ltrr.offline.logs`); ``ltrr log simulate`` is registered by the simulators."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 
 import click
 
+from ltrr.cli import RegistryGroup
 
-@click.group()
+
+@click.group(cls=RegistryGroup)
 def log() -> None:
     """Click logs: check, convert (JSONL <-> Parquet), export the engine's event log, simulate."""
 
@@ -61,23 +63,3 @@ def export(events_path: str, out: str, cost: float | None, reward_kind: str, cre
     spec = RewardSpec(reward_kind, credit, RewardConfig().cost_per_candidate if cost is None else cost, page_size)
     n = export_event_log(events_path, out, spec)
     click.echo(f"exported {n} decisions to {out}")
-
-
-@log.command()
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="Engine config (TOML); default: the demo config.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--queries", default=1000, show_default=True, type=click.IntRange(min=1))
-@click.option("--pool", default=500, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--foreign", is_flag=True, help="Write only query/shown/clicks (a foreign log).")
-@click.option("--frozen", is_flag=True, help="Do not learn from the simulated clicks.")
-def simulate(config_path: str | None, out: str, queries: int, pool: int, seed: int, foreign: bool,
-             frozen: bool) -> None:
-    """Serve simulated movie queries with an engine and write its click log."""
-    from ltrr.config import default_config, load_config
-    from ltrr.offline.simlog import generate_log
-
-    config = load_config(config_path) if config_path else default_config()
-    res = generate_log(config, out, queries, pool_size=pool, seed=seed, learn=not frozen, foreign=foreign)
-    click.echo(f"wrote {res.records} searches to {out}; mean reward {res.reward.mean():.4f}")
