@@ -27,8 +27,9 @@ import numpy as np
 
 from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
+from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
 from ltrr.offline.outcomes import plan_outcomes
-from ltrr.reward import RewardSpec, decision_rewards, page_weights
+from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights
 from ltrr.store.events import JournalEntry, LoggedEvent
 from ltrr.types import Candidates, Decision, Feedback, FeedbackEvent, Plan, QueryBatch
 
@@ -110,6 +111,10 @@ class Lesson:
     plan_rewards: np.ndarray | None = None
     success_depths: np.ndarray | None = None
     success_hits: np.ndarray | None = None
+    #: the incumbent's evidence: (baseline plan served?, realized page gain) of a gated search,
+    #: and (learned ranker's clicks, baseline ranking's clicks) of an interleaved page
+    plan_gain: tuple[bool, float] | None = None
+    interleaving: tuple[int, int] | None = None
 
 
 @dataclass
@@ -204,15 +209,23 @@ class Learner:
         clicked = engine.catalog.rows_of([ev.item for ev in entry.events if ev.value > 0])
         reward = per_strategy = None
         hits = None
+        plan_gain = interleaving = None
         if entry.first:
             reward, per_strategy, hits = self.credit(logged.candidates, logged.page_rows,
-                                                               logged.plan.depths, clicked)
+                                                     logged.plan.depths, clicked)
+            source = logged.model_versions.get("plan")
+            if source in ("baseline", "learned"):
+                plan_gain = (source == "baseline", page_gain(self.reward, logged.page_rows, clicked))
+            if logged.teams.size:
+                on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
+                interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
+                                int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
                         x=logged.x, plan=logged.plan if entry.first else None, reward=reward,
                         strategy_rewards=per_strategy,
                         success_depths=np.asarray(logged.plan.depths) if entry.first else None,
-                        success_hits=hits)
+                        success_hits=hits, plan_gain=plan_gain, interleaving=interleaving)
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
@@ -224,7 +237,7 @@ class Learner:
         spec = self.reward
         reward, per = decision_rewards(spec, cands.found, in_clicks, depths,
                                        page_weights(spec, cands.items, page))
-        hits = cands.found[in_clicks].any(axis=0) if in_clicks.any() else np.zeros(len(depths), dtype=bool)
+        hits = np.asarray(cands.found[in_clicks].any(axis=0)) if in_clicks.any() else np.zeros(len(depths), dtype=bool)
         return reward, per, hits
 
     def learn_from_record(self, record: LogRecord, *, train_ranker: bool = True) -> LogStep:
@@ -262,22 +275,23 @@ class Learner:
         if bandit:
             assert plan is not None
             depths = np.asarray(plan.depths, dtype=np.int64)
-            logged_action = menu.action_of(depths)
+            logged_action = menu.action_of(plan.depths)
             drew = out.ranks <= depths[None, :]  # [clicks, strategies]
             computed, per_strategy = decision_rewards(spec, drew, np.ones(drew.shape[0], dtype=bool),
-                                                      depths, weights)
+                                                      plan.depths, weights)
             logged_reward = float(record.reward) if record.reward is not None else computed
             p_now = engine.policy.probabilities(x)
             ips_weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan=plan, reward=logged_reward,
                             strategy_rewards=per_strategy, success_depths=depths,
-                            success_hits=drew.any(axis=0))
+                            success_hits=np.asarray(drew.any(axis=0)))
         else:
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan_rewards=out.rewards,
                             success_depths=max_depth, success_hits=(out.ranks <= max_depth[None, :]).any(axis=0))
         if train_ranker and clicked_rows.size and shown_rows.size:
-            self._log_training_event(record, batch, x, plan if bandit else chosen, out.results, shown_rows,
-                                     np.asarray(plan.depths) if bandit and plan is not None else max_depth,
+            logged_plan = plan if bandit and plan is not None else chosen
+            self._log_training_event(record, batch, x, logged_plan, out.results, shown_rows,
+                                     np.asarray(logged_plan.depths) if logged_plan is plan else max_depth,
                                      clicked_rows)
         retrained = self.apply(lesson, ranker=train_ranker)
         return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
@@ -325,6 +339,7 @@ class Learner:
                 engine.policy.warm_start(lesson.x[None, :], lesson.plan_rewards[None, :])
             if lesson.success_depths is not None and lesson.success_hits is not None:
                 engine.success.observe(lesson.success_depths, lesson.success_hits)
+            self._teach_incumbent(lesson)
             for strat in engine.strategies.values():
                 if isinstance(strat, LearnsFromFeedback):
                     strat.observe(lesson.query, lesson.shown, lesson.clicked, lesson.ts)
@@ -337,6 +352,17 @@ class Learner:
         self.retrain_strategies()
         return retrained
 
+    def _teach_incumbent(self, lesson: Lesson) -> None:
+        """Evidence for the incumbent's gates (caller holds the engine lock)."""
+        inc = self.engine.incumbent
+        if lesson.plan_gain is not None:
+            inc.plans.observe(*lesson.plan_gain)
+        if lesson.interleaving is not None:
+            switch, evidence = inc.ranker.observe(*lesson.interleaving)
+            if switch is not None:
+                inc.record_switch("ranker", switch, lesson.ts,
+                                  {**evidence, "learned_ranker": self.engine.ranker.version_})
+
     # ------------------------------------------------------------------ retraining
     def ranker_due(self) -> bool:
         """Whether ``ranker.retrain_every`` feedback events were learned since the last training."""
@@ -345,7 +371,7 @@ class Learner:
 
     def strategies_due(self) -> list[str]:
         """Retrainable strategies whose observed clicks reached their ``retrain_every``."""
-        due = []
+        due: list[str] = []
         for sc in self.engine.config.strategies:
             strat = self.engine.strategies.get(sc.name)
             if (isinstance(strat, Retrainable) and sc.retrain_every

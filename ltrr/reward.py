@@ -68,6 +68,17 @@ def page_weights(spec: RewardSpec, rows: np.ndarray, page: np.ndarray) -> np.nda
     return (at @ w_pos[: top.size]) / w_pos.sum()
 
 
+def page_gain(spec: RewardSpec, page: np.ndarray, clicked: np.ndarray) -> float:
+    """What the page earned from its clicks before any cost: ``any_click`` 1 if anything on it
+    was clicked, ``click_dcg`` the position weights of the clicked items over a full page's sum."""
+    page = np.asarray(page, dtype=np.int64)
+    hit = np.isin(page, np.asarray(clicked, dtype=np.int64))
+    if spec.kind != "click_dcg":
+        return float(hit.any())
+    w = page_weights(spec, page[hit], page)
+    return float(w.sum()) if w is not None else 0.0
+
+
 def strategy_gain(found: np.ndarray, weights: np.ndarray | None, credit: str) -> np.ndarray:
     """Each strategy's gain, before its cost, from the clicked items: ``found[i, s]`` says whether
     strategy ``s`` drew clicked item ``i``; ``weights[i]`` is item ``i``'s share of the page reward
@@ -78,13 +89,13 @@ def strategy_gain(found: np.ndarray, weights: np.ndarray | None, credit: str) ->
     split = credit == "split"
     if weights is None:
         if not split:
-            return found.any(axis=0).astype(np.float64)
-        covered = found.any(axis=1)
-        weights = covered / max(int(covered.sum()), 1)
+            return np.asarray(found.any(axis=0), dtype=np.float64)
+        covered = np.asarray(found.any(axis=1), dtype=np.float64)
+        weights = covered / max(float(covered.sum()), 1.0)
     share = found.astype(np.float64)
     if split:
         share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
-    return share.T @ np.asarray(weights, dtype=np.float64)
+    return np.asarray(share.T @ np.asarray(weights, dtype=np.float64), dtype=np.float64)
 
 
 def decision_rewards(spec: RewardSpec, found: np.ndarray, clicked: np.ndarray, depths: Sequence[int],
@@ -117,8 +128,9 @@ def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     plans = np.asarray(plans)
-    contained = (ranks[None, :, :] <= plans[:, None, :]).any(axis=2)  # [plans, clicks]
-    gain = contained.any(axis=1) if weights is None else contained @ np.asarray(weights, dtype=np.float64)
+    contained = np.asarray((ranks[None, :, :] <= plans[:, None, :]).any(axis=2))  # [plans, clicks]
+    gain = (np.asarray(contained.any(axis=1), dtype=np.float64) if weights is None
+            else contained @ np.asarray(weights, dtype=np.float64))
     totals = plans.sum(axis=1).astype(np.float64)
     rewards = np.clip(gain - spec.cost_per_candidate * totals, -1.0, 1.0)
     recall = contained.mean(axis=1) if ranks.shape[0] else np.full(plans.shape[0], np.nan)

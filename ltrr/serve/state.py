@@ -80,7 +80,7 @@ class ServingState:
         self.events_path = settings.events_path or str(self.state_dir / "events.sqlite")
         self.snapshot_dir = self.state_dir / "snapshot"
         self.metrics = ServeMetrics()
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.fingerprint = ""
         self.applied_seq = 0
         self.snapshot_seq = -1
@@ -105,6 +105,17 @@ class ServingState:
         m.gauge("ltrr_policy_n_updates", "Updates the served policy has learned from.",
                 lambda: float(self.engine.policy.n_updates_))
 
+    @property
+    def engine(self) -> Engine:
+        """The engine this worker serves (loaded by :meth:`start`; requests arrive after)."""
+        if self._engine is None:
+            raise RuntimeError("the engine is not loaded yet")
+        return self._engine
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
     # ------------------------------------------------------------------ settings
     @property
     def feedback_window_s(self) -> float:
@@ -117,7 +128,7 @@ class ServingState:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Load the engine, take the learner role if free (restore + replay), start the loop."""
-        self.engine, self.fingerprint = self._load_engine()
+        self._engine, self.fingerprint = self._load_engine()
         if self._try_lock():
             self._become_learner()
         else:
@@ -345,7 +356,7 @@ class ServingState:
 
     def _swap(self, engine: Engine, fingerprint: str) -> None:
         # in-flight requests keep the old engine object until they finish; it closes when collected
-        self.engine, self.fingerprint = engine, fingerprint
+        self._engine, self.fingerprint = engine, fingerprint
         self.metrics.reloads.inc()
         _freeze_heap()
 

@@ -87,7 +87,10 @@ def test_feedback_errors_write_nothing(engine):
     assert engine.policy.n_updates_ == 0
 
 
-def test_ranker_retrains_from_logged_clicks(engine, small_movies):
+def test_ranker_retrains_from_logged_clicks(movie_catalog_path, small_movies):
+    # the learned ranker serves at once (no incumbent); tests/ltrr/test_incumbent.py covers the gate
+    engine = Engine.from_config(make_config(movie_catalog_path, incumbent={"gate_ranking": False}),
+                                catalog=small_movies)
     rng = np.random.default_rng(0)
     for i in range(60):
         row = int(rng.integers(0, 200))
@@ -98,6 +101,7 @@ def test_ranker_retrains_from_logged_clicks(engine, small_movies):
     assert engine.ranker.version_.startswith("lgbm-")
     d = engine.search(small_movies.titles[3])
     assert d.model_versions["ranker"] == engine.ranker.version_
+    engine.close()
 
 
 def test_same_seed_same_decisions(movie_catalog_path, small_movies):
