@@ -71,14 +71,17 @@ class RankerConfig(Params):
 
 
 class RewardConfig(Params):
-    #: reward subtracted per candidate drawn (makes large plans pay for their cost)
-    cost_per_candidate: float = Field(0.0005, ge=0.0)
+    #: reward subtracted per candidate drawn (makes large plans pay for their cost); small, so
+    #: that among plans whose pages are equally good the cheaper one wins, never a worse page
+    cost_per_candidate: float = Field(0.0001, ge=0.0)
     #: what a page earns before the cost: ``"any_click"`` 1 if anything on it was clicked;
     #: ``"click_dcg"`` its clicks weighted by ``1 / log2(1 + position)`` over the largest possible
     #: such sum of a full page, so a page with several good results earns more than one with a
     #: single click (``any_click`` saturates on queries with many relevant items). Per-strategy
     #: credit splits the same way: each strategy earns the weights of the clicked items it drew.
-    kind: Literal["any_click", "click_dcg"] = "any_click"
+    #: ``click_dcg`` is the default: a reward that ignores positions ranks plans by whether they
+    #: draw any clicked item, so the cheapest plan looks best in hindsight whatever its pages
+    kind: Literal["any_click", "click_dcg"] = "click_dcg"
     #: per-strategy (semi-bandit) credit for the factored policy: ``"full"`` a strategy earns
     #: every clicked item it drew (``any_click``: 1 if it drew any), so strategies that overlap
     #: are all paid for the same click; ``"split"`` each clicked item's share of the page reward
