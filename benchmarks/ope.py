@@ -193,9 +193,9 @@ def truth(args: argparse.Namespace) -> None:
     from ltrr.engine import Engine
     from ltrr.offline.ope import ESTIMATOR_NAMES, evaluate, target_specs
     from ltrr.offline.report import ope_report
-    from ltrr.offline.simlog import movie_stream, simulate_log
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
+    from simulators.simlog import movie_stream, simulate_log
 
     work = ROOT / "work" / "bench" / "ope_truth"
     shutil.rmtree(work, ignore_errors=True)
@@ -381,7 +381,7 @@ def _load() -> list[float]:
 
 def _scale_setup(args: argparse.Namespace, events: int) -> tuple[Path, Path, Path]:
     """The synthetic log (written once, reused) and the two saved targets."""
-    from policies.base import PlanMenu
+    from ltrr.contracts.policy import PlanMenu
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
 

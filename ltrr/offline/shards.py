@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader
 from ltrr.offline.ope import (
@@ -32,8 +33,8 @@ from ltrr.offline.ope import (
     shard_estimates,
     shard_reward_model,
 )
+from ltrr.offline.outcomes import record_outcomes
 from ltrr.offline.targets import TargetSpec
-from policies.base import PlanMenu
 
 #: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
 _NOISY_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
@@ -61,14 +62,13 @@ def local_client(n_workers: int = 2):
     numpy and Parquet decoding hold the GIL often enough that threads would not scale), quiet:
     only errors are logged."""
     _quiet()
-    from dask.distributed import Client, LocalCluster
-
     # one core per worker: BLAS and pyarrow's decode pool (which honours OMP_NUM_THREADS) single-threaded.
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 also pins glibc's mmap threshold at 128 KB, so every
     # per-chunk array is mapped and page-faulted afresh (3x the minor faults, a third more CPU,
     # measured); short-lived OPE workers keep freed memory for reuse instead.
     # (Variables that C libraries read at start-up must be in the environment before the spawn.)
     import dask
+    from dask.distributed import Client, LocalCluster
 
     env = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
     env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 30), MALLOC_MMAP_THRESHOLD_=str(32 << 20))
@@ -168,7 +168,7 @@ def plan_statistics_partial(engine_dir: str, log: str, row_groups: Sequence[int]
     n = n_clicked = 0
     reader = LogReader(log, strict=strict)
     for rec in reader.records(row_groups=row_groups):
-        r, rc = engine.plan_outcomes(rec)
+        r, rc = record_outcomes(engine, rec)
         reward += r
         best += float(r.max())
         n += 1
