@@ -235,12 +235,18 @@ class RewardModel:
                 out[k] = np.linalg.solve(tx - xx[k] + ridge * np.eye(d), tr - xr[k])
             return out
 
+        pooled = fit(*stats["pooled"])
         thetas, counts = {}, {}
         for key, st in stats["plans"].items():
             depths = tuple(int(v) for v in key.split(","))
-            thetas[depths] = fit(*st)
-            counts[depths] = int(st[2].sum())
-        return cls(tuple(stats["strategies"]), thetas, fit(*stats["pooled"]), counts, ridge)
+            theta = fit(*st)
+            cnt = np.asarray(st[2])
+            # a fold whose training part (the other folds) never logged the plan uses the pooled model
+            unseen = (cnt.sum() - cnt == 0) if len(cnt) > 1 else np.zeros(1, dtype=bool)
+            theta[unseen] = pooled[unseen]
+            thetas[depths] = theta
+            counts[depths] = int(cnt.sum())
+        return cls(tuple(stats["strategies"]), thetas, pooled, counts, ridge)
 
     def matrix(self, plans: np.ndarray, fold: int = 0) -> np.ndarray:
         """``float[n_plans, d]``: fold ``fold``'s model of each plan (pooled when never logged)."""

@@ -111,8 +111,9 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded(targets, sim_logs
     for p in a["policies"].values():
         for name, e in p["estimates"].items():
             assert e["ci_low"] <= e["value"] <= e["ci_high"], name
-            if name != "dm":
-                assert e["ci_high"] - e["ci_low"] > 0.01, name
+            # model-based estimators (DM, and switch-DR where most weights exceed tau) are narrow;
+            # the importance-weighted ones are not
+            assert e["ci_high"] - e["ci_low"] > (0.0 if name in ("dm", "switch-dr") else 0.01), name
 
 
 def test_shard_parallel_on_dask_equals_single_process(targets, sim_logs, tmp_path):
