@@ -113,7 +113,8 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded(targets, sim_logs
             assert e["ci_low"] <= e["value"] <= e["ci_high"], name
             # model-based estimators (DM, and switch-DR where most weights exceed tau) are narrow;
             # the importance-weighted ones are not
-            assert e["ci_high"] - e["ci_low"] > (0.0 if name in ("dm", "switch-dr") else 0.01), name
+            width = e["ci_high"] - e["ci_low"]
+            assert width > (0.0 if name in ("dm", "switch-dr") else 0.2 * abs(e["value"])), name
 
 
 def test_shard_parallel_on_dask_equals_single_process(targets, sim_logs, tmp_path):
