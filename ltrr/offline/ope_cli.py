@@ -128,7 +128,8 @@ def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_mod
         from ltrr.offline.shards import connect
 
         client = connect(scheduler)
-        shards = max(shards, 2)
+        if shards == 1:  # one shard per worker of that cluster, unless --shards says otherwise
+            shards = max(len(client.scheduler_info().get("workers", {})), 2)
     try:
         result = evaluate(log_path, targets, estimators=names, n_bootstrap=n_bootstrap, seed=seed, alpha=alpha,
                           strict=strict, shards=shards, client=client, log_format=log_format, mapping=mapping,

@@ -70,10 +70,11 @@ def load_action_dist(path: str | os.PathLike, log: ActionLog) -> np.ndarray:
             dist = np.load(p, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise DataError(f"{p}: not a .npy array ({exc}); an action distribution is .npy or Parquet") from None
+    given = tuple(dist.shape)
     if dist.ndim == 2:
         dist = dist[:, :, None]
     if dist.ndim != 3 or dist.shape[1] != A or dist.shape[0] not in (1, n) or dist.shape[2] not in (1, L):
-        raise DataError(f"{p}: action distribution has shape {tuple(dist.shape)}; the log {log.path} needs "
+        raise DataError(f"{p}: action distribution has shape {given}; the log {log.path} needs "
                         f"({n}, {A}) or ({n}, {A}, {L}) (rounds, actions[, positions]); a first dimension of 1 "
                         "applies to every round")
     dist = np.broadcast_to(np.asarray(dist, dtype=np.float64), (n, A, dist.shape[2]))

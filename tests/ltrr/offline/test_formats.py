@@ -82,6 +82,21 @@ def test_ope_of_a_mapped_csv_with_a_uniform_and_a_greedy_target(toy_csv, tmp_pat
     for name in ("ips", "snips", "dr", "sndr"):
         assert gre[name]["value"] > logged + 0.1, name
     assert out["reward_model"]["kind"] == "lightgbm" and out["reward_model"]["params"]["n_estimators"] == 20
+    # the same target as Parquet (one list column per round) gives the same numbers
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"dist": pa.array(greedy.tolist())}), tmp_path / "greedy.parquet")
+    res = _cli("ope", "--log", toy_csv, "--map", "action=item", "--map", "reward=clicked", "--map", "propensity=p",
+               "--target-dist", tmp_path / "greedy.parquet", "--estimators", "ips,snips", "--bootstrap", "0",
+               "--out", tmp_path / "pq")
+    assert res.exit_code == 0, res.output
+    pqo = json.loads((tmp_path / "pq" / "ope.json").read_text())["policies"]["greedy"]["estimates"]
+    assert pqo["ips"]["value"] == pytest.approx(gre["ips"]["value"], abs=1e-12)
+    np.save(tmp_path / "short.npy", greedy[:10])
+    res = _cli("ope", "--log", toy_csv, "--map", "action=item", "--map", "reward=clicked", "--map", "propensity=p",
+               "--target-dist", tmp_path / "short.npy", "--out", tmp_path / "short")
+    assert res.exit_code == 2 and "short.npy: action distribution has shape (10, 3);" in res.output
 
 
 def test_unsupported_formats_are_one_clear_error(tmp_path):
