@@ -539,7 +539,7 @@ def check_plan_reward_model(spec: RewardModelSpec) -> None:
 
 
 def evaluate(log: str | os.PathLike, targets: Sequence[TargetSpec], *,
-             estimators: Sequence[str] = ESTIMATOR_NAMES, n_bootstrap: int = 200, seed: int = 0,
+             estimators: Sequence[str] | None = None, n_bootstrap: int = 200, seed: int = 0,
              alpha: float = 0.05, strict: bool = False, shards: int = 1, client: Any = None,
              log_format: str | None = None, mapping: Any = None,
              reward_model: RewardModelSpec | None = None, bootstrap_method: str = "poisson",
@@ -555,12 +555,14 @@ def evaluate(log: str | os.PathLike, targets: Sequence[TargetSpec], *,
 
     if not targets:
         raise ConfigError("Give at least one target policy (--policy, --target-dist or --vw-model).")
+    log = str(log)
+    fmt = detect_format(log, log_format, mapping)
+    if estimators is None:  # every estimator the log supports
+        estimators = ESTIMATOR_NAMES if fmt == "ltrr" else tuple(e for e in ESTIMATOR_NAMES if not e.startswith("factored"))
     make_estimators(estimators)
     check_bootstrap_method(bootstrap_method)
     thresholds = thresholds or Thresholds()
     reward_model = reward_model or RewardModelSpec(seed=seed)
-    log = str(log)
-    fmt = detect_format(log, log_format, mapping)
     if fmt != "ltrr":
         from ltrr.offline.action_ope import evaluate_action_log
 

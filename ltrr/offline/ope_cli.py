@@ -71,8 +71,9 @@ def format_table(result: dict) -> str:
                    "OBP's action_dist layout; a first dimension of 1 applies to every round). Repeat.")
 @click.option("--vw-model", "vw_models", multiple=True, metavar="[NAME=]FILE",
               help="Target: a saved Vowpal Wabbit cb_explore_adf model (DSJSON logs). Repeat.")
-@click.option("--estimators", default=",".join(ESTIMATOR_NAMES), show_default=True,
-              help="Comma-separated estimators.")
+@click.option("--estimators", default=None,
+              help=f"Comma-separated estimators (default: {','.join(ESTIMATOR_NAMES)}; factored-ips only on "
+                   "ltrr plan logs).")
 @click.option("--reward-model", type=click.Choice(MODELS), default="auto", show_default=True,
               help="Reward model of DM/DR/SNDR/switch-DR (auto: logistic for 0/1 rewards, else ridge; "
                    "ltrr plan logs: streaming ridge per plan).")
@@ -118,7 +119,7 @@ def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_mod
     from ltrr.offline.truth import parse_truth
     from ltrr.store.persist import atomic_directory, write_json
 
-    names = [e.strip() for e in estimators.split(",") if e.strip()]
+    names = None if estimators is None else [e.strip() for e in estimators.split(",") if e.strip()]
     targets = parse_targets(policies, dists, vw_models)
     mapping = ColumnMapping.parse(map_entries, mapping_file)
     spec = RewardModelSpec(reward_model, folds, seed, estimated_rewards, parse_params(reward_params))
