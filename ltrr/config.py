@@ -59,6 +59,14 @@ class PolicyConfig(Params):
     plans: list[dict[str, int]] | None = None
     #: half-life, in events a strategy ran on, of the ``success_<strategy>`` context features
     success_half_life: float = Field(500.0, gt=0.0)
+    #: plans whose estimated p99 latency (sum of the strategies' measured p99s) exceeds this many
+    #: milliseconds are not chosen (None: no budget); see ltrr.latency
+    p99_budget_ms: float | None = Field(None, gt=0.0)
+    #: where a plan's latency comes from: "measured" (each strategy's retrieve calls, timed online
+    #: and decayed over ``latency_half_life`` calls) or "declared" (the strategies' own
+    #: ``cost_ms`` hints: deterministic, what the simulations use so a seed repeats its run)
+    latency_source: Literal["measured", "declared"] = "measured"
+    latency_half_life: float = Field(500.0, gt=0.0)
 
 
 class RankerConfig(Params):
@@ -90,6 +98,9 @@ class RewardConfig(Params):
     #: the default: on the movie benchmark (20k rounds, factored policy) it raised nDCG@10 from
     #: 0.813 to 0.829 and from 0.731 to 0.760 (seeds 0 / 1) with the same or fewer candidates
     credit: Literal["full", "split"] = "split"
+    #: reward subtracted per millisecond of the plan's estimated latency (each strategy pays for its
+    #: own in the per-strategy credit): plans that only cost time lose to cheaper equal pages
+    latency_weight: float = Field(0.001, ge=0.0)
 
 
 class IncumbentConfig(Params):

@@ -211,8 +211,8 @@ class Learner:
         hits = None
         plan_gain = interleaving = None
         if entry.first:
-            reward, per_strategy, hits = self.credit(logged.candidates, logged.page_rows,
-                                                     logged.plan.depths, clicked)
+            reward, per_strategy, hits = self.credit(logged.candidates, logged.page_rows, logged.plan.depths,
+                                                     clicked, logged.strategy_ms if logged.strategy_ms.size else None)
             source = logged.model_versions.get("plan")
             if source in ("baseline", "learned"):
                 plan_gain = (source == "baseline", page_gain(self.reward, logged.page_rows, clicked))
@@ -230,13 +230,13 @@ class Learner:
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
     def credit(self, cands: Candidates, page: np.ndarray, depths: tuple[int, ...],
-                         clicked: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+               clicked: np.ndarray, strategy_ms: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
         """Reward, per-strategy rewards and per-strategy hits (drew a clicked item) of a decision
         (``cands``, the ``page`` shown, the plan's ``depths``) given its ``clicked`` rows."""
         in_clicks = np.isin(cands.items, clicked)
         spec = self.reward
         reward, per = decision_rewards(spec, cands.found, in_clicks, depths,
-                                       page_weights(spec, cands.items, page))
+                                       page_weights(spec, cands.items, page), strategy_ms)
         hits = np.asarray(cands.found[in_clicks].any(axis=0)) if in_clicks.any() else np.zeros(len(depths), dtype=bool)
         return reward, per, hits
 
@@ -278,7 +278,7 @@ class Learner:
             logged_action = menu.action_of(plan.depths)
             drew = out.ranks <= depths[None, :]  # [clicks, strategies]
             computed, per_strategy = decision_rewards(spec, drew, np.ones(drew.shape[0], dtype=bool),
-                                                      plan.depths, weights)
+                                                      plan.depths, weights, engine.latency.strategy_ms(plan.depths)[0])
             logged_reward = float(record.reward) if record.reward is not None else computed
             p_now = engine.policy.probabilities(x)
             ips_weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
