@@ -119,8 +119,18 @@ class IncumbentConfig(Params):
     monitor_share: float = Field(0.1, ge=0.0, le=1.0)
     #: sequential test: the smallest advantage of the win rate over 1/2 worth detecting ...
     min_effect: float = Field(0.05, gt=0.0, lt=0.5)
-    #: ... and the confidence of its promote / demote decisions
+    #: ... and the confidence of its promote / demote decisions (and of the off-policy bound)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    #: after every retraining, also compare the new ranker with RRF off-policy on held-out
+    #: logged queries (inverse-propensity click DCG, ltrr.ranking.counterfactual): promote when
+    #: the lower confidence bound of the difference is > 0, demote when the upper one is < 0
+    counterfactual: bool = True
+    #: share of logged queries (by a hash of the event id) kept out of ranker training for it
+    holdout_share: float = Field(0.2, gt=0.0, lt=1.0)
+    #: held-out queries with clicks needed before the off-policy bound may switch anything
+    min_holdout_queries: int = Field(50, ge=2)
+    #: largest inverse examination weight of a click in that comparison
+    ipw_clip: float = Field(10.0, ge=1.0)
     #: the baseline plan (strategy -> depth); empty: every strategy at its largest depth
     baseline_plan: dict[str, int] = Field(default_factory=dict)
     #: learned plans only while the decayed realized page gain stays >= (1 - alpha) x the
