@@ -81,36 +81,19 @@ def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 class _FieldIndex:
-    """BM25 term scores (docs x vocab CSR) of one field, from a fitted BM25 strategy's counts.
+    """BM25 score and query-term overlap of one field, read from a fitted BM25 strategy.
 
-    Precomputing ``idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))`` per (doc, term) makes a
-    query's scores for any set of items one sparse row gather and one matrix-vector product; the
-    numbers equal the strategy's own ``score_items`` (tested).
+    The strategy looks each query term up in its posting lists for just the candidates, so the
+    numbers equal its own ``score_items`` (tested) and no docs x vocab copy is held here.
     """
 
     def __init__(self, bm25: Any):
         self.bm25 = bm25
-        self.vocab: dict[str, int] = bm25.vocab_
-        tf = bm25.tf_.tocsr()
-        k1, b = float(bm25.params.k1), float(bm25.params.b)
-        doc_len = np.asarray(tf.sum(axis=1), dtype=np.float64).ravel()
-        avgdl = float(doc_len.mean()) if doc_len.size else 0.0
-        rel = doc_len / avgdl if avgdl > 0 else np.zeros_like(doc_len)
-        norm = k1 * (1.0 - b + b * rel)
-        counts = tf.data.astype(np.float64)
-        row_of = np.repeat(np.arange(tf.shape[0]), np.diff(tf.indptr))
-        data = np.asarray(bm25.idf_)[tf.indices] * (counts * (k1 + 1.0) / (counts + norm[row_of]))
-        self.scores = sp.csr_matrix((data, tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
-        self.present = _binary(tf)
 
-    def query(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """Dense term-count and term-indicator vectors of the query, and its distinct tokens."""
-        toks = self.bm25.analyzer(text)
-        counts = np.zeros(self.scores.shape[1], dtype=np.float64)
-        ids = [self.vocab[t] for t in toks if t in self.vocab]
-        if ids:
-            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1.0)
-        return counts, (counts > 0).astype(np.float32), len(set(toks))
+    def match(self, text: str, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per item: BM25 of ``text``, and the fraction of its distinct tokens the item holds."""
+        scores, hits, n_tok = self.bm25.match_items(text, items)
+        return scores, (hits / n_tok if n_tok else np.zeros_like(hits))
 
 
 class FeatureBuilder:
@@ -140,7 +123,7 @@ class FeatureBuilder:
             "strip_accents": analyzer.strip_accents, "stem": analyzer.stem, "stop_words": analyzer.stop_words}
         reused = None
         for name, strat in instances.items():
-            if (getattr(strat, "type_name", None) == "bm25" and getattr(strat, "tf_", None) is not None
+            if (getattr(strat, "type_name", None) == "bm25" and getattr(strat, "vocab_", None) is not None
                     and tuple(strat.params.text_fields) == self.text_fields):
                 reused = name
                 break
@@ -198,11 +181,7 @@ class FeatureBuilder:
             out[:, col[f"{name}_impressions"]] = imp
             out[:, col[f"{name}_clicks"]] = clk
         for field, idx in (("title", self._title), ("text", self._text)):
-            counts, present, n_tok = idx.query(text)
-            rows = idx.scores[items]
-            out[:, col[f"bm25_{field}"]] = rows @ counts
-            hit = _binary(rows) @ present
-            out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
+            out[:, col[f"bm25_{field}"]], out[:, col[f"{field}_overlap"]] = idx.match(text, items)
         grams = set(_trigrams(text)) if text.strip() else set()
         n_grams = len(grams)
         known = np.array(sorted(j for j in map(self._tri_vocab.get, grams) if j is not None), dtype=np.int64)
