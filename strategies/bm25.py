@@ -24,6 +24,7 @@ idfs, or long terms only and too few candidates), where every touched document i
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import chain, count
@@ -57,7 +58,7 @@ _DENSE_EXTRA_RATIO = 1 / 16
 _BOUND_SLACK = 1e-9
 
 _ARRAYS = ("postings_ptr", "postings_docs", "postings_tf", "postings_scores", "doc_len", "prior",
-           "idf", "max_score", "cap", "long_row", "top_docs")
+           "idf", "max_score", "cap", "long_row", "top_docs", "top_scores")
 
 
 class BM25Params(Params):
@@ -126,6 +127,7 @@ class BM25(CandidateGenerator):
         self.scores_: np.ndarray | None = None
         self.prior_: np.ndarray | None = None
         self.doc_len_: np.ndarray | None = None
+        self._local = threading.local()
 
     @property
     def n_docs(self) -> int:
@@ -267,13 +269,16 @@ class BM25(CandidateGenerator):
         long_row = np.full(n_terms, -1, dtype=np.int32)
         long_row[long] = np.arange(long.size, dtype=np.int32)
         top_docs = np.empty((long.size, _TOP_LIST), dtype=np.int32)
+        top_scores = np.empty((long.size, _TOP_LIST), dtype=np.float32)
         for r, t in enumerate(long):
             a, e = ptr[t], ptr[t + 1]
             seg = scores[a:e]
             part = np.argpartition(seg, seg.size - _TOP_LIST - 1)
             cap[t] = seg[part[seg.size - _TOP_LIST - 1]]
-            top_docs[r] = np.sort(self.docs_[a + part[seg.size - _TOP_LIST:]])
-        self.max_score_, self.cap_, self.long_row_, self.top_docs_ = max_score, cap, long_row, top_docs
+            best = np.sort(part[seg.size - _TOP_LIST:])
+            top_docs[r], top_scores[r] = self.docs_[a + best], seg[best]
+        self.max_score_, self.cap_, self.long_row_ = max_score, cap, long_row
+        self.top_docs_, self.top_scores_ = top_docs, top_scores
         df = np.diff(ptr)
         nonempty = np.flatnonzero(df > 0)
         # postings a query token reads on average, tokens drawn like corpus tokens
@@ -329,123 +334,149 @@ class BM25(CandidateGenerator):
 
     def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """One query's best ``k`` documents and scores (prior included), best first."""
+        """One query's best ``k`` documents and scores (prior included), best first.
+
+        While the fully read lists stay within the sparse budget, :meth:`_bounded_top_k`
+        answers; each time its bound does not prune, the long term with the largest weighted
+        cap is read in full instead (as MaxScore moves a term to the essential lists). Past the
+        budget, :meth:`_dense_top_k` scores every touched document.
+        """
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        long = self.long_row_[terms] >= 0
-        if self._nonneg and long.any():
-            found = self._pruned_top_k(terms, weights, long, k)
+        ptr = self.ptr_
+        if terms.size == 1 and self.long_row_[terms[0]] < 0:
+            a, e = ptr[terms[0]], ptr[terms[0] + 1]
+            return self._finish(self.docs_[a:e], self.scores_[a:e].astype(np.float64) * weights[0], k)
+        df = ptr[terms + 1] - ptr[terms]
+        # bounds need every score >= 0 (false only if the mean idf is negative)
+        long = self.long_row_[terms] >= 0 if self._nonneg else np.zeros(terms.size, dtype=bool)
+        budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
+        theta = -np.inf
+        while df[~long].sum() <= budget:
+            found, theta = self._bounded_top_k(terms, weights, long, k)
             if found is not None:
                 return found
-        return self._exhaustive_top_k(terms, weights, k)
+            rest = np.flatnonzero(long)
+            long[rest[np.argmax(weights[rest] * self.cap_[terms[rest]])]] = False
+        return self._dense_top_k(terms, weights, k, theta)
 
-    def _gather(self, terms: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents (ascending) and summed contributions of every posting of ``terms``."""
-        ptr, docs, scores = self.ptr_, self.docs_, self.scores_
-        if terms.size == 1:
-            a, e = ptr[terms[0]], ptr[terms[0] + 1]
-            return docs[a:e], scores[a:e].astype(np.float64) * weights[0]
-        idx = np.concatenate([docs[ptr[t]:ptr[t + 1]] for t in terms])
-        contrib = np.concatenate([scores[ptr[t]:ptr[t + 1]].astype(np.float64) * w
-                                  for t, w in zip(terms, weights, strict=True)])
-        # sum per document by a stable sort: contributions added in ascending term order
-        order = np.argsort(idx, kind="stable")
-        idx = idx[order]
-        first = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]]) if idx.size else idx
-        return idx[first], (np.add.reduceat(contrib[order], first) if idx.size else contrib)
+    def _scratch(self) -> _Scratch:
+        """Per-thread accumulators over the corpus, all zero between queries."""
+        sc = getattr(self._local, "scratch", None)
+        if sc is None or sc.mark.size != self.n_docs:
+            sc = self._local.scratch = _Scratch(self.n_docs)
+        return sc
 
-    def _exhaustive_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """Score every document any query term touches."""
-        ptr = self.ptr_
-        n_post = int((ptr[terms + 1] - ptr[terms]).sum())
-        if terms.size > 1 and n_post >= max(_SPARSE_SUM_RATIO * self.n_docs, 1):
-            acc = np.zeros(self.n_docs, dtype=np.float64)
-            for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-                a, e = ptr[t], ptr[t + 1]
-                acc[self.docs_[a:e]] += w * self.scores_[a:e].astype(np.float64)  # unique docs per list
-            docs = np.flatnonzero(acc)
-            total = acc[docs]
+    def _bounded_top_k(self, terms: np.ndarray, weights: np.ndarray, long: np.ndarray, k: int
+                       ) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+        """Exact top k from the full lists of the terms not marked ``long`` and the top lists of
+        those marked, or None when the bound on the documents outside does not prune; and the
+        k-th best exact candidate score, a lower bound on the k-th best of all (-inf if none)."""
+        ptr, docs, scores, qp = self.ptr_, self.docs_, self.scores_, self.params.quality_prior
+        long_t, long_w = terms[long], weights[long]
+        rows = self.long_row_[long_t]
+        sc, cand, touched = self._scratch(), None, []
+        try:
+            for t, w in zip(terms[~long].tolist(), weights[~long].tolist(), strict=True):
+                d = docs[ptr[t]:ptr[t + 1]]
+                _add_at(sc.short, d, scores[ptr[t]:ptr[t + 1]], w)
+                touched.append(d)
+            for r, w, c in zip(rows.tolist(), long_w.tolist(), self.cap_[long_t].tolist(), strict=True):
+                d = self.top_docs_[r]
+                _add_at(sc.top, d, self.top_scores_[r], w)
+                sc.known[d] += w * c
+                touched.append(d)
+            cand = sc.union(touched)
+            part, top, known = sc.short[cand], sc.top[cand], sc.known[cand]
+        finally:
+            sc.clear(cand)
+        if long_t.size == 0:  # every touched document is a candidate, scored exactly
+            return self._finish(cand, part, k), -np.inf
+        prior = qp * self.prior_[cand] if qp > 0 else 0.0
+        caps = long_w * self.cap_[long_t]
+        bound = float(caps.sum())
+        # lower: what is known; upper: plus each long term's cap where its top list missed
+        lower = part + top + prior
+        if cand.size < k:
+            return None, -np.inf
+        upper = lower + (bound - known)
+        touched = cand
+        # exact scores, first for the candidates with the best upper bounds: their k-th best
+        # prunes the rest, which are scored only if their upper bound reaches it
+        first = np.argpartition(-upper, 16 * k)[: 16 * k] if cand.size > 16 * k else np.arange(cand.size)
+        exact = np.full(cand.size, np.nan)
+        exact[first] = part[first] + self._pair_scores(long_t, long_w, cand[first])[0]
+        ranked = exact[first] + (prior[first] if qp > 0 else 0.0)
+        ranked = ranked[exact[first] != 0]
+        if ranked.size >= k:
+            theta_lo = float(np.partition(ranked, ranked.size - k)[ranked.size - k])
         else:
-            docs, total = self._gather(terms, weights)
-            keep = total != 0
-            if not keep.all():
-                docs, total = docs[keep], total[keep]
-        return self._finish(docs, total, k)
+            theta_lo = float(np.partition(lower, cand.size - k)[cand.size - k])
+        slack = _BOUND_SLACK * (abs(theta_lo) + bound)
+        rest = np.flatnonzero(np.isnan(exact) & (upper >= theta_lo - slack))
+        if rest.size:
+            exact[rest] = part[rest] + self._pair_scores(long_t, long_w, cand[rest])[0]
+        keep = np.flatnonzero(~np.isnan(exact) & (exact != 0))
+        cand, total = cand[keep], exact[keep]
+        if cand.size < k:
+            return None, -np.inf
+        ranked = total + qp * self.prior_[cand] if qp > 0 else total
+        theta = float(np.partition(ranked, cand.size - k)[cand.size - k])
+        # a document outside the candidates holds no short term and is outside every long
+        # term's top list: it scores at most the long terms' caps (plus the largest prior)
+        bound += qp * self._prior_max
+        slack = _BOUND_SLACK * (abs(theta) + abs(bound))
+        if bound < theta - slack:
+            return self._finish(cand, total, k), theta
+        # such a document reaching theta scores >= need[i] in every long term i: scan the
+        # long list where that is most selective for the documents above it
+        need = (theta - slack - (bound - caps)) / long_w
+        i = int(np.argmax(need / np.maximum(self.max_score_[long_t], np.finfo(np.float32).tiny)))
+        if need[i] <= 0:
+            return None, theta
+        t = int(long_t[i])
+        a, e = ptr[t], ptr[t + 1]
+        above = docs[a:e][scores[a:e] >= need[i]]
+        extra = above[~_isin_sorted(above, touched)] if above.size else above
+        if extra.size > _DENSE_EXTRA_RATIO * self.n_docs:
+            return None, theta
+        if extra.size:
+            cand = np.concatenate([cand, extra])
+            total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)[0]])
+        return self._finish(cand, total, k), theta
+
+    def _dense_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
+                     theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Score every document any query term touches into a dense accumulator. ``theta``, a
+        lower bound on the k-th best score (prior included) when known, picks the top k among
+        the documents at or above it instead of among every touched one."""
+        ptr = self.ptr_
+        acc = np.zeros(self.n_docs, dtype=np.float64)
+        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+            _add_at(acc, self.docs_[ptr[t]:ptr[t + 1]], self.scores_[ptr[t]:ptr[t + 1]], w)
+        floor = -np.inf
+        if self._nonneg:
+            if not theta > -np.inf:
+                # any k matched documents bound the k-th best from below: take the rarest term's
+                df = ptr[terms + 1] - ptr[terms]
+                r = int(np.argmin(df))
+                if df[r] >= k:
+                    sample = acc[self.docs_[ptr[terms[r]]:ptr[terms[r] + 1]]]
+                    theta = float(np.partition(sample, sample.size - k)[sample.size - k])
+            floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
+        found = np.flatnonzero(acc >= floor if floor > 0 else acc != 0)  # boolean: the fast scan
+        return self._finish(found, acc[found], k)
 
     def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of scored documents; a document whose terms sum to 0 is not a match."""
+        keep = total != 0
+        if not keep.all():
+            docs, total = docs[keep], total[keep]
         qp = self.params.quality_prior
         if qp > 0 and docs.size:
             total = total + qp * self.prior_[docs]
         top = _top_k(docs, total, k)
         return docs[top].astype(np.int64), total[top]
-
-    def _pruned_top_k(self, terms: np.ndarray, weights: np.ndarray, long: np.ndarray, k: int
-                      ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Exact top k by :meth:`_bounded_top_k`; while its bound does not prune, the long term
-        with the largest weighted cap is read in full like a short one (as MaxScore moves a
-        term to the essential lists). None once the full lists would exceed the sparse budget:
-        the caller then scores every touched document."""
-        long = long.copy()
-        df = self.ptr_[terms + 1] - self.ptr_[terms]
-        budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
-        while long.any() and df[~long].sum() <= budget:
-            found = self._bounded_top_k(terms, weights, long, k)
-            if found is not None:
-                return found
-            rest = np.flatnonzero(long)
-            long[rest[np.argmax(weights[rest] * self.cap_[terms[rest]])]] = False
-        return None
-
-    def _bounded_top_k(self, terms: np.ndarray, weights: np.ndarray, long: np.ndarray, k: int
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Exact top k from the full postings of the terms not marked ``long`` and the top lists
-        of those marked, or None when the bound on the documents outside does not prune."""
-        short_t, short_w = terms[~long], weights[~long]
-        long_t, long_w = terms[long], weights[long]
-        tops = self.top_docs_[self.long_row_[long_t]].ravel()
-        if short_t.size:
-            s_docs, s_total = self._gather(short_t, short_w)
-            cand = np.union1d(s_docs, tops)
-            total = np.zeros(cand.size, dtype=np.float64)
-            total[np.searchsorted(cand, s_docs)] = s_total
-        else:
-            cand = np.unique(tops)
-            total = np.zeros(cand.size, dtype=np.float64)
-        cand = cand.astype(np.int32, copy=False)
-        total += self._pair_scores(long_t, long_w, cand)[0]
-        qp = self.params.quality_prior
-        keep = total != 0
-        cand, total = cand[keep], total[keep]
-        if cand.size < k:
-            return None
-        ranked = total + qp * self.prior_[cand] if qp > 0 else total
-        theta = float(np.partition(ranked, cand.size - k)[cand.size - k])
-        # a document outside the candidates holds no short term and is outside every long
-        # term's top list: it scores at most the long terms' caps (plus the largest prior)
-        caps = long_w * self.cap_[long_t]
-        bound = float(caps.sum()) + qp * self._prior_max
-        slack = _BOUND_SLACK * (abs(theta) + abs(bound))
-        if bound < theta - slack:
-            return self._finish(cand, total, k)
-        # such a document reaching theta scores >= need[i] in every long term i: scan the
-        # long list where that is most selective for the documents above it
-        need = (theta - slack - (bound - caps)) / long_w
-        sel = need / np.maximum(self.max_score_[long_t], np.finfo(np.float32).tiny)
-        i = int(np.argmax(sel))
-        if need[i] <= 0:
-            return None
-        t = int(long_t[i])
-        a, e = self.ptr_[t], self.ptr_[t + 1]
-        above = self.docs_[a:e][self.scores_[a:e] >= need[i]]
-        extra = above[~_isin_sorted(above, cand)]
-        if extra.size > _DENSE_EXTRA_RATIO * self.n_docs:
-            return None
-        if extra.size:
-            e_total = self._pair_scores(long_t, long_w, extra)[0]
-            cand = np.concatenate([cand, extra])
-            total = np.concatenate([total, e_total])
-        return self._finish(cand, total, k)
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         self._check_fitted()
@@ -535,7 +566,7 @@ class BM25(CandidateGenerator):
         return {"postings_ptr": self.ptr_, "postings_docs": self.docs_, "postings_tf": self.tf_,
                 "postings_scores": self.scores_, "doc_len": self.doc_len_, "prior": self.prior_,
                 "idf": self.idf_, "max_score": self.max_score_, "cap": self.cap_,
-                "long_row": self.long_row_, "top_docs": self.top_docs_}
+                "long_row": self.long_row_, "top_docs": self.top_docs_, "top_scores": self.top_scores_}
 
     def _manifest_extra(self) -> dict[str, Any]:
         return {"n_terms": len(self.vocab_ or {}), "n_postings": int(self.ptr_[-1]) if self.ptr_ is not None else 0,
@@ -569,7 +600,7 @@ class BM25(CandidateGenerator):
                     "postings_scores": (n_post,), "doc_len": (n_items,), "prior": (n_items,),
                     "idf": (n_terms,), "max_score": (n_terms,), "cap": (n_terms,), "long_row": (n_terms,)}
         n_long = int((arrays["long_row"] >= 0).sum()) if shapes["long_row"] == (n_terms,) else -1
-        expected["top_docs"] = (n_long, shapes["top_docs"][-1])
+        expected["top_docs"] = expected["top_scores"] = (n_long, shapes["top_docs"][-1])
         wrong = {n: s for n, s in expected.items() if shapes[n] != s}
         if wrong or ptr[0] != 0 or np.any(ptr[1:] < ptr[:-1]):
             found = ", ".join(f"{n}.npy {shapes[n]}" for n in (wrong or shapes))
@@ -583,9 +614,48 @@ class BM25(CandidateGenerator):
         self.doc_len_, self.prior_, self.idf_ = arrays["doc_len"], arrays["prior"], arrays["idf"]
         self.max_score_, self.cap_ = arrays["max_score"], arrays["cap"]
         self.long_row_, self.top_docs_ = arrays["long_row"], arrays["top_docs"]
+        self.top_scores_ = arrays["top_scores"]
         self.avgdl_ = float(manifest.get("avgdl", 0.0))
         self.postings_per_token_ = float(manifest.get("postings_per_token", 0.0))
         self._post_init()
+
+
+def _add_at(acc: np.ndarray, docs: np.ndarray, scores: np.ndarray, weight: float) -> None:
+    """``acc[docs] += weight * scores`` in float64 (``np.add.at``: its fast path beats a fancy
+    ``+=`` by ~2.5x on long lists)."""
+    vals = scores.astype(np.float64)
+    if weight != 1:
+        vals *= weight
+    np.add.at(acc, docs, vals)
+
+
+class _Scratch:
+    """Accumulators over the corpus for one thread's queries; zero outside a query."""
+
+    def __init__(self, n_docs: int):
+        self.short = np.zeros(n_docs, dtype=np.float64)
+        self.top = np.zeros(n_docs, dtype=np.float64)
+        self.known = np.zeros(n_docs, dtype=np.float64)
+        self.mark = np.zeros(n_docs, dtype=bool)
+
+    def union(self, lists: list[np.ndarray]) -> np.ndarray:
+        """Ascending distinct documents of ``lists``: by sorting when they are few, else by
+        marking and listing the marks (a linear scan of a boolean array)."""
+        n = sum(d.size for d in lists)
+        if n * 32 < self.mark.size:
+            return np.unique(np.concatenate(lists)) if len(lists) > 1 else np.asarray(lists[0])
+        for d in lists:
+            self.mark[d] = True
+        found = np.flatnonzero(self.mark).astype(np.int32)
+        self.mark[found] = False
+        return found
+
+    def clear(self, touched: np.ndarray | None) -> None:
+        if touched is None:  # interrupted before the touched rows were listed
+            self.short[:] = self.top[:] = self.known[:] = 0
+            self.mark[:] = False
+            return
+        self.short[touched] = self.top[touched] = self.known[touched] = 0
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
