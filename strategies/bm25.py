@@ -54,6 +54,10 @@ _TOP_LIST = 512
 _FIT_CHUNK = 8192
 # Past this share of the corpus, the documents above a scanned threshold are summed densely.
 _DENSE_EXTRA_RATIO = 1 / 16
+# Prune with top lists only when the long lists hold this many times the postings the pruned
+# path reads, plus this many (its fixed cost in postings summed); measured on the benchmarks.
+_PRUNE_GAIN = 4
+_PRUNE_MIN = 16384
 # Relative slack on bound comparisons, far above float64 rounding of a few-term sum.
 _BOUND_SLACK = 1e-9
 
@@ -290,6 +294,8 @@ class BM25(CandidateGenerator):
     def _post_init(self) -> None:
         """Cached scalars derived from the state (after fit or load)."""
         self._nonneg = bool((self.idf_ >= 0).all())  # false only if the mean idf is negative
+        # idfs well above float32 underflow: every stored score > 0, no touched document sums to 0
+        self._positive = bool(self.idf_.size == 0 or self.idf_.min() > 1e-20)
         self._prior_max = float(self.prior_.max()) if self.prior_.size else 0.0
 
     # ------------------------------------------------------------------ querying
@@ -299,12 +305,13 @@ class BM25(CandidateGenerator):
 
     def _terms_of(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """A query's known term ids (ascending, unique) and how many times each occurs."""
-        vocab = self.vocab_
-        ids = [j for j in map(vocab.get, tokens) if j is not None]
-        if not ids:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        terms, n = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
-        return terms, n.astype(np.float64)
+        n: dict[int, int] = {}
+        for j in map(self.vocab_.get, tokens):
+            if j is not None:
+                n[j] = n.get(j, 0) + 1
+        terms = sorted(n)
+        return (np.array(terms, dtype=np.int64).reshape(-1),
+                np.array([n[j] for j in terms], dtype=np.float64).reshape(-1))
 
     def _query_terms(self, queries: QueryBatch) -> list[tuple[np.ndarray, np.ndarray]]:
         tokens = queries.cached(self._token_key(), self.analyzer.many)
@@ -339,7 +346,7 @@ class BM25(CandidateGenerator):
         While the fully read lists stay within the sparse budget, :meth:`_bounded_top_k`
         answers; each time its bound does not prune, the long term with the largest weighted
         cap is read in full instead (as MaxScore moves a term to the essential lists). Past the
-        budget, :meth:`_dense_top_k` scores every touched document.
+        budget, :meth:`_touched_top_k` scores every touched document.
         """
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
@@ -350,6 +357,8 @@ class BM25(CandidateGenerator):
         df = ptr[terms + 1] - ptr[terms]
         # bounds need every score >= 0 (false only if the mean idf is negative)
         long = self.long_row_[terms] >= 0 if self._nonneg else np.zeros(terms.size, dtype=bool)
+        if not long.any() or df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
+            return self._touched_top_k(terms, weights, k)  # pruning would not pay for itself
         budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
         theta = -np.inf
         while df[~long].sum() <= budget:
@@ -358,7 +367,7 @@ class BM25(CandidateGenerator):
                 return found
             rest = np.flatnonzero(long)
             long[rest[np.argmax(weights[rest] * self.cap_[terms[rest]])]] = False
-        return self._dense_top_k(terms, weights, k, theta)
+        return self._touched_top_k(terms, weights, k, theta)
 
     def _scratch(self) -> _Scratch:
         """Per-thread accumulators over the corpus, all zero between queries."""
@@ -374,6 +383,8 @@ class BM25(CandidateGenerator):
         k-th best exact candidate score, a lower bound on the k-th best of all (-inf if none)."""
         ptr, docs, scores, qp = self.ptr_, self.docs_, self.scores_, self.params.quality_prior
         long_t, long_w = terms[long], weights[long]
+        if long_t.size == 0:  # every touched document is a candidate
+            return self._touched_top_k(terms, weights, k), -np.inf
         rows = self.long_row_[long_t]
         sc, cand, touched = self._scratch(), None, []
         try:
@@ -390,8 +401,6 @@ class BM25(CandidateGenerator):
             part, top, known = sc.short[cand], sc.top[cand], sc.known[cand]
         finally:
             sc.clear(cand)
-        if long_t.size == 0:  # every touched document is a candidate, scored exactly
-            return self._finish(cand, part, k), -np.inf
         prior = qp * self.prior_[cand] if qp > 0 else 0.0
         caps = long_w * self.cap_[long_t]
         bound = float(caps.sum())
@@ -445,32 +454,38 @@ class BM25(CandidateGenerator):
             total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)[0]])
         return self._finish(cand, total, k), theta
 
-    def _dense_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
-                     theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """Score every document any query term touches into a dense accumulator. ``theta``, a
-        lower bound on the k-th best score (prior included) when known, picks the top k among
-        the documents at or above it instead of among every touched one."""
-        ptr = self.ptr_
-        acc = np.zeros(self.n_docs, dtype=np.float64)
-        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-            _add_at(acc, self.docs_[ptr[t]:ptr[t + 1]], self.scores_[ptr[t]:ptr[t + 1]], w)
-        floor = -np.inf
-        if self._nonneg:
-            if not theta > -np.inf:
-                # any k matched documents bound the k-th best from below: take the rarest term's
-                df = ptr[terms + 1] - ptr[terms]
-                r = int(np.argmin(df))
-                if df[r] >= k:
-                    sample = acc[self.docs_[ptr[terms[r]]:ptr[terms[r] + 1]]]
-                    theta = float(np.partition(sample, sample.size - k)[sample.size - k])
+    def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
+                       theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k over every document any query term touches, in O(postings): the terms
+        are summed into the thread's accumulator, then each list reads its documents' totals
+        and zeroes them (so a document is listed once and the accumulator is left clean).
+        ``theta``, a lower bound on the k-th best score (prior included) when known, keeps
+        only the documents that can reach it before the top k is chosen."""
+        ptr, docs, scores = self.ptr_, self.docs_, self.scores_
+        acc = self._scratch().short
+        lists = [docs[ptr[t]:ptr[t + 1]] for t in terms.tolist()]
+        try:
+            for d, t, w in zip(lists, terms.tolist(), weights.tolist(), strict=True):
+                _add_at(acc, d, scores[ptr[t]:ptr[t + 1]], w)
+            totals = []
+            for d in lists:
+                totals.append(acc[d])
+                acc[d] = 0
+        except BaseException:
+            acc[:] = 0
+            raise
+        found, total = np.concatenate(lists), np.concatenate(totals)
+        if self._nonneg and theta > -np.inf:
             floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
-        found = np.flatnonzero(acc >= floor if floor > 0 else acc != 0)  # boolean: the fast scan
-        return self._finish(found, acc[found], k)
+            if floor > 0:
+                keep = total >= floor
+                found, total = found[keep], total[keep]
+        return self._finish(found, total, k)
 
     def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top k of scored documents; a document whose terms sum to 0 is not a match."""
-        keep = total != 0
-        if not keep.all():
+        if not self._positive:
+            keep = total != 0
             docs, total = docs[keep], total[keep]
         qp = self.params.quality_prior
         if qp > 0 and docs.size:

@@ -372,7 +372,7 @@ def test_pruned_top_k_equals_scoring_every_document(cranfield, queries, monkeypa
     pruned = _fit_with_top_lists(monkeypatch, cranfield, 12, 6, quality_prior=quality_prior)
     assert (pruned.long_row_ >= 0).sum() > 100
     calls = {"scan": 0, "fallback": 0}
-    isin, fallback = module._isin_sorted, BM25._dense_top_k
+    isin, fallback = module._isin_sorted, BM25._touched_top_k
 
     def counting_isin(*args):
         calls["scan"] += 1
@@ -383,7 +383,7 @@ def test_pruned_top_k_equals_scoring_every_document(cranfield, queries, monkeypa
         return fallback(self, *args)
 
     monkeypatch.setattr(module, "_isin_sorted", counting_isin)
-    monkeypatch.setattr(BM25, "_dense_top_k", counting_fallback)
+    monkeypatch.setattr(BM25, "_touched_top_k", counting_fallback)
     texts = [q for _, q in queries]
     for k in (1, 5, 40):
         want = exhaustive.retrieve(texts, k)
