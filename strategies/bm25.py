@@ -475,12 +475,11 @@ class BM25(CandidateGenerator):
             acc[:] = 0
             raise
         found, total = np.concatenate(lists), np.concatenate(totals)
+        floor = -np.inf
         if self._nonneg and theta > -np.inf:
             floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
-            if floor > 0:
-                keep = total >= floor
-                found, total = found[keep], total[keep]
-        return self._finish(found, total, k)
+        keep = total >= floor if floor > 0 else total != 0  # a repeat of a listed document reads 0
+        return self._finish(found[keep], total[keep], k)
 
     def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top k of scored documents; a document whose terms sum to 0 is not a match."""

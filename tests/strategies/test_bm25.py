@@ -382,6 +382,8 @@ def test_pruned_top_k_equals_scoring_every_document(cranfield, queries, monkeypa
         calls["fallback"] += self is pruned
         return fallback(self, *args)
 
+    monkeypatch.setattr(module, "_PRUNE_GAIN", 0)  # prune whenever a term is long
+    monkeypatch.setattr(module, "_PRUNE_MIN", 0)
     monkeypatch.setattr(module, "_isin_sorted", counting_isin)
     monkeypatch.setattr(BM25, "_touched_top_k", counting_fallback)
     texts = [q for _, q in queries]
@@ -404,7 +406,11 @@ def test_pruned_top_k_equals_scoring_every_document(cranfield, queries, monkeypa
     top_list=st.integers(min_value=1, max_value=4),
 )
 def test_property_pruned_top_k_matches_rank_bm25(monkeypatch, docs, query_list, k, top_list) -> None:
+    import strategies.bm25 as module
+
     model = _fit_with_top_lists(monkeypatch, tiny([" ".join(d) for d in docs]), top_list, top_list)
+    monkeypatch.setattr(module, "_PRUNE_GAIN", 0)
+    monkeypatch.setattr(module, "_PRUNE_MIN", 0)
     ref = BM25Okapi(docs, k1=1.5, b=0.75, epsilon=0.25)
     result = model.retrieve([" ".join(q) for q in query_list], k)
     for i, q in enumerate(query_list):
