@@ -1,5 +1,12 @@
 """Online comparisons of policies: the same seeded query stream through one fresh engine per
-policy (stateless indexes are fitted once and shared), summarized into one report."""
+policy, summarized into one report.
+
+Runs must not leak state into each other: an index that never changes after fitting (BM25, dense,
+...) is fitted once and shared, but every strategy that learns from feedback
+(:class:`~ltrr.contracts.strategy.LearnsFromFeedback`: the click memory, XR-Linear with its click
+buffer and retrained models) starts each run from its own copy of the first fit, loaded from a
+saved template. Event ids are seeded, so the same seed gives the same logs.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ltrr import registry
+from ltrr.builder import plan_menu
 from ltrr.catalog import Catalog
 from ltrr.config import EngineConfig
+from ltrr.contracts.strategy import CandidateGenerator, LearnsFromFeedback
 from ltrr.engine import Engine
 from simulators.environment import SessionResult, run_session
 from simulators.hindsight import (
@@ -45,6 +54,12 @@ def baseline_specs(config: EngineConfig) -> list[PolicySpec]:
     return specs
 
 
+def fresh_copies(templates: dict[str, tuple[type[CandidateGenerator], Path]]) -> dict[str, CandidateGenerator]:
+    """An independent copy of every learning strategy, loaded from its saved first fit (loading
+    is far cheaper than fitting, e.g. an XR-Linear tree)."""
+    return {name: klass.load(path) for name, (klass, path) in templates.items()}
+
+
 def make_click_model(name: str, preset: str):
     return registry.get("click_model", name)(preset=preset)
 
@@ -55,20 +70,18 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
                      progress: bool = True) -> tuple[list[SessionResult], dict[str, Any]]:
     """Run every policy of ``specs`` online on ``stream``; return traces and the report dict."""
     specs = list(specs or baseline_specs(config))
-    shared: dict[str, Any] = {}
+    config = config.model_copy(update={"store": config.store.model_copy(update={"event_ids": "seeded"})})
+    shared: dict[str, CandidateGenerator] = {}
     results: list[SessionResult] = []
     table: HindsightTable | None = None
     recorder: HindsightRecorder | None = None
     with tempfile.TemporaryDirectory(prefix="ltrr-templates-") as tmp:
-        templates: dict[str, tuple[type, Path]] = {}
+        templates: dict[str, tuple[type[CandidateGenerator], Path]] = {}
         for spec in specs:
             cfg = config.with_policy(spec.type, spec.params)
-            # stateless indexes are shared; stateful ones start each engine from a saved copy of
-            # the first fit (loading is far cheaper than fitting, e.g. an XR-Linear tree)
-            fresh = {name: klass.load(path) for name, (klass, path) in templates.items()}
-            engine = Engine.from_config(cfg, catalog=catalog, prebuilt={**shared, **fresh})
+            engine = Engine.from_config(cfg, catalog=catalog, prebuilt={**shared, **fresh_copies(templates)})
             for name, strat in engine.strategies.items():
-                if not getattr(strat, "stateful", False):
+                if not isinstance(strat, LearnsFromFeedback):
                     shared.setdefault(name, strat)
                 elif name not in templates:
                     strat.save(Path(tmp) / name)
@@ -107,7 +120,7 @@ def hindsight_report(table: HindsightTable, config: EngineConfig, results: Seque
                      specs: Sequence[PolicySpec], qtypes: Sequence[str]) -> dict[str, Any]:
     """The best fixed plan in hindsight and every ranker-ordered run's pseudo-regret against it
     (and against the best plan per query type) on the table recorded on the all-max pass."""
-    menu = Engine._build_policy(config).menu
+    menu = plan_menu(config)
     strategies = [s.name for s in config.strategies]
     fusion = {s.label for s in specs if s.type in ("rrf", "weighted_fusion")}
     best = table.best_fixed(menu.n_actions)

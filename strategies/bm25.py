@@ -36,11 +36,11 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
 from ltrr.errors import ConfigError, DataError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 
 __all__ = ["BM25", "BM25Params"]
 
@@ -106,7 +106,7 @@ class BM25Params(Params):
         return value
 
 
-class BM25(CandidateGenerator):
+class BM25(CandidateGenerator, ItemScorer, TermWeighted):
     """Okapi BM25 candidate generator (registry name ``"bm25"``).
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
@@ -539,20 +539,6 @@ class BM25(CandidateGenerator):
                 out[qi, real] = self._pair_scores(terms, weights, rows[qi, real])[0]
         return out
 
-    def match_items(self, query: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """For ranking features: per row of ``rows`` (``int[m]``, no pads), the query's BM25
-        score (as :meth:`score_items`) and how many of its distinct known terms the row holds;
-        and the number of distinct query tokens, known or not."""
-        self._check_fitted()
-        rows = np.asarray(rows)
-        self._check_rows(rows)
-        tokens = self.analyzer(query)
-        terms, weights = self._terms_of(tokens)
-        if terms.size == 0 or rows.size == 0:
-            return np.zeros(rows.shape), np.zeros(rows.shape), len(set(tokens))
-        total, hits = self._pair_scores(terms, weights, rows.ravel())
-        return total.reshape(rows.shape), hits.reshape(rows.shape).astype(np.float64), len(set(tokens))
-
     def _check_rows(self, rows: np.ndarray) -> None:
         if rows.size and not np.issubdtype(rows.dtype, np.integer):
             raise ConfigError(f"{self.name}.score_items needs integer rows; got dtype {rows.dtype}.")
@@ -563,6 +549,17 @@ class BM25(CandidateGenerator):
                 f"{self.name}.score_items: row {int(rows[bad][0])} is not in [0, {n_docs}) "
                 f"(use -1 for padding)."
             )
+
+    def term_weights(self) -> TermWeights:
+        """Every (document, term) BM25 weight as a ``[n_docs, n_terms]`` CSR matrix (``float32``
+        scores, ``int32`` indices): the postings transposed once, then cached and shared."""
+        self._check_fitted()
+        cached = getattr(self, "_term_weights", None)
+        if cached is None or cached[0] is not self.scores_:
+            shape = (self.n_docs, self.ptr_.size - 1)
+            csr = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape).tocsr()
+            cached = self._term_weights = (self.scores_, csr)
+        return TermWeights(cached[1], self.vocab_, self.analyzer, tuple(self.params.text_fields))
 
     def cost_ms(self, k: int) -> float:
         """Expected ms per query: a fixed overhead plus the postings a 3-token query reads."""
