@@ -10,15 +10,21 @@ term-major (the CSC layout of a ``docs x vocab`` matrix): per term, its document
 (``int32``), their term counts and their scores (``float32``). Saved as ``.npy`` files and
 memory-mapped on load, so a loaded index costs only the pages queries touch.
 
-Query: a term whose posting list is longer than ``_LONG_DF`` also keeps its ``_TOP_LIST``
-best-scoring documents and the best score outside them (its *cap*). The candidates are every
-posting of the query's short terms plus the top lists of its long terms, scored exactly (a
-binary search per candidate in each long list); a document outside them scores at most the sum
-of the long terms' caps. When the k-th candidate beats that bound the top k is final; otherwise
-one long list is scanned for the documents above the score that bound leaves it, and those are
-scored too. Either way the result is the exact top k (ties: lower row first), and nothing is
-partitioned over the whole corpus unless a query's terms leave no bound to prune with (negative
-idfs, or long terms only and too few candidates), where every touched document is scored.
+Query, touched documents: the query's lists are summed into a per-thread accumulator (read back
+list by list, so the work is O(postings), never O(corpus)) and the top k is chosen among the
+documents they touch.
+
+Query, pruned (long lists): a term whose posting list is longer than ``_LONG_DF`` also keeps its
+``_TOP_LIST`` best-scoring documents and the best score outside them (its *cap*). The candidates
+are every posting of the query's short terms plus the top lists of its long terms, scored exactly
+(a binary search per candidate in each long list, best upper bounds first); a document outside
+them scores at most the sum of the long terms' caps. When the k-th candidate beats that bound
+the top k is final; otherwise one long list is scanned for the documents above the score that
+bound leaves it. If that does not settle it either, the long term with the largest cap is read
+in full (as MaxScore makes a list essential) and the bound is tried again; past a budget of
+postings the touched-documents path finishes, keeping only documents above the k-th candidate
+score found so far. Every path returns the exact top k (ties: lower row first); pruning is used
+only where it reads fewer postings than touching them all (``_PRUNE_GAIN``, ``_PRUNE_MIN``).
 """
 
 from __future__ import annotations
@@ -44,15 +50,15 @@ from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 
 __all__ = ["BM25", "BM25Params"]
 
-# Below this ratio of gathered postings to corpus size, an exhaustive query sums per document
-# by sorting the postings; above it, into a dense accumulator over the corpus.
+# Budget of fully read postings for the pruned path, as a share of the corpus.
 _SPARSE_SUM_RATIO = 0.125
 # Posting lists longer than this get a top list and a cap (set at fit; see the module doc).
 _LONG_DF = 4096
 _TOP_LIST = 512
 # Documents tokenized at a time while fitting (bounds the memory held as Python strings).
 _FIT_CHUNK = 8192
-# Past this share of the corpus, the documents above a scanned threshold are summed densely.
+# Past this share of the corpus, the documents above a scanned threshold are left to the
+# touched-documents path.
 _DENSE_EXTRA_RATIO = 1 / 16
 # Prune with top lists only when the long lists hold this many times the postings the pruned
 # path reads, plus this many (its fixed cost in postings summed); measured on the benchmarks.
