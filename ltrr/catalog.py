@@ -228,6 +228,12 @@ class Catalog:
     """
 
     __slots__ = ("fields", "ids", "index", "popularity", "texts", "titles")
+    ids: StringColumn
+    titles: StringColumn
+    texts: StringColumn
+    fields: JsonColumn
+    popularity: np.ndarray
+    index: IdIndex
 
     def __init__(self, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
                  fields: Sequence[Mapping[str, Any]], popularity: np.ndarray,
