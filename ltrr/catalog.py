@@ -14,7 +14,6 @@ reads a few kilobytes and the pages a process touches are all it holds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +25,13 @@ import numpy as np
 from ltrr.errors import DataError, PersistenceError
 from ltrr.io import field as get_field
 from ltrr.io import read_jsonl
-from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
+from ltrr.store.persist import (
+    atomic_directory,
+    check_files,
+    file_record,
+    read_manifest,
+    write_manifest,
+)
 
 DEFAULT_TEXT_FIELDS = ("title", "text")
 CATALOG_FORMAT_VERSION = 1
@@ -34,9 +39,6 @@ CATALOG_FORMAT_VERSION = 1
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _COLUMNS = ("ids", "titles", "texts", "fields")
-# a quick fingerprint reads this many bytes at each of _SAMPLES evenly spaced places of a file
-_SAMPLE_BYTES = 4096
-_SAMPLES = 16
 
 
 class StringColumn(Sequence[str]):
@@ -370,8 +372,7 @@ class Catalog:
             for name, arr in arrays.items():
                 path = tmp / f"{name}.npy"
                 np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
-                files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path),
-                                    "sample_sha256": _sample_digest(path)}
+                files[path.name] = file_record(path)
             write_manifest(tmp, "catalog", CATALOG_FORMAT_VERSION, {}, n_items=len(self), files=files)
 
     @classmethod
@@ -388,7 +389,7 @@ class Catalog:
         manifest = read_manifest(directory, "catalog", (CATALOG_FORMAT_VERSION,))
         files = manifest.get("files", {})
         if verify != "none":
-            _check_files(directory, files, full=verify == "full")
+            check_files(directory, files, verify)
         n = int(manifest.get("n_items", -1))
 
         def arr(name: str) -> np.ndarray:
@@ -425,41 +426,7 @@ class Catalog:
         :class:`PersistenceError` naming the file."""
         directory = Path(directory)
         manifest = read_manifest(directory, "catalog", (CATALOG_FORMAT_VERSION,))
-        _check_files(directory, manifest.get("files", {}), full=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _sample_digest(path: Path) -> str:
-    """SHA-256 of a file's size and ``_SAMPLES`` blocks at evenly spaced offsets."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        for i in range(_SAMPLES):
-            fh.seek(max(0, (size - _SAMPLE_BYTES) * i // max(_SAMPLES - 1, 1)))
-            h.update(fh.read(_SAMPLE_BYTES))
-    return h.hexdigest()
-
-
-def _check_files(directory: Path, files: Mapping[str, Any], *, full: bool) -> None:
-    for name, meta in files.items():
-        path = directory / name
-        if not path.exists():
-            raise PersistenceError(f"{directory}: missing file {name}")
-        size = path.stat().st_size
-        if size != meta.get("bytes"):
-            raise PersistenceError(f"{path}: {size} bytes, the manifest says {meta.get('bytes')} "
-                                   "(truncated or replaced)")
-        if _sample_digest(path) != meta.get("sample_sha256"):
-            raise PersistenceError(f"{path}: does not match its fingerprint in the manifest (corrupt)")
-        if full and _sha256(path) != meta.get("sha256"):
-            raise PersistenceError(f"{path}: does not match its SHA-256 in the manifest (corrupt)")
+        check_files(directory, manifest.get("files", {}), "full")
 
 
 def _check_offsets(directory: Path, name: str, offsets: np.ndarray, data: np.ndarray, n: int) -> None:

@@ -201,15 +201,14 @@ def test_corruption_between_samples_is_caught_by_full_verification(saved) -> Non
 
 def test_inconsistent_offsets_are_caught_even_with_matching_digests(saved) -> None:
     """A file replaced together with its manifest entry: the structural checks still catch it."""
-    from ltrr.catalog import _sample_digest, _sha256
+    from ltrr.store.persist import file_record
 
     path = saved / "titles.offsets.npy"
     offsets = np.load(path).copy()
     offsets[5] = offsets[6] + 3  # decreasing: not a valid column
     np.save(path, offsets, allow_pickle=False)
     manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["files"][path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path),
-                                    "sample_sha256": _sample_digest(path)}
+    manifest["files"][path.name] = file_record(path)
     (saved / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(PersistenceError, match=r"titles.offsets.npy is corrupt \(offsets must start at 0, never decrease"):
         Catalog.load(saved)
