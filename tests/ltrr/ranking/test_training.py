@@ -28,6 +28,8 @@ def make_engine(catalog_path, catalog, events_path="", retrain_every=0, **ranker
         "ranker": {"retrain_every": retrain_every,
                    "params": {"n_estimators": 30, "min_data_in_leaf": 5, **ranker}},
         "store": {"events_path": str(events_path)},
+        # every logged query trains the ranker (no share held out for the incumbent's comparison)
+        "incumbent": {"counterfactual": False},
     }, "test")
     return Engine.from_config(cfg, catalog=catalog)
 
