@@ -138,6 +138,16 @@ def export_model(st_model: Any, directory: Path, model: str, fingerprint: str) -
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
     }
+    info["max_abs_diff_vs_torch"] = verify_export(st_model, directory, info)
+    _write_atomic(directory / EXPORT_FILE,
+                  lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
+    return info
+
+
+def verify_export(st_model: Any, directory: Path, info: dict[str, Any]) -> float:
+    """Largest difference between the export in ``directory`` and the torch model on
+    :data:`PROBE_TEXTS` (batched, and one at a time); above :data:`EXPORT_ATOL` the export is
+    deleted and a :class:`ConfigError` raised."""
     runner = OnnxSentenceEncoder(directory, info=info)
     reference = st_model.encode(list(PROBE_TEXTS), convert_to_numpy=True, normalize_embeddings=True)
     got = np.concatenate([runner.forward(list(PROBE_TEXTS), batch_size=len(PROBE_TEXTS)),
@@ -145,12 +155,10 @@ def export_model(st_model: Any, directory: Path, model: str, fingerprint: str) -
     diff = float(np.abs(got - np.concatenate([reference, reference])).max())
     if not diff <= EXPORT_ATOL:
         (directory / ONNX_FILE).unlink(missing_ok=True)
-        raise ConfigError(f"The ONNX export of {model!r} differs from the torch model by {diff:.3g} "
-                          f"(more than {EXPORT_ATOL}) on the probe texts; use backend = \"torch\"")
-    info["max_abs_diff_vs_torch"] = diff
-    _write_atomic(directory / EXPORT_FILE,
-                  lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
-    return info
+        raise ConfigError(f"The ONNX export of {info['model']!r} differs from the torch model by "
+                          f"{diff:.3g} (more than {EXPORT_ATOL}) on the probe texts; use "
+                          f"backend = \"torch\"")
+    return diff
 
 
 def quantize_model(directory: Path) -> Path:
