@@ -22,6 +22,7 @@ cannot leave a half-written model.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -168,8 +169,14 @@ def quantize_model(directory: Path) -> Path:
 
     target = directory / INT8_FILE
     if not target.exists():
-        _write_atomic(target, lambda tmp: quantize_dynamic(
-            str(directory / ONNX_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True))
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime logs a generic pre-processing advice as a warning
+        try:
+            _write_atomic(target, lambda tmp: quantize_dynamic(
+                str(directory / ONNX_FILE), str(tmp), weight_type=QuantType.QInt8, per_channel=True))
+        finally:
+            root.setLevel(level)
     return target
 
 
