@@ -243,10 +243,13 @@ class OnnxSentenceEncoder:
         time."""
         sess = self.session()
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # longest first, so each batch pads to similar lengths (as sentence-transformers does)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):
-            encodings = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            rows = order[start:start + batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in rows])
             feeds = {name: np.array([getattr(e, TOKEN_INPUTS[name]) for e in encodings], dtype=np.int64)
                      for name in self.inputs}
-            out[start:start + len(encodings)] = sess.run(None, feeds)[0]
+            out[rows] = sess.run(None, feeds)[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
