@@ -7,6 +7,12 @@ speed on large catalogs (measure it with :func:`check_recall`). Every index is w
 ``IndexIDMap2`` so faiss ids are catalog rows, and new catalog items are added without
 re-encoding the others (:meth:`DenseRetriever.add_items`).
 
+Item texts are encoded through the on-disk embedding cache (:mod:`strategies.embedding_cache`):
+a second fit of the same catalog with the same model and backend encodes nothing, and an
+incremental add encodes only texts never seen. Query embeddings are cached per retriever
+(:attr:`DenseRetriever.query_cache`, with its hit rate; :meth:`DenseRetriever.with_query_cache`
+gives another engine the same index with a cache of its own).
+
 A saved retriever is a directory: ``manifest.json`` (model, dimension, index type, params),
 ``index.faiss`` (faiss' own format) and ``embeddings.npy`` (memory-mapped on load, used by
 :meth:`DenseRetriever.score_items` for ranker features and by exact-search recall checks).
@@ -21,7 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
@@ -36,10 +42,10 @@ from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 from strategies.base import CandidateGenerator
 from strategies.embedding_cache import EmbeddingCache, cache_enabled
 from strategies.encoder import (
-    BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
     PROGRESS_MIN_TEXTS,
+    Backend,
     Encoder,
     QueryEmbeddingCache,
     embed_queries,
@@ -49,9 +55,6 @@ from strategies.encoder import (
 INDEX_FILE = "index.faiss"
 EMBEDDINGS_FILE = "embeddings.npy"
 IndexType = Literal["flat", "hnsw", "ivf"]
-Backend = Literal["torch", "onnx", "onnx-int8"]
-if set(get_args(Backend)) != set(BACKENDS):
-    raise ImportError(f"DenseParams.backend {get_args(Backend)} must list the encoder's {BACKENDS}")
 #: measured single-query encode CPU ms on one thread (benchmarks/encoder.py), the planning hint
 ENCODE_MS = {"torch": 12.0, "onnx": 4.0, "onnx-int8": 1.5}
 

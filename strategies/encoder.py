@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -43,7 +43,8 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_NAMES = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
 DEFAULT_QUERY_CACHE_SIZE = 100_000
 #: encoder backends (see :class:`Encoder`)
-BACKENDS = ("torch", "onnx", "onnx-int8")
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 DEFAULT_BACKEND = "torch"
 #: Catalog batches at least this long show a progress bar (queries never do).
 PROGRESS_MIN_TEXTS = 1_000
