@@ -49,7 +49,8 @@ BURNER = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n  
 
 
 def emit(**kw) -> None:
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in kw.items()}),
+    # 4 significant digits, so tiny differences (1e-7) stay visible
+    print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in kw.items()}),
           flush=True)
 
 
