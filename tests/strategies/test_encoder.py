@@ -138,7 +138,7 @@ def test_retrievers_sharing_an_index_do_not_share_query_caches(monkeypatch):
     first = DenseRetriever({"progress": False}).fit_vectors(vectors)
     second = first.with_query_cache()
     assert second.index_ is first.index_ and second.query_cache is not first.query_cache
-    enc = get_encoder()
+    enc = get_encoder(backend=first.params.backend)
     calls: list[int] = []
     forward = enc._forward
     monkeypatch.setattr(enc, "_forward", lambda t, b: calls.append(len(t)) or forward(t, b))
