@@ -115,6 +115,8 @@ def main() -> None:
                     out["p50"].append(float(np.percentile(wall, 50)))
                     out["p99"].append(float(np.percentile(wall, 99)))
                     out["cpu"].append(float(np.mean(cpu)))
+                    print(f"round {r + 1}/{args.repeats} {label} {op}: p50 {out['p50'][-1]:.2f} ms, "
+                          f"cpu {out['cpu'][-1]:.2f} ms", file=sys.stderr, flush=True)
         cond = conditions()
     finally:
         for p in burners:
