@@ -59,6 +59,14 @@ class PolicyConfig(Params):
     plans: list[dict[str, int]] | None = None
     #: half-life, in events a strategy ran on, of the ``success_<strategy>`` context features
     success_half_life: float = Field(500.0, gt=0.0)
+    #: plans whose estimated p99 latency (sum of the strategies' measured p99s) exceeds this many
+    #: milliseconds are not chosen (None: no budget); see ltrr.latency
+    p99_budget_ms: float | None = Field(None, gt=0.0)
+    #: where a plan's latency comes from: "measured" (each strategy's retrieve calls, timed online
+    #: and decayed over ``latency_half_life`` calls) or "declared" (the strategies' own
+    #: ``cost_ms`` hints: deterministic, what the simulations use so a seed repeats its run)
+    latency_source: Literal["measured", "declared"] = "measured"
+    latency_half_life: float = Field(500.0, gt=0.0)
 
 
 class RankerConfig(Params):
@@ -90,6 +98,9 @@ class RewardConfig(Params):
     #: the default: on the movie benchmark (20k rounds, factored policy) it raised nDCG@10 from
     #: 0.813 to 0.829 and from 0.731 to 0.760 (seeds 0 / 1) with the same or fewer candidates
     credit: Literal["full", "split"] = "split"
+    #: reward subtracted per millisecond of the plan's estimated latency (each strategy pays for its
+    #: own in the per-strategy credit): plans that only cost time lose to cheaper equal pages
+    latency_weight: float = Field(0.001, ge=0.0)
 
 
 class IncumbentConfig(Params):
@@ -108,8 +119,18 @@ class IncumbentConfig(Params):
     monitor_share: float = Field(0.1, ge=0.0, le=1.0)
     #: sequential test: the smallest advantage of the win rate over 1/2 worth detecting ...
     min_effect: float = Field(0.05, gt=0.0, lt=0.5)
-    #: ... and the confidence of its promote / demote decisions
+    #: ... and the confidence of its promote / demote decisions (and of the off-policy bound)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    #: after every retraining, also compare the new ranker with RRF off-policy on held-out
+    #: logged queries (inverse-propensity click DCG, ltrr.ranking.counterfactual): promote when
+    #: the lower confidence bound of the difference is > 0, demote when the upper one is < 0
+    counterfactual: bool = True
+    #: share of logged queries (by a hash of the event id) kept out of ranker training for it
+    holdout_share: float = Field(0.2, gt=0.0, lt=1.0)
+    #: held-out queries with clicks needed before the off-policy bound may switch anything
+    min_holdout_queries: int = Field(50, ge=2)
+    #: largest inverse examination weight of a click in that comparison
+    ipw_clip: float = Field(10.0, ge=1.0)
     #: the baseline plan (strategy -> depth); empty: every strategy at its largest depth
     baseline_plan: dict[str, int] = Field(default_factory=dict)
     #: learned plans only while the decayed realized page gain stays >= (1 - alpha) x the

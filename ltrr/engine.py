@@ -30,6 +30,7 @@ from ltrr.errors import DataError
 from ltrr.event_ids import EventIds
 from ltrr.features import FeatureBuilder
 from ltrr.incumbent import RANKING_BASELINE, RANKING_INTERLEAVED, RANKING_LEARNED, Incumbent
+from ltrr.latency import LatencyTracker
 from ltrr.learner import FeedbackResult, Learner
 from ltrr.ranking.fusion import FusionSpec, fuse
 from ltrr.ranking.interleaving import team_draft
@@ -67,6 +68,10 @@ class Engine:
         self.incumbent = Incumbent(config.incumbent)
         self.event_ids = event_ids if event_ids is not None else EventIds.for_config(config, events)
         self.success = StrategySuccess([s.name for s in config.strategies], config.policy.success_half_life)
+        menu = policy.menu
+        self.latency = LatencyTracker(menu.strategies, menu.options,
+                                      [self.strategies[n].cost_ms for n in menu.strategies],
+                                      config.policy.latency_half_life)
         self.learner = Learner(self)
         self.n_searches = 0
         # the log carries the names of the features it stores (read by `ltrr train-ranker --log`)
@@ -88,11 +93,15 @@ class Engine:
         save_engine(self, directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None) -> Engine:
-        """Load an engine directory written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None,
+             verify: str = "quick") -> Engine:
+        """Load an engine directory written by :meth:`save` (``verify``: ``"quick"`` checks every
+        file's size and fingerprint, ``"full"`` also its SHA-256; see ltrr.store.engine_dir)."""
         from ltrr.store.engine_dir import load_engine
 
-        return load_engine(cls, directory, events_path=events_path)
+        if verify not in ("quick", "full", "none"):
+            raise ValueError(f"verify must be 'quick', 'full' or 'none'; got {verify!r}")
+        return load_engine(cls, directory, events_path=events_path, verify=verify)  # type: ignore[arg-type]
 
     def replace_strategy(self, name: str, strategy: CandidateGenerator) -> None:
         """Swap in a new instance of strategy ``name`` (callers hold :attr:`lock`): the mapping
@@ -139,6 +148,7 @@ class Engine:
         t2 = time.perf_counter()
         timings["policy"] = (t2 - t1) * 1e3
         cands = self._union(batch, plan.strategies, plan.depths, strategies, timings)
+        strategy_ms = self._strategy_cost(plan, timings)
         t4 = time.perf_counter()
         feats = self.features.build(batch, cands, strategies)
         teams = None
@@ -170,7 +180,7 @@ class Engine:
             event_id=event_id, ts=ts, query=query, context=context, x=x, plan=plan,
             candidates=cands, features=feats, page=page, page_scores=scores[order].astype(np.float32),
             page_ids=tuple(self.catalog.ids[i] for i in page), model_versions=versions,
-            timings_ms=timings, teams=teams,
+            timings_ms=timings, teams=teams, strategy_ms=strategy_ms,
         )
         self.events.append(decision)
         timings["logging"] = (time.perf_counter() - t5) * 1e3
@@ -178,15 +188,43 @@ class Engine:
         return decision
 
     def _choose_plan(self, policy: Policy, x: np.ndarray, ts: float) -> tuple[Plan, str | None]:
-        """The learned policy's plan, or the baseline plan when the incumbent's conservative
-        condition does not hold (caller holds the lock); the source is None when ungated."""
-        gate = self.incumbent.plans
+        """The learned policy's plan (among the plans within the p99 latency budget), or the
+        baseline plan when the incumbent's conservative condition does not hold (caller holds
+        the lock); the source is None when ungated."""
+        allowed = self.plans_within_budget(policy) if policy.adaptive else None
         if not (self.config.incumbent.gate_plans and policy.adaptive):
-            return policy.select(x, self.policy_rng), None
-        gate.served()
+            return policy.select(x, self.policy_rng, allowed), None
+        self.incumbent.plans.served()
         if self.incumbent.plans_allowed(ts):
-            return policy.select(x, self.policy_rng), "learned"
+            return policy.select(x, self.policy_rng, allowed), "learned"
         return self.baseline_plan(policy), "baseline"
+
+    def plans_within_budget(self, policy: Policy) -> np.ndarray | None:
+        """Menu plans whose estimated p99 latency fits ``policy.p99_budget_ms`` (the fastest
+        plan stays allowed when none fits); None without a budget."""
+        budget = self.config.policy.p99_budget_ms
+        if budget is None:
+            return None
+        _mean, p99 = self.latency.plan_ms(policy.menu.plans)
+        allowed = p99 <= budget
+        if not allowed.any():
+            allowed[int(np.argmin(p99))] = True
+        return allowed
+
+    def _strategy_cost(self, plan: Plan, timings: dict[str, float]) -> np.ndarray:
+        """Each strategy's cost in ms for this search, and the measurements fed to the tracker:
+        measured (this call's time) or declared (the strategy's hint), per
+        ``policy.latency_source``."""
+        ms = np.zeros(len(plan.depths))
+        declared = self.config.policy.latency_source == "declared"
+        with self.lock:
+            for s, (name, depth) in enumerate(zip(plan.strategies, plan.depths, strict=True)):
+                if depth <= 0:
+                    continue
+                measured = timings.get(f"strategy:{name}", 0.0)
+                self.latency.observe(s, int(depth), measured)
+                ms[s] = self.strategies[name].cost_ms(int(depth)) if declared else measured
+        return ms
 
     def baseline_plan(self, policy: Policy) -> Plan:
         """The incumbent's plan (``incumbent.baseline_plan``; default every strategy at its

@@ -89,6 +89,19 @@ class RankerGate:
         share = self.config.interleave_share if self.serving == RANKING_BASELINE else self.config.monitor_share
         return RANKING_INTERLEAVED if rng.random() < share else self.serving
 
+    def offline_evidence(self, lower: float, upper: float) -> str | None:
+        """An off-policy comparison of the current learned ranker with the baseline (bounds of
+        the mean difference): promote when ``lower > 0``, demote when ``upper < 0``."""
+        if not self.config.gate_ranking:
+            return None
+        if lower > 0.0 and self.serving == RANKING_BASELINE:
+            self.serving = RANKING_LEARNED
+            return "promote"
+        if upper < 0.0 and self.serving == RANKING_LEARNED:
+            self.serving = RANKING_BASELINE
+            return "demote"
+        return None
+
     def observe(self, learned_clicks: int, baseline_clicks: int) -> tuple[str | None, dict[str, Any]]:
         """Credit one interleaved search; returns ``("promote" | "demote" | None, evidence)``."""
         if learned_clicks == baseline_clicks:

@@ -67,6 +67,15 @@ def baseline_specs(config: EngineConfig) -> list[PolicySpec]:
     return specs
 
 
+def deterministic(config: EngineConfig) -> EngineConfig:
+    """``config`` made repeatable for a simulation: seeded event ids, and plan latency from the
+    strategies' declared costs (measured milliseconds vary from run to run and would steer the
+    policy differently; a simulation with measured latency could not be repeated)."""
+    store = config.store.model_copy(update={"event_ids": "seeded"})
+    policy = config.policy.model_copy(update={"latency_source": "declared"})
+    return config.model_copy(update={"store": store, "policy": policy})
+
+
 def fresh_copies(templates: dict[str, tuple[type[CandidateGenerator], Path]]) -> dict[str, CandidateGenerator]:
     """An independent copy of every learning strategy, loaded from its saved first fit (loading
     is far cheaper than fitting, e.g. an XR-Linear tree)."""
@@ -88,7 +97,7 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
                      ) -> tuple[list[SessionResult], dict[str, Any]]:
     """Run every policy of ``specs`` online on ``stream``; return traces and the report dict."""
     specs = list(specs or baseline_specs(config))
-    config = config.model_copy(update={"store": config.store.model_copy(update={"event_ids": "seeded"})})
+    config = deterministic(config)
     shared: dict[str, CandidateGenerator] = {}
     results: list[SessionResult] = []
     table: HindsightTable | None = None

@@ -155,6 +155,8 @@ class Policy(ABC, Generic[P]):
     #: False for policies that always choose the same plan (the fixed baselines): the incumbent's
     #: conservative plan gate applies to adaptive policies only
     adaptive: ClassVar[bool] = True
+    #: True when ``probabilities`` is estimated by sampling rather than computed exactly
+    estimated_propensities: ClassVar[bool] = False
 
     def __init__(self, menu: PlanMenu, n_features: int,
                  params: P | dict[str, Any] | None = None,
@@ -169,9 +171,26 @@ class Policy(ABC, Generic[P]):
         self.n_updates_ = 0
 
     # ---------------------------------------------------------------- public
-    def select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
+    def select(self, x: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> Plan:
+        """Choose a plan for context ``x``; ``allowed`` (``bool[n_plans]``) restricts the choice
+        (e.g. to plans within a latency budget): the policy's distribution is renormalized over
+        the allowed plans (uniform over them when it gives them no mass), so the propensity
+        stays exact given the mask."""
         x = self._check_x(x)
-        return self._select(x, rng)
+        if allowed is None:
+            return self._select(x, rng)
+        mask = np.asarray(allowed, dtype=bool)
+        if mask.shape != (self.menu.n_actions,) or not mask.any():
+            raise ValueError(f"{self.type_name}: allowed must be bool[{self.menu.n_actions}] with at least one "
+                             f"True; got shape {mask.shape} with {int(mask.sum())} allowed")
+        if mask.all():
+            return self._select(x, rng)
+        p = self._probabilities(x) * mask
+        p = p / p.sum() if p.sum() > 0 else mask / mask.sum()
+        a = sample_index(p, rng)
+        return self.menu.plan(a, min(float(p[a]), 1.0), self.type_name,
+                              strategy_propensities=self._marginals(p, a),
+                              estimated=self.estimated_propensities)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Probability of each plan in ``menu.plans`` for context ``x`` (sums to 1)."""

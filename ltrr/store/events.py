@@ -109,6 +109,8 @@ class LoggedEvent:
     credited: bool
     #: the team of each page item when the page was interleaved (empty otherwise)
     teams: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+    #: what each strategy cost in ms (empty for decisions logged without it)
+    strategy_ms: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class EventLog:
         where = {int(v): i for i, v in enumerate(c.items)}
         page_idx = np.array([where[int(r)] for r in d.page], dtype=np.int64)
         extra = {} if d.teams is None else {"teams": np.asarray(d.teams, dtype=np.int8)}
+        if d.strategy_ms is not None:
+            extra["strategy_ms"] = np.asarray(d.strategy_ms, dtype=np.float64)
         arrays = _pack(x=np.asarray(d.x, dtype=np.float64), items=c.items, scores=c.scores, ranks=c.ranks,
                        features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx,
                        **extra)
@@ -174,7 +178,8 @@ class EventLog:
         return LoggedEvent(seq, event_id, ts, query, json.loads(context), Plan.from_dict(plan_d),
                            tuple(json.loads(page)), json.loads(versions), a["x"], cands,
                            a["features"], a["page"], a["page_idx"], bool(credited),
-                           a.get("teams", np.empty(0, dtype=np.int8)))
+                           a.get("teams", np.empty(0, dtype=np.int8)),
+                           a.get("strategy_ms", np.empty(0, dtype=np.float64)))
 
     def _insert_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
         """Insert feedback rows inside the caller's transaction; return the ones that were new."""

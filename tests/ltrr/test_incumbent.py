@@ -101,7 +101,7 @@ def _config(path, **over):
         "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 100},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 30, "min_data_in_leaf": 5}},
-        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20},
+        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20},
         "store": {"event_ids": "seeded"},
     }
     data.update(over)
@@ -134,9 +134,12 @@ def test_the_engine_serves_rrf_until_the_learned_ranker_wins_the_interleaving_te
     assert decisions[first_interleaved].teams is not None and set(decisions[first_interleaved].teams) == {0, 1}
     switches = [s for s in engine.incumbent.switches if s["component"] == "ranker"]
     assert switches and switches[0]["action"] == "promote", engine.incumbent.status()
-    promote = switches[0]
-    assert promote["evidence"]["verdict"] == "better" and promote["evidence"]["wins"] > promote["evidence"]["losses"]
-    assert promote["round"] > first_interleaved
+    promote = switches[0]["evidence"]
+    if promote["test"] == "sprt":  # the interleaving test decided first ...
+        assert promote["verdict"] == "better" and promote["wins"] > promote["losses"]
+    else:  # ... or the off-policy bound on held-out queries
+        assert promote["test"] == "counterfactual" and promote["lower"] > 0 and promote["queries"] >= 20
+    assert switches[0]["round"] > first_interleaved
     after = [d for d in decisions if d.model_versions["ranking"] == "learned"]
     assert after and all(d.model_versions["ranker"].startswith("lgbm-") for d in after)
     assert engine.incumbent.status()["ranking"] == "learned"
@@ -195,3 +198,12 @@ def test_incumbent_state_round_trips():
     again = Incumbent(IncumbentConfig())
     again.restore(inc.to_dict())
     assert again.to_dict() == inc.to_dict()
+
+
+def test_interleaving_alone_promotes_when_the_off_policy_gate_is_off(movie_catalog_path, small_movies):
+    engine = Engine.from_config(_config(movie_catalog_path, incumbent={
+        "min_effect": 0.1, "min_baseline_rounds": 20, "counterfactual": False}), catalog=small_movies)
+    _popular_first_user(engine, small_movies, 400)
+    promote = [s for s in engine.incumbent.switches if s["component"] == "ranker"][0]
+    assert promote["action"] == "promote" and promote["evidence"]["test"] == "sprt"
+    engine.close()
