@@ -128,7 +128,7 @@ def main() -> None:
                for label in sizes}
         for label, size in sizes.items():
             res = results[(op, label)]
-            emit(bench="threads", op=op, pools=label, threads=size or usable_cores(),
+            emit(bench="threads", op=op, pools=label, pool_threads=size or usable_cores(),
                  calls=args.calls, repeats=args.repeats, burners=args.burners,
                  p50_ms=med[label]["p50"], p99_ms=med[label]["p99"], cpu_ms_per_call=med[label]["cpu"],
                  p50_spread=[min(res["p50"]), max(res["p50"])],
