@@ -285,6 +285,9 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
         twin.last_encode = dict(self.last_encode)
         return twin
 
+    def with_fresh_caches(self) -> DenseRetriever:
+        return self.with_query_cache()
+
     def embed_queries(self, queries: QueryBatch | Sequence[str] | str) -> np.ndarray:
         """Unit-norm query embeddings, computed once per :class:`QueryBatch` and cached across
         batches in :attr:`query_cache` (read-only array)."""
