@@ -232,7 +232,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"name": "xmr", "depths": [0, 30, 100],
          "params": {"text_fields": MOVIE_TEXT_FIELDS, "extra_pseudo_queries": [["title"]], "seed": 0}},
     ],
-    "policy": {"type": "linucb", "params": {"alpha": 0.1}, "budget": 300},
+    # epsilon 0.05: every plan keeps probability >= 0.05 / K, so the logged propensities are those
+    # of a stochastic choice and the engine's own logs support off-policy evaluation of others
+    "policy": {"type": "linucb", "params": {"alpha": 0.1, "epsilon": 0.05}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},
     "reward": {"cost_per_candidate": 0.0001, "kind": "click_dcg"},
     "store": {"events_path": ""},
