@@ -8,6 +8,7 @@ the top-k labels of new rows. The benchmark feeds the very same ``X``/``Y`` to P
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from ltrr.params import Params
+from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
 from strategies.xmr.matcher import SolverParams, train_level
 
@@ -81,14 +83,31 @@ def _transform(z: np.ndarray, name: str) -> np.ndarray:
 
 
 def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf."""
+    """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf.
+
+    Wide rows are cut first to the entries at or above each row's ``k``-th largest score (ties
+    kept), so only those are sorted.
+    """
     n, m = scores.shape
     kk = min(k, m)
+    out_s = np.full((n, k), -np.inf)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    if kk == 0 or n == 0:
+        return out_i, out_s
+    if m > 4 * kk:
+        kth = np.partition(scores, m - kk, axis=1)[:, m - kk]
+        r, c = np.nonzero((scores >= kth[:, None]) & (scores > -np.inf))
+        s, i = scores[r, c], ids[r, c]
+        order = np.lexsort((i, -s, r))
+        r, s, i = r[order], s[order], i[order]
+        rank = np.arange(r.size) - np.searchsorted(r, r)
+        keep = rank < kk
+        out_s[r[keep], rank[keep]] = s[keep]
+        out_i[r[keep], rank[keep]] = i[keep]
+        return out_i, out_s
     order = np.lexsort((ids, -scores), axis=1)[:, :kk]
     top_s = np.take_along_axis(scores, order, axis=1)
     top_i = np.take_along_axis(ids, order, axis=1)
-    out_s = np.full((n, k), -np.inf)
-    out_i = np.full((n, k), -1, dtype=np.int64)
     out_s[:, :kk] = top_s
     out_i[:, :kk] = np.where(np.isfinite(top_s), top_i, -1)
     return out_i, out_s
@@ -100,10 +119,11 @@ class XRModel:
     def __init__(self, config: XRConfig | None = None):
         self.config = config or XRConfig()
         self.tree: ClusterTree | None = None
-        self.weights: list[sp.csr_matrix] = []   # feature x node, without the bias row
+        self.chunks: list[ChunkedWeights] = []  # per level: feature x node weights, by parent
         self.biases: list[np.ndarray] = []       # node weights of the bias feature
         self.n_features = 0
         self.n_labels = 0
+        self.fit_cpu_s_: dict[str, float] = {}  # CPU seconds of the last fit: tree, matchers
 
     # ------------------------------------------------------------------ training
     def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
@@ -114,6 +134,7 @@ class XRModel:
         :mod:`strategies.xmr.trie`); matchers and beam search are the same for any tree.
         """
         cfg = self.config
+        c0 = time.process_time()
         x = sp.csr_matrix(x, dtype=np.float64)
         y = sp.csr_matrix(y)
         y.data[:] = 1
@@ -125,6 +146,7 @@ class XRModel:
         else:
             emb = pifa(x, y) if label_emb is None else label_emb
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
+        c1 = time.process_time()
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
                               threshold=cfg.threshold)
@@ -139,7 +161,7 @@ class XRModel:
             pos.insert(0, up)
         n = x.shape[0]
         root = sp.csr_matrix(np.ones((n, 1)))
-        self.weights, self.biases = [], []
+        self.chunks, self.biases = [], []
         for t in range(self.tree.n_levels):
             active = root if t == 0 else pos[t - 1]
             if t > 0 and cfg.negatives == "tfn+man":
@@ -152,32 +174,19 @@ class XRModel:
                 active.data[:] = 1
             w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver,
                             bias_col=xb.shape[1] - 1)
-            self.weights.append(sp.csr_matrix(w[:-1]))
+            self.chunks.append(ChunkedWeights.from_csr(w[:-1], self.tree.child_ptr[t]))
             self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
+        self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
         return self
 
     # ------------------------------------------------------------------ inference
-    def _margins(self, x: sp.csr_matrix, t: int, q: np.ndarray, node: np.ndarray) -> np.ndarray:
-        """``x_q . w_node + bias`` for candidate pairs, from one batched sparse product."""
-        w = self.weights[t]
-        n_nodes = w.shape[1]
-        s = (x @ w).tocsr()
-        if s.shape[0] * n_nodes <= 4_000_000:
-            dense = s.toarray()
-            vals = dense[q, node]
-        else:
-            s.sort_indices()
-            keys = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr)) * n_nodes + s.indices
-            want = q * n_nodes + node
-            pos = np.searchsorted(keys, want)
-            pos_c = np.minimum(pos, max(keys.size - 1, 0))
-            hit = (pos < keys.size) & (keys[pos_c] == want) if keys.size else np.zeros(want.size, bool)
-            vals = np.where(hit, s.data[pos_c] if keys.size else 0.0, 0.0)
-        return vals + self.biases[t][node]
-
     def _beam(self, x: sp.csr_matrix, beam: int, levels: int | None = None,
               k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Beam search down ``levels`` levels; the last level keeps ``k`` (default ``beam``)."""
+        """Beam search down ``levels`` levels; the last level keeps ``k`` (default ``beam``).
+
+        Each level scores only the children of the beam's nodes (see
+        :class:`~strategies.xmr.chunked.ChunkedWeights`), laid out per query in one padded row.
+        """
         tree = self.tree
         n = x.shape[0]
         levels = tree.n_levels if levels is None else levels
@@ -185,27 +194,26 @@ class XRModel:
         scores = np.ones((n, 1))
         for t in range(levels):
             cp = tree.child_ptr[t]
-            valid = nodes >= 0
-            safe = np.where(valid, nodes, 0)
+            safe = np.maximum(nodes, 0)
             starts = cp[safe]
-            counts = np.where(valid, cp[safe + 1] - starts, 0)
+            counts = np.where(nodes >= 0, cp[safe + 1] - starts, 0)
+            per_q = counts.sum(axis=1)
+            width = max(int(per_q.max()) if n else 0, 1)
+            slot_start = (np.cumsum(counts, axis=1) - counts) + (np.arange(n) * width)[:, None]
+            margins = self.chunks[t].margins(x, nodes, slot_start, n * width)
             flat = counts.ravel()
             total = int(flat.sum())
-            per_q = counts.sum(axis=1)
-            width = int(per_q.max()) if n else 0
             src = np.repeat(np.arange(flat.size), flat)
             offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
-            cand = np.repeat(starts.ravel(), flat) + offs
-            cq = src // nodes.shape[1]
-            margins = self._margins(x, t, cq, cand)
-            cs = scores.ravel()[src] * _transform(margins, self.config.transform)
-            col = np.arange(total) - np.repeat(np.cumsum(per_q) - per_q, per_q)
-            mat_s = np.full((n, max(width, 1)), -np.inf)
-            mat_i = np.full((n, max(width, 1)), -1, dtype=np.int64)
-            mat_s[cq, col] = cs
-            mat_i[cq, col] = cand
+            cand = starts.ravel()[src] + offs
+            where = slot_start.ravel()[src] + offs
+            mat_s = np.full(n * width, -np.inf)
+            mat_i = np.full(n * width, -1, dtype=np.int64)
+            mat_i[where] = cand
+            mat_s[where] = scores.ravel()[src] * _transform(margins[where] + self.biases[t][cand],
+                                                            self.config.transform)
             keep = beam if (t < levels - 1 or k is None) else k
-            nodes, scores = _top_rows(mat_s, mat_i, keep)
+            nodes, scores = _top_rows(mat_s.reshape(n, width), mat_i.reshape(n, width), keep)
         return nodes, scores
 
     def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -215,26 +223,37 @@ class XRModel:
         beam = self.config.beam if beam is None else beam
         if beam < 1:
             raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {beam!r} instead.")
-        x = sp.csr_matrix(x, dtype=np.float32)
+        if not (sp.issparse(x) and x.format == "csr"):
+            x = sp.csr_matrix(x)
         nodes, scores = self._beam(x, beam, k=k)
         labels = np.where(nodes >= 0, self.tree.label_order[np.maximum(nodes, 0)], -1)
         return labels, scores.astype(np.float32)
 
+    @property
+    def weights(self) -> list[sp.csr_matrix]:
+        """Each level's ``(n_features, n_nodes)`` weight matrix (without the bias row)."""
+        return [c.to_csr(cp) for c, cp in zip(self.chunks, self.tree.child_ptr, strict=True)]
+
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
-        """``xr_config.json`` + ``tree.json`` + ``label_order.npy`` + one ``W<t>.npz`` per level."""
+        """``xr_config.json`` + ``tree.json`` + ``label_order.npy``; per level ``t`` the chunked
+        weights ``L<t>_{keys,ptr,child,value}.npy`` and the bias weights ``b<t>.npy``."""
         directory = Path(directory)
         (directory / "xr_config.json").write_text(json.dumps(asdict(self.config), indent=2))
         (directory / "tree.json").write_text(json.dumps({
             **self.tree.to_json(), "n_features": self.n_features, "n_labels": self.n_labels,
         }))
         np.save(directory / "label_order.npy", self.tree.label_order, allow_pickle=False)
-        for t, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            sp.save_npz(directory / f"W{t}.npz", w, compressed=False)
+        for t, (c, b) in enumerate(zip(self.chunks, self.biases, strict=True)):
+            c.save(directory, f"L{t}")
             np.save(directory / f"b{t}.npy", b, allow_pickle=False)
 
     @classmethod
-    def load(cls, directory: Path) -> XRModel:
+    def load(cls, directory: Path, mmap: bool = True) -> XRModel:
+        """Load a saved model; the weight arrays are memory-mapped unless ``mmap`` is false.
+
+        Directories written before the chunked layout (``W<t>.npz``) are converted on load.
+        """
         directory = Path(directory)
         cfg = XRConfig(**json.loads((directory / "xr_config.json").read_text()))
         meta = json.loads((directory / "tree.json").read_text())
@@ -245,6 +264,10 @@ class XRModel:
         )
         obj.n_features, obj.n_labels = int(meta["n_features"]), int(meta["n_labels"])
         for t in range(obj.tree.n_levels):
-            obj.weights.append(sp.load_npz(directory / f"W{t}.npz").tocsr())
+            if (directory / f"W{t}.npz").exists():
+                w = sp.load_npz(directory / f"W{t}.npz").tocsr()
+                obj.chunks.append(ChunkedWeights.from_csr(w, obj.tree.child_ptr[t]))
+            else:
+                obj.chunks.append(ChunkedWeights.load(directory, f"L{t}", obj.n_features, mmap))
             obj.biases.append(np.load(directory / f"b{t}.npy", allow_pickle=False))
         return obj
