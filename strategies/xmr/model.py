@@ -82,6 +82,14 @@ def _transform(z: np.ndarray, name: str) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _log_transform(z: np.ndarray, name: str) -> np.ndarray:
+    """``log(_transform(z, name))`` without the exponential: beam scores add up in log space."""
+    if name == "sigmoid":
+        return -np.logaddexp(0.0, -z)
+    u = np.maximum(1.0 - z, 0.0)
+    return -(u * u * u) if name == "l3-hinge" else -(u * u)
+
+
 def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf.
 
@@ -115,6 +123,8 @@ def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 class XRModel:
     """A trained XR-Linear tree: :class:`ClusterTree` plus one sparse weight matrix per level."""
+
+    BATCH = 1024  # queries per beam-search block: bounds the dense candidate arrays
 
     def __init__(self, config: XRConfig | None = None):
         self.config = config or XRConfig()
@@ -191,29 +201,74 @@ class XRModel:
         n = x.shape[0]
         levels = tree.n_levels if levels is None else levels
         nodes = np.zeros((n, 1), dtype=np.int64)
-        scores = np.ones((n, 1))
+        scores = np.zeros((n, 1))  # log of the product of transformed margins down the path
+        name = self.config.transform
         for t in range(levels):
             cp = tree.child_ptr[t]
+            bias = self.biases[t]
             safe = np.maximum(nodes, 0)
             starts = cp[safe]
             counts = np.where(nodes >= 0, cp[safe + 1] - starts, 0)
-            per_q = counts.sum(axis=1)
-            width = max(int(per_q.max()) if n else 0, 1)
-            slot_start = (np.cumsum(counts, axis=1) - counts) + (np.arange(n) * width)[:, None]
-            margins = self.chunks[t].margins(x, nodes, slot_start, n * width)
-            flat = counts.ravel()
-            total = int(flat.sum())
-            src = np.repeat(np.arange(flat.size), flat)
-            offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
-            cand = starts.ravel()[src] + offs
-            where = slot_start.ravel()[src] + offs
-            mat_s = np.full(n * width, -np.inf)
-            mat_i = np.full(n * width, -1, dtype=np.int64)
-            mat_i[where] = cand
-            mat_s[where] = scores.ravel()[src] * _transform(margins[where] + self.biases[t][cand],
-                                                            self.config.transform)
+            b = nodes.shape[1]
+            bmax = int(counts.max()) if n else 0
+            total = int(counts.sum())
+            if n * b * bmax <= 2 * total + 4096:
+                # regular tree: slot (q, j, c) for child c of beam node j, dense broadcasts
+                slot_start = (np.arange(n * b) * bmax).reshape(n, b)
+                margins = self.chunks[t].margins(x, nodes, slot_start, n * b * bmax)
+                ar = np.arange(bmax)
+                cand = starts[:, :, None] + ar
+                valid = ar < counts[:, :, None]
+                mat_i = np.where(valid, cand, -1).reshape(n, b * bmax)
+                s = scores[:, :, None] + _log_transform(
+                    margins.reshape(n, b, bmax) + bias[np.minimum(cand, bias.size - 1)], name)
+                mat_s = np.where(valid, s, -np.inf).reshape(n, b * bmax)
+            else:
+                # very unequal fan-out (e.g. a trie): each query's candidates packed in one row
+                width = max(int(counts.sum(axis=1).max()), 1)
+                slot_start = (np.cumsum(counts, axis=1) - counts) + (np.arange(n) * width)[:, None]
+                margins = self.chunks[t].margins(x, nodes, slot_start, n * width)
+                flat = counts.ravel()
+                src = np.repeat(np.arange(flat.size), flat)
+                offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+                cand = starts.ravel()[src] + offs
+                where = slot_start.ravel()[src] + offs
+                mat_s = np.full(n * width, -np.inf)
+                mat_i = np.full(n * width, -1, dtype=np.int64)
+                mat_i[where] = cand
+                mat_s[where] = scores.ravel()[src] + _log_transform(margins[where] + bias[cand], name)
+                mat_s, mat_i = mat_s.reshape(n, width), mat_i.reshape(n, width)
             keep = beam if (t < levels - 1 or k is None) else k
-            nodes, scores = _top_rows(mat_s.reshape(n, width), mat_i.reshape(n, width), keep)
+            nodes, scores = _top_rows(mat_s, mat_i, keep)
+        return nodes, scores
+
+    def _beam_one(self, indices: np.ndarray, data: np.ndarray, beam: int,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_beam` for a single query, on 1-D arrays (serving latency is call overhead)."""
+        tree = self.tree
+        nodes = np.zeros(1, dtype=np.int64)
+        scores = np.zeros(1)
+        last = tree.n_levels - 1
+        name = self.config.transform
+        for t in range(tree.n_levels):
+            cp = tree.child_ptr[t]
+            starts = cp[nodes]
+            counts = cp[nodes + 1] - starts
+            ends = np.cumsum(counts)
+            total = int(ends[-1])
+            base = ends - counts
+            cand = np.arange(total) + np.repeat(starts - base, counts)
+            margins = self.chunks[t].margins_one(indices, data, nodes, base, total)
+            s = np.repeat(scores, counts) + _log_transform(margins + self.biases[t][cand], name)
+            keep = k if t == last else beam
+            if total > 4 * keep:
+                sel = np.flatnonzero(s >= np.partition(s, total - keep)[total - keep])
+                order = sel[np.lexsort((cand[sel], -s[sel]))[:keep]]
+            else:
+                order = np.lexsort((cand, -s))[:keep]
+            if t < last:  # sorted node ids make the next level's key lookups nearly sorted
+                order = order[np.argsort(cand[order])]
+            nodes, scores = cand[order], s[order]
         return nodes, scores
 
     def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -225,9 +280,18 @@ class XRModel:
             raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {beam!r} instead.")
         if not (sp.issparse(x) and x.format == "csr"):
             x = sp.csr_matrix(x)
-        nodes, scores = self._beam(x, beam, k=k)
+        if x.shape[0] == 1:
+            nodes, scores = self._beam_one(x.indices, x.data, beam, k)
+            labels = np.full((1, k), -1, dtype=np.int64)
+            out = np.full((1, k), -np.inf, dtype=np.float32)
+            labels[0, :nodes.size] = self.tree.label_order[nodes]
+            out[0, :nodes.size] = np.exp(scores)
+            return labels, out
+        parts = [self._beam(x[i:i + self.BATCH], beam, k=k) for i in range(0, x.shape[0], self.BATCH)]
+        nodes = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int64)
+        scores = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, k))
         labels = np.where(nodes >= 0, self.tree.label_order[np.maximum(nodes, 0)], -1)
-        return labels, scores.astype(np.float32)
+        return labels, np.where(nodes >= 0, np.exp(scores), -np.inf).astype(np.float32)
 
     @property
     def weights(self) -> list[sp.csr_matrix]:
