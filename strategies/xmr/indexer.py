@@ -49,11 +49,14 @@ class ClusterTree:
         return {"child_ptr": [cp.tolist() for cp in self.child_ptr]}
 
 
-def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float64, copy=True)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (a copy, in ``dtype``)."""
+    m = sp.csr_matrix(m, dtype=dtype, copy=True)
+    sq = np.bincount(np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)),
+                     weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0])
+    norms = np.sqrt(sq)
     norms[norms == 0] = 1.0
-    m.data /= np.repeat(norms, np.diff(m.indptr))
+    m.data /= np.repeat(norms, np.diff(m.indptr)).astype(dtype)
     return m
 
 
@@ -67,7 +70,7 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
     node ``g`` are ``2g`` and ``2g+1``, so leaf codes that share a prefix are close in the tree.
     """
-    emb = sp.csr_matrix(_row_normalize(sp.csr_matrix(emb)), dtype=np.float32)
+    emb = _row_normalize(emb, np.float32)
     n, d = emb.shape
     if n <= max_leaf_size:
         return np.zeros(n, dtype=np.int64), 0

@@ -20,6 +20,7 @@ Weights below ``threshold`` in absolute value are pruned, as PECOS does, to keep
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,13 +59,18 @@ def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.add.reduceat(a, starts, axis=0) if a.shape[0] else np.zeros((0,) + a.shape[1:])
 
 
-def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+def _stack(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix,
            child_ptr: np.ndarray, bias_col: int | None = None) -> _Level | None:
-    """Build the block-diagonal problem: one row per (query, active parent) pair."""
+    """Build the block-diagonal problem: one row per (query, active parent) pair.
+
+    ``act`` (queries x parents, CSC, canonical) and ``pos`` (queries x nodes) cover the parents
+    of one block and their children; ``child_ptr`` is local to the block.
+    """
     n_q, d = x.shape
-    act = active.tocsc()
-    act.sum_duplicates()
-    act.sort_indices()
+    if not (sp.issparse(act) and act.format == "csc"):
+        act = sp.csc_matrix(act)
+        act.sum_duplicates()
+        act.sort_indices()
     rows_q = act.indices.astype(np.int64)
     rows_p = np.repeat(np.arange(act.shape[1]), np.diff(act.indptr)).astype(np.int64)
     n_rows = rows_q.size
@@ -83,7 +89,18 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     y[where[ok], pos.col[ok] - child_ptr[parent_of_node[pos.col[ok]]]] = 1.0
     valid = np.arange(bmax)[None, :] < nchild[rows_p][:, None]
     # local feature space of each parent
-    xe = x[rows_q]
+    xe = x if (n_rows == n_q and np.array_equal(rows_q, np.arange(n_q))) else x[rows_q]
+    if act.shape[1] == 1:
+        # one parent: its local features are the features its rows use (no sort needed)
+        used = np.zeros(d, dtype=bool)
+        used[xe.indices] = True
+        ufeat = np.flatnonzero(used)
+        local = np.cumsum(used) - 1
+        xbd = sp.csr_matrix((xe.data.astype(np.float32, copy=False),
+                             local[xe.indices], xe.indptr), shape=(n_rows, ufeat.size))
+        zero = np.zeros(1, dtype=np.int64)
+        return _Level(xbd, y, valid, zero[np.zeros(n_rows, np.int64)], zero, np.zeros(ufeat.size, np.int64),
+                      zero, ufeat, zero, bias_col)
     nz_row = np.repeat(np.arange(n_rows), np.diff(xe.indptr))
     keys = rows_p[nz_row] * d + xe.indices
     ukeys, inv = np.unique(keys, return_inverse=True)
@@ -328,27 +345,13 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
 
 
 
-def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
-                child_ptr: np.ndarray, params: SolverParams,
-                max_dense: int = 4_000_000, bias_col: int | None = None) -> sp.csr_matrix:
-    """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
-
-    Parameters
-    ----------
-    x
-        Query features ``(n_queries, n_features)``, the bias column included.
-    active
-        ``(n_queries, n_parents)``: the parents each query trains under.
-    pos
-        ``(n_queries, n_nodes)``: the nodes each query is positive for.
-    child_ptr
-        Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
-    """
-    d = x.shape[1]
-    n_nodes = int(child_ptr[-1])
-    lv = _stack(sp.csr_matrix(x), sp.csr_matrix(active), sp.csr_matrix(pos), child_ptr, bias_col)
+def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child_ptr: np.ndarray,
+                 params: SolverParams, max_dense: int,
+                 bias_col: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pruned weights ``(feature, local node, value)`` of one block of parents."""
+    lv = _stack(x, act, pos, child_ptr, bias_col)
     if lv is None:
-        return sp.csr_matrix((d, n_nodes), dtype=np.float32)
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     n_rows, n_local = lv.xbd.shape
     bmax = lv.y.shape[1]
     seg_rows = np.diff(np.append(lv.rstart, n_rows))
@@ -385,12 +388,80 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
         parent = lv.seg_parent[lv.useg[u0 + uu]]
         rows_f.append(lv.ufeat[u0 + uu])
         cols.append(child_ptr[parent] + ss)
-        vals.append(w[uu, ss])
+        vals.append(w[uu, ss].astype(np.float32))
         s0 = s1
+    return np.concatenate(rows_f), np.concatenate(cols), np.concatenate(vals)
+
+
+def _blocks(act: sp.csc_matrix, row_nnz: np.ndarray, child_ptr: np.ndarray,
+            budget_bytes: float) -> list[tuple[int, int]]:
+    """Contiguous parent ranges whose stacked problems each need about ``budget_bytes``.
+
+    Estimated bytes of a parent: its rows' nonzeros twice (block matrix and its transpose),
+    and ~8 float32 work arrays of (rows + local features) x children.
+    """
+    n_par = act.shape[1]
+    per_col = np.diff(act.indptr)
+    nnz_p = np.bincount(np.repeat(np.arange(n_par), per_col), weights=row_nnz[act.indices],
+                        minlength=n_par)
+    nchild = np.diff(child_ptr)
+    cost = 24.0 * nnz_p + 32.0 * (nnz_p + per_col) * nchild
+    out, start, acc = [], 0, 0.0
+    for p in range(n_par):
+        if acc > 0 and acc + cost[p] > budget_bytes:
+            out.append((start, p))
+            start, acc = p, 0.0
+        acc += cost[p]
+    out.append((start, n_par))
+    return out
+
+
+def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+                child_ptr: np.ndarray, params: SolverParams,
+                max_dense: int = 4_000_000, bias_col: int | None = None,
+                budget_bytes: float = 512e6, threads: int = 1) -> sp.csr_matrix:
+    """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
+
+    The parents are trained in blocks of about ``budget_bytes`` of working memory each (the
+    problems of different parents are independent), ``threads`` blocks at a time: memory stays
+    bounded however many labels the level has.
+
+    Parameters
+    ----------
+    x
+        Query features ``(n_queries, n_features)``, the bias column included.
+    active
+        ``(n_queries, n_parents)``: the parents each query trains under.
+    pos
+        ``(n_queries, n_nodes)``: the nodes each query is positive for.
+    child_ptr
+        Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
+    """
+    x = sp.csr_matrix(x)
+    d = x.shape[1]
+    n_nodes = int(child_ptr[-1])
+    act = sp.csc_matrix(active)
+    act.sum_duplicates()
+    act.sort_indices()
+    posc = sp.csc_matrix(pos)
+    blocks = _blocks(act, np.diff(x.indptr).astype(np.float64), child_ptr, budget_bytes)
+
+    def solve(block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p0, p1 = block
+        n0, n1 = int(child_ptr[p0]), int(child_ptr[p1])
+        f, c, v = _solve_block(x, act[:, p0:p1], posc[:, n0:n1], child_ptr[p0:p1 + 1] - n0,
+                               params, max_dense, bias_col)
+        return f, c + n0, v
+
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(solve, blocks))
+    else:
+        parts = [solve(b) for b in blocks]
     out = sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32),
-         (np.concatenate(rows_f), np.concatenate(cols))),
-        shape=(d, n_nodes),
+        (np.concatenate([p[2] for p in parts]),
+         (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))),
+        shape=(d, n_nodes), dtype=np.float32,
     )
     out.sum_duplicates()
     out.sort_indices()

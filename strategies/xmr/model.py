@@ -53,6 +53,7 @@ class XRConfig:
     cg_iters: int = 10
     beam: int = 10
     transform: str = "l3-hinge"
+    threads: int = 1  # training threads (blocks of parents solved at once); prediction uses 1
 
     def __post_init__(self) -> None:
         if self.branching < 2:
@@ -63,15 +64,17 @@ class XRConfig:
             raise ValueError(f"The 'max_leaf_size' parameter must be an int in [1, inf). Got {self.max_leaf_size!r} instead.")
         if self.negatives not in ("tfn", "tfn+man"):
             raise ValueError(f"The 'negatives' parameter must be 'tfn' or 'tfn+man'. Got {self.negatives!r} instead.")
+        if self.threads < 1:
+            raise ValueError(f"The 'threads' parameter must be an int in [1, inf). Got {self.threads!r} instead.")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"The 'transform' parameter must be one of {TRANSFORMS}. Got {self.transform!r} instead.")
 
 
 def pifa(x: sp.csr_matrix, y: sp.csr_matrix) -> sp.csr_matrix:
     """PIFA label embeddings: row ``l`` is the normalized sum of the rows of ``x`` labelled ``l``."""
-    yb = sp.csr_matrix(y, dtype=np.float64, copy=True)
+    yb = sp.csr_matrix(y, dtype=np.float32, copy=True)
     yb.data[:] = 1.0
-    return _row_normalize((yb.T @ sp.csr_matrix(x, dtype=np.float64)).tocsr())
+    return _row_normalize((yb.T.tocsr() @ sp.csr_matrix(x, dtype=np.float32)).tocsr(), np.float32)
 
 
 def _transform(z: np.ndarray, name: str) -> np.ndarray:
@@ -145,7 +148,7 @@ class XRModel:
         """
         cfg = self.config
         c0 = time.process_time()
-        x = sp.csr_matrix(x, dtype=np.float64)
+        x = sp.csr_matrix(x, dtype=np.float32)
         y = sp.csr_matrix(y)
         y.data[:] = 1
         self.n_features, self.n_labels = x.shape[1], y.shape[1]
@@ -157,7 +160,7 @@ class XRModel:
             emb = pifa(x, y) if label_emb is None else label_emb
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
         c1 = time.process_time()
-        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias)], format="csr")
+        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
                               threshold=cfg.threshold)
         # positives per level, bottom (labels in tree order) up
@@ -175,7 +178,7 @@ class XRModel:
         for t in range(self.tree.n_levels):
             active = root if t == 0 else pos[t - 1]
             if t > 0 and cfg.negatives == "tfn+man":
-                beam_nodes, _ = self._beam(sp.csr_matrix(x, dtype=np.float32), cfg.beam, levels=t)
+                beam_nodes, _ = self._beam(x, cfg.beam, levels=t)
                 rows = np.repeat(np.arange(n), beam_nodes.shape[1])
                 keep = beam_nodes.ravel() >= 0
                 man = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], beam_nodes.ravel()[keep])),
@@ -183,7 +186,7 @@ class XRModel:
                 active = (active + man).tocsr()
                 active.data[:] = 1
             w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver,
-                            bias_col=xb.shape[1] - 1)
+                            bias_col=xb.shape[1] - 1, threads=cfg.threads)
             self.chunks.append(ChunkedWeights.from_csr(w[:-1], self.tree.child_ptr[t]))
             self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
         self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
