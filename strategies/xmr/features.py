@@ -63,9 +63,13 @@ class TfidfFeaturizer:
     min_df
         Drop terms seen in fewer training texts.
     max_features
-        Keep at most this many terms per block, those in the most training texts (ties: first
-        seen); ``None`` keeps all. Bounds the vocabulary of large catalogs, whose long texts
-        are mostly word n-grams seen once.
+        Keep at most this many terms per block, those in the most training texts (ties:
+        alphabetical); ``None`` keeps all. Bounds the vocabulary of large catalogs, whose long
+        texts are mostly word n-grams seen once.
+    max_terms
+        Keep at most this many terms of each text per block, those of the largest TF-IDF (ties:
+        lower column); ``None`` keeps all. Bounds the nonzeros of long item texts used as
+        pseudo-queries (a few distinctive terms, as a user would type), hence training time.
 
     Fitting large corpora runs vectorized over integer token ids, ``CHUNK`` texts at a time
     (see :meth:`fit_transform`); :meth:`transform` of a few queries stays on dictionaries.
@@ -74,7 +78,7 @@ class TfidfFeaturizer:
     CHUNK = 20_000
 
     def __init__(self, word_ngrams: int = 3, char_ngrams: int = 3, min_df: int = 1,
-                 max_features: int | None = None):
+                 max_features: int | None = None, max_terms: int | None = None):
         if word_ngrams <= 0 and char_ngrams <= 0:
             raise ValueError("TfidfFeaturizer needs word_ngrams > 0 or char_ngrams > 0; got 0 and 0.")
         if max_features is not None and max_features < 1:
@@ -83,7 +87,11 @@ class TfidfFeaturizer:
         self.word_n = int(word_ngrams)
         self.char_n = int(char_ngrams)
         self.min_df = int(min_df)
+        if max_terms is not None and max_terms < 1:
+            raise ValueError(f"The 'max_terms' parameter must be an int in [1, inf) or None. "
+                             f"Got {max_terms!r} instead.")
         self.max_features = max_features
+        self.max_terms = max_terms
         self.word_vocab_: dict[str, int] = {}
         self.char_vocab_: dict[str, int] = {}
         self.idf_: np.ndarray = np.empty(0)
@@ -210,7 +218,7 @@ class TfidfFeaturizer:
                 pos = np.minimum(np.searchsorted(st["wkeys"], keys), st["wkeys"].size - 1)
                 hit = st["wkeys"][pos] == keys
                 parts.append(_tfidf_block(kdoc[hit], st["wcols"][pos[hit]], lens.size,
-                                          self.idf_))
+                                          self.idf_, self.max_terms))
             if self.char_n > 0 and len(self.char_vocab_):
                 ptr, flat = st["w2c"]
                 cnt = ptr[ids + 1] - ptr[ids]
@@ -218,7 +226,7 @@ class TfidfFeaturizer:
                 cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[ids] - np.cumsum(cnt) + cnt, cnt)]
                 col = st["ccol"][cval]
                 hit = col >= 0
-                parts.append(_tfidf_block(cdoc[hit], col[hit], lens.size, self.idf_))
+                parts.append(_tfidf_block(cdoc[hit], col[hit], lens.size, self.idf_, self.max_terms))
             mat = parts[0]
             for other in parts[1:]:
                 mat = mat + other
@@ -273,6 +281,9 @@ class TfidfFeaturizer:
                     continue
                 cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
                 vals = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[cols]
+                if self.max_terms is not None and cols.size > self.max_terms:
+                    top = np.lexsort((cols, -vals))[: self.max_terms]
+                    cols, vals = cols[top], vals[top]
                 vals /= np.sqrt(vals @ vals)
                 indices.extend(cols.tolist())
                 data.extend(vals.tolist())
@@ -293,6 +304,7 @@ class TfidfFeaturizer:
         (directory / "vocabulary.json").write_text(
             json.dumps({"word_ngrams": self.word_n, "char_ngrams": self.char_n,
                         "min_df": self.min_df, "max_features": self.max_features,
+                        "max_terms": self.max_terms,
                         "words": words, "chars": chars},
                        ensure_ascii=False),
             encoding="utf-8",
@@ -302,7 +314,8 @@ class TfidfFeaturizer:
     @classmethod
     def load(cls, directory: Path) -> TfidfFeaturizer:
         meta = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
-        obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"], meta.get("max_features"))
+        obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"], meta.get("max_features"),
+                  meta.get("max_terms"))
         obj.word_vocab_ = {g: i for i, g in enumerate(meta["words"])}
         offset = len(meta["words"])
         obj.char_vocab_ = {g: offset + i for i, g in enumerate(meta["chars"])}
@@ -367,11 +380,21 @@ def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.r_[0, np.cumsum(lens)], flat
 
 
-def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray) -> sp.csr_matrix:
-    """Counts of ``col`` per text times IDF, each text's block scaled to unit L2 norm."""
+def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,
+                 max_terms: int | None = None) -> sp.csr_matrix:
+    """Counts of ``col`` per text times IDF (the ``max_terms`` largest per text, ties to the
+    lower column), each text's block scaled to unit L2 norm."""
     m = sp.csr_matrix((np.ones(doc.size), (doc, col)), shape=(n_docs, idf.size))
     m.sum_duplicates()
     m.data *= idf[m.indices]
+    if max_terms is not None and np.diff(m.indptr).max(initial=0) > max_terms:
+        row = np.repeat(np.arange(n_docs), np.diff(m.indptr))
+        order = np.lexsort((m.indices, -m.data, row))
+        rank = np.arange(row.size) - m.indptr[row[order]]
+        keep = np.sort(order[rank < max_terms])
+        row = row[keep]
+        m = sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(np.bincount(row, minlength=n_docs))]),
+                          shape=m.shape)
     norms = np.sqrt(np.bincount(np.repeat(np.arange(n_docs), np.diff(m.indptr)),
                                 weights=m.data * m.data, minlength=n_docs))
     norms[norms == 0] = 1.0

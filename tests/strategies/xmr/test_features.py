@@ -14,14 +14,16 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize(("word_n", "char_n", "min_df", "max_features"), [
-    (3, 3, 1, None), (3, 3, 2, None), (3, 3, 1, 7), (2, 0, 1, None), (0, 3, 1, 5), (1, 4, 1, None),
+@pytest.mark.parametrize(("word_n", "char_n", "min_df", "max_features", "max_terms"), [
+    (3, 3, 1, None, None), (3, 3, 2, None, None), (3, 3, 1, 7, None), (2, 0, 1, None, None),
+    (0, 3, 1, 5, None), (1, 4, 1, None, None), (3, 3, 1, None, 3), (3, 3, 1, 20, 2),
 ])
-def test_vectorized_fit_equals_the_string_fit(word_n, char_n, min_df, max_features, monkeypatch):
+def test_vectorized_fit_equals_the_string_fit(word_n, char_n, min_df, max_features, max_terms,
+                                              monkeypatch):
     monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 4)  # several chunks: df merged across them
-    fast = TfidfFeaturizer(word_n, char_n, min_df, max_features)
+    fast = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms)
     x_fast = fast.fit_transform(TEXTS)
-    slow = TfidfFeaturizer(word_n, char_n, min_df, max_features).fit_slow(TEXTS)
+    slow = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms).fit_slow(TEXTS)
     assert fast.word_vocab_ == slow.word_vocab_ and fast.char_vocab_ == slow.char_vocab_
     np.testing.assert_allclose(fast.idf_, slow.idf_)
     x_slow = slow.transform(TEXTS)
@@ -29,6 +31,15 @@ def test_vectorized_fit_equals_the_string_fit(word_n, char_n, min_df, max_featur
     assert (fast.transform(TEXTS) != x_fast).nnz == 0
     if max_features is not None:
         assert len(fast.word_vocab_) <= max_features and len(fast.char_vocab_) <= max_features
+    if max_terms is not None:  # per text and block: words, then characters
+        assert np.diff(x_fast.indptr).max() <= 2 * max_terms
+        assert np.diff(TfidfFeaturizer(word_n, char_n).fit_transform(TEXTS).indptr).max() > 2 * max_terms
+
+
+def test_max_terms_keeps_the_largest_tfidf_terms():
+    f = TfidfFeaturizer(1, 0, max_terms=1).fit(["rare common", "common", "common x"])
+    x = f.transform(["rare common"])
+    assert x.nnz == 1 and x.indices[0] == f.word_vocab_["rare"]
 
 
 def test_max_features_keeps_the_most_frequent_terms():
