@@ -124,7 +124,8 @@ class TfidfFeaturizer:
         w2c: list[list[int]] = []       # character n-gram ids of each word id
         cid: dict[str, int] = {}
         ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
-        wkeys, wcounts, ckeys, ccounts = [], [], [], []
+        cdf = np.zeros(0, dtype=np.int64)
+        n_tokens = 0
         for c0 in range(0, len(texts), self.CHUNK):
             toks: list[str] = []
             lens = []
@@ -137,32 +138,50 @@ class TfidfFeaturizer:
                               count=len(toks))
             if len(wid) >= _WORD_LIMIT - 1 or self.word_n > 3:
                 raise _TooManyWords
+            lens_a = np.asarray(lens, dtype=np.int64)
+            ids_chunks.append((ids.astype(np.int32), lens_a))
+            n_tokens += ids.size
             if self.char_n > 0:
                 for w in list(wid)[n_before:]:
                     w2c.append([cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)])
-            lens_a = np.asarray(lens, dtype=np.int64)
-            ids_chunks.append((ids, lens_a))
-            doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
-            if self.word_n > 0:
-                gk, gd = _word_gram_keys(ids, doc, self.word_n)
-                k, c = _doc_freq(gd, gk)
-                wkeys.append(k)
-                wcounts.append(c)
-            if self.char_n > 0:
                 ptr, flat = _ragged(w2c)
+                doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
                 pairs = np.unique(doc * len(wid) + ids)  # distinct (text, word)
                 d_doc, d_word = pairs // len(wid), pairs % len(wid)
                 cnt = ptr[d_word + 1] - ptr[d_word]
-                cdoc = np.repeat(d_doc, cnt)
                 cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
-                k, c = _doc_freq(cdoc, cval)
-                ckeys.append(k)
-                ccounts.append(c)
+                k, c = _doc_freq(np.repeat(d_doc, cnt), cval)
+                cdf = np.r_[cdf, np.zeros(len(cid) - cdf.size, dtype=np.int64)]
+                cdf[k] += c
+        # word n-gram frequencies: most n-grams of long texts occur once, so they are counted in
+        # hash partitions of the key space, each pass holding ~1/parts of the distinct n-grams
+        wkeys, wdfs = [], []
+        if self.word_n > 0:
+            parts = max(1, -(-n_tokens * self.word_n // _KEYS_PER_PASS))
+            for part in range(parts):
+                keys, counts = [], []
+                for ids, lens_a in ids_chunks:
+                    doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
+                    gk, gd = _word_gram_keys(ids.astype(np.int64), doc, self.word_n)
+                    if parts > 1:
+                        sel = _partition(gk, parts) == part
+                        gk, gd = gk[sel], gd[sel]
+                    k, c = _doc_freq(gd, gk)
+                    keys.append(k)
+                    counts.append(c)
+                uk, df = _merge_counts(keys, counts)
+                keep = df >= self.min_df
+                wkeys.append(uk[keep])
+                wdfs.append(df[keep])
         n = len(texts)
         words = np.array(list(wid), dtype=object) if wid else np.empty(0, dtype=object)
         chars = np.array(list(cid), dtype=object) if cid else np.empty(0, dtype=object)
-        w_keep, w_df = self._select(wkeys, wcounts, lambda k: _decode(int(k), words))
-        c_keep, c_df = self._select(ckeys, ccounts, lambda k: str(chars[k]))
+        w_keep, w_df = (np.concatenate(wkeys), np.concatenate(wdfs)) if wkeys else (
+            np.empty(0, np.int64), np.empty(0, np.int64))
+        order = np.argsort(w_keep)
+        w_keep, w_df = self._cap_terms(w_keep[order], w_df[order], lambda k: _decode(int(k), words))
+        c_all = np.flatnonzero(cdf >= self.min_df)
+        c_keep, c_df = self._cap_terms(c_all, cdf[c_all], lambda k: str(chars[k]))
         w_str = [_decode(int(k), words) for k in w_keep]
         c_str = [str(chars[k]) for k in c_keep]
         w_order = sorted(range(len(w_str)), key=w_str.__getitem__)
@@ -181,23 +200,17 @@ class TfidfFeaturizer:
         self._ids = {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
                      "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
 
-    def _select(self, keys: list[np.ndarray], counts: list[np.ndarray],
-                decode) -> tuple[np.ndarray, np.ndarray]:
-        """Terms kept by ``min_df`` and ``max_features`` and their document frequencies."""
-        if not keys:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        k = np.concatenate(keys)
-        uk, inv = np.unique(k, return_inverse=True)
-        df = np.bincount(inv, weights=np.concatenate(counts), minlength=uk.size).astype(np.int64)
-        keep = np.flatnonzero(df >= self.min_df)
-        if self.max_features is not None and keep.size > self.max_features:
-            # the most frequent terms; at the cut, ties go to the alphabetically first terms
-            cut = np.sort(df[keep])[::-1][self.max_features - 1]
-            above = keep[df[keep] > cut]
-            tied = keep[df[keep] == cut]
-            tied = tied[np.argsort([decode(uk[i]) for i in tied], kind="stable")]
-            keep = np.sort(np.concatenate([above, tied[: self.max_features - above.size]]))
-        return uk[keep], df[keep]
+    def _cap_terms(self, keys: np.ndarray, df: np.ndarray, decode) -> tuple[np.ndarray, np.ndarray]:
+        """``max_features`` of the terms: the most frequent; at the cut, ties go to the
+        alphabetically first terms."""
+        if self.max_features is None or keys.size <= self.max_features:
+            return keys, df
+        cut = np.sort(df)[::-1][self.max_features - 1]
+        above = np.flatnonzero(df > cut)
+        tied = np.flatnonzero(df == cut)
+        tied = tied[np.argsort([decode(keys[i]) for i in tied], kind="stable")]
+        keep = np.sort(np.concatenate([above, tied[: self.max_features - above.size]]))
+        return keys[keep], df[keep]
 
     def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
@@ -210,7 +223,8 @@ class TfidfFeaturizer:
         st, self._ids = self._ids, None
         wv = len(self.word_vocab_)
         blocks = []
-        for ids, lens in st["chunks"]:
+        for ids32, lens in st["chunks"]:
+            ids = ids32.astype(np.int64)
             doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
             parts = []
             if self.word_n > 0 and st["wkeys"].size:
@@ -230,11 +244,15 @@ class TfidfFeaturizer:
             mat = parts[0]
             for other in parts[1:]:
                 mat = mat + other
-            blocks.append(mat)
-        out = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, self.n_features))
-        out = sp.csr_matrix((out.data.astype(np.float32), out.indices.astype(np.int32),
-                             out.indptr.astype(np.int64)), shape=(len(texts), self.n_features))
-        out.sort_indices()
+            mat.sort_indices()
+            blocks.append((mat.data.astype(np.float32), mat.indices.astype(np.int32),
+                           np.diff(mat.indptr)))
+        data = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.float32)
+        indices = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
+        lens = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
+        del blocks
+        out = sp.csr_matrix((data, indices, np.r_[0, np.cumsum(lens)].astype(np.int64)),
+                            shape=(len(texts), self.n_features))
         return _normalize_rows32(out)
 
     def fit_slow(self, texts: Sequence[str]) -> TfidfFeaturizer:
@@ -326,6 +344,7 @@ class TfidfFeaturizer:
 # ---------------------------------------------------------------------- vectorized helpers
 _WORD_BITS = 21
 _WORD_LIMIT = 1 << _WORD_BITS
+_KEYS_PER_PASS = 6_000_000  # word n-gram occurrences whose frequencies are counted in one pass
 
 
 class _TooManyWords(Exception):
@@ -360,6 +379,20 @@ def _decode(key: int, words: np.ndarray) -> str:
     while key >> (_WORD_BITS * n):
         n += 1
     return " ".join(str(words[((key >> (_WORD_BITS * j)) & mask) - 1]) for j in range(n - 1, -1, -1))
+
+
+def _partition(keys: np.ndarray, parts: int) -> np.ndarray:
+    """A well-mixed partition index in ``[0, parts)`` of packed keys (multiplicative hash)."""
+    with np.errstate(over="ignore"):
+        return ((keys * np.int64(-7046029254386353131)) >> np.int64(33)) % parts
+
+
+def _merge_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the counts of equal keys across chunks; keys sorted."""
+    if not keys:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    return uk, np.bincount(inv, weights=np.concatenate(counts), minlength=uk.size).astype(np.int64)
 
 
 def _doc_freq(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,14 +27,15 @@ TRANSFORMS = ("l3-hinge", "l2-hinge", "sigmoid")
 class XRTreeParams(Params):
     """The label-tree and matcher hyperparameters shared by every XR-Linear front end (the
     retrieval strategy and the query completer): tree out-degree ``branching``, leaf size
-    ``max_leaf_size``, search ``beam``, weight-pruning ``threshold`` and matcher loss weight ``C``
-    (defaults follow PECOS)."""
+    ``max_leaf_size``, search ``beam``, weight-pruning ``threshold``, matcher loss weight ``C``
+    (defaults follow PECOS) and ``train_threads`` (blocks of matchers trained at once)."""
 
     branching: int = Field(16, ge=2)
     max_leaf_size: int = Field(100, ge=1)
     beam: int = Field(10, ge=1)
     threshold: float = Field(0.1, ge=0.0)
     C: float = Field(1.0, gt=0.0)
+    train_threads: int = Field(1, ge=1)
 
 
 @dataclass(frozen=True)

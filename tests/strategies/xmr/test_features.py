@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from strategies.xmr import features
 from strategies.xmr.features import TfidfFeaturizer
 
 TEXTS = [
@@ -21,6 +22,7 @@ TEXTS = [
 def test_vectorized_fit_equals_the_string_fit(word_n, char_n, min_df, max_features, max_terms,
                                               monkeypatch):
     monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 4)  # several chunks: df merged across them
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)  # several hash partitions of the n-grams
     fast = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms)
     x_fast = fast.fit_transform(TEXTS)
     slow = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms).fit_slow(TEXTS)
