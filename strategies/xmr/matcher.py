@@ -290,18 +290,31 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     return beta[lv.rseg, pos]
 
 
-def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
+def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False) -> np.ndarray:
     """:func:`_solve_kernel` in the row layout, for very unequal parents (padding would not fit).
 
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
     ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
-    each step a descent step.
+    each step a descent step. ``implicit`` never forms ``K``: each product is ``X (X^T v)``, two
+    sparse products like the primal solver's, but the CG vectors have one entry per row instead
+    of one per local feature (the cheaper form when parents have more features than rows).
     """
-    k = (lv.xbd @ lv.xbd.T).tocsr()
+    if implicit:
+        xt = lv.xbd.T.tocsr()
+
+        class _K:
+            def __matmul__(self, v: np.ndarray) -> np.ndarray:
+                return lv.xbd @ (xt @ v)
+
+        k = _K()
+        dtype = np.float32
+    else:
+        k = (lv.xbd @ lv.xbd.T).tocsr()
+        dtype = np.float64
     lam = 1.0 / (2.0 * p.C)
     n_rows, B = lv.y.shape
-    beta = np.zeros((n_rows, B))
-    o = np.zeros((n_rows, B))
+    beta = np.zeros((n_rows, B), dtype=dtype)
+    o = np.zeros((n_rows, B), dtype=dtype)
     prev_act = None
     bal = _balance(lv) ** 2
     for _ in range(p.newton_iters):
@@ -358,10 +371,14 @@ def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child
     # work per CG step and column: one product with the kernel blocks (or two with the sparse
     # block matrix) plus ~10 dense vector operations over the variables (rows or local features)
     kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum()) + 10.0 * n_rows
+    implicit_cost = 2.0 * lv.xbd.nnz + 12.0 * n_rows
     primal_cost = 2.0 * lv.xbd.nnz + 10.0 * n_local
-    use_kernel = kernel_cost < 3 * primal_cost
-    if use_kernel:
+    best = min(kernel_cost / 3, implicit_cost, primal_cost)
+    use_kernel = best != primal_cost
+    if best == kernel_cost / 3:
         beta = _solve_kernel(lv, params)
+    elif best == implicit_cost:
+        beta = _solve_kernel_rows(lv, params, implicit=True)
     else:
         w_all = _solve_primal(lv, params)
     # map local weights back to (feature, node), pruning in chunks of segments to bound memory
