@@ -8,7 +8,18 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from strategies.xmr.matcher import SolverParams, _solve_kernel, _solve_primal, _stack, train_level
+from strategies.xmr.matcher import (
+    SolverParams,
+    _solve_kernel,
+    _solve_kernel_rows,
+    _solve_primal,
+    _stack,
+    train_level,
+)
+
+
+def _solve_implicit(lv, p):
+    return _solve_kernel_rows(lv, p, implicit=True)
 
 
 def _problem(seed: int, n: int = 120, d: int = 40, n_children: int = 3):
@@ -35,6 +46,7 @@ def _liblinear(x, lab, c):
 
 @pytest.mark.parametrize(("solver", "bias_col"), [
     (_solve_primal, None), (_solve_kernel, None), (_solve_kernel, 40),  # 40: the bias column
+    (_solve_kernel_rows, None), (_solve_implicit, 40),
 ])
 def test_newton_solvers_match_liblinear(solver, bias_col):
     x, active, pos, child_ptr, lab = _problem(0)
