@@ -203,8 +203,9 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
     ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
     each step a descent step. Problems are laid out padded, ``(parents, rows, children)``, so
-    per-problem sums are axis sums; very unequal parents use the row layout instead. Float32:
-    half the memory traffic of the kernel products, ample for a truncated Newton.
+    per-problem sums are axis sums; very unequal parents use the row layout instead (the
+    training blocks group parents of similar size, so that is rare). Float32: half the memory
+    traffic of the kernel products, ample for a truncated Newton.
     """
     n_rows, B = lv.y.shape
     n_seg = lv.seg_parent.size
@@ -225,18 +226,17 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
         bpad = np.zeros((n_seg, nmax, 1), dtype=np.float32)
         bpad[lv.rseg, pos, 0] = np.asarray(lv.xbd[:, is_bias].sum(axis=1)).ravel()
         xk = lv.xbd[:, ~is_bias]
+    # dense kernel blocks, one (rows x rows) matrix per parent: batched BLAS products are
+    # several times faster than a sparse block-diagonal product on blocks this dense
     kco = (xk @ xk.T).tocoo()
-    flat = lv.rseg * nmax + pos
-    kpad = sp.csr_matrix((kco.data.astype(np.float32), (flat[kco.row], flat[kco.col])),
-                         shape=(n_seg * nmax, n_seg * nmax))
+    kdense = np.zeros((n_seg, nmax, nmax), dtype=np.float32)
+    kdense[lv.rseg[kco.row], pos[kco.row], pos[kco.col]] = kco.data
     del kco
+    if bpad is not None:  # the bias column adds the same rank-one term to each block
+        kdense += bpad * bpad.transpose(0, 2, 1)
 
     def kmul(v: np.ndarray) -> np.ndarray:
-        # scipy's CSR x dense-block product beats batched dense matmul on these small blocks
-        out = (kpad @ v.reshape(n_seg * nmax, B)).reshape(n_seg, nmax, B)
-        if bpad is not None:
-            out += bpad * (bpad * v).sum(axis=1, keepdims=True)
-        return out
+        return np.matmul(kdense, v)
 
     def hinge(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = 1.0 - y * o
@@ -411,25 +411,32 @@ def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child
 
 
 def _blocks(act: sp.csc_matrix, row_nnz: np.ndarray, child_ptr: np.ndarray,
-            budget_bytes: float) -> list[tuple[int, int]]:
-    """Contiguous parent ranges whose stacked problems each need about ``budget_bytes``.
+            budget_bytes: float, spread: float = 1.5) -> list[np.ndarray]:
+    """Groups of parents of similar size whose stacked problems each need about ``budget_bytes``.
 
+    Parents are taken by number of rows, and a group closes when the next parent has more than
+    ``spread`` times the rows of its first one (padding stays small) or the budget is spent.
     Estimated bytes of a parent: its rows' nonzeros twice (block matrix and its transpose),
-    and ~8 float32 work arrays of (rows + local features) x children.
+    ~8 float32 work arrays of (rows + local features) x children and its dense kernel block.
     """
     n_par = act.shape[1]
     per_col = np.diff(act.indptr)
     nnz_p = np.bincount(np.repeat(np.arange(n_par), per_col), weights=row_nnz[act.indices],
                         minlength=n_par)
     nchild = np.diff(child_ptr)
-    cost = 24.0 * nnz_p + 32.0 * (nnz_p + per_col) * nchild
-    out, start, acc = [], 0, 0.0
-    for p in range(n_par):
-        if acc > 0 and acc + cost[p] > budget_bytes:
-            out.append((start, p))
-            start, acc = p, 0.0
+    cost = 24.0 * nnz_p + 32.0 * (nnz_p + per_col) * nchild + 4.0 * per_col.astype(np.float64) ** 2
+    order = np.argsort(per_col, kind="stable")
+    out, group, acc, first = [], [], 0.0, 0
+    for p in order.tolist():
+        if group and (acc + cost[p] > budget_bytes or per_col[p] > spread * max(first, 1)):
+            out.append(np.sort(np.asarray(group, dtype=np.int64)))
+            group, acc = [], 0.0
+        if not group:
+            first = per_col[p]
+        group.append(p)
         acc += cost[p]
-    out.append((start, n_par))
+    if group:
+        out.append(np.sort(np.asarray(group, dtype=np.int64)))
     return out
 
 
@@ -440,8 +447,8 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
 
     The parents are trained in blocks of about ``budget_bytes`` of working memory each (the
-    problems of different parents are independent), ``threads`` blocks at a time: memory stays
-    bounded however many labels the level has.
+    problems of different parents are independent; see :func:`_blocks`), ``threads`` blocks at a
+    time: memory stays bounded however many labels the level has.
 
     Parameters
     ----------
@@ -463,12 +470,18 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     posc = sp.csc_matrix(pos)
     blocks = _blocks(act, np.diff(x.indptr).astype(np.float64), child_ptr, budget_bytes)
 
-    def solve(block: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        p0, p1 = block
-        n0, n1 = int(child_ptr[p0]), int(child_ptr[p1])
-        f, c, v = _solve_block(x, act[:, p0:p1], posc[:, n0:n1], child_ptr[p0:p1 + 1] - n0,
-                               params, max_dense, bias_col)
-        return f, c + n0, v
+    nchild = np.diff(child_ptr)
+
+    def solve(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = nchild[parents]
+        ends = np.cumsum(counts)
+        nodes = np.arange(int(ends[-1])) + np.repeat(child_ptr[parents] - ends + counts, counts)
+        if parents.size == act.shape[1]:
+            a, pc = act, posc
+        else:
+            a, pc = act[:, parents], posc[:, nodes]
+        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col)
+        return f, nodes[c], v
 
     if threads > 1 and len(blocks) > 1:
         with ThreadPoolExecutor(threads) as pool:
