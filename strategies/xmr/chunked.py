@@ -17,15 +17,17 @@ import numpy as np
 import scipy.sparse as sp
 
 _FIELDS = ("keys", "ptr", "child", "value")
+_SENTINEL = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
 class ChunkedWeights:
     """``keys[r] = parent * n_features + feature`` (sorted); its children's local indices and weights
-    are ``child[ptr[r]:ptr[r+1]]`` and ``value[ptr[r]:ptr[r+1]]``."""
+    are ``child[ptr[r]:ptr[r+1]]`` and ``value[ptr[r]:ptr[r+1]]``. ``keys`` ends with a sentinel
+    larger than any key, so a binary search never runs off the end."""
 
-    keys: np.ndarray   # int64, sorted, unique
-    ptr: np.ndarray    # int64, len(keys) + 1
+    keys: np.ndarray   # int64, sorted, unique, then the sentinel
+    ptr: np.ndarray    # int64, len(keys)
     child: np.ndarray  # int32, child's index among its parent's children
     value: np.ndarray  # float32
     n_features: int
@@ -45,7 +47,7 @@ class ChunkedWeights:
         key = key[order]
         first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.empty(0, np.int64)
         return cls(
-            keys=key[first],
+            keys=np.r_[key[first], _SENTINEL].astype(np.int64),
             ptr=np.r_[first, key.size].astype(np.int64),
             child=(node[order] - child_ptr[parent[order]]).astype(np.int32),
             value=w.data[order].astype(np.float32),
@@ -55,7 +57,7 @@ class ChunkedWeights:
     def to_csr(self, child_ptr: np.ndarray) -> sp.csr_matrix:
         """The ``(n_features, n_nodes)`` matrix back (for inspection and tests)."""
         counts = np.diff(self.ptr)
-        key = np.repeat(self.keys, counts)
+        key = np.repeat(self.keys[:-1], counts)
         node = child_ptr[key // self.n_features] + self.child
         out = sp.csr_matrix((self.value, (key % self.n_features, node)),
                             shape=(self.n_features, int(child_ptr[-1])))
@@ -73,7 +75,7 @@ class ChunkedWeights:
         ``parents`` is ``int64[n, b]`` (-1: empty slot) and the children of ``parents[q, j]``
         land at ``slot_start[q, j] + child`` of the returned flat ``float64[size]`` array.
         """
-        if self.keys.size == 0 or x.nnz == 0:
+        if self.keys.size == 1 or x.nnz == 0:
             return np.zeros(size)
         pflat = parents.ravel()
         # (query, beam node) pairs ordered by node, so the searched keys arrive nearly sorted and
@@ -90,7 +92,6 @@ class ChunkedWeights:
         pair = np.repeat(order, cnt)
         want = pflat[pair] * self.n_features + x.indices[nzi]
         pos = np.searchsorted(self.keys, want)
-        np.minimum(pos, self.keys.size - 1, out=pos)
         hit = np.flatnonzero(self.keys[pos] == want)
         if hit.size == 0:
             return np.zeros(size)
@@ -108,11 +109,10 @@ class ChunkedWeights:
         """:meth:`margins` for one query (features ``indices``/``data``) and sorted ``parents``,
         whose children land at ``base[j] + child``: the same arithmetic in fewer, smaller calls."""
         m = indices.size
-        if self.keys.size == 0 or m == 0:
+        if self.keys.size == 1 or m == 0:
             return np.zeros(size)
         want = (parents[:, None] * self.n_features + indices).ravel()
         pos = np.searchsorted(self.keys, want)
-        np.minimum(pos, self.keys.size - 1, out=pos)
         hit = np.flatnonzero(self.keys[pos] == want)
         if hit.size == 0:
             return np.zeros(size)
@@ -121,8 +121,9 @@ class ChunkedWeights:
         count = self.ptr[row + 1] - start
         ends = np.cumsum(count)
         entry = np.arange(int(ends[-1])) + np.repeat(start - ends + count, count)
-        target = np.repeat(base[hit // m], count) + self.child[entry]
-        vals = self.value[entry] * np.repeat(data[hit % m], count)
+        q, r = np.divmod(hit, m)
+        target = np.repeat(base[q], count) + self.child[entry]
+        vals = self.value[entry] * np.repeat(data[r], count)
         return np.bincount(target, weights=vals, minlength=size)
 
     # ------------------------------------------------------------------ persistence

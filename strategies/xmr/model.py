@@ -246,6 +246,14 @@ class XRModel:
             nodes, scores = _top_rows(mat_s, mat_i, keep)
         return nodes, scores
 
+    @property
+    def _nchild(self) -> list[np.ndarray]:
+        cached = self.__dict__.get("_nchild_cache")
+        if cached is None or cached[0] is not self.tree:
+            cached = (self.tree, [np.diff(cp) for cp in self.tree.child_ptr])
+            self.__dict__["_nchild_cache"] = cached
+        return cached[1]
+
     def _beam_one(self, indices: np.ndarray, data: np.ndarray, beam: int,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_beam` for a single query, on 1-D arrays (serving latency is call overhead)."""
@@ -255,9 +263,8 @@ class XRModel:
         last = tree.n_levels - 1
         name = self.config.transform
         for t in range(tree.n_levels):
-            cp = tree.child_ptr[t]
-            starts = cp[nodes]
-            counts = cp[nodes + 1] - starts
+            starts = tree.child_ptr[t][nodes]
+            counts = self._nchild[t][nodes]
             ends = np.cumsum(counts)
             total = int(ends[-1])
             base = ends - counts
