@@ -63,8 +63,6 @@ import scipy.sparse as sp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ltrr.catalog import Catalog  # noqa: E402
-from strategies.xmr.features import TfidfFeaturizer  # noqa: E402
 from benchmarks.xmr_harness import (  # noqa: E402
     THREAD_VARS,
     conditions,
@@ -75,6 +73,8 @@ from benchmarks.xmr_harness import (  # noqa: E402
     summarize_train,
     train_pair,
 )
+from ltrr.catalog import Catalog  # noqa: E402
+from strategies.xmr.features import TfidfFeaturizer  # noqa: E402
 
 WORK = ROOT / "work" / "xmr-bench"
 N_SINGLE = 300

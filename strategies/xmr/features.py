@@ -92,6 +92,7 @@ class TfidfFeaturizer:
                              f"Got {max_terms!r} instead.")
         self.max_features = max_features
         self.max_terms = max_terms
+        self._ids: dict | None = None  # fit-time token ids, kept only inside fit_transform
         self.word_vocab_: dict[str, int] = {}
         self.char_vocab_: dict[str, int] = {}
         self.idf_: np.ndarray = np.empty(0)
@@ -221,7 +222,6 @@ class TfidfFeaturizer:
             self._ids = None
             return self.fit_slow(texts).transform(texts)
         st, self._ids = self._ids, None
-        wv = len(self.word_vocab_)
         blocks = []
         for ids32, lens in st["chunks"]:
             ids = ids32.astype(np.int64)
