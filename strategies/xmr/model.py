@@ -138,6 +138,7 @@ class XRModel:
         self.n_features = 0
         self.n_labels = 0
         self.fit_cpu_s_: dict[str, float] = {}  # CPU seconds of the last fit: tree, matchers
+        self._cache: dict = {}  # per-level arrays derived from the tree and biases, for search
 
     # ------------------------------------------------------------------ training
     def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
@@ -217,16 +218,14 @@ class XRModel:
             bmax = int(counts.max()) if n else 0
             total = int(counts.sum())
             if n * b * bmax <= 2 * total + 4096:
-                # regular tree: slot (q, j, c) for child c of beam node j, dense broadcasts
+                # regular tree: slot (q, j, c) for child c of beam node j, dense broadcasts; a
+                # missing child has bias -inf, hence score -inf, and is never selected
                 slot_start = (np.arange(n * b) * bmax).reshape(n, b)
                 margins = self.chunks[t].margins(x, nodes, slot_start, n * b * bmax)
-                ar = np.arange(bmax)
-                cand = starts[:, :, None] + ar
-                valid = ar < counts[:, :, None]
-                mat_i = np.where(valid, cand, -1).reshape(n, b * bmax)
+                mat_i = (starts[:, :, None] + np.arange(bmax)).reshape(n, b * bmax)
                 s = scores[:, :, None] + _log_transform(
-                    margins.reshape(n, b, bmax) + bias[np.minimum(cand, bias.size - 1)], name)
-                mat_s = np.where(valid, s, -np.inf).reshape(n, b * bmax)
+                    margins.reshape(n, b, bmax) + self._padded_bias(t, bmax)[safe], name)
+                mat_s = s.reshape(n, b * bmax)
             else:
                 # very unequal fan-out (e.g. a trie): each query's candidates packed in one row
                 width = max(int(counts.sum(axis=1).max()), 1)
@@ -246,12 +245,25 @@ class XRModel:
             nodes, scores = _top_rows(mat_s, mat_i, keep)
         return nodes, scores
 
+    def _padded_bias(self, t: int, width: int) -> np.ndarray:
+        """Level ``t``'s bias weights as ``(parents, width)``, -inf past each parent's children."""
+        key = ("bias_pad", t, width)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] is not self.biases[t]:
+            cp = self.tree.child_ptr[t]
+            ar = np.arange(width)
+            idx = cp[:-1, None] + ar
+            pad = np.where(ar < np.diff(cp)[:, None], self.biases[t][np.minimum(idx, cp[-1] - 1)], -np.inf)
+            cached = (self.biases[t], pad)
+            self._cache[key] = cached
+        return cached[1]
+
     @property
     def _nchild(self) -> list[np.ndarray]:
-        cached = self.__dict__.get("_nchild_cache")
+        cached = self._cache.get("nchild")
         if cached is None or cached[0] is not self.tree:
             cached = (self.tree, [np.diff(cp) for cp in self.tree.child_ptr])
-            self.__dict__["_nchild_cache"] = cached
+            self._cache["nchild"] = cached
         return cached[1]
 
     def _beam_one(self, indices: np.ndarray, data: np.ndarray, beam: int,
