@@ -1,8 +1,8 @@
 """Hierarchical spherical k-means indexer: the label tree of the XMR model.
 
 Labels (items) are embedded (PIFA: the normalized sum of the features of the queries that clicked
-them) and split recursively by *balanced* 2-means, as PECOS does (the split direction is the
-mean of one side minus the mean of the other; each node's higher-scoring half goes left): a binary tree of depth
+them) and split recursively by *balanced* spherical 2-means, as PECOS does (each node's half
+closer to the left centroid than to the right one goes left): a binary tree of depth
 ``ceil(log2(n_labels / max_leaf_size))`` whose leaves hold at most about ``max_leaf_size`` labels.
 Its levels are then grouped ``branching`` at a time into the B-ary tree the matchers learn, so
 consecutive leaf clusters (siblings in the binary tree, hence similar) share a parent.
@@ -115,14 +115,16 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
         kinv[by_node] = np.cumsum(new) - 1
         n_cells = int(new.sum())
         del by_node, key, new, g_nz
+        cell_node = np.empty(n_cells, dtype=np.int64)
+        cell_node[kinv] = grp[nz_row]
         for _ in range(max(1, iters)):
-            # mean of the left side minus mean of the right side, per node (PECOS's split
-            # direction): one weighted bincount over the cells
-            n_left = np.bincount(grp[members == 0], minlength=n_nodes)
-            n_right = np.bincount(grp[members == 1], minlength=n_nodes)
-            coef = np.where(members == 0, 1.0 / np.maximum(n_left, 1)[grp],
-                            np.where(members == 1, -1.0 / np.maximum(n_right, 1)[grp], 0.0))
-            diff = np.bincount(kinv, weights=data * coef[nz_row], minlength=n_cells)
+            # both sides' centroids (sums of their members' cells), normalized per node
+            m_nz = members[nz_row]
+            left = np.bincount(kinv, weights=np.where(m_nz == 0, data, 0.0), minlength=n_cells)
+            right = np.bincount(kinv, weights=np.where(m_nz == 1, data, 0.0), minlength=n_cells)
+            nl = np.sqrt(np.bincount(cell_node, weights=left * left, minlength=n_nodes))
+            nr = np.sqrt(np.bincount(cell_node, weights=right * right, minlength=n_nodes))
+            diff = left / np.maximum(nl, 1e-12)[cell_node] - right / np.maximum(nr, 1e-12)[cell_node]
             contrib = data * diff[kinv]
             score = np.bincount(nz_row, weights=contrib, minlength=n)
             # balanced split: within each node, the higher-scoring half goes left

@@ -373,7 +373,7 @@ def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child
     # work per CG step and column: one product with the kernel blocks (or two with the sparse
     # block matrix) plus ~10 dense vector operations over the variables (rows or local features)
     kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum()) + 10.0 * n_rows
-    implicit_cost = 2.0 * lv.xbd.nnz + 12.0 * n_rows
+    implicit_cost = 4.0 * lv.xbd.nnz + 12.0 * n_rows  # float64 products: twice the traffic
     primal_cost = 2.0 * lv.xbd.nnz + 10.0 * n_local
     best = min(kernel_cost / 3, implicit_cost, primal_cost)
     use_kernel = best != primal_cost
