@@ -23,6 +23,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field
 
+from ltrr.contracts.ranker import Ranker
 from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema
 from ltrr.params import Params, validate_params
@@ -56,7 +57,7 @@ class LambdaMARTParams(Params):
     position_bias_regularization: float = Field(0.0, ge=0.0)
 
 
-class LambdaMARTRanker:
+class LambdaMARTRanker(Ranker):
     """``fit(X, y, groups)`` / ``score(X)`` over a fixed :class:`FeatureSchema`."""
 
     type_name = "lambdamart"
@@ -137,6 +138,16 @@ class LambdaMARTRanker:
         self.version_ = f"lgbm-{self.n_fits_}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
         return self
 
+    def trained(self, data: Any, *, progress: bool = False) -> tuple[LambdaMARTRanker, dict[str, Any]]:
+        """A new ranker with these parameters fitted on click data (see
+        :func:`ltrr.ranking.training.fit_from_clicks`); ``self`` keeps serving, untouched."""
+        from ltrr.ranking.training import fit_from_clicks
+
+        fresh = type(self)(self.schema, self.params)
+        fresh.n_fits_ = self.n_fits_
+        report = fit_from_clicks(fresh, data, progress=progress)
+        return fresh, report
+
     def score(self, X: np.ndarray) -> np.ndarray:
         """Scores of rows ``X`` (higher is better)."""
         X = np.asarray(X, dtype=np.float32)
@@ -145,8 +156,8 @@ class LambdaMARTRanker:
         if self.booster_ is None:
             ranks = X[:, self._rank_cols]
             return np.nansum(1.0 / (self.params.rrf_k + ranks), axis=1)
-        return self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
-                                     num_threads=self.params.num_threads)
+        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
+                                                num_threads=self.params.num_threads), dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature additive contributions ``float64[n, n_features + 1]`` (last column: bias).
