@@ -2,15 +2,18 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/xmr.py [--datasets movies synthetic] [--threads 1]
+    .venv/bin/python benchmarks/xmr.py [--datasets movies synthetic] [--threads 1] [--repeats 3]
 
-PECOS needs numpy<2 and scipy<1.14, so it lives in its own virtualenv under the git-ignored
-``work/pecos-venv`` (created on first run: ``python3 -m venv``, ``pip install "numpy<2"
-"scipy<1.14" "scikit-learn<1.6"``, then ``pip install --no-deps libpecos``; scikit-learn is what
-``pecos.xmc`` imports besides numpy/scipy). Both implementations get the same training matrices
-``X`` (TF-IDF rows) and ``Y`` (binary labels), saved as ``.npz``, and the same hyperparameters:
-B=16, leaves of at most 100 labels, beam 10, pruning threshold 0.1, squared hinge (C=1, bias 1),
-teacher-forcing negatives, l3-hinge scores. PECOS runs in a subprocess with that venv's python.
+Both implementations get the same training matrices ``X`` (TF-IDF rows) and ``Y`` (binary
+labels), saved as ``.npz``, and the same hyperparameters: B=16, leaves of at most 100 labels,
+beam 10, pruning threshold 0.1, squared hinge (C=1, bias 1), teacher-forcing negatives, l3-hinge
+scores. :mod:`benchmarks.xmr_harness` does the rest: PECOS in its own virtualenv
+(``work/pecos-venv``, created on first run), each side trained in a fresh process (CPU seconds,
+wall seconds, peak RSS), then timed on its fastest documented path -- ltrr's saved model loaded
+with ``XRModel.load``, PECOS's saved model loaded with ``XLinearModel.load(...,
+is_predict_only=True)`` -- in interleaved rounds (ltrr, PECOS, ltrr, PECOS ...) with every native
+pool at ``--threads`` (PECOS's ``threads`` argument too). Single-query time is the median over
+300 distinct test rows per round; batch time is the whole test set in one call, per query.
 
 Data
 ----
@@ -25,23 +28,14 @@ Data
     (each label's prototype mixes topic and label features; queries sample a prototype plus
     Zipf noise; 20% of queries carry a second label of the same topic); 5,000 test queries.
 
-Printed: one JSON line per (dataset, implementation) with P@1, P@5, Recall@10, training
-seconds (wall, and CPU seconds of the training process: on a shared machine the CPU time is the
-steadier comparison), batch milliseconds per query and single-query p50/p90 milliseconds, then one line of
-ltrr/PECOS ratios. Targets (issue 4): P@1 and P@5 within 1 point of PECOS or better,
-single-query p50 <= 1.25 ms on the movie catalog, training time <= 3x PECOS.
+Printed: a line of conditions (versions, thread settings), then per dataset one JSON line per
+implementation (P@1, P@5, Recall@10, CPU seconds of every training run split into tree and
+matchers) and one ``ltrr/pecos`` line: training CPU / wall / peak RSS and single-query and batch
+CPU / wall milliseconds, each as median [min, max] over the rounds, with ratios, the load
+average at start and end, and the data sizes. Targets (issue 14): single query <= 1.2x PECOS
+predict-only, batch <= 2x, training <= 2x PECOS CPU; P@1 not below the previous release.
 
-Measured 2026-11-22 on the shared 2-core dev machine (PECOS with 1 thread; wall times are noisy
-there, CPU seconds steadier):
-
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
-dataset    impl   P@1     P@5     Recall@10  train s  train CPU  batch ms  single p50 ms
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
-movies     ltrr   0.8843  0.2031  0.9494     25.9     7.08       1.06      0.37 (text 0.55)
-movies     pecos  0.8860  0.2043  0.9550     8.0      3.28       0.74      1.47
-synthetic  ltrr   0.6610  0.1677  0.7429     5.3      2.65       0.31      0.29
-synthetic  pecos  0.6594  0.1673  0.7396     2.3      1.13       0.59      1.04
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
+RESULTS_PLACEHOLDER
 """
 
 from __future__ import annotations
