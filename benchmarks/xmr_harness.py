@@ -41,6 +41,13 @@ import scipy.sparse as smat
 def out(obj):
     sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
 
+def peak_rss_mb():
+    # VmHWM restarts at exec; ru_maxrss would carry the parent's RSS at fork time
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 job, d, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if job == "train":
     from pecos.xmc import Indexer, LabelEmbeddingFactory
@@ -48,7 +55,7 @@ if job == "train":
     X = smat.load_npz(f"{d}/X_train.npz").tocsr().astype(np.float32)
     Y = smat.load_npz(f"{d}/Y_train.npz").tocsc().astype(np.float32)
     X.sort_indices()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     Z = LabelEmbeddingFactory.create(Y, X, method="pifa")
     chain = Indexer.gen(Z, indexer_type="hierarchicalkmeans", nr_splits=16, max_leaf_size=100,
@@ -61,8 +68,8 @@ if job == "train":
     if len(sys.argv) > 4:
         model.save(sys.argv[4])
     out({"train_s": t2 - t0, "train_cpu_s": c2 - c0, "tree_cpu_s": c1 - c0,
-         "matcher_cpu_s": c2 - c1, "rss_before_mb": rss0 / 1024,
-         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+         "matcher_cpu_s": c2 - c1, "rss_before_mb": rss0,
+         "peak_rss_mb": peak_rss_mb(),
          "levels": [int(c.shape[0]) for c in chain]})
 else:
     from pecos.xmc.xlinear.model import XLinearModel
@@ -97,6 +104,19 @@ else:
         else:
             break
 '''
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB (``VmHWM``, which restarts at exec; ``ru_maxrss`` would
+    carry the parent's RSS at the time of the fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def pin_threads(n: int) -> dict[str, str]:
@@ -156,13 +176,13 @@ def ltrr_train_worker(d: Path, model_dir: str | None) -> dict:
 
     x = sp.load_npz(d / "X_train.npz").tocsr()
     y = sp.load_npz(d / "Y_train.npz").tocsr()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     model = XRModel(XRConfig(**HYPER)).fit(x, y)
     out = {"train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0,
            **{k: round(v, 3) for k, v in model.fit_cpu_s_.items()},
-           "rss_before_mb": rss0 / 1024,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "rss_before_mb": rss0,
+           "peak_rss_mb": peak_rss_mb(),
            "levels": model.tree.level_sizes()[1:]}
     if model_dir:
         model.save(Path(model_dir))

@@ -32,7 +32,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -48,6 +47,7 @@ from benchmarks.xmr_harness import (  # noqa: E402
     THREAD_VARS,
     conditions,
     ensure_pecos_venv,
+    peak_rss_mb,
     pin_threads,
     predict_pair,
     summarize_predict,
@@ -76,7 +76,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
     queries, rows = click_queries(catalog, packed, n, seed=1)
     test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
     del packed
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_data = peak_rss_mb()
     captured: dict = {}
     fit = xmodel.XRModel.fit
 
@@ -91,7 +91,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
     ids, _ = strat.model_.predict(x_te, 10)
