@@ -53,8 +53,8 @@ synthetic  pecos  0.6594  1.60 [1.53-1.61]       0.240 [0.196-0.284]   0.058 [0.
 synthetic  ratio          2.12                   1.01                  0.92
 =========  =====  ======  =====================  ====================  ====================
 
-An earlier run of the same prediction code (load 22-25) gave movies single 1.16x and batch
-1.75x: under this load the single-query ratio moves by +-0.15 between runs. Text to top 10 on
+An earlier run (commit dd82e85, the same single-query code, load 22-25) gave movies single
+1.16x: under this load the single-query ratio moves by +-0.15 between runs. Text to top 10 on
 movies (TF-IDF + beam search, ltrr only): 0.67 ms CPU.
 """
 
