@@ -21,6 +21,23 @@ testing. For every size:
 
 One JSON line per result, with the load average at start and end of each size and the thread
 settings; CPU time is the figure to compare on a shared machine.
+
+Measured 2026-11-30 at commit d82ebb2 (load average 7-26 on the shared 2-core machine, 1 thread;
+100k: one round only, the machine was too loaded for more):
+
+=====  ======================  ==========  ========  =========  ======  ==================
+items  step                    CPU s       peak RSS  P@1 (R@10)         vs PECOS
+=====  ======================  ==========  ========  =========  ======  ==================
+10k    strategy end to end     10.4        0.63 GB   0.639 (0.702)      --
+10k    model on matrices       6.6-7.5     0.27 GB   --                 1.86x CPU (dd82e85)
+100k   strategy end to end     200         1.98 GB   0.669 (0.715)      --
+100k   model on matrices       133         1.54 GB   0.669 (0.715)      0.82x CPU, 2.0x RSS
+=====  ======================  ==========  ========  =========  ======  ==================
+
+100k end to end splits into featurizing 50 s and the model 150 s (tree 76 s, matchers 74 s);
+PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 0.6685, R@10
+0.712. Prediction at 100k (4 levels): single query 0.56 vs 0.34 ms CPU (1.66x), batch 0.19 vs
+0.087 ms per query (2.2x). 1M was not run to the end (see the issue note).
 """
 
 from __future__ import annotations
