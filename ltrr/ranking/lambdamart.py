@@ -51,9 +51,9 @@ class LambdaMARTParams(Params):
     #: weight of the fusion prior the trees correct: the boosting starts from
     #: ``prior_weight * RRF_K * fused_rrf`` (about ``prior_weight`` per strategy that ranks the
     #: item first); 0 = plain LambdaMART from zero
-    prior_weight: float = Field(0.0, ge=0.0)
+    prior_weight: float = Field(5.0, ge=0.0)
     #: monotone constraints on the features whose direction is known
-    monotone: bool = False
+    monotone: bool = True
     #: LightGBM ``monotone_constraints_method``
     monotone_method: MonotoneMethod = "basic"
     seed: int = 0
@@ -67,7 +67,7 @@ class LambdaMARTParams(Params):
     #: EM iterations of the PBM fit behind "ipw"
     em_iterations: int = Field(50, gt=0)
     #: stop when held-out NDCG@10 has not improved for this many rounds (0 = never)
-    early_stopping_rounds: int = Field(20, ge=0)
+    early_stopping_rounds: int = Field(0, ge=0)
     #: fraction of queries held out for early stopping (0 = train on all)
     valid_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     #: LightGBM's L2 regularization of the learned position biases ("position" debiasing)
