@@ -4,8 +4,9 @@ The rows are the decision events' own logged features (the event log stores ever
 candidate's feature vector), never recomputed from today's catalog or click memory, so the model
 learns from exactly what it will see at serving time (the Elasticsearch LTR plugin's and
 Metarank's feature logging). Labels are clicks; position bias is removed as configured by
-``LambdaMARTParams.debias`` (see :mod:`ltrr.ranking.debias`). Queries are split (seeded) into a
-training and a held-out part for early stopping.
+``LambdaMARTParams.debias`` (see :mod:`ltrr.ranking.debias`). When early stopping or the gate
+against the fusion prior (``min_valid_gain``) is on, queries are split (seeded) into a training and
+a held-out part. :class:`ClickRetrainSchedule` says when to retrain, counted in clicks.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def fit_from_clicks(ranker: LambdaMARTRanker, data: ClickTrainingSet, *, progres
         log.warning(msg)
     rng = np.random.default_rng(np.random.SeedSequence([p.seed if seed is None else seed, 7]))
     order = rng.permutation(data.n_queries)
-    n_valid = int(round(p.valid_fraction * data.n_queries)) if p.early_stopping_rounds > 0 else 0
+    # a held-out slice for early stopping and for the gate against the prior
+    wants_valid = p.early_stopping_rounds > 0 or p.min_valid_gain is not None
+    n_valid = int(round(p.valid_fraction * data.n_queries)) if wants_valid else 0
     if data.n_queries - n_valid < 1:
         n_valid = 0
     train = data.subset(np.sort(order[n_valid:])) if n_valid else data

@@ -143,7 +143,7 @@ def test_boosting_from_the_fusion_prior_adds_the_prior_back_when_scoring(tmp_pat
 def test_monotone_constraints_keep_a_better_rank_from_scoring_lower():
     """Clicks that contradict the strategies' order cannot invert it under the constraints."""
     X, y, groups = fusion_problem(inverted=True)
-    base = {"n_estimators": 40, "min_data_in_leaf": 5, "early_stopping_rounds": 0}
+    base = {"n_estimators": 40, "min_data_in_leaf": 5, "prior_weight": 0.0, "monotone": False}
     grid = np.repeat(X[:1], 12, axis=0)
     a = np.arange(1, 13, dtype=np.float32)
     grid[:, 0], grid[:, 1] = a, 1 / (60 + a)
@@ -154,3 +154,6 @@ def test_monotone_constraints_keep_a_better_rank_from_scoring_lower():
         held = LambdaMARTRanker(FUSION_SCHEMA, {**base, "monotone": True, "monotone_method": method})
         s = held.fit(X, y, groups).score(grid)
         assert np.all(np.diff(s) <= 1e-12), method
+    # the defaults: monotone, from the fusion prior
+    s = LambdaMARTRanker(FUSION_SCHEMA, {"n_estimators": 40, "min_data_in_leaf": 5}).fit(X, y, groups).score(grid)
+    assert np.all(np.diff(s) < 0)

@@ -77,15 +77,18 @@ def test_training_uses_exactly_the_logged_features(trained_log, small_movies):
     ranker = engine.ranker.__class__(schema, {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "none",
                                               "early_stopping_rounds": 0})
     fit_from_clicks(ranker, data)
-    ref = lgb.train(ranker.lgb_params(), lgb.Dataset(logged, data.y, group=data.groups), num_boost_round=20)
-    np.testing.assert_allclose(ranker.score(logged), ref.predict(logged, num_threads=1), atol=1e-12)
+    init = ranker.init_score(logged)  # the fusion prior the boosting starts from
+    ref = lgb.train(ranker.lgb_params(), lgb.Dataset(logged, data.y, group=data.groups, init_score=init),
+                    num_boost_round=20)
+    np.testing.assert_allclose(ranker.score(logged), init + ref.predict(logged, num_threads=1), atol=1e-12)
 
 
 def test_position_debiasing_passes_display_positions_and_ipw_reports_examination(trained_log):
     data = training_set(trained_log.events.training_events(10_000), trained_log.features.schema)
     assert data.positions.max() < 10 and (data.positions[: data.groups[0]] == np.arange(data.groups[0])).all()
     r = trained_log.ranker.__class__(trained_log.features.schema,
-                                     {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "ipw"})
+                                     {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "ipw",
+                                      "early_stopping_rounds": 20})
     report = fit_from_clicks(r, data)
     assert report["examination"][0] == 1.0 and report["valid_queries"] > 0
     assert 1 <= report["best_iteration"] <= 20
