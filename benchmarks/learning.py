@@ -21,12 +21,13 @@ the second half and over the last 500 rounds, mean candidates, clicks per query,
 seconds, and the conditions (library versions, thread settings, load average at start and end,
 code version, config hash). ``--out FILE`` appends the lines to FILE as well and skips the
 combinations already there under the same code version and config hash (resume).
-``--ranker-params JSON`` overrides the ranker's parameters (ablations); ``--summary FILE`` prints
-the table all_max vs rrf_all_max (mean and spread over seeds) from a results file.
+``--ranker-params JSON`` overrides the ranker's parameters (ablations); ``--summary FILE...``
+prints all_max vs rrf_all_max and ``<s>_only`` vs ``<s>_static`` per setting and label (mean over
+seeds, smallest and largest per-seed difference) from results files.
 
     .venv/bin/python benchmarks/learning.py --collections cranfield --click-models pbm \
         --presets informational --seeds 0,1,2 --out runs/learning.jsonl
-    .venv/bin/python benchmarks/learning.py --summary runs/learning.jsonl
+    .venv/bin/python benchmarks/learning.py --summary runs/before.jsonl runs/learning.jsonl
 """
 
 from __future__ import annotations
@@ -166,17 +167,20 @@ def run_one(config, catalog, prebuilt, stream, policy: tuple[str, dict, bool], c
             "cpu_s": round((c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime), 1)}
 
 
-def summary(path: Path) -> None:
-    """all_max vs rrf_all_max (and <s>_only vs <s>_static) per setting: mean and spread over seeds."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def summary(paths: list[Path]) -> None:
+    """Per setting and per ``label`` (e.g. before / after): ranker-ordered runs against fusion on
+    the same stream, mean over seeds and the smallest / largest per-seed difference. Fusion lines
+    may come from any of the files (their pages do not depend on the ranker's code)."""
+    rows = [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
     fusion = {(r["collection"], r["seed"], r["policy"]): r["ndcg@10"] for r in rows if r["click_model"] == "any"}
     learned: dict[tuple, dict[int, float]] = {}
     for r in rows:
         if r["click_model"] != "any":
-            learned.setdefault((r["collection"], r["click_model"], r["preset"], r["policy"]), {})[r["seed"]] = r["ndcg@10"]
-    print(f"{'collection':<10} {'clicks':<8} {'preset':<14} {'policy':<10} {'learned':>8} {'fusion':>8} "
-          f"{'diff':>8} {'min diff':>8} {'max diff':>8} seeds")
-    for (coll, cm, preset, pol), by_seed in sorted(learned.items()):
+            key = (r["collection"], r["click_model"], r["preset"], r["policy"], r.get("label", ""))
+            learned.setdefault(key, {})[r["seed"]] = r["ndcg@10"]
+    print(f"{'collection':<10} {'clicks':<8} {'preset':<14} {'policy':<10} {'label':<8} {'learned':>8} "
+          f"{'fusion':>8} {'diff':>8} {'min diff':>8} {'max diff':>8} seeds")
+    for (coll, cm, preset, pol, label), by_seed in sorted(learned.items()):
         ref = "rrf_all_max" if pol == "all_max" else pol.replace("_only", "_static")
         seeds = sorted(s for s in by_seed if (coll, s, ref) in fusion)
         if not seeds:
@@ -184,8 +188,8 @@ def summary(path: Path) -> None:
         a = np.array([by_seed[s] for s in seeds])
         b = np.array([fusion[(coll, s, ref)] for s in seeds])
         d = a - b
-        print(f"{coll:<10} {cm:<8} {preset:<14} {pol:<10} {a.mean():>8.4f} {b.mean():>8.4f} {d.mean():>+8.4f} "
-              f"{d.min():>+8.4f} {d.max():>+8.4f} {len(seeds)}")
+        print(f"{coll:<10} {cm:<8} {preset:<14} {pol:<10} {label:<8} {a.mean():>8.4f} {b.mean():>8.4f} "
+              f"{d.mean():>+8.4f} {d.min():>+8.4f} {d.max():>+8.4f} {','.join(map(str, seeds))}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,10 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--label", default="", help="Free text recorded on every line (e.g. the ablation).")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "cache"), help="Dense vector cache directory.")
     ap.add_argument("--out", default=None, help="Append lines here too; skip combinations already there.")
-    ap.add_argument("--summary", default=None, help="Print the table of a results file and exit.")
+    ap.add_argument("--summary", nargs="+", default=None, help="Print the table of results files and exit.")
     args = ap.parse_args(argv)
     if args.summary:
-        summary(Path(args.summary))
+        summary([Path(p) for p in args.summary])
         return
     from simulators.collections import IRCollection
 

@@ -210,9 +210,8 @@ def test_click_retrain_schedule_grows_to_its_interval_and_round_trips():
     from ltrr.ranking.training import ClickRetrainSchedule
 
     s = ClickRetrainSchedule(first=50, every=300, growth=2.0)
-    due_at, clicks = [], 0
-    for _ in range(1200):
-        clicks += 1
+    due_at = []
+    for clicks in range(1, 1201):
         if s.observe(1):
             due_at.append(clicks)
             s.trained()
