@@ -185,9 +185,9 @@ def truth(args: argparse.Namespace) -> None:
     from ltrr.engine import Engine
     from ltrr.offline.ope import ESTIMATOR_NAMES, evaluate, target_specs
     from ltrr.offline.report import ope_report
-    from ltrr.offline.simlog import movie_stream, simulate_log
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
+    from simulators.simlog import movie_stream, simulate_log
 
     work = ROOT / "work" / "bench" / "ope_truth"
     shutil.rmtree(work, ignore_errors=True)
@@ -356,7 +356,7 @@ print(json.dumps({{"seconds": s, "rounds": r["rounds"],
 def scale(args: argparse.Namespace) -> None:
     import subprocess
 
-    from policies.base import PlanMenu
+    from ltrr.contracts.policy import PlanMenu
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
 

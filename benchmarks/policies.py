@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ltrr import registry  # noqa: E402
-from policies.base import PlanMenu  # noqa: E402
+from ltrr.builder import plan_menu  # noqa: E402
+from ltrr.contracts.policy import PlanMenu  # noqa: E402
 from simulators.hindsight import (  # noqa: E402
     HindsightPlanValuer,
     HindsightRecorder,
@@ -348,7 +349,7 @@ def movies(args: argparse.Namespace) -> None:
     qtypes = np.array([q.qtype for q in stream])
     shared = shared_strategies(config, catalog, cache / "strategies")
     cost = config.reward.cost_per_candidate
-    menu = Engine._build_policy(config).menu
+    menu = plan_menu(config)
     plans = valued_plans(menu)  # the menu's plans first, then the fixed baselines outside it
     plan_index = {tuple(p): a for a, p in enumerate(plans.tolist())}
     tag = f"r{rounds}_s{args.seed}"

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from ltrr.config import default_config  # noqa: E402
 from ltrr.offline.replay import replay  # noqa: E402
-from ltrr.offline.simlog import generate_log  # noqa: E402
+from simulators.simlog import generate_log  # noqa: E402
 
 TARGET = 500.0
 

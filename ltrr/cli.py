@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import sys
-import time
-from pathlib import Path
 
 import click
 
@@ -20,37 +18,45 @@ from ltrr.errors import LtrrError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DEMO_QUERIES = 2000
 
+class RegistryGroup(click.Group):
+    """A command group that also offers the commands registered as ``command`` in
+    :mod:`ltrr.registry` under its path (``"demo"`` for ``ltrr demo``, ``"log simulate"`` for
+    ``ltrr log simulate``): they live next to the code they drive and load only when invoked."""
 
-#: subcommands that live next to the code they drive, imported only when invoked
-LAZY_COMMANDS: dict[str, str] = {
-    "replay": "ltrr.offline.replay_cli:replay",
-    "ope": "ltrr.offline.ope_cli:ope",
-    "log": "ltrr.offline.logs_cli:log",
-    "serve": "ltrr.serve.cli:serve",
-    "train-ranker": "ltrr.ranking.cli:train_ranker",
-    "explain": "ltrr.ranking.cli:explain",
-    "index": "strategies.dense_cli:index",
-    "complete": "strategies.xmr.cli:complete",
-}
+    def _prefix(self, ctx) -> str:
+        parts = []
+        while ctx is not None and ctx.parent is not None:
+            parts.append(ctx.info_name)
+            ctx = ctx.parent
+        return " ".join(reversed(parts))
 
+    def _registered(self, ctx) -> dict[str, str]:
+        from ltrr import registry
 
-class _Group(click.Group):
+        prefix = self._prefix(ctx)
+        out = {}
+        for name in registry.names("command"):
+            head, _, tail = name.rpartition(" ")
+            if head == prefix:
+                out[tail] = name
+        return out
+
     def list_commands(self, ctx):
-        return sorted({*super().list_commands(ctx), *(LAZY_COMMANDS if self.name == "main" else ())})
+        return sorted({*super().list_commands(ctx), *self._registered(ctx)})
 
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
-        if cmd is None and self.name == "main" and name in LAZY_COMMANDS:
-            import importlib
+        full = self._registered(ctx).get(name)
+        if cmd is None and full is not None:
+            from ltrr import registry
 
-            module, _, attr = LAZY_COMMANDS[name].partition(":")
-            try:
-                cmd = getattr(importlib.import_module(module), attr)
-            except ModuleNotFoundError:
-                return None
+            cmd = registry.get("command", full)
         return cmd
+
+
+class _Group(RegistryGroup):
+    """The top-level group: errors ltrr raises on purpose become one line and exit status 2."""
 
     def invoke(self, ctx):
         try:
@@ -77,101 +83,6 @@ def _load_cfg(config: str | None):
     from ltrr.config import default_config, load_config
 
     return load_config(config) if config else default_config()
-
-
-def _write_report(out: Path, report: dict) -> Path:
-    from ltrr.store.persist import write_json
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.json"
-    write_json(path, report)
-    return path
-
-
-@main.command()
-@click.option("--queries", "n_queries", default=DEMO_QUERIES, show_default=True,
-              help="Simulated queries per policy.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the query stream, clicks and policies.")
-@click.option("--config", type=click.Path(dir_okay=False), default=None,
-              help="Engine config (TOML); default: the embedded demo config (see `ltrr config show`).")
-@click.option("--pool", default=None, type=int, help="Distinct queries in the stream (default: queries/4).")
-@click.option("--click-model", default="pbm", show_default=True, help="Click model: pbm, cascade or dbn.")
-@click.option("--preset", default="navigational", show_default=True,
-              help="Click model parameterization: perfect, navigational or informational.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
-              help="Directory for report.json.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
-def demo(n_queries, seed, config, pool, click_model, preset, out, as_json):
-    """Run the whole loop on the shipped movie catalog.
-
-    An online session of simulated queries (titles, typos, people, attributes, paraphrases; relevance
-    derived from the catalog fields) for the learned policy and the fixed baselines (each strategy
-    alone, all strategies at maximum depth, RRF). Prints a table, each run's regret against the
-    best fixed plan in hindsight (every plan valued with the ranker on the all-max run), and
-    writes report.json.
-    """
-    from ltrr.catalog import Catalog
-    from simulators.movies import MovieQueryGenerator
-    from simulators.session import compare_policies, format_table
-
-    cfg = _load_cfg(config).model_copy(update={"seed": seed})
-    t0 = time.perf_counter()
-    catalog = Catalog.from_jsonl(cfg.catalog.path, limit=cfg.catalog.limit)
-    gen = MovieQueryGenerator(catalog, seed=seed)
-    stream = gen.stream(n_queries, pool or max(n_queries // 4, 1), seed=seed)
-    _results, report = compare_policies(cfg, catalog, stream, click_model, preset, seed=seed)
-    report["catalog"] = {"path": cfg.catalog.path, "items": len(catalog)}
-    report["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    path = _write_report(Path(out), report)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        click.echo(f"ltrr demo: {n_queries} queries per policy on {len(catalog)} films, "
-                   f"{click_model}/{preset} clicks, seed {seed}")
-        click.echo(format_table(report))
-        click.echo(f"report: {path}  ({report['wall_seconds']} s)")
-
-
-@main.command()
-@click.option("--catalog", "catalog_path", required=True, type=click.Path(dir_okay=False),
-              help="Catalog/corpus JSONL ({id, title, text}).")
-@click.option("--queries", "queries_path", required=True, type=click.Path(dir_okay=False),
-              help="Queries JSONL ({qid, query}).")
-@click.option("--qrels", "qrels_path", required=True, type=click.Path(dir_okay=False), help="TREC qrels.")
-@click.option("--rounds", default=2000, show_default=True, help="Queries sampled (with replacement).")
-@click.option("--click-model", default="pbm", show_default=True, help="pbm, cascade or dbn.")
-@click.option("--preset", default="informational", show_default=True,
-              help="perfect, navigational or informational.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--config", type=click.Path(dir_okay=False), default=None,
-              help="Engine config; its catalog path is replaced by --catalog.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/simulate", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def simulate(catalog_path, queries_path, qrels_path, rounds, click_model, preset, seed, config, out, as_json):
-    """Online session on any collection with relevance judgments.
-
-    Judged queries are sampled repeatedly; clicks come from the click model over the judged
-    grades (the standard online learning-to-rank protocol).
-    """
-    from ltrr.config import parse_config
-    from simulators.collections import IRCollection
-    from simulators.session import compare_policies, format_table
-
-    if config:
-        cfg = _load_cfg(config)
-    else:
-        cfg = parse_config({"strategies": [{"name": "bm25"}, {"name": "memory", "depths": [0, 10, 50]}],
-                            "catalog": {"text_fields": ["title", "text"]}})
-    cfg = cfg.model_copy(update={"seed": seed, "catalog": cfg.catalog.model_copy(update={"path": catalog_path})})
-    coll = IRCollection.load(catalog_path, queries_path, qrels_path)
-    stream = coll.stream(rounds, seed)
-    _results, report = compare_policies(cfg, coll.catalog, stream, click_model, preset, seed=seed)
-    path = _write_report(Path(out), report)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        click.echo(format_table(report))
-        click.echo(f"report: {path}")
 
 
 @main.command()

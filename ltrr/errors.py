@@ -33,3 +33,8 @@ class FeedbackExpiredError(LtrrError, ValueError):
 
 class PersistenceError(LtrrError):
     """A saved directory is missing, corrupt, of another type or of another format version."""
+
+
+class IncompatibleEventError(LtrrError, ValueError):
+    """Feedback refers to a decision this engine cannot learn from (it was logged by an engine
+    with another plan menu or context size, e.g. before a reload)."""

@@ -8,11 +8,12 @@ whose source is not in the engine is not in the schema. Groups, in order:
 * what rank fusion knows, per strategy ``s``: ``s_rr`` = ``1 / (RRF_K + rank)`` (0 when ``s`` did
   not find the item), and ``fused_rrf``, their sum: the reciprocal-rank-fusion score itself, the
   prior the ranker starts from (:mod:`ltrr.ranking.lambdamart`);
-* ``s_match``, per strategy with a batched ``score_items`` (dense: cosine; XMR: its score),
-  computed for *every* candidate, also those ``s`` did not retrieve (except the BM25 strategy
-  reused for ``bm25_text``);
-* ``s_ctr``, ``s_impressions``, ``s_clicks``, per strategy with ``item_stats`` (the click
-  memory): decayed counts of the (query, item) pair; CTR is NaN for a pair never shown;
+* ``s_match``, per strategy declaring :class:`~ltrr.contracts.strategy.ItemScorer` (dense:
+  cosine; BM25 over other fields: its score), computed for *every* candidate, also those ``s``
+  did not retrieve (except the BM25 strategy reused for ``bm25_text``);
+* ``s_ctr``, ``s_impressions``, ``s_clicks``, per strategy declaring
+  :class:`~ltrr.contracts.strategy.ItemStatistics` (the click memory): decayed counts of the
+  (query, item) pair; CTR is NaN for a pair never shown;
 * ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
   ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms can reach
   (``sum idf (k1 + 1)``), a lexical score on the same [0, 1] scale for every query;
@@ -38,13 +39,19 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ltrr import registry
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import (
+    CandidateGenerator,
+    ItemScorer,
+    ItemStatistics,
+    TermWeighted,
+    TermWeights,
+)
 from ltrr.text import Analyzer, fold_accents
 from ltrr.types import Candidates, QueryBatch
 
@@ -173,31 +180,21 @@ def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
 
 
 class _FieldIndex:
-    """BM25 term scores (docs x vocab CSR) of one field, from a fitted BM25 strategy's counts.
-
-    Precomputing ``idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))`` per (doc, term) makes a
-    query's scores for any set of items one sparse row gather and one matrix-vector product; the
-    numbers equal the strategy's own ``score_items`` (tested).
+    """BM25 term scores (docs x vocab CSR) of one field, from a lexical strategy's
+    :meth:`~ltrr.contracts.strategy.TermWeighted.term_weights`: a query's scores for any set of
+    items are one sparse row gather and one matrix-vector product; the numbers equal the
+    strategy's own ``score_items`` (tested).
     """
 
-    def __init__(self, bm25: Any):
-        self.bm25 = bm25
-        self.vocab: dict[str, int] = bm25.vocab_
-        tf = bm25.tf_.tocsr()
-        k1, b = float(bm25.params.k1), float(bm25.params.b)
-        doc_len = np.asarray(tf.sum(axis=1), dtype=np.float64).ravel()
-        avgdl = float(doc_len.mean()) if doc_len.size else 0.0
-        rel = doc_len / avgdl if avgdl > 0 else np.zeros_like(doc_len)
-        norm = k1 * (1.0 - b + b * rel)
-        counts = tf.data.astype(np.float64)
-        row_of = np.repeat(np.arange(tf.shape[0]), np.diff(tf.indptr))
-        data = np.asarray(bm25.idf_)[tf.indices] * (counts * (k1 + 1.0) / (counts + norm[row_of]))
-        self.scores = sp.csr_matrix((data, tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
-        self.present = _binary(tf)
+    def __init__(self, weights: TermWeights):
+        self.analyze = weights.analyze
+        self.vocab = weights.vocabulary
+        self.scores = weights.weights.tocsr()
+        self.present = _binary(self.scores)
 
     def query(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
         """Dense term-count and term-indicator vectors of the query, and its distinct tokens."""
-        toks = self.bm25.analyzer(text)
+        toks = self.analyze(text)
         counts = np.zeros(self.scores.shape[1], dtype=np.float64)
         ids = [self.vocab[t] for t in toks if t in self.vocab]
         if ids:
@@ -215,32 +212,35 @@ class FeatureBuilder:
     strategies
         Strategy instances by name (the engine's), or just their names; with names only, the
         features that need a strategy's state (``_match``, click-memory counts) are left out.
+        Which strategies feed which features is fixed here (it is the schema); :meth:`build`
+        reads the instances it is given, so a strategy swapped for a retrained one is used.
     text_fields
         Fields composed into the text that ``bm25_text`` and ``text_overlap`` match against.
     analyzer
         Tokenizer of the title/text fields when no BM25 strategy over those fields is reused.
     """
 
-    def __init__(self, catalog: Catalog, strategies: Sequence[str] | Mapping[str, Any],
+    def __init__(self, catalog: Catalog, strategies: Sequence[str] | Mapping[str, CandidateGenerator],
                  text_fields: Sequence[str], analyzer: Analyzer | None = None):
         instances = dict(strategies) if isinstance(strategies, Mapping) else {}
+        self._instances = instances
         self.strategies = tuple(strategies)
         self.text_fields = tuple(text_fields)
         self.log_pop = np.log1p(np.maximum(np.asarray(catalog.popularity, dtype=np.float64), 0.0)).astype(np.float32)
         bm25_cls = registry.get("strategy", "bm25")
         analyzer_opts = {"strip_accents": True} if analyzer is None else {
             "strip_accents": analyzer.strip_accents, "stem": analyzer.stem, "stop_words": analyzer.stop_words}
-        reused = None
+        reused, text_weights = None, None
         for name, strat in instances.items():
-            if (getattr(strat, "type_name", None) == "bm25" and getattr(strat, "tf_", None) is not None
-                    and tuple(strat.params.text_fields) == self.text_fields):
-                reused = name
-                break
-        text_bm25 = instances[reused] if reused else bm25_cls(
-            {"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog)
-        title_bm25 = bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog)
-        self._title = _FieldIndex(title_bm25)
-        self._text = _FieldIndex(text_bm25)
+            if isinstance(strat, TermWeighted):
+                weights = strat.term_weights()
+                if weights.text_fields == self.text_fields:
+                    reused, text_weights = name, weights
+                    break
+        if text_weights is None:
+            text_weights = bm25_cls({"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog).term_weights()
+        self._title = _FieldIndex(bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights())
+        self._text = _FieldIndex(text_weights)
         tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for title in catalog.titles:
@@ -251,15 +251,14 @@ class FeatureBuilder:
         self._title_tri = sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
             shape=(len(catalog), max(len(tri_vocab), 1)))
-        self._match = [(n, s) for n, s in instances.items()
-                       if callable(getattr(s, "score_items", None)) and n != reused]
-        self._memory = [(n, s) for n, s in instances.items() if callable(getattr(s, "item_stats", None))]
+        self._match = [n for n, s in instances.items() if isinstance(s, ItemScorer) and n != reused]
+        self._memory = [n for n, s in instances.items() if isinstance(s, ItemStatistics)]
         names: list[str] = []
         for s in self.strategies:
             names += [f"{s}_score", f"{s}_rank", f"{s}_found"]
         names += [f"{s}_rr" for s in self.strategies] + ["fused_rrf"]
-        names += [f"{n}_match" for n, _ in self._match]
-        for n, _ in self._memory:
+        names += [f"{n}_match" for n in self._match]
+        for n in self._memory:
             names += [f"{n}_ctr", f"{n}_impressions", f"{n}_clicks"]
         names += ["bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
                   "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
@@ -267,10 +266,13 @@ class FeatureBuilder:
         self.schema = FeatureSchema(tuple(names))
         self._col = {n: i for i, n in enumerate(names)}
 
-    def build(self, query: str | QueryBatch, cands: Candidates) -> np.ndarray:
+    def build(self, query: str | QueryBatch, cands: Candidates,
+              strategies: Mapping[str, CandidateGenerator] | None = None) -> np.ndarray:
         """Features of every candidate of one query (``query`` may be the request's batch, so
-        strategies reuse its memo, e.g. the query embedding)."""
+        strategies reuse its memo, e.g. the query embedding). ``strategies`` are the instances to
+        read (the engine's current ones); default: those given at construction."""
         batch = QueryBatch.of(query)
+        live = self._instances if strategies is None else strategies
         text = batch.texts[0]
         n, s = len(cands), len(self.strategies)
         out = np.empty((n, len(self.schema.names)), dtype=np.float32)
@@ -285,10 +287,14 @@ class FeatureBuilder:
         rr = reciprocal_ranks(cands.ranks)
         out[:, 3 * s: 4 * s] = rr
         out[:, col["fused_rrf"]] = rr.sum(axis=1)
-        for name, strat in self._match:
-            out[:, col[f"{name}_match"]] = strat.score_items(batch, items[None, :])[0]
-        for name, strat in self._memory:
-            imp, clk = strat.item_stats(text, items)
+        for name in self._match:
+            scorer = live[name]
+            assert isinstance(scorer, ItemScorer), name
+            out[:, col[f"{name}_match"]] = scorer.score_items(batch, items[None, :])[0]
+        for name in self._memory:
+            stats = live[name]
+            assert isinstance(stats, ItemStatistics), name
+            imp, clk = stats.item_stats(text, items)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[:, col[f"{name}_ctr"]] = np.where(imp > 0, clk / imp, np.nan)
             out[:, col[f"{name}_impressions"]] = imp

@@ -12,7 +12,7 @@ from typing import Any
 
 from ltrr.errors import UnknownComponentError
 
-KINDS = ("strategy", "policy", "ranker", "click_model")
+KINDS = ("strategy", "policy", "ranker", "click_model", "command")
 
 _BUILTIN: dict[str, dict[str, str]] = {
     "strategy": {
@@ -41,6 +41,20 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "pbm": "simulators.click_models:PositionBasedClickModel",
         "cascade": "simulators.click_models:CascadeClickModel",
         "dbn": "simulators.click_models:DynamicBayesianNetworkClickModel",
+    },
+    # ``ltrr`` subcommands that live next to the code they drive (click commands)
+    "command": {
+        "demo": "simulators.cli:demo",
+        "simulate": "simulators.cli:simulate",
+        "replay": "ltrr.offline.replay_cli:replay",
+        "ope": "ltrr.offline.ope_cli:ope",
+        "log": "ltrr.offline.logs_cli:log",
+        "log simulate": "simulators.cli:simulate_log",
+        "serve": "ltrr.serve.cli:serve",
+        "train-ranker": "ltrr.ranking.cli:train_ranker",
+        "explain": "ltrr.ranking.cli:explain",
+        "index": "strategies.dense_cli:index",
+        "complete": "strategies.xmr.cli:complete",
     },
 }
 

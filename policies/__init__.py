@@ -20,6 +20,6 @@ How each policy's plan propensity is computed (``K`` = plans in the menu):
 ==================  ===========================================================================
 
 Joint policies fill ``Plan.strategy_propensities`` with each strategy's marginal probability of
-its depth (summed over plans). ``policies.warm_start.warm_start`` pre-trains any of them from
+its depth (summed over plans). ``Policy.warm_start`` pre-trains any of them from
 full-information replay.
 """

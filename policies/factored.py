@@ -7,9 +7,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from ltrr.contracts.policy import PlanMenu, Policy, sample_index
 from ltrr.errors import ConfigError
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy, sample_index
 from policies.linear import LinearParams, RidgeArms, decayed_epsilon
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from ltrr.contracts.policy import PlanMenu, Policy
 from ltrr.errors import ConfigError
 from ltrr.params import Params
 from ltrr.types import Plan
-from policies.base import PlanMenu, Policy
 
 
 class FixedPolicyParams(Params):
@@ -22,6 +22,7 @@ class FixedPolicy(Policy):
 
     type_name = "fixed"
     Params = FixedPolicyParams
+    adaptive = False
 
     def __init__(self, menu: PlanMenu, n_features: int, params=None, feature_names=None):
         super().__init__(menu, n_features, params, feature_names)

@@ -1,16 +1,16 @@
 """Hybrid baselines as fixed policies: a constant plan whose page is ordered by rank fusion
 (reciprocal rank fusion or weighted score fusion) instead of the learned ranker.
 
-The policy only *declares* the fusion (``fusion``: method, constant, weights); the engine applies
-it, so policies stay free of ranking code.
+The policy only *declares* the fusion (:class:`~ltrr.contracts.policy.PageFusion`); the engine
+applies it, so policies stay free of ranking code.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
+from ltrr.contracts.policy import PageFusion
+from ltrr.ranking.fusion import FusionSpec
 from policies.fixed import FixedPolicy, FixedPolicyParams
 
 
@@ -23,23 +23,21 @@ class WeightedFusionParams(FixedPolicyParams):
     weights: dict[str, float] = Field(default_factory=dict)
 
 
-class ReciprocalRankFusion(FixedPolicy):
+class ReciprocalRankFusion(FixedPolicy, PageFusion):
     """Every strategy at its largest depth (or ``depths``), page ordered by RRF."""
 
     type_name = "rrf"
     Params = RRFParams
 
-    @property
-    def fusion(self) -> dict[str, Any]:
-        return {"method": "rrf", "k": self.params.k, "weights": dict(self.params.weights)}
+    def fusion_spec(self) -> FusionSpec:
+        return FusionSpec("rrf", self.params.k, dict(self.params.weights))
 
 
-class WeightedScoreFusion(FixedPolicy):
+class WeightedScoreFusion(FixedPolicy, PageFusion):
     """Every strategy at its largest depth (or ``depths``), page ordered by weighted score fusion."""
 
     type_name = "weighted_fusion"
     Params = WeightedFusionParams
 
-    @property
-    def fusion(self) -> dict[str, Any]:
-        return {"method": "weighted", "weights": dict(self.params.weights)}
+    def fusion_spec(self) -> FusionSpec:
+        return FusionSpec("weighted", weights=dict(self.params.weights))

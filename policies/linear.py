@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from ltrr.contracts.policy import PlanMenu, Policy
 from ltrr.params import Params
-from policies.base import PlanMenu, Policy
 
 
 def decayed_epsilon(epsilon: float, decay_after: int, n_updates: int) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 from vowpalwabbit import Workspace
 
-from policies.base import PlanMenu, Policy
+from ltrr.contracts.policy import PlanMenu, Policy
 from policies.linear import LinearParams, menu_action
 
 MODEL_FILE = "model.vw"

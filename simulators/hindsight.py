@@ -26,6 +26,7 @@ import numpy as np
 
 from ltrr.features import FeatureSchema, ProvenanceColumns
 from ltrr.offline.metrics import ndcg_from_grades
+from ltrr.reward import expected_page_reward
 from ltrr.types import Decision, Plan, QueryBatch
 
 
@@ -104,24 +105,12 @@ class HindsightPlanPages:
 
 def expected_reward(page_grades: np.ndarray, click_model: ClickProbabilities, kind: str,
                     cost: np.ndarray | float) -> np.ndarray:
-    """The engine's reward (``reward.kind``) for each page in expectation under ``click_model``,
-    minus ``cost``, clipped to [-1, 1] like the engine's.
-
-    ``page_grades`` is ``float[A, k]`` with ``-1`` where a page has no document. ``any_click`` is
-    P(at least one click); ``click_dcg`` is the clicks weighted ``1/log2(1 + position)`` over the
-    weight of a full page.
-    """
+    """The engine's reward (``reward.kind``, :func:`ltrr.reward.expected_page_reward`) for each
+    page in expectation under ``click_model``, minus ``cost``, clipped to [-1, 1] like the
+    engine's. ``page_grades`` is ``float[A, k]`` with ``-1`` where a page has no document."""
     grades = np.asarray(page_grades, dtype=np.float64)
     probs = click_model.click_probabilities(grades)
-    probs = np.where(grades < 0, 0.0, probs)
-    if kind == "click_dcg":
-        w_pos = 1.0 / np.log2(np.arange(2, grades.shape[1] + 2, dtype=np.float64))
-        gain = probs @ w_pos / w_pos.sum()
-    elif kind == "any_click":
-        gain = 1.0 - np.prod(1.0 - probs, axis=1)
-    else:
-        raise ValueError(f"unknown reward kind {kind!r}; expected 'any_click' or 'click_dcg'")
-    return np.clip(gain - cost, -1.0, 1.0)
+    return expected_page_reward(kind, np.where(grades < 0, 0.0, probs), cost)
 
 
 def value_pages(pages: np.ndarray, relevant: Mapping[int, float], click_model: ClickProbabilities, *,
@@ -163,7 +152,7 @@ class HindsightPlanValuer:
 
 
 def valued_plans(menu: Any) -> np.ndarray:
-    """The plans worth valuing for a :class:`~policies.base.PlanMenu`: its own plans first (in
+    """The plans worth valuing for a :class:`~ltrr.contracts.policy.PlanMenu`: its own plans first (in
     action order), then the fixed baselines it leaves out — every strategy at its maximum depth
     (outside the menu when over the budget) and each strategy alone at its maximum depth."""
     max_plan = np.array([max(o) for o in menu.options], dtype=np.int64)
@@ -204,7 +193,7 @@ class HindsightRecorder:
         names = tuple(d.plan.strategies)
         plan = Plan(names, tuple(int(self._max.get(n, drawn[n])) for n in names))
         cands = self.engine.retrieve_union(batch, names, plan.depths)
-        return replace(d, plan=plan, candidates=cands, features=self.engine.features.build(batch, cands))
+        return replace(d, plan=plan, candidates=cands, features=self.engine.build_features(batch, cands))
 
     def __call__(self, d: Decision) -> None:
         pages = self.valuer.pages(self._max_depth_view(d), self.engine.ranker)

@@ -1,2 +1,2 @@
-"""Candidate generators. Each is a :class:`strategies.base.CandidateGenerator` found by name
+"""Candidate generators. Each is a :class:`ltrr.contracts.strategy.CandidateGenerator` found by name
 through :mod:`ltrr.registry`; none knows about policies or ranking."""

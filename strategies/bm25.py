@@ -25,11 +25,11 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
 from ltrr.errors import ConfigError, DataError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 
 __all__ = ["BM25", "BM25Params"]
 
@@ -79,7 +79,7 @@ class BM25Params(Params):
         return value
 
 
-class BM25(CandidateGenerator):
+class BM25(CandidateGenerator, ItemScorer, TermWeighted):
     """Okapi BM25 candidate generator (registry name ``"bm25"``).
 
     Learned state (after ``fit``): ``vocab_`` (term -> column), ``tf_`` (``docs x vocab`` CSR of
@@ -331,6 +331,18 @@ class BM25(CandidateGenerator):
         pair_scores = np.asarray(doc_scores.multiply(query_mat[pair_q]).sum(axis=1)).ravel()
         out.ravel()[np.flatnonzero(real)] = pair_scores
         return out
+
+    def term_weights(self) -> TermWeights:
+        """Every (document, term) BM25 weight ``idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl/avgdl))``
+        as a ``[n_docs, n_terms]`` CSR matrix with the structure of the term counts."""
+        self._check_fitted()
+        tf = self.tf_
+        k1 = float(self.params.k1)
+        counts = tf.data.astype(np.float64)
+        row_of = np.repeat(np.arange(tf.shape[0]), np.diff(tf.indptr))
+        data = self.idf_[tf.indices] * (counts * (k1 + 1.0) / (counts + self._norm[row_of]))
+        weights = sp.csr_matrix((data, tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
+        return TermWeights(weights, self.vocab_, self.analyzer, tuple(self.params.text_fields))
 
     def cost_ms(self, k: int) -> float:
         """Expected ms per query: a fixed overhead plus the postings a 3-token query gathers."""

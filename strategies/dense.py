@@ -26,11 +26,11 @@ import numpy as np
 from pydantic import Field
 
 from ltrr.catalog import DEFAULT_TEXT_FIELDS, Catalog
+from ltrr.contracts.strategy import CandidateGenerator, ItemScorer
 from ltrr.errors import ConfigError, PersistenceError
 from ltrr.params import Params
 from ltrr.store.persist import read_manifest
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 from strategies.encoder import DEFAULT_MODEL, Encoder, embed_queries, get_encoder
 
 INDEX_FILE = "index.faiss"
@@ -202,7 +202,7 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, hit.sum(axis=1) / np.maximum(denom, 1), 1.0)
 
 
-class DenseRetriever(CandidateGenerator):
+class DenseRetriever(CandidateGenerator, ItemScorer):
     """Semantic candidate generator: cosine similarity of sentence-transformer embeddings.
 
     Registry name ``"dense"``. The query embedding is taken from (or put into) the request's

@@ -27,11 +27,11 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import CandidateGenerator
 from ltrr.errors import LtrrError
 from ltrr.params import Params
 from ltrr.text import normalize_query
 from ltrr.types import QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 from strategies.structured.tagger import FieldTagger, TaggerConfig
 
 __all__ = ["ExplorationGenerator", "ExplorationParams"]

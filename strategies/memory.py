@@ -25,10 +25,15 @@ import numpy as np
 from pydantic import Field
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import (
+    CandidateGenerator,
+    ItemStatistics,
+    LearnsFromFeedback,
+    QueryStatistics,
+)
 from ltrr.params import Params
 from ltrr.text import normalize_query
 from ltrr.types import QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS q2e (
@@ -63,12 +68,12 @@ class ClickMemoryParams(Params):
     predicted_ctr: float = Field(0.2, gt=0.0, le=1.0)
 
 
-class ClickMemory(CandidateGenerator):
+class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemStatistics):
     """Items users clicked for this (normalized) query, best smoothed CTR first."""
 
     type_name = "memory"
     Params = ClickMemoryParams
-    stateful = True
+    query_stat_names = ("memory_hits", "memory_ctr")
 
     def __init__(self, params=None, *, name=None):
         super().__init__(params, name=name)
@@ -251,6 +256,9 @@ class ClickMemory(CandidateGenerator):
                 "SELECT COUNT(*), COUNT(DISTINCT query) FROM q2e_pred").fetchone()
         return {"entries": int(n_rows), "queries": int(n_queries), "observed": int(n_rows),
                 "predicted": int(n_pred), "predicted_queries": int(n_pred_q)}
+
+    def learned_counts(self) -> dict[str, int]:
+        return self.counts()
 
     def cost_ms(self, k: int) -> float:
         return 0.05

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from ltrr.errors import DataError
-from ltrr.types import Plan
+from ltrr.reward import RewardSpec, decision_rewards, page_weights
+from ltrr.types import Decision, Plan
 
 #: Parquet row-group size of the writer; also the unit of sharding and of bootstrap seeding
 ROW_GROUP_ROWS = 65_536
@@ -680,61 +681,35 @@ class LogWriter:
 
 
 # ----------------------------------------------------------------------------------------------
-# rewards of logged decisions (the engine's definition)
+# rewards of logged decisions (the engine's definition, ltrr.reward)
 
 
-def plan_rewards(found: np.ndarray, clicked: np.ndarray, depths: Sequence[int],
-                 cost_per_candidate: float, weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """Plan reward and per-strategy rewards of one decision, as the engine credits them.
-
-    ``found[i, s]`` says whether strategy ``s`` found candidate ``i``; ``clicked[i]`` whether
-    candidate ``i`` was clicked. ``reward.kind = "any_click"`` (``weights`` None): the plan earns
-    1 if any clicked item was a candidate, strategy ``s`` 1 if it found one; ``"click_dcg"``:
-    ``weights[i]`` is candidate ``i``'s share of the page reward and each earns the weights of
-    the clicked candidates it holds. Each minus the cost of its depth, clipped to [-1, 1].
-    """
-    d = np.asarray(depths, dtype=np.float64)
-    if weights is not None:
-        w = np.where(clicked, weights, 0.0)
-        per = np.clip(found.T.astype(np.float64) @ w - cost_per_candidate * d, -1.0, 1.0)
-        reward = float(np.clip(float(w.sum()) - cost_per_candidate * float(d.sum()), -1.0, 1.0))
-        return reward, per
-    hit = found[clicked].any(axis=0) if clicked.any() else np.zeros(found.shape[1], dtype=bool)
-    per = np.clip(hit.astype(np.float64) - cost_per_candidate * d, -1.0, 1.0)
-    reward = float(np.clip(float(clicked.any()) - cost_per_candidate * float(d.sum()), -1.0, 1.0))
-    return reward, per
-
-
-def record_from_decision(decision: Any, clicked_ids: Sequence[str], cost_per_candidate: float,
-                         offset: int = 0, context: Mapping[str, Any] | None = None,
-                         reward_kind: str = "any_click", page_size: int = 10) -> LogRecord:
-    """A log record from an engine decision (or logged event) and the ids clicked on its page;
-    ``reward_kind``/``page_size`` as the engine's ``reward.kind`` and ``page_size``."""
+def record_from_decision(decision: Any, clicked_ids: Sequence[str], reward: RewardSpec,
+                         offset: int = 0, context: Mapping[str, Any] | None = None) -> LogRecord:
+    """A log record from an engine decision (or logged event) and the ids clicked on its page,
+    with the plan reward and per-strategy credit the engine gives it (``reward``: the engine's
+    :class:`~ltrr.reward.RewardSpec`, kind, credit, cost and page size)."""
     cands = decision.candidates
-    page_rows = np.asarray(getattr(decision, "page", getattr(decision, "page_rows", None)))
+    page_rows = np.asarray(decision.page if isinstance(decision, Decision) else decision.page_rows)
     clicked_set = set(clicked_ids)
     page_ids = tuple(decision.page_ids)
     clicked_rows = np.array([r for r, i in zip(page_rows, page_ids, strict=True) if i in clicked_set],
                             dtype=np.int64)
     in_clicks = np.isin(cands.items, clicked_rows)
-    weights = None
-    if reward_kind == "click_dcg":
-        w_pos = 1.0 / np.log2(np.arange(2, page_size + 2, dtype=np.float64))
-        page = page_rows[:page_size]
-        weights = (cands.items[:, None] == page[None, :]) @ w_pos[: page.size] / w_pos.sum()
-    elif reward_kind != "any_click":
-        raise DataError(f"Unknown reward kind {reward_kind!r}; known: any_click, click_dcg")
-    reward, per = plan_rewards(cands.found, in_clicks, decision.plan.depths, cost_per_candidate, weights)
+    strategy_ms = decision.strategy_ms
+    value, per = decision_rewards(reward, cands.found, in_clicks, decision.plan.depths,
+                                  page_weights(reward, cands.items, page_rows),
+                                  strategy_ms if strategy_ms is not None and np.size(strategy_ms) else None)
     return LogRecord(offset, f"event {decision.event_id}", decision.event_id, float(decision.ts),
                      decision.query, dict(context if context is not None else decision.context),
                      page_ids, tuple(i for i in page_ids if i in clicked_set), decision.plan,
-                     np.asarray(decision.x, dtype=np.float64), reward, per)
+                     np.asarray(decision.x, dtype=np.float64), value, per)
 
 
-def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike,
-                     cost_per_candidate: float = 0.0005, batch: int = 1000, *,
-                     reward_kind: str = "any_click", page_size: int = 10) -> int:
-    """Write the engine's SQLite event log as a click log (with plan, propensities and ``x``).
+def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike, reward: RewardSpec,
+                     batch: int = 1000) -> int:
+    """Write the engine's SQLite event log as a click log (with plan, propensities and ``x``),
+    rewards credited by ``reward``.
 
     Events are read in log order, ``batch`` at a time; clicks are the feedback events with a
     positive value. Returns the number of records written.
@@ -747,9 +722,8 @@ def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike,
     try:
         with LogWriter(out) as writer:
             for ev, clicks in log.iter_events(batch=batch):
-                rec = record_from_decision(ev, [i for i, v in clicks.items() if v > 0],
-                                           cost_per_candidate, writer.n_written,
-                                           reward_kind=reward_kind, page_size=page_size)
+                rec = record_from_decision(ev, [i for i, v in clicks.items() if v > 0], reward,
+                                           writer.n_written)
                 writer.strategies = writer.strategies or rec.plan.strategies
                 writer.write(rec)
             return writer.n_written

@@ -1,5 +1,5 @@
-"""``ltrr log``: check, convert, export and simulate click logs (thin commands over
-:mod:`ltrr.offline.logs` and :mod:`ltrr.offline.simlog`)."""
+"""``ltrr log``: check, convert and export click logs (thin commands over
+:mod:`ltrr.offline.logs`); ``ltrr log simulate`` is registered by the simulators."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 
 import click
 
+from ltrr.cli import RegistryGroup
 
-@click.group()
+
+@click.group(cls=RegistryGroup)
 def log() -> None:
     """Click logs: check, convert (JSONL <-> Parquet), export the engine's event log, simulate."""
 
@@ -49,32 +51,15 @@ def convert(src: str, dst: str, strict: bool, row_group_rows: int) -> None:
               help="Cost per candidate in the logged rewards (default: the default config's).")
 @click.option("--reward-kind", type=click.Choice(["any_click", "click_dcg"]), default="any_click",
               show_default=True, help="The engine's reward.kind, for the logged rewards.")
+@click.option("--credit", type=click.Choice(["full", "split"]), default="split", show_default=True,
+              help="The engine's reward.credit, for the logged per-strategy rewards.")
 @click.option("--page-size", default=10, show_default=True, type=click.IntRange(min=1))
-def export(events_path: str, out: str, cost: float | None, reward_kind: str, page_size: int) -> None:
+def export(events_path: str, out: str, cost: float | None, reward_kind: str, credit: str, page_size: int) -> None:
     """Export the engine's event log as a click log with plan, propensities and x."""
     from ltrr.config import RewardConfig
     from ltrr.offline.logs import export_event_log
+    from ltrr.reward import RewardSpec
 
-    n = export_event_log(events_path, out, RewardConfig().cost_per_candidate if cost is None else cost,
-                         reward_kind=reward_kind, page_size=page_size)
+    spec = RewardSpec(reward_kind, credit, RewardConfig().cost_per_candidate if cost is None else cost, page_size)
+    n = export_event_log(events_path, out, spec)
     click.echo(f"exported {n} decisions to {out}")
-
-
-@log.command()
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="Engine config (TOML); default: the demo config.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-@click.option("--queries", default=1000, show_default=True, type=click.IntRange(min=1))
-@click.option("--pool", default=500, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--foreign", is_flag=True, help="Write only query/shown/clicks (a foreign log).")
-@click.option("--frozen", is_flag=True, help="Do not learn from the simulated clicks.")
-def simulate(config_path: str | None, out: str, queries: int, pool: int, seed: int, foreign: bool,
-             frozen: bool) -> None:
-    """Serve simulated movie queries with an engine and write its click log."""
-    from ltrr.config import default_config, load_config
-    from ltrr.offline.simlog import generate_log
-
-    config = load_config(config_path) if config_path else default_config()
-    res = generate_log(config, out, queries, pool_size=pool, seed=seed, learn=not frozen, foreign=foreign)
-    click.echo(f"wrote {res.records} searches to {out}; mean reward {res.reward.mean():.4f}")

@@ -78,10 +78,10 @@ def load_policy(source: str | os.PathLike):
             kind = manifest["config"]["policy"]["type"]
             return registry.get("policy", kind).load(path / "policy")
         return registry.get("policy", manifest["type"]).load(path)
+    from ltrr.builder import build_policy
     from ltrr.config import load_config
-    from ltrr.engine import Engine
 
-    return Engine._build_policy(load_config(path))
+    return build_policy(load_config(path))
 
 
 def _cached_policy(source: str):

@@ -1,6 +1,6 @@
 """Replay of a click log through the Engine, with checkpoints and metrics over time.
 
-The loop body is :meth:`ltrr.engine.Engine.learn_from_log`; this module streams the records in
+The loop body is :meth:`ltrr.learner.Learner.learn_from_record`; this module streams the records in
 file order (logs are written in time order; a record going back in time is reported), writes
 windowed metrics to ``DIR/metrics.jsonl`` and checkpoints every ``checkpoint_every`` records.
 
@@ -34,11 +34,13 @@ from typing import Any
 import numpy as np
 
 from ltrr.config import EngineConfig
-from ltrr.engine import Engine, LogStep
+from ltrr.engine import Engine
+from ltrr.learner import LogStep
 from ltrr.offline.logs import LogReader, LogRecord, LogReport, Position
+from ltrr.store.engine_dir import loop_state, restore_loop_state
 from ltrr.store.persist import atomic_directory, write_json
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass
@@ -200,7 +202,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
                             "use another --out directory")
         engine = Engine.load(ckpt / "engine", events_path=events_path)
         engine.events.delete_after(int(state["event_seq"]))
-        engine.restore_replay_state(state["engine"])
+        restore_loop_state(engine, state["engine"])
         start = Position(int(state["records"]), int(state["byte"]))
         reader.report = _report_from(state["report"])
         with metrics_path.open("r+b") as fh:
@@ -223,7 +225,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
     try:
         since_ckpt = 0
         for rec in _records_with_progress(reader.records(start), reader, progress, start.records):
-            step = engine.learn_from_log(rec, train_ranker=train_ranker)
+            step = engine.learner.learn_from_record(rec, train_ranker=train_ranker)
             metrics.add(rec, step)
             if metrics.window["n"] >= window:
                 fh.write(json.dumps(metrics.line()) + "\n")
@@ -265,7 +267,7 @@ def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh, c
     os.fsync(fh.fileno())
     pos = reader.position
     state = {"version": STATE_VERSION, "log": str(Path(log).resolve()), "records": pos.records,
-             "byte": pos.byte, "engine": engine.replay_state(), "event_seq": engine.events.last_seq(),
+             "byte": pos.byte, "engine": loop_state(engine), "event_seq": engine.events.last_seq(),
              "metrics": metrics.to_json(), "report": reader.report.to_dict() | {
                  "counts": reader.report.counts, "all_examples": reader.report.examples},
              "metrics_bytes": fh.tell()}

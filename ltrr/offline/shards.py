@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader
 from ltrr.offline.ope import (
@@ -33,7 +34,7 @@ from ltrr.offline.ope import (
     shard_estimates,
     shard_reward_model,
 )
-from policies.base import PlanMenu
+from ltrr.offline.outcomes import record_outcomes
 
 
 def shard_row_groups(path: str, shards: int) -> list[list[int]]:
@@ -127,7 +128,7 @@ def plan_statistics_partial(engine_dir: str, log: str, row_groups: Sequence[int]
     n = n_clicked = 0
     reader = LogReader(log, strict=strict)
     for rec in reader.records(row_groups=row_groups):
-        r, rc = engine.plan_outcomes(rec)
+        r, rc = record_outcomes(engine, rec)
         reward += r
         best += float(r.max())
         n += 1

@@ -28,6 +28,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field
 
+from ltrr.contracts.ranker import Ranker
 from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema, monotone_directions
 from ltrr.params import Params, validate_params
@@ -83,7 +84,7 @@ class LambdaMARTParams(Params):
     min_valid_gain: float | None = None
 
 
-class LambdaMARTRanker:
+class LambdaMARTRanker(Ranker):
     """``fit(X, y, groups)`` / ``score(X)`` over a fixed :class:`FeatureSchema`."""
 
     type_name = "lambdamart"
@@ -185,6 +186,16 @@ class LambdaMARTRanker:
         self.version_ = f"lgbm-{self.n_fits_}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
         return self
 
+    def trained(self, data: Any, *, progress: bool = False) -> tuple[LambdaMARTRanker, dict[str, Any]]:
+        """A new ranker with these parameters fitted on click data (see
+        :func:`ltrr.ranking.training.fit_from_clicks`); ``self`` keeps serving, untouched."""
+        from ltrr.ranking.training import fit_from_clicks
+
+        fresh = type(self)(self.schema, self.params)
+        fresh.n_fits_ = self.n_fits_
+        report = fit_from_clicks(fresh, data, progress=progress)
+        return fresh, report
+
     def score(self, X: np.ndarray) -> np.ndarray:
         """Scores of rows ``X`` (higher is better)."""
         X = np.asarray(X, dtype=np.float32)
@@ -192,8 +203,8 @@ class LambdaMARTRanker:
             return np.empty(0, dtype=np.float64)
         if self.booster_ is None:
             return self.prior(X)
-        trees = self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
-                                      num_threads=self.params.num_threads)
+        trees = np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
+                                                 num_threads=self.params.num_threads), dtype=np.float64)
         init = self.init_score(X)
         return trees if init is None else init + trees
 

@@ -197,7 +197,8 @@ def _merge(fields: list[dict[str, str]]) -> list[dict[str, str]]:
              + "; ".join(v) + ")"} for k, v in merged.items()]
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for this exception type only
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
@@ -353,7 +354,7 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
 
     @app.get("/readyz", summary="Readiness: engine loaded and journal replayed.")
     def readyz() -> JSONResponse:
-        if not state.ready or state.engine is None:
+        if not state.ready or not state.loaded:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready", "engine": state.fingerprint, "learner": state.is_learner})
 

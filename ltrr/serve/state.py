@@ -27,8 +27,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ltrr.engine import Engine, FeedbackResult
+from ltrr.contracts.strategy import LearnsFromFeedback
+from ltrr.engine import Engine
+from ltrr.learner import FeedbackResult
 from ltrr.serve.metrics import ServeMetrics
+from ltrr.store.engine_dir import load_state, save_state
 from ltrr.store.persist import MANIFEST
 from ltrr.types import Feedback
 
@@ -77,7 +80,7 @@ class ServingState:
         self.events_path = settings.events_path or str(self.state_dir / "events.sqlite")
         self.snapshot_dir = self.state_dir / "snapshot"
         self.metrics = ServeMetrics()
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.fingerprint = ""
         self.applied_seq = 0
         self.snapshot_seq = -1
@@ -90,9 +93,6 @@ class ServingState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_snapshot = 0.0
-        self.retrain_every = 0
-        self.strategy_retrain_every: dict[str, int] = {}
-        self.since_retrain = 0
         self._long_ops = 0  # retrains/snapshots in progress (a racy read costs a request <= 20 ms)
         self._recent: OrderedDict[int, FeedbackResult] = OrderedDict()  # seq -> result, for responses
         m = self.metrics
@@ -104,6 +104,17 @@ class ServingState:
                 lambda: float(self.engine.events.journal_head()))
         m.gauge("ltrr_policy_n_updates", "Updates the served policy has learned from.",
                 lambda: float(self.engine.policy.n_updates_))
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this worker serves (loaded by :meth:`start`; requests arrive after)."""
+        if self._engine is None:
+            raise RuntimeError("the engine is not loaded yet")
+        return self._engine
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
 
     # ------------------------------------------------------------------ settings
     @property
@@ -117,7 +128,7 @@ class ServingState:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Load the engine, take the learner role if free (restore + replay), start the loop."""
-        self.engine, self.fingerprint = self._load_engine()
+        self._engine, self.fingerprint = self._load_engine()
         if self._try_lock():
             self._become_learner()
         else:
@@ -145,17 +156,12 @@ class ServingState:
         for _ in range(5):  # the directory may be replaced (atomic rename) while we read it
             before = engine_fingerprint(self.engine_dir)
             engine = Engine.load(self.engine_dir, events_path=self.events_path)
-            # ranker retraining (seconds of LightGBM) runs in the learner's background thread,
-            # never inside a feedback request: the engine itself is told not to retrain
-            cfg = engine.config
-            self.retrain_every = cfg.ranker.retrain_every
-            self.strategy_retrain_every = {sc.name: getattr(sc, "retrain_every", 0) for sc in cfg.strategies}
-            engine.config = cfg.model_copy(update={
-                "ranker": cfg.ranker.model_copy(update={"retrain_every": 0}),
-                "strategies": [sc.model_copy(update={"retrain_every": 0}) if "retrain_every" in type(sc).model_fields
-                               else sc for sc in cfg.strategies]})
+            # retraining (seconds of LightGBM) runs in the learner's background thread, never
+            # inside a feedback request: the learner only counts, and _loop retrains what is due
+            engine.learner.retrain = "deferred"
             if engine_fingerprint(self.engine_dir) == before:
-                # unique per process and start: no two processes draw the same event ids
+                # unique per process and start: no two processes explore in lockstep (event ids
+                # are OS-random UUIDs whatever the seed)
                 engine.reseed(os.getpid(), time.time_ns() % (1 << 62))
                 return engine, before
             engine.close()
@@ -188,9 +194,8 @@ class ServingState:
                 self._swap(*self._load_engine())
             meta = self._snapshot_meta()
             if meta and meta.get("fingerprint") == self.fingerprint:
-                self.engine.load_state(self.snapshot_dir)
+                load_state(self.engine, self.snapshot_dir)
                 self.applied_seq = int(meta["seq"])
-                self.since_retrain = int(meta.get("since_retrain", 0))
             elif meta:
                 # the engine directory was replaced while no learner ran: it is the new base
                 self.applied_seq = self.engine.events.journal_head()
@@ -217,7 +222,7 @@ class ServingState:
                     break
                 for entry in entries:
                     try:
-                        res = engine.apply_journal(entry)
+                        res = engine.learner.apply_journal(entry)
                     except Exception:  # one bad entry must not stall learning for good
                         log.exception("journal entry %d (event %s) failed to apply; skipped", entry.seq, entry.event_id)
                         self.metrics.apply_errors.inc()
@@ -226,7 +231,6 @@ class ServingState:
                         self._recent[entry.seq] = res
                         if len(self._recent) > 4096:
                             self._recent.popitem(last=False)
-                        self.since_retrain += 1
                         self.metrics.journal_applied.inc()
                         if res.policy_updated:
                             self.metrics.policy_updates.inc()
@@ -238,8 +242,7 @@ class ServingState:
         self._long_ops += 1  # requests must not wait for the learner meanwhile
         try:
             with self._learn_lock:
-                self.since_retrain = 0
-                done = self.engine.retrain_ranker()
+                done = self.engine.learner.retrain_ranker()
                 if done:
                     self.metrics.ranker_retrains.inc()
                     self.snapshot()
@@ -247,18 +250,13 @@ class ServingState:
         finally:
             self._long_ops -= 1
 
-    def _strategies_due(self) -> bool:
-        engine = self.engine
-        return any(every and int(getattr(engine.strategies.get(name), "n_observed", 0)) >= every
-                   for name, every in self.strategy_retrain_every.items())
-
     def retrain_strategies(self) -> list[str]:
         """Rebuild retrainable strategies (e.g. XMR) from their observed clicks, in the learner
         thread (built outside the engine lock, swapped in under it), then snapshot."""
         self._long_ops += 1
         try:
             with self._learn_lock:
-                done = self.engine.retrain_strategies(force=True)
+                done = self.engine.learner.retrain_strategies()
                 if done:
                     self.snapshot()
                 return done
@@ -270,8 +268,8 @@ class ServingState:
         self._long_ops += 1
         try:
             with self._learn_lock:
-                self.engine.save_state(self.snapshot_dir, seq=self.applied_seq, fingerprint=self.fingerprint,
-                                       written_at=time.time(), pid=os.getpid(), since_retrain=self.since_retrain)
+                save_state(self.engine, self.snapshot_dir, seq=self.applied_seq, fingerprint=self.fingerprint,
+                           written_at=time.time(), pid=os.getpid())
                 self.snapshot_seq = self.applied_seq
                 self._last_snapshot = time.monotonic()
                 self.metrics.snapshots.inc()
@@ -289,12 +287,12 @@ class ServingState:
             if engine_fingerprint(self.engine_dir) != meta.get("fingerprint"):
                 return  # the directory is being replaced; try again on the next poll
             engine, fp = self._load_engine()
-            engine.load_state(self.snapshot_dir)
+            load_state(engine, self.snapshot_dir)
             self._swap(engine, fp)
         elif stamp == self._snapshot_stamp:
             return
         else:
-            self.engine.load_state(self.snapshot_dir)
+            load_state(self.engine, self.snapshot_dir)
         self._snapshot_stamp = stamp
         self.snapshot_seq = int(meta.get("seq", 0))
 
@@ -304,9 +302,9 @@ class ServingState:
                 if self.is_learner:
                     self._handle_reload_request()
                     self.catch_up()
-                    if self.retrain_every and self.since_retrain >= self.retrain_every:
+                    if self.engine.learner.ranker_due():
                         self.retrain()
-                    if self._strategies_due():
+                    if self.engine.learner.strategies_due():
                         self.retrain_strategies()
                     if (self.applied_seq != self.snapshot_seq
                             and time.monotonic() - self._last_snapshot >= self.snapshot_every_s):
@@ -322,8 +320,8 @@ class ServingState:
     def feedback(self, fb: Feedback) -> dict[str, Any]:
         """Store feedback durably; the learner also applies it before answering."""
         engine = self.engine
-        rec = engine.record_feedback(fb, max_age_s=self.feedback_window_s,
-                                     synchronous=engine.config.serve.feedback_synchronous)
+        rec = engine.learner.record(fb, max_age_s=self.feedback_window_s,
+                                    synchronous=engine.config.serve.feedback_synchronous)
         new_keys = {(e.item, e.kind) for e in (rec.entry.events if rec.entry else ())}
         for ev in fb.events:
             self.metrics.feedback.inc(ev.kind, "new" if (ev.item, ev.kind) in new_keys else "duplicate")
@@ -358,7 +356,7 @@ class ServingState:
 
     def _swap(self, engine: Engine, fingerprint: str) -> None:
         # in-flight requests keep the old engine object until they finish; it closes when collected
-        self.engine, self.fingerprint = engine, fingerprint
+        self._engine, self.fingerprint = engine, fingerprint
         self.metrics.reloads.inc()
         _freeze_heap()
 
@@ -389,7 +387,6 @@ class ServingState:
         engine, fp = self._load_engine()  # loads while the old engine keeps serving
         with self._learn_lock:
             self.catch_up()
-            self.since_retrain = 0
             self._swap(engine, fp)
             self.applied_seq = engine.events.journal_head()
             self.snapshot()
@@ -404,13 +401,14 @@ class ServingState:
 
     def status(self) -> dict[str, Any]:
         engine = self.engine
-        memory = {n: s.counts() for n, s in engine.strategies.items()
-                  if getattr(s, "stateful", False) and callable(getattr(s, "counts", None))}
+        learned = {n: s.learned_counts() for n, s in engine.strategies.items()
+                   if isinstance(s, LearnsFromFeedback)}
         return {"pid": os.getpid(), "learner": self.is_learner, "ready": self.ready,
                 "engine_fingerprint": self.fingerprint,
                 "applied_seq": self.applied_seq if self.is_learner else None,
                 "snapshot_seq": self.snapshot_seq, "journal_head": engine.events.journal_head(),
                 "policy": {"type": engine.policy.type_name, "n_updates": int(engine.policy.n_updates_)},
                 "ranker_version": engine.ranker.version_, "event_log": engine.events.counts(),
-                "ranker_retrain": {"every": self.retrain_every, "since": self.since_retrain},
-                "stateful_strategies": memory}
+                "ranker_retrain": {"every": engine.config.ranker.retrain_every,
+                                   "since": engine.learner.clock.events},
+                "learned_strategies": learned}

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -107,6 +107,10 @@ class LoggedEvent:
     page_rows: np.ndarray
     page_idx: np.ndarray
     credited: bool
+    #: the team of each page item when the page was interleaved (empty otherwise)
+    teams: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+    #: what each strategy cost in ms (empty for decisions logged without it)
+    strategy_ms: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,12 @@ class EventLog:
         c = d.candidates
         where = {int(v): i for i, v in enumerate(c.items)}
         page_idx = np.array([where[int(r)] for r in d.page], dtype=np.int64)
+        extra = {} if d.teams is None else {"teams": np.asarray(d.teams, dtype=np.int8)}
+        if d.strategy_ms is not None:
+            extra["strategy_ms"] = np.asarray(d.strategy_ms, dtype=np.float64)
         arrays = _pack(x=np.asarray(d.x, dtype=np.float64), items=c.items, scores=c.scores, ranks=c.ranks,
-                       features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx)
+                       features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx,
+                       **extra)
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (event_id, ts, query, context, plan, page, model_versions, arrays)"
@@ -169,7 +177,9 @@ class EventLog:
         cands = Candidates(strategies, a["items"], a["scores"], a["ranks"])
         return LoggedEvent(seq, event_id, ts, query, json.loads(context), Plan.from_dict(plan_d),
                            tuple(json.loads(page)), json.loads(versions), a["x"], cands,
-                           a["features"], a["page"], a["page_idx"], bool(credited))
+                           a["features"], a["page"], a["page_idx"], bool(credited),
+                           a.get("teams", np.empty(0, dtype=np.int8)),
+                           a.get("strategy_ms", np.empty(0, dtype=np.float64)))
 
     def _insert_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
         """Insert feedback rows inside the caller's transaction; return the ones that were new."""
@@ -216,7 +226,7 @@ class EventLog:
                 " e.arrays, e.credited FROM events e WHERE e.event_id IN ("
                 "  SELECT DISTINCT event_id FROM feedback WHERE value > 0)"
                 " ORDER BY e.seq DESC LIMIT ?", (limit,)).fetchall()
-            fb = {}
+            fb: dict[str, dict[str, float]] = {}
             for row in rows:
                 fb[row[1]] = {}
             if fb:
@@ -256,7 +266,7 @@ class EventLog:
                     cur = self._db.execute(
                         "INSERT INTO feedback_journal (event_id, ts, first, events) VALUES (?, ?, ?, ?)",
                         (event_id, float(ts), int(first), payload))
-                    entry = JournalEntry(int(cur.lastrowid), event_id, float(ts), first, tuple(new))
+                    entry = JournalEntry(int(cur.lastrowid or 0), event_id, float(ts), first, tuple(new))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

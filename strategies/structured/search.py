@@ -26,10 +26,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import CandidateGenerator, QueryStatistics
 from ltrr.errors import LtrrError
 from ltrr.params import Params
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 from strategies.structured.tagger import FIELDS, FieldTagger, Interpretation, TaggerConfig, postings
 
 __all__ = ["StructuredParams", "StructuredResult", "StructuredSearch"]
@@ -129,7 +129,7 @@ class StructuredResult:
     interpretation_ids: np.ndarray
 
 
-class StructuredSearch(CandidateGenerator):
+class StructuredSearch(CandidateGenerator, QueryStatistics):
     """Query understanding + fielded retrieval (registry name ``"structured"``).
 
     Learned state: the tagger's dictionaries (``tagger_``) and the popularity ``prior_``.
@@ -138,6 +138,7 @@ class StructuredSearch(CandidateGenerator):
     type_name = "structured"
     format_version = 1
     Params = StructuredParams
+    query_stat_names = ("structured_likelihood", "structured_slots")
 
     def __init__(self, params: StructuredParams | dict[str, Any] | None = None, *, name: str | None = None):
         super().__init__(params, name=name)

@@ -20,10 +20,10 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from ltrr.catalog import Catalog
+from ltrr.contracts.strategy import CandidateGenerator, Retrainable
 from ltrr.errors import ConfigError, DataError
 from ltrr.params import validate_params
 from ltrr.types import QueryBatch, RetrievalResult
-from strategies.base import CandidateGenerator
 from strategies.xmr.features import TfidfFeaturizer
 from strategies.xmr.model import XRConfig, XRModel, XRTreeParams
 
@@ -82,7 +82,7 @@ def _config(p: XRLinearParams) -> XRConfig:
                     transform=p.transform)
 
 
-class XRLinear(CandidateGenerator):
+class XRLinear(CandidateGenerator, Retrainable):
     """XR-Linear tree over catalog rows; see the module docstring."""
 
     type_name = "xmr"
@@ -102,6 +102,7 @@ class XRLinear(CandidateGenerator):
         self.pair_queries_: list[str] = []     # click pairs the model was trained on
         self.pair_rows_ = np.empty(0, dtype=np.int64)
         self._observed: list[tuple[str, int]] = []  # clicks seen since, for the next retrain
+        self._consumed = 0  # clicks of the previous instance's buffer this one was trained on
 
     # ------------------------------------------------------------------ training
     def _fit(self, catalog: Catalog) -> None:
@@ -191,6 +192,9 @@ class XRLinear(CandidateGenerator):
         """Clicks buffered since the last training."""
         return len(self._observed)
 
+    def learned_counts(self) -> dict[str, int]:
+        return {"click_pairs": self.n_pairs_, "observed": self.n_observed}
+
     def retrained(self, catalog: Catalog) -> XRLinear:
         """A new model trained on every pair so far (previous pairs + buffered clicks).
 
@@ -206,7 +210,7 @@ class XRLinear(CandidateGenerator):
 
     def hand_over(self, fresh: XRLinear) -> None:
         """Move the clicks observed while ``fresh`` was being built (after its snapshot) to it."""
-        fresh._observed.extend(self._observed[getattr(fresh, "_consumed", 0):])
+        fresh._observed.extend(self._observed[fresh._consumed:])
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
         """Retrain over the grown catalog, keeping every click pair learned so far."""
@@ -227,6 +231,10 @@ class XRLinear(CandidateGenerator):
         (directory / "click_pairs.json").write_text(
             json.dumps({"queries": self.pair_queries_, "rows": self.pair_rows_.tolist()},
                        ensure_ascii=False), encoding="utf-8")
+        # clicks observed since training are learned state too: a restored snapshot retrains on them
+        (directory / "click_buffer.json").write_text(
+            json.dumps({"queries": [q for q, _ in self._observed], "rows": [r for _, r in self._observed]},
+                       ensure_ascii=False), encoding="utf-8")
 
     def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
         self.featurizer_ = TfidfFeaturizer.load(directory)
@@ -234,6 +242,10 @@ class XRLinear(CandidateGenerator):
         pairs = json.loads((directory / "click_pairs.json").read_text(encoding="utf-8"))
         self.pair_queries_ = list(pairs["queries"])
         self.pair_rows_ = np.asarray(pairs["rows"], dtype=np.int64)
+        buffer = directory / "click_buffer.json"
+        if buffer.exists():  # engines saved before the buffer was persisted have none
+            buf = json.loads(buffer.read_text(encoding="utf-8"))
+            self._observed = [(str(q), int(r)) for q, r in zip(buf["queries"], buf["rows"], strict=True)]
         self.n_pairs_ = int(manifest.get("n_pairs", 0))
         self.n_pseudo_ = int(manifest.get("n_pseudo", 0))
 

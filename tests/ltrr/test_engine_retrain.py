@@ -125,7 +125,7 @@ def test_old_model_keeps_serving_while_the_new_one_trains(engine, small_movies, 
     # training is under way: searches are answered (by the old model) and feedback still lands
     during = engine.search(query, k=100, ts=7.0)
     assert engine.strategies["xmr"] is old
-    assert engine.retrain_strategies() == []  # no second build of the same strategy meanwhile
+    assert engine.learner.retrain_strategies() == []  # no second build of the same strategy meanwhile
     engine.feedback(Feedback.clicks(during.event_id, [item], ts=7.5))
     release.set()
     worker.join(60)

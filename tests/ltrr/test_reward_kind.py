@@ -68,7 +68,7 @@ def test_split_credit_divides_each_click_among_the_strategies_that_drew_it(movie
     assert len(clicked) == 2
     page = d.page.tolist()
     clicked = np.array(clicked)
-    out = {c: e._rewards(d.candidates, d.plan.depths, clicked, d.page) for c, e in engines.items()}
+    out = {c: e.learner.credit(d.candidates, d.page, d.plan.depths, clicked)[:2] for c, e in engines.items()}
     cost = 0.001 * np.array(d.plan.depths, dtype=float)
     (r_full, s_full), (r_split, s_split) = out["full"], out["split"]
     assert r_full == r_split  # the plan's reward does not depend on the credit rule

@@ -8,6 +8,7 @@ import pytest
 from ltrr.config import parse_config
 from ltrr.engine import Engine
 from ltrr.errors import ConfigError
+from ltrr.store.engine_dir import load_state, save_state
 from ltrr.success import StrategySuccess
 from ltrr.types import Feedback
 
@@ -64,10 +65,10 @@ def test_success_features_reach_the_policy_and_survive_save_and_load(movie_catal
     loaded = Engine.load(tmp_path / "engine")
     np.testing.assert_allclose(loaded.success.rates(), rates)
     np.testing.assert_allclose(loaded.search(title).x, x)
-    engine.save_state(tmp_path / "state")
+    save_state(engine, tmp_path / "state")
     fresh = Engine.load(tmp_path / "engine")
     fresh.success = type(fresh.success)(["bm25", "memory"])
-    fresh.load_state(tmp_path / "state")
+    load_state(fresh, tmp_path / "state")
     np.testing.assert_allclose(fresh.success.rates(), rates)
     for e in (engine, loaded, fresh):
         e.close()

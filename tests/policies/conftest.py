@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.base import PlanMenu
+from ltrr.contracts.policy import PlanMenu
 
 STRATEGIES = {"bm25": [0, 10, 30], "dense": [0, 10, 30], "xmr": [0, 10, 30]}
 

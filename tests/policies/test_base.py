@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import ConfigError
 from ltrr.types import Plan
-from policies.base import PlanMenu
 from policies.linucb import LinUCB
-from policies.warm_start import warm_start
 
 
 def test_menu_over_budget_names_the_plan():
@@ -75,7 +74,7 @@ def test_non_finite_context_names_the_feature(menu):
     with pytest.raises(ValueError, match=r"Context feature 'prior_ctr' is nan"):
         pol.probabilities(np.array([1.0, 0.0, np.nan]))
     with pytest.raises(ValueError, match=r"Context feature 'query_len' of warm-start row 1 is nan"):
-        warm_start(pol, np.array([[1.0, 0, 0], [np.nan, 0, 0]]), np.zeros((2, menu.n_actions)))
+        pol.warm_start(np.array([[1.0, 0, 0], [np.nan, 0, 0]]), np.zeros((2, menu.n_actions)))
 
 
 def test_warm_start_rejects_out_of_range_rewards(menu):
@@ -83,7 +82,7 @@ def test_warm_start_rejects_out_of_range_rewards(menu):
     R = np.zeros((2, menu.n_actions))
     R[1, 4] = -3.0
     with pytest.raises(ValueError, match=r"plan_rewards\[1, 4\] = -3\.0 is outside the configured range"):
-        warm_start(pol, np.ones((2, 3)), R)
+        pol.warm_start(np.ones((2, 3)), R)
 
 
 def test_plan_over_other_strategies_is_rejected(menu):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ltrr import registry
-from policies.base import PlanMenu
+from ltrr.contracts.policy import PlanMenu
 from policies.fixed import FixedPolicy
 
 N_FEATURES = 4
@@ -67,9 +67,8 @@ def test_no_input_mutation(name):
     X = rng.normal(size=(5, N_FEATURES))
     R = rng.uniform(-1, 1, size=(5, pol.menu.n_actions))
     X0, R0 = X.copy(), R.copy()
-    from policies.warm_start import warm_start
 
-    warm_start(pol, X, R)
+    pol.warm_start(X, R)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(R, R0)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import ConfigError
-from policies.base import PlanMenu
 from policies.factored import FactoredPolicy
-from policies.warm_start import warm_start
 
 
 def _trained(menu, params, seed=0, n=100):
@@ -111,7 +110,7 @@ def test_warm_start_from_single_strategy_plans(menu):
     X = rng.normal(size=(40, 3))
     R = rng.uniform(-1, 1, size=(40, menu.n_actions))
     pol = FactoredPolicy(menu, 3)
-    warm_start(pol, X, R)
+    pol.warm_start(X, R)
     a = menu.action_of((0, 30, 0))
     A_inv = np.linalg.inv(np.eye(3) + X.T @ X)
     x = rng.normal(size=3)
@@ -123,8 +122,8 @@ def test_warm_start_needs_depth_rewards_when_single_plans_are_missing():
     menu = PlanMenu.build({"bm25": [0, 10], "dense": [0, 10]}, 20, plans=[{"bm25": 10, "dense": 10}])
     pol = FactoredPolicy(menu, 2)
     with pytest.raises(ConfigError, match="no plan with only strategy 'bm25' at depth 10"):
-        warm_start(pol, np.ones((3, 2)), np.zeros((3, 1)))
-    warm_start(pol, np.ones((3, 2)), np.zeros((3, 1)), depth_rewards=np.full((3, 2, 1), 0.5))
+        pol.warm_start(np.ones((3, 2)), np.zeros((3, 1)))
+    pol.warm_start(np.ones((3, 2)), np.zeros((3, 1)), depth_rewards=np.full((3, 2, 1), 0.5))
     assert pol.depth_scores(np.ones(2)).max() > 0
 
 

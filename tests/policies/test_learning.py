@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from ltrr import registry
-from policies.warm_start import warm_start
 
 ROUNDS = 3000
 # expected reward per round: best plan 0.872, a uniformly random plan 0.387
@@ -51,7 +50,7 @@ def test_warm_start_from_full_information_helps_from_the_first_round(name, menu,
         R[i], _ = world.full_information(t)
     cold = registry.get("policy", name)(menu, world.n_features)
     warm = registry.get("policy", name)(menu, world.n_features)
-    warm_start(warm, X, np.clip(R, -1, 1))
+    warm.warm_start(X, np.clip(R, -1, 1))
     first_cold = _play(cold, world_factory(menu, seed=8), np.random.default_rng(0), 200).mean()
     first_warm = _play(warm, world_factory(menu, seed=8), np.random.default_rng(0), 200).mean()
     assert first_warm >= 0.78

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from policies.linucb import LinUCB
-from policies.warm_start import warm_start
 
 
 def _closed_form(X, actions, rewards, n_actions, ridge, alpha, x):
@@ -42,7 +41,7 @@ def test_warm_start_equals_closed_form_of_every_arm(menu):
     pol = LinUCB(menu, d, {"alpha": 0.5})
     X = rng.normal(size=(60, d))
     R = rng.uniform(-1, 1, size=(60, menu.n_actions))
-    warm_start(pol, X, R)
+    pol.warm_start(X, R)
     x = rng.normal(size=d)
     A_inv = np.linalg.inv(np.eye(d) + X.T @ X)
     expected = (R.T @ X) @ A_inv @ x + 0.5 * np.sqrt(x @ A_inv @ x)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from policies.vw import VowpalWabbitPolicy
-from policies.warm_start import warm_start
 
 
 @pytest.fixture(params=["squarecb", "epsilon", "bag"])
@@ -67,6 +66,6 @@ def test_warm_start_learns_every_plan_cost(menu):
     R[X[:, 0] > 0, 2] = 1.0
     R[X[:, 0] <= 0, 6] = 1.0
     pol = VowpalWabbitPolicy(menu, 3, {"exploration": "epsilon", "epsilon": 0.1})
-    warm_start(pol, X, R)
+    pol.warm_start(X, R)
     assert int(np.argmax(pol.probabilities(np.array([1.5, 0, 0])))) == 2
     assert int(np.argmax(pol.probabilities(np.array([-1.5, 0, 0])))) == 6

@@ -115,7 +115,7 @@ def test_click_dcg_reward_weights_positions():
     w = 1 / np.log2(np.arange(2, 5))
     np.testing.assert_allclose(value, probs @ w / w.sum())
     assert value[0] > value[1]
-    with pytest.raises(ValueError, match="unknown reward kind 'ctr'"):
+    with pytest.raises(ValueError, match="Unknown reward kind 'ctr'"):
         expected_reward(grades, pbm, "ctr", 0.0)
 
 

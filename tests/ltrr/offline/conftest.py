@@ -36,6 +36,8 @@ type = "lambdamart"
 retrain_every = {retrain_every}
 [reward]
 cost_per_candidate = 0.0005
+[store]
+event_ids = "seeded"
 """
 
 
@@ -57,7 +59,7 @@ def sim_logs(offline_dir, small_config_path) -> dict[str, Path]:
     (small row groups, so sharding has work to split) and a foreign JSONL log."""
     from ltrr.config import load_config
     from ltrr.engine import Engine
-    from ltrr.offline.simlog import movie_stream, simulate_log
+    from simulators.simlog import movie_stream, simulate_log
 
     cfg = load_config(small_config_path)
     out = {}

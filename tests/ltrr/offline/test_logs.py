@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader, LogWriter, convert_log, export_event_log
+from ltrr.reward import RewardSpec
 
 
 def _records(path):
@@ -138,7 +139,7 @@ def test_export_of_the_engine_event_log_round_trips(tmp_path, small_config_path)
         engine.feedback(Feedback.clicks(d.event_id, clicks, ts=101.0 + i))
         decisions.append((d, clicks))
     engine.close()
-    n = export_event_log(tmp_path / "ev.sqlite", tmp_path / "export.jsonl", batch=3)
+    n = export_event_log(tmp_path / "ev.sqlite", tmp_path / "export.jsonl", RewardSpec(cost_per_candidate=0.0005), batch=3)
     assert n == 4
     recs = list(LogReader(tmp_path / "export.jsonl"))
     for rec, (d, clicks) in zip(recs, decisions, strict=True):
@@ -170,10 +171,11 @@ def test_log_cli_check_convert_and_bad_input(sim_logs, tmp_path):
 
 
 def test_logged_rewards_follow_the_engine_reward_kind(tmp_path, offline_dir):
-    """record_from_decision credits a decision exactly as Engine._rewards does, for both kinds."""
+    """record_from_decision credits a decision exactly as the learner does, for both kinds."""
     from ltrr.config import load_config
     from ltrr.engine import Engine
     from ltrr.offline.logs import record_from_decision
+    from ltrr.reward import RewardSpec
 
     from .conftest import small_config_text
 
@@ -186,8 +188,9 @@ def test_logged_rewards_follow_the_engine_reward_kind(tmp_path, offline_dir):
             d = engine.search(q, {}, ts=1.0)
             assert len(d.page_ids) >= 2
             clicked = [d.page_ids[0], d.page_ids[-1]]
-            rec = record_from_decision(d, clicked, 0.0005, reward_kind=kind, page_size=10)
-            want, want_s = engine._rewards(d.candidates, d.plan.depths, engine.catalog.rows_of(clicked), page=d.page)
+            rec = record_from_decision(d, clicked, RewardSpec.from_config(engine.config))
+            want, want_s, _ = engine.learner.credit(d.candidates, d.page, d.plan.depths,
+                                                    engine.catalog.rows_of(clicked))
             assert rec.reward == pytest.approx(want, abs=1e-12), kind
             np.testing.assert_allclose(rec.strategy_rewards, want_s, atol=1e-12)
         engine.close()

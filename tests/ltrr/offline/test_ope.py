@@ -23,7 +23,6 @@ from .conftest import small_config_text
 @pytest.fixture(scope="module")
 def targets(offline_dir):
     """A fixed plan, a uniform-ish epsilon-greedy and a trained softmax and epsilon-greedy policy."""
-    from policies.warm_start import warm_start
 
     paths = []
     fixed = offline_dir / "bm25_only.toml"
@@ -36,7 +35,7 @@ def targets(offline_dir):
         policy = load_policy(cfg)
         X = rng.random((200, policy.n_features))
         R = rng.random((200, policy.menu.n_actions)) * X[:, [1]]
-        warm_start(policy, X, R)
+        policy.warm_start(X, R)
         policy.save(offline_dir / f"trained_{kind}")
         paths.append(str(offline_dir / f"trained_{kind}"))
     return target_specs(paths)

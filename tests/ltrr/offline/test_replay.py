@@ -143,7 +143,7 @@ def test_click_dcg_rewards_recomputed_in_replay_equal_the_logged_ones(offline_di
     """With reward.kind = click_dcg the full-information reward of the logged plan, recomputed by
     replay, equals what the logging engine earned online (position-weighted clicks)."""
     from ltrr.engine import Engine
-    from ltrr.offline.simlog import movie_stream, simulate_log
+    from simulators.simlog import movie_stream, simulate_log
 
     from .conftest import small_config_text
 

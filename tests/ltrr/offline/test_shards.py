@@ -5,6 +5,7 @@ from ltrr.config import load_config
 from ltrr.engine import Engine
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader, convert_log
+from ltrr.offline.outcomes import record_outcomes
 from ltrr.offline.shards import local_client, plan_statistics
 
 
@@ -42,9 +43,9 @@ def test_full_information_statistics_shard_parallel_equal_single_process(trained
     assert single["oracle_per_record_reward"] >= single["best_fixed_plan_reward"]
     recall = {tuple(p["plan"].values()): p["clicked_recall"] for p in single["plans"]}
     assert recall[(100, 50)] >= recall[(100, 0)] and recall[(100, 50)] >= recall[(0, 50)]
-    # the sums are those of Engine.plan_outcomes record by record
+    # the sums are those of record_outcomes record by record
     engine = Engine.load(trained_engine_dir)
-    rewards = np.stack([engine.plan_outcomes(r)[0] for r in LogReader(log)])
+    rewards = np.stack([record_outcomes(engine, r)[0] for r in LogReader(log)])
     np.testing.assert_allclose([p["mean_reward"] for p in single["plans"]], rewards.mean(axis=0), atol=1e-12)
     engine.close()
 

@@ -71,8 +71,8 @@ def test_training_uses_exactly_the_logged_features(trained_log, small_movies):
     assert not np.allclose(engine.features.build(ev.query, ev.candidates)[:, pop], ev.features[:, pop])
     data2 = training_set(engine.events.training_events(10_000), engine.features.schema)
     np.testing.assert_array_equal(data2.X, logged)
-    assert engine.retrain_ranker()
-    assert engine.last_training_report["rows"] == logged.shape[0]
+    assert engine.learner.retrain_ranker()
+    assert engine.learner.last_training_report["rows"] == logged.shape[0]
     # the model trained through our path equals LightGBM trained on the logged arrays directly
     ranker = engine.ranker.__class__(schema, {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "none",
                                               "early_stopping_rounds": 0})
@@ -132,7 +132,7 @@ def test_explain_gives_provenance_and_contributions_that_sum_to_the_score(traine
     for res in prior:
         assert sum(res["contributions"].values()) == pytest.approx(res["score"], rel=1e-5)
         assert set(res["contributions"]) <= {"bm25_rank", "memory_rank"}
-    assert e.retrain_ranker()
+    assert e.learner.retrain_ranker()
     d = e.search(small_movies.titles[5])
     out = e.explain(d)
     assert [r["id"] for r in out] == list(d.page_ids)

@@ -1,9 +1,14 @@
-"""The policy protocol and the plan menu.
+"""The policy contract and the plan menu.
 
 A *plan* gives each strategy a depth from its menu (0 = off). A :class:`PlanMenu` enumerates the
 joint plans allowed under a total candidate budget; joint policies choose among its rows.
 ``select`` validates the context and calls ``_probabilities``/``_select``; ``update`` validates
-the reward and propensity, then calls ``_update``.
+the reward and propensity, then calls ``_update``; ``warm_start`` validates full-information
+rewards, then calls ``_warm_start``.
+
+Optional capability: :class:`PageFusion` - a policy whose pages are ordered by rank fusion
+instead of the learned ranker (the RRF / weighted-fusion baselines) declares it, and the engine
+asks ``isinstance(policy, PageFusion)``.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import numpy as np
 
 from ltrr.errors import ConfigError, PersistenceError
-from ltrr.params import Params, validate_params
+from ltrr.params import Params as BaseParams
+from ltrr.params import validate_params
+from ltrr.ranking.fusion import FusionSpec
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
 from ltrr.types import Plan
 
@@ -128,7 +135,10 @@ def sample_index(p: np.ndarray, rng: np.random.Generator) -> int:
     return a
 
 
-class Policy(ABC):
+P = TypeVar("P", bound=BaseParams)
+
+
+class Policy(ABC, Generic[P]):
     """Base class of policies.
 
     ``select(x, rng)`` returns a :class:`~ltrr.types.Plan` carrying the probability of the chosen
@@ -138,15 +148,21 @@ class Policy(ABC):
 
     type_name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseParams]] = BaseParams
+    params: P
     #: rewards outside this range are rejected by ``update``
     reward_range: ClassVar[tuple[float, float]] = (-1e6, 1e6)
+    #: False for policies that always choose the same plan (the fixed baselines): the incumbent's
+    #: conservative plan gate applies to adaptive policies only
+    adaptive: ClassVar[bool] = True
+    #: True when ``probabilities`` is estimated by sampling rather than computed exactly
+    estimated_propensities: ClassVar[bool] = False
 
     def __init__(self, menu: PlanMenu, n_features: int,
-                 params: Params | dict[str, Any] | None = None,
+                 params: P | dict[str, Any] | None = None,
                  feature_names: Sequence[str] | None = None):
         if params is None or isinstance(params, dict):
-            params = validate_params(self.Params, params, f"policy {self.type_name!r}")
+            params = cast(P, validate_params(self.Params, params, f"policy {self.type_name!r}"))
         self.params = params
         self.menu = menu
         self.n_features = int(n_features)
@@ -155,9 +171,26 @@ class Policy(ABC):
         self.n_updates_ = 0
 
     # ---------------------------------------------------------------- public
-    def select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
+    def select(self, x: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> Plan:
+        """Choose a plan for context ``x``; ``allowed`` (``bool[n_plans]``) restricts the choice
+        (e.g. to plans within a latency budget): the policy's distribution is renormalized over
+        the allowed plans (uniform over them when it gives them no mass), so the propensity
+        stays exact given the mask."""
         x = self._check_x(x)
-        return self._select(x, rng)
+        if allowed is None:
+            return self._select(x, rng)
+        mask = np.asarray(allowed, dtype=bool)
+        if mask.shape != (self.menu.n_actions,) or not mask.any():
+            raise ValueError(f"{self.type_name}: allowed must be bool[{self.menu.n_actions}] with at least one "
+                             f"True; got shape {mask.shape} with {int(mask.sum())} allowed")
+        if mask.all():
+            return self._select(x, rng)
+        p = self._probabilities(x) * mask
+        p = p / p.sum() if p.sum() > 0 else mask / mask.sum()
+        a = sample_index(p, rng)
+        return self.menu.plan(a, min(float(p[a]), 1.0), self.type_name,
+                              strategy_propensities=self._marginals(p, a),
+                              estimated=self.estimated_propensities)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Probability of each plan in ``menu.plans`` for context ``x`` (sums to 1)."""
@@ -203,7 +236,7 @@ class Policy(ABC):
         with atomic_directory(directory) as tmp:
             arrays = self._state_arrays()
             if arrays:
-                np.savez(tmp / "state.npz", **arrays)
+                np.savez(tmp / "state.npz", allow_pickle=False, **arrays)
             write_json(tmp / "menu.json", self.menu.to_dict())
             write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(mode="json"),
                            n_features=self.n_features, feature_names=list(self.feature_names),
@@ -218,7 +251,7 @@ class Policy(ABC):
 
         menu = PlanMenu.from_dict(json.loads((directory / "menu.json").read_text()))
         obj = cls(menu, manifest["n_features"],
-                  validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json"),
+                  cast(P, validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json")),
                   manifest.get("feature_names"))
         obj.n_updates_ = int(manifest.get("n_updates", 0))
         state = directory / "state.npz"
@@ -260,9 +293,49 @@ class Policy(ABC):
         # a sum of probabilities can round to just above 1; a propensity never exceeds 1
         return [min(float(p[same[:, s]].sum()), 1.0) for s in range(len(self.menu.strategies))]
 
+    def warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
+                   depth_rewards: np.ndarray | None = None) -> None:
+        """Pre-train on logged contexts ``X`` (``float[n, n_features]``) and full-information rewards.
+
+        Strategies are deterministic, so for a logged query with a click it is known, for *every*
+        menu plan, whether its candidates would have contained the clicked item:
+        ``plan_rewards[i, a]`` is that counterfactual reward (``float[n, n_plans]``). Learning it
+        is cost-sensitive supervised learning: each policy learns the whole reward row at once
+        (ridge policies update every plan's model; the factored policy every (strategy, depth)
+        model, from ``depth_rewards`` ``float[n, n_strategies, n_options]`` when given, else from
+        the menu's single-strategy plans; VW each plan's cost). These are full-information
+        numbers, unlike the bandit feedback of :meth:`update`. ``X`` and the rewards are not
+        modified.
+        """
+        X = np.array(X, dtype=np.float64)
+        R = np.array(plan_rewards, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"warm start contexts have shape {X.shape}, expected (n, {self.n_features})")
+        if R.shape != (X.shape[0], self.menu.n_actions):
+            raise ValueError(f"plan_rewards has shape {R.shape}, expected ({X.shape[0]}, {self.menu.n_actions})")
+        bad = ~np.isfinite(X)
+        if bad.any():
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"Context feature {self.feature_names[j]!r} of warm-start row {i} is {X[i, j]} "
+                             "(NaN or inf is not allowed).")
+        lo, hi = self.reward_bounds
+        depth = None if depth_rewards is None else np.array(depth_rewards, dtype=np.float64)
+        for name, arr in (("plan_rewards", R), ("depth_rewards", depth)):
+            if arr is None:
+                continue
+            out = ~np.isfinite(arr) | (arr < lo) | (arr > hi)
+            if out.any():
+                idx = tuple(int(v) for v in np.argwhere(out)[0])
+                raise ValueError(f"{name}{list(idx)} = {float(arr[idx])!r} is outside the configured "
+                                 f"range [{lo}, {hi}].")
+        if X.shape[0] == 0:
+            return
+        self._warm_start(X, R, depth)
+        self.n_updates_ += X.shape[0]
+
     def _warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
                     depth_rewards: np.ndarray | None) -> None:
-        """Learn from full-information rewards of every plan (see :func:`policies.warm_start.warm_start`)."""
+        """Learn from full-information rewards of every plan (see :meth:`warm_start`)."""
         raise ConfigError(f"policy {self.type_name!r} does not support warm start")
 
     @abstractmethod
@@ -281,3 +354,12 @@ class Policy(ABC):
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"Context feature {self.feature_names[i]!r} is {x[i]} (NaN or inf is not allowed).")
         return x
+
+
+class PageFusion(ABC):
+    """A policy whose pages are ordered by rank fusion of the strategies' lists, not by the
+    learned ranker (the engine applies :meth:`fusion_spec`; the policy stays free of ranking)."""
+
+    @abstractmethod
+    def fusion_spec(self) -> FusionSpec:
+        """Which fusion orders this policy's pages."""

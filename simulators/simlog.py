@@ -21,6 +21,7 @@ import numpy as np
 from ltrr.config import EngineConfig
 from ltrr.engine import Engine
 from ltrr.offline.logs import LogRecord, LogWriter, record_from_decision
+from ltrr.reward import RewardSpec
 from ltrr.types import Feedback
 
 START_TS = 1_735_689_600.0
@@ -46,7 +47,7 @@ def simulate_log(engine: Engine, queries: Sequence, out: str | os.PathLike, *, s
 
     cm = registry.get("click_model", click_model)(preset=preset)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
-    cost = engine.config.reward.cost_per_candidate
+    reward = RewardSpec.from_config(engine.config)
     k = engine.config.page_size if k is None else k
     rewards = np.zeros(len(queries))
     p_click = np.zeros(len(queries))
@@ -63,8 +64,7 @@ def simulate_log(engine: Engine, queries: Sequence, out: str | os.PathLike, *, s
             else:
                 clicked = np.zeros(0, dtype=bool)
             ids = [d.page_ids[j] for j in np.flatnonzero(clicked)]
-            rec = record_from_decision(d, ids, cost, offset=i, reward_kind=engine.config.reward.kind,
-                                       page_size=engine.config.page_size)
+            rec = record_from_decision(d, ids, reward, offset=i)
             if foreign:
                 rec = replace(rec, plan=None, x=None, reward=None, strategy_rewards=None)
             rewards[i] = rec.reward if rec.reward is not None else float(bool(ids))
@@ -84,8 +84,11 @@ def movie_stream(engine: Engine, n: int, *, pool_size: int = 500, seed: int = 0)
 def generate_log(config: EngineConfig, out: str | os.PathLike, n: int, *, pool_size: int = 500,
                  seed: int = 0, learn: bool = True, foreign: bool = False,
                  click_model: str = "pbm", preset: str = "navigational") -> SimLogResult:
-    """Build an engine from ``config`` and write a simulated log of ``n`` searches to ``out``."""
-    engine = Engine.from_config(config)
+    """Build an engine from ``config`` and write a simulated log of ``n`` searches to ``out``
+    (event ids seeded: the same seed writes the same log)."""
+    from simulators.session import deterministic
+
+    engine = Engine.from_config(deterministic(config))
     try:
         stream = movie_stream(engine, n, pool_size=pool_size, seed=seed)
         return simulate_log(engine, stream, out, seed=seed, learn=learn, foreign=foreign,
