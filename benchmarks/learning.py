@@ -212,11 +212,13 @@ def main(argv: list[str] | None = None) -> None:
         summary([Path(p) for p in args.summary])
         return
     from simulators.collections import IRCollection
+    from simulators.session import NO_INCUMBENT
 
     base = load_config(args.config)
     ranker = base.ranker.model_copy(update={**json.loads(args.ranker_config),
                                             "params": {**base.ranker.params, **json.loads(args.ranker_params)}})
-    base = base.model_copy(update={"ranker": ranker})
+    # the ranker itself is measured: no incumbent gate serving RRF until the ranker is promoted
+    base = base.model_copy(update={"ranker": ranker, "incumbent": base.incumbent.model_copy(update=NO_INCUMBENT)})
     config_hash = hashlib.sha1(json.dumps([base.model_dump(mode="json"), args.rounds], sort_keys=True,
                                           default=str).encode()).hexdigest()[:12]
     version = code_version()

@@ -15,8 +15,8 @@ whose source is not in the engine is not in the schema. Groups, in order:
   :class:`~ltrr.contracts.strategy.ItemStatistics` (the click memory): decayed counts of the
   (query, item) pair; CTR is NaN for a pair never shown;
 * ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
-  ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms can reach
-  (``sum idf (k1 + 1)``), a lexical score on the same [0, 1] scale for every query;
+  ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms reach in the corpus
+  (each term's best document weight, summed), a lexical score on one [0, 1] scale for every query;
 * ``title_overlap``, ``text_overlap``: fraction of query tokens in the title / text;
   ``title_trigram_overlap``: fraction of the query's character trigrams in the title;
 * ``log_popularity``; query hints ``query_tokens``, ``query_chars``, ``query_digit_frac``,
@@ -241,6 +241,8 @@ class FeatureBuilder:
             text_weights = bm25_cls({"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog).term_weights()
         self._title = _FieldIndex(bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights())
         self._text = _FieldIndex(text_weights)
+        # per term, its largest weight over the documents (the ``bm25_text_frac`` scale)
+        self._text_term_best = np.maximum(np.asarray(self._text.scores.max(axis=0).todense()).ravel(), 0.0)
         tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for title in catalog.titles:
@@ -304,8 +306,8 @@ class FeatureBuilder:
             rows = idx.scores[items]
             out[:, col[f"bm25_{field}"]] = rows @ counts
             if field == "text":
-                # the largest BM25 these query terms can reach: every term saturated (tf -> inf)
-                reach = float(counts @ (np.maximum(idx.bm25.idf_, 0.0) * (float(idx.bm25.params.k1) + 1.0)))
+                # the largest BM25 these query terms reach in the corpus: each term's best document
+                reach = float(counts @ self._text_term_best)
                 out[:, col["bm25_text_frac"]] = out[:, col["bm25_text"]] / reach if reach > 0 else 0.0
             hit = _binary(rows) @ present
             out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0

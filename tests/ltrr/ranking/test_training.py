@@ -28,6 +28,8 @@ def make_engine(catalog_path, catalog, events_path="", retrain_every=0, **ranker
         "ranker": {"retrain_every": retrain_every,
                    "params": {"n_estimators": 30, "min_data_in_leaf": 5, **ranker}},
         "store": {"events_path": str(events_path)},
+        # these tests are about the ranker and its training path: no incumbent gate, no holdout
+        "incumbent": {"gate_ranking": False, "gate_plans": False},
     }, "test")
     return Engine.from_config(cfg, catalog=catalog)
 
