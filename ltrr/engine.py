@@ -93,11 +93,15 @@ class Engine:
         save_engine(self, directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None) -> Engine:
-        """Load an engine directory written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None,
+             verify: str = "quick") -> Engine:
+        """Load an engine directory written by :meth:`save` (``verify``: ``"quick"`` checks every
+        file's size and fingerprint, ``"full"`` also its SHA-256; see ltrr.store.engine_dir)."""
         from ltrr.store.engine_dir import load_engine
 
-        return load_engine(cls, directory, events_path=events_path)
+        if verify not in ("quick", "full", "none"):
+            raise ValueError(f"verify must be 'quick', 'full' or 'none'; got {verify!r}")
+        return load_engine(cls, directory, events_path=events_path, verify=verify)  # type: ignore[arg-type]
 
     def replace_strategy(self, name: str, strategy: CandidateGenerator) -> None:
         """Swap in a new instance of strategy ``name`` (callers hold :attr:`lock`): the mapping
