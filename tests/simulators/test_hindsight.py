@@ -38,6 +38,9 @@ def trained_engine(movie_catalog_path, small_movies):
                        {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "fixed", "budget": 60},
         "ranker": {"retrain_every": 50, "params": {"n_estimators": 25, "min_data_in_leaf": 5}},
+        # the learned ranker serves from its first training (whether the incumbent would have
+        # promoted it is not what these tests are about)
+        "incumbent": {"gate_ranking": False, "gate_plans": False},
     }, "test")
     engine = Engine.from_config(cfg, catalog=small_movies)
     gen = MovieQueryGenerator(small_movies, seed=2)
@@ -142,6 +145,7 @@ def test_recorded_table_matches_the_recorded_run(movie_catalog_path, small_movie
         "strategies": [{"name": "bm25", "depths": [5, 30]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "fixed", "budget": 35},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+        "incumbent": {"gate_ranking": False, "gate_plans": False},  # the learned ranker serves
     }, "test")
     engine = Engine.from_config(cfg, catalog=small_movies)
     menu = engine.policy.menu
@@ -194,6 +198,7 @@ def test_recording_a_learning_run_does_not_change_it_and_values_its_own_choices(
                        {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.3}, "budget": 50},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+        "incumbent": {"gate_ranking": False},  # the learned ranker serves
     }, "test")
     stream = MovieQueryGenerator(small_movies, seed=6).stream(200, 50, seed=6)
     pbm = PositionBasedClickModel(preset="navigational")

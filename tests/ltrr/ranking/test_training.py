@@ -1,5 +1,6 @@
 """Training from the event log: logged features only, debiasing, errors, CLI, explanations."""
 
+import dataclasses
 import json
 
 import lightgbm as lgb
