@@ -67,6 +67,15 @@ class PolicyConfig(Params):
     #: ``cost_ms`` hints: deterministic, what the simulations use so a seed repeats its run)
     latency_source: Literal["measured", "declared"] = "measured"
     latency_half_life: float = Field(500.0, gt=0.0)
+    #: what the policy learns from each feedback: ``"full_information"`` the reward every menu
+    #: plan would have earned on the same clicks (strategies are deterministic: one retrieval at
+    #: the menu's largest depths tells which clicked items each plan's candidates hold), the
+    #: update of :meth:`~ltrr.contracts.policy.Policy.warm_start`; ``"bandit"`` only the chosen
+    #: plan's reward. Paired over plans on the same clicks, full information is far less noisy
+    #: (docs/learning.md); it costs a max-depth retrieval per feedback in the learner, and falls
+    #: back to bandit feedback for a policy without full-information learning. The logged
+    #: decisions keep their exact propensities either way.
+    learning: Literal["full_information", "bandit"] = "full_information"
 
 
 class RankerConfig(Params):

@@ -13,7 +13,8 @@ whose source is not in the engine is not in the schema. Groups, in order:
   did not retrieve (except the BM25 strategy reused for ``bm25_text``);
 * ``s_ctr``, ``s_impressions``, ``s_clicks``, per strategy declaring
   :class:`~ltrr.contracts.strategy.ItemStatistics` (the click memory): decayed counts of the
-  (query, item) pair; CTR is NaN for a pair never shown;
+  (query, item) pair (impressions weighted by the examination of the position shown) and the
+  strategy's smoothed CTR of them; CTR is NaN for a pair never shown;
 * ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
   ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms reach in the corpus
   (each term's best document weight, summed), a lexical score on one [0, 1] scale for every query;
@@ -99,7 +100,7 @@ class FeatureSchema:
 
 #: features that can only raise an item's score as they grow (+1) or fall (-1); suffixes apply to
 #: every strategy's columns. Popularity, query hints and click-memory impressions are left free.
-_INCREASING_SUFFIXES = ("_score", "_found", "_rr", "_match", "_ctr", "_clicks")
+_INCREASING_SUFFIXES = ("_score", "_found", "_rr", "_match", "_ctr")
 _INCREASING = ("fused_rrf", "bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap",
                "title_trigram_overlap", "n_found_by")
 _DECREASING_SUFFIXES = ("_rank",)
@@ -297,8 +298,7 @@ class FeatureBuilder:
             stats = live[name]
             assert isinstance(stats, ItemStatistics), name
             imp, clk = stats.item_stats(text, items)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[:, col[f"{name}_ctr"]] = np.where(imp > 0, clk / imp, np.nan)
+            out[:, col[f"{name}_ctr"]] = np.where(imp > 0, stats.smoothed_ctr(imp, clk), np.nan)
             out[:, col[f"{name}_impressions"]] = imp
             out[:, col[f"{name}_clicks"]] = clk
         for field, idx in (("title", self._title), ("text", self._text)):

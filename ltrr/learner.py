@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ltrr.contracts.policy import Policy
 from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
 from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
-from ltrr.offline.outcomes import plan_outcomes
+from ltrr.offline.outcomes import plan_outcomes, plan_page_outcomes
 from ltrr.ranking.training import ClickRetrainSchedule
 from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights
 from ltrr.store.events import JournalEntry, LoggedEvent
@@ -235,14 +236,41 @@ class Learner:
                 on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
                 interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
                                 int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
+        plan_rewards = self.full_information(logged, clicked) if entry.first else None
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
-                        x=logged.x, plan=logged.plan if entry.first else None, reward=reward,
-                        strategy_rewards=per_strategy,
+                        x=logged.x, plan=logged.plan if entry.first and plan_rewards is None else None,
+                        reward=reward if plan_rewards is None else None, strategy_rewards=per_strategy,
+                        plan_rewards=plan_rewards,
                         success_depths=np.asarray(logged.plan.depths) if entry.first else None,
                         success_hits=hits, plan_gain=plan_gain, interleaving=interleaving)
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
+
+    def full_information(self, logged: LoggedEvent, clicked: np.ndarray) -> np.ndarray | None:
+        """The reward of every menu plan on this decision's clicks (``policy.learning =
+        "full_information"``), or None when the policy learns bandit feedback (by config, or
+        because it cannot learn full information). One retrieval per strategy at its largest
+        menu depth, outside the engine lock; each plan is valued by the clicked items on the
+        page it would have shown, at their positions there (:func:`ltrr.reward.plan_page_rewards`)."""
+        engine = self.engine
+        policy = engine.policy
+        if (engine.config.policy.learning != "full_information" or not policy.adaptive
+                or type(policy)._warm_start is Policy._warm_start):
+            return None
+        return plan_page_outcomes(engine, QueryBatch((logged.query,)), clicked, self.plan_latency())
+
+    def plan_latency(self) -> np.ndarray:
+        """Every menu plan's latency (ms) as the reward prices it: the strategies' declared
+        costs with ``policy.latency_source = "declared"`` (repeatable), else the engine's
+        measured estimates."""
+        engine = self.engine
+        menu = engine.policy.menu
+        if engine.config.policy.latency_source != "declared":
+            return engine.latency.plan_ms(menu.plans)[0]
+        strategies = engine.strategies
+        return np.array([sum(strategies[n].cost_ms(int(d)) for n, d in zip(menu.strategies, row, strict=True) if d > 0)
+                         for row in menu.plans], dtype=np.float64)
 
     def credit(self, cands: Candidates, page: np.ndarray, depths: tuple[int, ...],
                clicked: np.ndarray, strategy_ms: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:

@@ -146,6 +146,44 @@ def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
     return rewards, recall
 
 
+def plan_page_rewards(spec: RewardSpec, ranks: np.ndarray, clicked: np.ndarray, plans: np.ndarray,
+                      plan_ms: np.ndarray | None = None, rrf_k: float = 60.0) -> np.ndarray:
+    """Full-information reward of every plan from the page it would have shown, on one search.
+
+    ``ranks[i, s]`` is candidate ``i``'s 1-based rank in strategy ``s``'s list at the menu's
+    largest depth (NaN or inf: not found), ``clicked[i]`` whether it was clicked, ``plans[a, s]``
+    the depths of plan ``a``. Plan ``a``'s page is the reciprocal-rank fusion of its truncated
+    lists (the incumbent's ranking, and the learned ranker's starting point), ties broken by
+    candidate order as the engine does; it earns the clicked items on that page at the position
+    they would have had (``click_dcg``: ``1 / log2(1 + position)`` over a full page's sum;
+    ``any_click``: 1 if any is on it), minus its cost. A plan that keeps the clicked items in its
+    candidates but pushes them down its page, or loses the items that lifted them, earns less:
+    unlike candidate coverage (:func:`plan_rewards`), which a shallow plan nearly always
+    matches. Items a plan would have shown that were never shown count as unclicked (the
+    estimate is pessimistic for plans far from the one served). ``float[A]`` in [-1, 1].
+    """
+    ranks = np.nan_to_num(np.asarray(ranks, dtype=np.float64), nan=np.inf)
+    plans = np.asarray(plans, dtype=np.float64)
+    clicked = np.asarray(clicked, dtype=bool)
+    n, k = ranks.shape[0], spec.page_size
+    cost = spec.cost_per_candidate * plans.sum(axis=1)
+    if plan_ms is not None:
+        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
+    if n == 0 or not clicked.any():
+        return np.clip(-cost, -1.0, 1.0)
+    drawn = ranks[None, :, :] <= plans[:, None, :]  # [A, n, S]
+    fused = np.where(drawn, 1.0 / (rrf_k + np.where(np.isfinite(ranks), ranks, 0.0))[None, :, :], 0.0).sum(axis=2)
+    fused = np.where(drawn.any(axis=2), fused, -np.inf)  # not a candidate of the plan
+    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]  # [A, k]: the plan's page
+    on_page = np.take_along_axis(np.isfinite(fused), order, axis=1) & clicked[order]
+    if spec.kind == "click_dcg":
+        w = position_weights(k)
+        gain = (on_page * w[None, : order.shape[1]]).sum(axis=1) / w.sum()
+    else:
+        gain = on_page.any(axis=1).astype(np.float64)
+    return np.clip(gain - cost, -1.0, 1.0)
+
+
 def expected_page_reward(kind: str, click_probabilities: np.ndarray, cost: np.ndarray | float) -> np.ndarray:
     """The reward of each page in expectation, from the click probability of every position
     (``float[pages, k]``, 0 where a page has no item), minus ``cost``, in [-1, 1]:

@@ -6,6 +6,14 @@ Both counts of a row decay together from its ``updated`` time, and are brought f
 write. Retrieval ranks a query's items by smoothed click-through rate
 ``(clicks + prior_ctr * prior_weight) / (impressions + prior_weight)``.
 
+Impressions are *examination-weighted* by default: an item shown at position ``r`` of the page
+counts ``(1 / r) ** examination_eta`` impressions (the position-based model's usual prior,
+Joachims et al. 2017), so clicks over impressions estimates how attractive the item is wherever
+it was shown, not how high the engine placed it. With raw counts (``examination_eta = 0``) the
+items the engine already shows on top collect the clicks, their CTR rises, and a ranker that
+trusts the memory keeps them there whatever their relevance (measured: the learned ranker on
+the all-at-max union fell 0.086 nDCG@10 below RRF on Cranfield, PBM informational clicks).
+
 Cold start (``cold_start = true``): items without clicks get *predicted* entries from
 pseudo-queries built from their fields (title, title without its article, title + year, director
 or lead actor + title, genre + year), scored ``predicted_ctr`` times the pseudo-query's strength,
@@ -62,6 +70,9 @@ class ClickMemoryParams(Params):
     min_clicks: float = Field(0.5, ge=0.0)
     #: SQLite file; empty means an in-memory database (saved with ``save``)
     path: str = ""
+    #: an item shown at position r counts (1 / r) ** examination_eta impressions (0: every
+    #: impression counts 1, the raw click-through rate)
+    examination_eta: float = Field(1.0, ge=0.0)
     #: insert predicted entries from pseudo-queries for items without clicks (fit, add_items)
     cold_start: bool = False
     #: score of a predicted entry of strength 1 (an exact title), comparable to a smoothed CTR
@@ -119,7 +130,8 @@ class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemS
             self._db.execute("COMMIT")
 
     def observe(self, query: str, shown: np.ndarray, clicked: np.ndarray, ts: float) -> None:
-        """Add one impression to every shown item and one click to every clicked item."""
+        """Add an impression to every shown item (``shown`` in page order; weighted by the
+        examination prior of its position) and one click to every clicked item."""
         key = normalize_query(query)
         if not key:
             return
@@ -128,7 +140,7 @@ class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemS
         items = np.union1d(shown, clicked)
         if items.size == 0:
             return
-        imp = np.isin(items, shown).astype(float)
+        imp = self.impression_weights(items, shown)
         clk = np.isin(items, clicked).astype(float)
         decay = self._decay_sql()
         with self._lock:
@@ -146,6 +158,25 @@ class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemS
                 self._db.executemany("DELETE FROM q2e_pred WHERE query = ? AND item = ?",
                                      [(key, int(i)) for i in items])
             self._db.execute("COMMIT")
+
+    def impression_weights(self, items: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """Impressions each of ``items`` gets from one page ``shown`` (in display order): the
+        examination prior ``(1 / r) ** examination_eta`` of its first position, 0 if not shown."""
+        weights = np.zeros(items.size)
+        if shown.size == 0:
+            return weights
+        uniq, first = np.unique(shown, return_index=True)
+        pos = np.searchsorted(uniq, items)
+        pos = np.minimum(pos, uniq.size - 1)
+        hit = uniq[pos] == items
+        weights[hit] = (1.0 + first[pos[hit]].astype(np.float64)) ** -self.params.examination_eta
+        return weights
+
+    def smoothed_ctr(self, impressions: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+        """The retrieval score: ``(clicks + prior_ctr * prior_weight) / (impressions + prior_weight)``."""
+        p = self.params
+        return (np.asarray(clicks, dtype=np.float64) + p.prior_ctr * p.prior_weight) / (
+            np.asarray(impressions, dtype=np.float64) + p.prior_weight)
 
     def _decay_sql(self) -> str:
         """SQL for the decay factor from ``updated`` to ``excluded.updated`` (pow via exp/ln-free form)."""
@@ -200,7 +231,7 @@ class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemS
             if not keep.any() and pred_items.size == 0:
                 continue
             items, imp, clk = items[keep], imp[keep], clk[keep]
-            ctr = (clk + p.prior_ctr * p.prior_weight) / (imp + p.prior_weight)
+            ctr = self.smoothed_ctr(imp, clk)
             items = np.concatenate([items, pred_items.astype(np.int64)])
             ctr = np.concatenate([ctr, pred_scores])
             order = np.lexsort((items, -ctr))[:k]

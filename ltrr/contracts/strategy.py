@@ -204,6 +204,13 @@ class ItemStatistics(ABC):
     def item_stats(self, query: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(impressions, clicks)``, each ``float[len(rows)]``, 0 for pairs never seen."""
 
+    def smoothed_ctr(self, impressions: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+        """The click-through rate the ``_ctr`` ranker feature shows for these counts (default:
+        clicks over impressions, NaN for a pair never shown); a strategy with a prior overrides."""
+        imp = np.asarray(impressions, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(imp > 0, np.asarray(clicks, dtype=np.float64) / imp, np.nan)
+
 
 class ItemScorer(ABC):
     """Scores any catalog rows for a query, not only the ones it retrieves."""

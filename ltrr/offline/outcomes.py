@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltrr.reward import RewardSpec, page_weights, plan_rewards
-from ltrr.types import QueryBatch
+from ltrr.reward import RewardSpec, page_weights, plan_page_rewards, plan_rewards
+from ltrr.types import Candidates, QueryBatch
 
 if TYPE_CHECKING:
     from ltrr.engine import Engine
@@ -35,9 +35,10 @@ class PlanOutcomes:
 
 
 def plan_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
-                  weights: np.ndarray | None) -> PlanOutcomes:
+                  weights: np.ndarray | None, plan_ms: np.ndarray | None = None) -> PlanOutcomes:
     """Retrieve once per strategy at its largest menu depth and value every menu plan for the
-    clicked items (``weights``: their shares of the page reward, None for ``any_click``)."""
+    clicked items (``weights``: their shares of the page reward, None for ``any_click``;
+    ``plan_ms``: every plan's latency, default the engine's current estimates)."""
     menu = engine.policy.menu
     max_depth = menu.plans.max(axis=0)
     results = engine.retrieve_lists(batch, menu.strategies, tuple(int(d) for d in max_depth))
@@ -46,9 +47,25 @@ def plan_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
     for s, (ids, _sc) in enumerate(results):
         hit_c, hit_i = np.nonzero(clicked_rows[:, None] == ids[None, :])
         ranks[hit_c, s] = hit_i + 1
-    rewards, recall = plan_rewards(RewardSpec.from_config(engine.config), ranks, menu.plans, weights,
-                                   engine.latency.plan_ms(menu.plans)[0])
+    if plan_ms is None:
+        plan_ms = engine.latency.plan_ms(menu.plans)[0]
+    rewards, recall = plan_rewards(RewardSpec.from_config(engine.config), ranks, menu.plans, weights, plan_ms)
     return PlanOutcomes(results, ranks, rewards, recall)
+
+
+def plan_page_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
+                       plan_ms: np.ndarray | None = None) -> np.ndarray:
+    """Retrieve once per strategy at its largest menu depth and value every menu plan by the page
+    it would have shown for the clicked items (:func:`ltrr.reward.plan_page_rewards`)."""
+    menu = engine.policy.menu
+    max_depth = menu.plans.max(axis=0)
+    rows = engine.retrieve_lists(batch, menu.strategies, tuple(int(d) for d in max_depth))
+    cands = Candidates.union(menu.strategies, rows)
+    if plan_ms is None:
+        plan_ms = engine.latency.plan_ms(menu.plans)[0]
+    return plan_page_rewards(RewardSpec.from_config(engine.config), cands.ranks,
+                             np.isin(cands.items, np.asarray(clicked_rows, dtype=np.int64)), menu.plans, plan_ms,
+                             engine.config.incumbent.rrf_k)
 
 
 def record_outcomes(engine: Engine, record: LogRecord) -> tuple[np.ndarray, np.ndarray]:

@@ -33,9 +33,12 @@ def _policy_state(engine):
 
 def test_live_feedback_and_the_journal_teach_the_same_state(movie_catalog_path, small_movies):
     """Feedback applied as it arrives, and the same feedback stored first and applied later from
-    the journal (the service's learner), leave identical policies, click memories and counters."""
-    live = Engine.from_config(_config(movie_catalog_path), catalog=small_movies)
-    later = Engine.from_config(_config(movie_catalog_path), catalog=small_movies)
+    the journal (the service's learner), leave identical policies, click memories and counters.
+    (Full-information rewards price every plan's latency with the engine's current estimate: with
+    declared latency the two are identical; with measured latency they differ by the estimates.)"""
+    policy = {"type": "epsilon_greedy", "params": {"epsilon": 0.2}, "budget": 100, "latency_source": "declared"}
+    live = Engine.from_config(_config(movie_catalog_path, policy=policy), catalog=small_movies)
+    later = Engine.from_config(_config(movie_catalog_path, policy=policy), catalog=small_movies)
     entries = []
     for i in range(60):
         a = live.search(small_movies.titles[i % 20], ts=float(i))
@@ -91,3 +94,43 @@ def test_feedback_for_a_decision_of_another_engine_is_refused_and_not_stored(mov
         new.feedback(Feedback.clicks(d.event_id, list(d.page_ids[:1]), ts=2.0))
     assert new.events.counts()["feedback"] == 0 and new.events.journal_head() == 0
     new.close()
+
+
+def test_full_information_teaches_every_plan_the_reward_it_would_have_earned(movie_catalog_path, small_movies):
+    """``policy.learning = "full_information"``: each feedback updates the policy with the reward
+    every menu plan's page would have earned on the same clicks (what ``warm_start`` learns);
+    ``"bandit"``: only the chosen plan's. The logged propensities are the policy's either way."""
+    from ltrr.offline.outcomes import plan_page_outcomes
+    from ltrr.types import QueryBatch
+
+    over = {"incumbent": {"gate_plans": False, "gate_ranking": False}}
+    full = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
+    bandit_cfg = _config(movie_catalog_path, **over)
+    bandit_cfg = bandit_cfg.model_copy(update={"policy": bandit_cfg.policy.model_copy(update={"learning": "bandit"})})
+    bandit = Engine.from_config(bandit_cfg, catalog=small_movies)
+    mirror = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
+    for i in range(12):
+        query = small_movies.titles[i % 5]
+        d = full.search(query, ts=float(i))
+        b = bandit.search(query, ts=float(i))
+        for e, dec in ((full, d), (bandit, b)):  # exact propensities: the policy's own probability
+            assert dec.plan.propensity == pytest.approx(e.policy.probabilities(dec.x)[dec.plan.action])
+        clicked = list(d.page_ids[:2]) if i % 4 else []
+        rows = small_movies.rows_of(clicked)
+        expected = plan_page_outcomes(full, QueryBatch((query,)), rows)
+        assert expected.shape == (full.policy.menu.n_actions,)
+        if clicked:  # the plans' pages differ: some plans lose the clicked items or their places
+            assert np.ptp(expected) > 0
+        res = full.feedback(Feedback.clicks(d.event_id, clicked, ts=i + 0.5))
+        assert res.policy_updated
+        bandit.feedback(Feedback.clicks(b.event_id, list(b.page_ids[:2]) if i % 4 else [], ts=i + 0.5))
+        mirror.policy.warm_start(d.x[None, :], expected[None, :])
+        mirror.strategies["memory"].observe(query, d.page, rows, i + 0.5)
+    for k, v in _policy_state(full).items():
+        np.testing.assert_allclose(v, _policy_state(mirror)[k])
+    # bandit feedback leaves the models of plans never chosen at their prior
+    counts_full = full.policy._state_arrays()
+    counts_bandit = bandit.policy._state_arrays()
+    assert any(not np.allclose(counts_full[k], counts_bandit[k]) for k in counts_full)
+    for e in (full, bandit, mirror):
+        e.close()

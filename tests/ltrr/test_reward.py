@@ -74,3 +74,28 @@ def test_expected_page_reward_and_bad_kinds():
         expected_page_reward("ctr", probs, 0.0)
     with pytest.raises(ValueError, match="Unknown reward credit 'half'; known: full, split"):
         RewardSpec("any_click", "half")
+
+
+def test_plan_page_rewards_value_each_plan_by_the_page_it_would_have_shown():
+    """Each plan's page is RRF of its truncated lists; it earns the clicked items at the positions
+    they would have had there (computed by hand on a page of 3)."""
+    from ltrr.reward import RewardSpec, plan_page_rewards
+
+    spec = RewardSpec("click_dcg", "split", 0.0, 3, 0.0)
+    # candidate ranks in (bm25, dense) at the largest depth; items 1 and 2 were clicked
+    ranks = np.array([[1, np.nan], [2, 1], [np.nan, 2], [3, 3]], dtype=float)
+    clicked = np.array([False, True, True, False])
+    plans = np.array([[1, 0], [3, 0], [3, 3], [0, 3]])
+    w = 1.0 / np.log2(np.arange(2, 5))
+    got = plan_page_rewards(spec, ranks, clicked, plans)
+    # [1, 0]: page (0): nothing clicked; [3, 0]: page (0, 1, 3), item 1 second;
+    # [3, 3]: RRF page (1, 3, 0), item 1 first; [0, 3]: page (1, 2, 3), items 1 and 2 first and second
+    np.testing.assert_allclose(got, [0.0, w[1] / w.sum(), w[0] / w.sum(), (w[0] + w[1]) / w.sum()])
+    # coverage would rate the shallow bm25 plan [3, 0] like [3, 3]; the page tells them apart
+    assert got[2] > got[1]
+    # costs per candidate and per millisecond; any_click earns 1 when a clicked item is on the page
+    priced = plan_page_rewards(RewardSpec("any_click", "split", 0.01, 3, 0.001), ranks, clicked, plans,
+                               plan_ms=np.array([1.0, 1.0, 2.0, 1.0]))
+    np.testing.assert_allclose(priced, [-0.011, 1 - 0.031, 1 - 0.062, 1 - 0.031])
+    # no click: every plan earns minus its cost
+    np.testing.assert_allclose(plan_page_rewards(spec, ranks, np.zeros(4, bool), plans), 0.0)

@@ -8,7 +8,7 @@ from strategies.memory import ClickMemory
 
 
 def test_ranks_by_smoothed_ctr_and_normalizes_queries():
-    m = ClickMemory({"half_life_s": 0, "prior_ctr": 0.0, "prior_weight": 1.0})
+    m = ClickMemory({"half_life_s": 0, "prior_ctr": 0.0, "prior_weight": 1.0, "examination_eta": 0.0})
     m.observe("Heat", np.array([1, 2, 3]), np.array([2]), 0.0)
     m.observe("  heat!! ", np.array([1, 2, 3]), np.array([2, 3]), 10.0)
     r = m.retrieve(["HEAT", "other", "   "], 5)
@@ -16,6 +16,24 @@ def test_ranks_by_smoothed_ctr_and_normalizes_queries():
     assert r.ids.tolist()[0] == [2, 3, -1, -1, -1]
     assert r.scores[0, :2] == pytest.approx([2 / 3, 1 / 3])
     assert (r.ids[1:] == -1).all()
+
+
+def test_impressions_are_weighted_by_the_examination_of_their_position():
+    m = ClickMemory({"half_life_s": 0, "min_clicks": 0.0})
+    # page order 5, 3, 9: positions 1, 2, 3 count 1, 1/2, 1/3 impressions (eta 1)
+    m.observe("q", np.array([5, 3, 9]), np.array([9]), 0.0)
+    m.observe("q", np.array([9, 5]), np.array([]), 1.0)
+    imp, clk = m.item_stats("q", np.array([5, 3, 9, 4]))
+    assert imp.tolist() == pytest.approx([1.5, 0.5, 1 / 3 + 1.0, 0.0])
+    assert clk.tolist() == [0.0, 0.0, 1.0, 0.0]
+    # a click low on the page says more than the same click on top: CTR over examined impressions
+    p = m.params
+    assert m.smoothed_ctr(imp, clk)[2] == pytest.approx((1 + p.prior_ctr * p.prior_weight) / (4 / 3 + p.prior_weight))
+    flat = ClickMemory({"half_life_s": 0, "examination_eta": 0.0})
+    flat.observe("q", np.array([5, 3, 9]), np.array([9]), 0.0)
+    assert flat.item_stats("q", np.array([5, 3, 9]))[0].tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="examination_eta"):
+        ClickMemory({"examination_eta": -1.0})
 
 
 def test_exponential_decay_by_half_life():
@@ -101,7 +119,8 @@ def test_cold_start_predictions_then_replaced_by_clicks():
     assert c["observed"] == 2 and c["predicted"] == n_pred - 2
     r = m.retrieve(["crime 1995"], 3)
     assert r.ids[0].tolist() == [3, -1, -1]
-    assert r.scores[0, 0] == pytest.approx((1 + 0.05 * 5) / (1 + 5))
+    # Casino was shown second: half an examined impression
+    assert r.scores[0, 0] == pytest.approx((1 + 0.05 * 5) / (0.5 + 5))
 
 
 def test_cold_start_add_items_and_save_load(tmp_path):
