@@ -16,7 +16,7 @@ from ltrr.contracts.ranker import Ranker
 from ltrr.contracts.strategy import CandidateGenerator
 from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.params import validate_params
-from ltrr.store.events import EventLog
+from ltrr.store.log_contract import open_event_log
 
 if TYPE_CHECKING:
     from ltrr.engine import Engine
@@ -93,6 +93,6 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
     for i, sc in enumerate(config.strategies):
         strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
     features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
-    events = EventLog(config.store.events_path, config.store.synchronous)
+    events = open_event_log(config.store)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),
                features, context_featurizer(config), events)

@@ -31,7 +31,7 @@ from ltrr.event_ids import EventIds
 from ltrr.features import FeatureBuilder
 from ltrr.learner import FeedbackResult, Learner
 from ltrr.ranking.fusion import fuse
-from ltrr.store.events import EventLog
+from ltrr.store.log_contract import EventStore
 from ltrr.success import StrategySuccess
 from ltrr.types import Candidates, Decision, Feedback, QueryBatch
 
@@ -49,7 +49,7 @@ class Engine:
     def __init__(self, config: EngineConfig, catalog: Catalog,
                  strategies: Mapping[str, CandidateGenerator], policy: Policy,
                  ranker: Ranker, features: FeatureBuilder,
-                 context: ContextFeaturizer, events: EventLog, *, event_ids: EventIds | None = None):
+                 context: ContextFeaturizer, events: EventStore, *, event_ids: EventIds | None = None):
         self.config = config
         self.catalog = catalog
         self.strategies: Mapping[str, CandidateGenerator] = dict(strategies)
@@ -83,11 +83,13 @@ class Engine:
         save_engine(self, directory)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None) -> Engine:
-        """Load an engine directory written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike, *, events_path: str | None = None,
+             store: dict[str, Any] | None = None) -> Engine:
+        """Load an engine directory written by :meth:`save` (``store``: overrides of its
+        ``[store]`` section, e.g. a serving replica's PostgreSQL backend)."""
         from ltrr.store.engine_dir import load_engine
 
-        return load_engine(cls, directory, events_path=events_path)
+        return load_engine(cls, directory, events_path=events_path, store=store)
 
     def replace_strategy(self, name: str, strategy: CandidateGenerator) -> None:
         """Swap in a new instance of strategy ``name`` (callers hold :attr:`lock`): the mapping

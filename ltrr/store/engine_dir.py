@@ -25,7 +25,7 @@ from ltrr.context import ContextFeaturizer
 from ltrr.contracts.strategy import LearnsFromFeedback
 from ltrr.errors import PersistenceError
 from ltrr.features import FeatureBuilder
-from ltrr.store.events import EventLog
+from ltrr.store.log_contract import open_event_log
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from ltrr.success import StrategySuccess
 
@@ -51,6 +51,7 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
             config = engine.config.model_dump(mode="json")
             config["catalog"]["path"] = "catalog.jsonl"
             config["store"]["events_path"] = ""
+            config["store"]["dsn"] = ""  # a connection string may hold a password
             write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
                            feature_schema=engine.features.schema.to_dict(),
                            context_features=list(engine.context.names),
@@ -58,8 +59,10 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
                            checksums=_checksums(tmp))
 
 
-def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str | None = None) -> E:
-    """Load an engine directory; every file is checked against its recorded SHA-256."""
+def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str | None = None,
+                store: dict[str, Any] | None = None) -> E:
+    """Load an engine directory; every file is checked against its recorded SHA-256. ``store``
+    overrides keys of the saved ``[store]`` section (e.g. the backend and DSN of a replica)."""
     directory = Path(directory)
     manifest = read_manifest(directory, "engine", (ENGINE_FORMAT_VERSION,))
     for rel, digest in manifest.get("checksums", {}).items():
@@ -67,15 +70,17 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
         if not f.exists() or _sha256(f) != digest:
             raise PersistenceError(f"{directory}: {rel} is missing or does not match its checksum")
     config = parse_config(manifest["config"], f"{directory}/manifest.json", directory)
-    if events_path is not None:
-        config = config.model_copy(update={"store": config.store.model_copy(update={"events_path": events_path})})
+    overrides = {**(store or {}), **({"events_path": events_path} if events_path is not None else {})}
+    if overrides:
+        config = config.model_copy(update={"store": config.store.model_validate(
+            {**config.store.model_dump(), **overrides})})
     catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
     strategies = {sc.name: strategy_class(sc.kind).load(directory / "strategies" / sc.name)
                   for sc in config.strategies}
     policy = policy_class(config.policy.type).load(directory / "policy")
     features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
     ranker = ranker_class(config.ranker.type).load(directory / "ranker", expected_schema=features.schema)
-    events = EventLog(config.store.events_path, config.store.synchronous)
+    events = open_event_log(config.store)
     names = manifest.get("context_features")
     context = ContextFeaturizer(names) if names is not None else context_featurizer(config)
     engine = cls(config, catalog, strategies, policy, ranker, features, context, events)
