@@ -14,23 +14,31 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
-from ltrr.config import ServeConfig
+from ltrr.config import REPO_ROOT, ServeConfig
 from ltrr.engine import decision_to_json
-from ltrr.errors import DataError, FeedbackExpiredError, LtrrError, UnknownEventError
-from ltrr.serve.state import ServeSettings, ServingState
+from ltrr.errors import (
+    DataError,
+    FeedbackExpiredError,
+    IncompatibleEventError,
+    LtrrError,
+    PersistenceError,
+    UnknownEventError,
+)
+from ltrr.serve.state import EngineNotReadyError, EngineUnavailableError, ServeSettings, ServingState
 from ltrr.types import Feedback, FeedbackEvent
 
 log = logging.getLogger("ltrr.serve")
@@ -42,7 +50,17 @@ APPLY_WAIT_S = 2.0
 #: a body over the limit is read and discarded up to this size so the client gets the 413
 DRAIN_LIMIT = 64 * 1024 * 1024
 
-ContextValue = str | int | float | bool | None
+#: bounds on what a search may carry (each decision is stored; an unbounded context once let 40
+#: anonymous calls grow the event log by 39 MB)
+MAX_QUERY_CHARS = 1000
+MAX_CONTEXT_KEYS = 32
+MAX_CONTEXT_KEY_CHARS = 64
+MAX_CONTEXT_VALUE_CHARS = 256
+#: at least one character that is not whitespace
+NOT_BLANK = r"\S"
+
+ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTEXT_KEY_CHARS)]
+ContextValue = Annotated[str, StringConstraints(max_length=MAX_CONTEXT_VALUE_CHARS)] | int | float | bool | None
 
 
 # ---------------------------------------------------------------------- request/response models
@@ -51,9 +69,12 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    query: str = Field(..., min_length=1, max_length=1000, description="The query text.")
-    context: dict[str, ContextValue] = Field(default_factory=dict, max_length=64,
-                                             description="User/session fields (flat JSON values).")
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK,
+                       description="The query text (not only whitespace).")
+    context: dict[ContextKey, ContextValue] = Field(
+        default_factory=dict, max_length=MAX_CONTEXT_KEYS,
+        description=f"User/session fields: at most {MAX_CONTEXT_KEYS} keys of at most {MAX_CONTEXT_KEY_CHARS} "
+                    f"characters, flat JSON values (strings of at most {MAX_CONTEXT_VALUE_CHARS} characters).")
     k: int = Field(10, ge=1, le=100, description="Results to return.")
     explain: bool = Field(False, description="Add per-result feature contributions.")
 
@@ -81,7 +102,7 @@ class SearchResponse(BaseModel):
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    item: str = Field(..., min_length=1, max_length=256, description="Id of a shown item.")
+    item: str = Field(..., min_length=1, max_length=256, pattern=NOT_BLANK, description="Id of a shown item.")
     position: int | None = Field(None, ge=0, le=10_000, description="0-based display position.")
     kind: Literal["click", "purchase", "dwell"] = "click"
     value: float | None = Field(None, ge=0.0, le=1e6,
@@ -93,7 +114,7 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(..., min_length=1, max_length=64)
+    event_id: str = Field(..., min_length=1, max_length=64, pattern=NOT_BLANK)
     events: list[FeedbackItem] = Field(default_factory=list, max_length=1000)
 
 
@@ -105,6 +126,59 @@ class FeedbackResponse(BaseModel):
     applied: bool
     policy_updated: bool
     reward: float | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message naming the offending field or value (no stack trace, no path)."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the message, and one entry per invalid field."""
+
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    engine: str
+    learner: bool
+    pid: int
+
+
+class Starting(BaseModel):
+    status: Literal["starting"]
+    detail: str
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    fingerprint: str
+    detail: str | None = None
+
+
+_ERR = {"model": ErrorBody}
+_TEXT_503 = {"model": ErrorBody, "description": "Not ready (engine loading), the event log unavailable, or "
+             "over the connection limit (then plain text `Service Unavailable`).",
+             "content": {"text/plain": {"schema": {"type": "string"}}}}
+_R_BODY = {400: {**_ERR, "description": "Malformed JSON body."},
+           413: {**_ERR, "description": "Request body over the limit."},
+           422: {"model": ValidationErrorBody, "description": "Invalid request (the message names each field)."},
+           500: {**_ERR, "description": "Internal error; the id refers to the server log."},
+           503: _TEXT_503}
+_R_AUTH = {401: {**_ERR, "description": "Missing bearer token."},
+           403: {**_ERR, "description": "Wrong bearer token."}}
 
 
 # ---------------------------------------------------------------------- body size limit
@@ -176,7 +250,7 @@ class MetricsMiddleware:
 
 
 # ---------------------------------------------------------------------- errors
-_UNION_TAGS = {"str", "int", "float", "bool", "none"}
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "constrained-str"}
 
 
 def _field(loc: tuple | list) -> str:
@@ -197,13 +271,15 @@ def _merge(fields: list[dict[str, str]]) -> list[dict[str, str]]:
              + "; ".join(v) + ")"} for k, v in merged.items()]
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for this exception type only
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {})
         return JSONResponse({"detail": f"Malformed JSON body: {ctx.get('error', 'cannot be parsed')}"},
                             status_code=400)
-    fields = _merge([{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors])
+    fields = _merge([{"field": redact_paths(_field(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+                     for e in errors])
     if any(f["field"] == "body" for f in fields):
         return JSONResponse({"detail": "Invalid request: the body must be a JSON object "
                                        "(Content-Type: application/json)", "errors": fields}, status_code=422)
@@ -211,9 +287,22 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": f"Invalid request: {msg}", "errors": fields}, status_code=422)
 
 
-def _error(status: int):
+_ABS_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\"():,;/]+/)*([^\s'\"():,;/]*)")
+
+
+def redact_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last component (error bodies never show
+    where files live: the server log has the full text)."""
+    for root in sorted({str(REPO_ROOT), os.getcwd()}, key=len, reverse=True):
+        message = message.replace(root + os.sep, "")
+    return _ABS_PATH.sub(lambda m: m.group(1) or "/", message)
+
+
+def _error(status: int, retry_after: int | None = None):
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+
     async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": redact_paths(str(exc))}, status_code=status, headers=headers)
     return handler
 
 
@@ -224,6 +313,26 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
                         status_code=500)
 
 
+def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("event log unavailable (%s) on %s %s: %s", error_id, request.method, request.url.path, exc)
+    return JSONResponse({"detail": f"The event log is unavailable (id {error_id}); retry shortly"},
+                        status_code=503, headers={"Retry-After": "1"})
+
+
+def _store_errors() -> list[type[BaseException]]:
+    """Exceptions that mean the event log cannot be reached right now (answered 503)."""
+    import sqlite3
+
+    out: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        return out
+    return out + [psycopg.OperationalError, psycopg_pool.PoolTimeout]
+
+
 # ---------------------------------------------------------------------- app
 def _read_token(settings: ServeSettings) -> str | None:
     if settings.token_file:
@@ -232,7 +341,10 @@ def _read_token(settings: ServeSettings) -> str | None:
         if not token:
             raise ValueError(f"token file {settings.token_file} is empty")
         return token
-    return os.environ.get(TOKEN_ENV) or None
+    env = os.environ.get(TOKEN_ENV)
+    if env is not None and not env.strip():
+        raise ValueError(f"${TOKEN_ENV} is set but blank")
+    return env.strip() if env else None
 
 
 def _engine_serve_config(engine_dir: str) -> ServeConfig:
@@ -264,17 +376,18 @@ def _jsonable(obj: Any) -> Any:
 
 
 def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMiddleware:
-    """Build the service for one worker process (the engine loads at startup): the FastAPI app
-    behind the metrics and body-limit ASGI middlewares (``.app.app`` is the FastAPI object)."""
+    """Build the service for one worker process: the FastAPI app behind the metrics and
+    body-limit ASGI middlewares (``.app.app`` is the FastAPI object). The engine loads in the
+    background: the process answers ``/healthz`` at once and ``/readyz`` 503 until it is ready."""
     state = ServingState(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.start()
+        state.start_background()
         try:
             yield
         finally:
-            state.stop()
+            await run_in_threadpool(state.stop)
 
     app = FastAPI(title="ltrr", version="1",
                   description="Learning to rank and retrieve: bandit-chosen candidate generators, "
@@ -298,11 +411,17 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(UnknownEventError, _error(404))
     app.add_exception_handler(FeedbackExpiredError, _error(410))
+    app.add_exception_handler(IncompatibleEventError, _error(409))
     app.add_exception_handler(DataError, _error(422))
+    app.add_exception_handler(EngineNotReadyError, _error(503, retry_after=1))
+    app.add_exception_handler(EngineUnavailableError, _error(503, retry_after=5))
+    app.add_exception_handler(PersistenceError, _error(503, retry_after=5))
     app.add_exception_handler(LtrrError, _error(400))
+    for exc_type in _store_errors():
+        app.add_exception_handler(exc_type, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)
 
-    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True,
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=_R_BODY,
               summary="Answer a query; the decision is logged under the returned event_id.")
     async def search(req: SearchRequest) -> dict[str, Any]:
         # run on the event loop thread: a search is ~1 ms of CPU-bound numpy/SQLite work, and a
@@ -320,23 +439,28 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
             if k > 0:
                 m.strategies.inc(s)
         if req.explain:
-            explain = getattr(engine, "explain", None)
-            if explain is None:
-                out["explain_note"] = "explanations are not available in this build; provenance only"
-            else:
-                out["explanation"] = _jsonable(explain(d, top=req.k))
+            out["explanation"] = _jsonable(engine.explain(d, top=req.k))
         return out
 
     @app.post("/feedback", response_model=FeedbackResponse, dependencies=auth,
+              responses={**_R_BODY, **_R_AUTH,
+                         404: {**_ERR, "description": "Unknown event id."},
+                         409: {**_ERR, "description": "The event was decided by another engine (e.g. before a "
+                                                      "reload): its feedback cannot be learned from."},
+                         410: {**_ERR, "description": "The late-feedback window of the event closed."},
+                         422: {"model": ValidationErrorBody,
+                               "description": "Invalid request, or an item that was not shown in the event."}},
               summary="Clicks/purchases/dwell for a search; idempotent per (event, item, kind).",
               description="Send an empty `events` list for 'shown, nothing clicked': it closes the "
                           "event for the policy. Feedback is committed to the event log before "
-                          "the response; it is rejected (410) once the late-feedback window closed.")
+                          "the response; it is rejected (410) once the late-feedback window closed, "
+                          "and (409) when the current engine cannot learn from the event.")
     async def feedback(req: FeedbackRequest) -> dict[str, Any]:
         fb = Feedback(req.event_id, tuple(
             FeedbackEvent(e.item, e.kind, e.position, 1.0 if e.value is None else e.value) for e in req.events))
-        if state.engine.config.serve.feedback_synchronous == "FULL":
-            out = await run_in_threadpool(state.feedback, fb)  # an fsync must not stall the event loop
+        if state.engine.config.serve.feedback_synchronous == "FULL" or state.backend == "postgres":
+            # an fsync, or a round trip to the database's commit, must not stall the event loop
+            out = await run_in_threadpool(state.feedback, fb)
         else:
             out = state.feedback(fb)  # ~1 ms of CPU: inline, no thread hop (GIL convoys under load)
         if out["journal_seq"] is not None and not out["applied"] and state.is_learner:
@@ -347,29 +471,46 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
             state.describe_applied(out)
         return out
 
-    @app.get("/healthz", summary="Liveness: the process answers.")
+    @app.get("/healthz", response_model=Health, summary="Liveness: the process answers (also while loading).")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: engine loaded and journal replayed.")
+    @app.get("/readyz", response_model=Ready,
+             responses={503: {"model": Starting, "description": "The engine is loading or the journal replaying."}},
+             summary="Readiness: engine loaded and journal replayed.")
     def readyz() -> JSONResponse:
-        if not state.ready or state.engine is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready", "engine": state.fingerprint, "learner": state.is_learner})
+        if not state.ready or not state.loaded:
+            detail = "the engine is loading" if state.start_error is None else \
+                f"the engine could not be started, retrying: {redact_paths(state.start_error)}"
+            return JSONResponse({"status": "starting", "detail": detail}, status_code=503,
+                                headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ready", "engine": state.fingerprint, "learner": state.is_learner,
+                             "pid": os.getpid()})
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of this worker.")
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of this worker.",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.post("/admin/reload", dependencies=auth,
+    @app.post("/admin/reload", dependencies=auth, response_model=ReloadResponse, response_model_exclude_none=True,
+              responses={**_R_AUTH, 413: _R_BODY[413], 500: _R_BODY[500],
+                         503: {**_TEXT_503, "description": "Not ready, the engine directory missing or invalid "
+                                                           "(the old engine keeps serving), or the learner did "
+                                                           "not publish the reload in time."}},
               summary="Swap in the engine directory as saved now, without dropping requests.")
     def reload() -> dict[str, Any]:
         try:
             return state.reload()
         except TimeoutError as exc:
-            raise HTTPException(503, str(exc)) from None
+            raise EngineUnavailableError(str(exc)) from None
+        except (OSError, ValueError) as exc:  # the directory changed or broke under the load
+            log.warning("reload failed: %s", exc)
+            raise EngineUnavailableError(
+                f"The engine directory could not be loaded ({type(exc).__name__}); still serving engine "
+                f"{state.fingerprint}") from None
 
-    @app.get("/admin/status", dependencies=auth, summary="Learner role, journal position, policy and log counts.")
+    @app.get("/admin/status", dependencies=auth, responses={**_R_AUTH, 500: _R_BODY[500], 503: _TEXT_503},
+             summary="Learner role, journal position, policy and log counts.")
     def status() -> dict[str, Any]:
         return state.status()
 

@@ -310,34 +310,33 @@ class PostgresEventLog(EventStore):
 class AdvisoryLock:
     """A session-level advisory lock held on its own connection (the learner election).
 
-    ``try_acquire`` is non-blocking. ``held`` pings the connection: a learner whose connection
-    broke has lost the lock (the server released it) and must stop acting as the learner.
+    ``try_acquire`` is non-blocking and reuses one connection between attempts. ``held`` pings
+    that connection: a learner whose connection broke has lost the lock (the server released
+    it) and must stop acting as the learner.
     """
 
     def __init__(self, dsn: str, key: int = LEARNER_LOCK):
         self.dsn, self.key = dsn, key
         self._conn: psycopg.Connection | None = None
+        self._held = False
         self._lock = threading.Lock()
 
     def try_acquire(self) -> bool:
         with self._lock:
-            if self._conn is not None:
+            if self._held:
                 return True
-            conn = psycopg.connect(self.dsn, autocommit=True, **KEEPALIVES)
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.dsn, autocommit=True, **KEEPALIVES)
             try:
-                got = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
-            except BaseException:
-                conn.close()
+                self._held = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
+            except psycopg.Error:
+                self._close()
                 raise
-            if got:
-                self._conn = conn
-            else:
-                conn.close()
-            return got
+            return self._held
 
     def held(self) -> bool:
         with self._lock:
-            if self._conn is None:
+            if not self._held or self._conn is None:
                 return False
             try:
                 self._conn.execute("SELECT 1")
@@ -347,10 +346,12 @@ class AdvisoryLock:
                 return False
 
     def connection(self) -> psycopg.Connection | None:
-        """The lock's connection: writes made through it fail once the lock is lost (fencing)."""
-        return self._conn
+        """The lock's connection while the lock is held: writes made through it fail once the
+        lock is lost (fencing)."""
+        return self._conn if self._held else None
 
     def _close(self) -> None:
+        self._held = False
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -72,12 +72,17 @@ class Server:
              str(self.state_dir), "--port", str(self.port), "--workers", str(self.workers), *self.args],
             env=env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
+        ready: set[int] = set()  # workers load in the background: wait until each one is ready
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    return self
+                r = httpx.get(self.url + "/readyz", timeout=1.0)
+                if r.status_code == 200:
+                    ready.add(r.json()["pid"])
+                    if len(ready) >= self.workers:
+                        return self
+                    continue
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
