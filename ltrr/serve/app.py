@@ -25,7 +25,18 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from ltrr.config import REPO_ROOT, ServeConfig
@@ -38,7 +49,12 @@ from ltrr.errors import (
     PersistenceError,
     UnknownEventError,
 )
-from ltrr.serve.state import EngineNotReadyError, EngineUnavailableError, ServeSettings, ServingState
+from ltrr.serve.state import (
+    EngineNotReadyError,
+    EngineUnavailableError,
+    ServeSettings,
+    ServingState,
+)
 from ltrr.types import Feedback, FeedbackEvent
 
 log = logging.getLogger("ltrr.serve")
@@ -59,8 +75,28 @@ MAX_CONTEXT_VALUE_CHARS = 256
 #: at least one character that is not whitespace
 NOT_BLANK = r"\S"
 
+def _json_number(value: Any) -> Any:
+    """JSON numbers only: a string or a boolean is not a number (pydantic's lax mode would
+    convert "10" and true); an integral float stays acceptable for an integer, as JSON Schema says."""
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("json_number", "Input should be a JSON number")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "Input should contain a character that is not whitespace")
+    return value
+
+
+#: a string with at least one character that is not whitespace (the schema says so with a pattern)
+NonBlank = Annotated[str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK})]
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTEXT_KEY_CHARS)]
-ContextValue = Annotated[str, StringConstraints(max_length=MAX_CONTEXT_VALUE_CHARS)] | int | float | bool | None
+# strict: a 300-digit string must not pass as an int because it is too long for a string
+ContextValue = (Annotated[str, StringConstraints(max_length=MAX_CONTEXT_VALUE_CHARS)] | StrictInt | StrictFloat
+                | StrictBool | None)
 
 
 # ---------------------------------------------------------------------- request/response models
@@ -69,14 +105,14 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK,
+    query: NonBlank = Field(..., min_length=1, max_length=MAX_QUERY_CHARS,
                        description="The query text (not only whitespace).")
     context: dict[ContextKey, ContextValue] = Field(
         default_factory=dict, max_length=MAX_CONTEXT_KEYS,
         description=f"User/session fields: at most {MAX_CONTEXT_KEYS} keys of at most {MAX_CONTEXT_KEY_CHARS} "
                     f"characters, flat JSON values (strings of at most {MAX_CONTEXT_VALUE_CHARS} characters).")
-    k: int = Field(10, ge=1, le=100, description="Results to return.")
-    explain: bool = Field(False, description="Add per-result feature contributions.")
+    k: JsonInt = Field(10, ge=1, le=100, description="Results to return.")
+    explain: StrictBool = Field(False, description="Add per-result feature contributions.")
 
 
 class Result(BaseModel):
@@ -102,10 +138,10 @@ class SearchResponse(BaseModel):
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    item: str = Field(..., min_length=1, max_length=256, pattern=NOT_BLANK, description="Id of a shown item.")
-    position: int | None = Field(None, ge=0, le=10_000, description="0-based display position.")
+    item: NonBlank = Field(..., min_length=1, max_length=256, description="Id of a shown item.")
+    position: JsonInt | None = Field(None, ge=0, le=10_000, description="0-based display position.")
     kind: Literal["click", "purchase", "dwell"] = "click"
-    value: float | None = Field(None, ge=0.0, le=1e6,
+    value: JsonFloat | None = Field(None, ge=0.0, le=1e6,
                                 description="Graded reward (default 1); > 0 counts as a positive.")
 
 
@@ -114,7 +150,7 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(..., min_length=1, max_length=64, pattern=NOT_BLANK)
+    event_id: NonBlank = Field(..., min_length=1, max_length=64)
     events: list[FeedbackItem] = Field(default_factory=list, max_length=1000)
 
 
