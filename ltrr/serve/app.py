@@ -72,8 +72,10 @@ MAX_QUERY_CHARS = 1000
 MAX_CONTEXT_KEYS = 32
 MAX_CONTEXT_KEY_CHARS = 64
 MAX_CONTEXT_VALUE_CHARS = 256
-#: at least one character that is not whitespace
-NOT_BLANK = r"\S"
+#: at least one character that is not whitespace, spelled out so that the schema's pattern (an
+#: ECMAScript regex) and the server's check agree on every character (Python's \s also matches
+#: the control characters U+001C-U+001F; ECMAScript's does not)
+NOT_BLANK = "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 
 def _json_number(value: Any) -> Any:
     """JSON numbers only: a string or a boolean is not a number (pydantic's lax mode would
@@ -84,11 +86,12 @@ def _json_number(value: Any) -> Any:
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if _NOT_BLANK.search(value) is None:
         raise PydanticCustomError("blank", "Input should contain a character that is not whitespace")
     return value
 
 
+_NOT_BLANK = re.compile(NOT_BLANK)
 #: a string with at least one character that is not whitespace (the schema says so with a pattern)
 NonBlank = Annotated[str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK})]
 JsonInt = Annotated[int, BeforeValidator(_json_number)]
@@ -457,7 +460,13 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
         app.add_exception_handler(exc_type, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)
 
-    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=_R_BODY,
+    # the link lets clients and API testers chain a search to feedback on it (stateful testing)
+    search_links = {"FeedbackOnThisSearch": {
+        "operationId": "feedback", "description": "Feedback for the search: its event_id, nothing clicked.",
+        "requestBody": {"event_id": "$response.body#/event_id", "events": []}}}
+
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True,
+              responses={**_R_BODY, 200: {"links": search_links}}, operation_id="search",
               summary="Answer a query; the decision is logged under the returned event_id.")
     async def search(req: SearchRequest) -> dict[str, Any]:
         # run on the event loop thread: a search is ~1 ms of CPU-bound numpy/SQLite work, and a
@@ -478,7 +487,7 @@ def create_app(settings: ServeSettings, token: str | None = None) -> MetricsMidd
             out["explanation"] = _jsonable(engine.explain(d, top=req.k))
         return out
 
-    @app.post("/feedback", response_model=FeedbackResponse, dependencies=auth,
+    @app.post("/feedback", response_model=FeedbackResponse, dependencies=auth, operation_id="feedback",
               responses={**_R_BODY, **_R_AUTH,
                          404: {**_ERR, "description": "Unknown event id."},
                          409: {**_ERR, "description": "The event was decided by another engine (e.g. before a "
