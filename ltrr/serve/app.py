@@ -77,12 +77,16 @@ MAX_CONTEXT_VALUE_CHARS = 256
 #: the control characters U+001C-U+001F; ECMAScript's does not)
 NOT_BLANK = "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 
-def _json_number(value: Any) -> Any:
+def _json_number(kind: str) -> BeforeValidator:
     """JSON numbers only: a string or a boolean is not a number (pydantic's lax mode would
     convert "10" and true); an integral float stays acceptable for an integer, as JSON Schema says."""
-    if isinstance(value, str | bool):
-        raise PydanticCustomError("json_number", "Input should be a JSON number")
-    return value
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str | bool):
+            raise PydanticCustomError("json_number", f"Input should be a valid {kind} (a JSON number, not a "
+                                                     f"{type(value).__name__})")
+        return value
+    return BeforeValidator(check)
 
 
 def _not_blank(value: str) -> str:
@@ -94,8 +98,8 @@ def _not_blank(value: str) -> str:
 _NOT_BLANK = re.compile(NOT_BLANK)
 #: a string with at least one character that is not whitespace (the schema says so with a pattern)
 NonBlank = Annotated[str, AfterValidator(_not_blank), Field(json_schema_extra={"pattern": NOT_BLANK})]
-JsonInt = Annotated[int, BeforeValidator(_json_number)]
-JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+JsonInt = Annotated[int, _json_number("integer")]
+JsonFloat = Annotated[float, _json_number("number")]
 ContextKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTEXT_KEY_CHARS)]
 # strict: a 300-digit string must not pass as an int because it is too long for a string
 ContextValue = (Annotated[str, StringConstraints(max_length=MAX_CONTEXT_VALUE_CHARS)] | StrictInt | StrictFloat
