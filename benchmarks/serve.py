@@ -57,11 +57,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_engine(out: Path, config: Path | None) -> Path:
-    from ltrr.config import default_config, load_config
+def build_engine(out: Path, config: Path | None, strategies: list[str] | None, policy: str | None) -> Path:
+    """The engine of ``config`` (default: the demo's defaults), optionally keeping only the
+    named ``strategies`` (plans without the others) and with another ``policy`` type."""
+    from ltrr.config import DEFAULT_CONFIG, load_config, parse_config
     from ltrr.engine import Engine
 
-    engine = Engine.from_config(load_config(config) if config else default_config())
+    cfg = load_config(config) if config else parse_config(DEFAULT_CONFIG, "<default config>")
+    if strategies:
+        data = cfg.model_dump(mode="json")
+        data["strategies"] = [sc for sc in data["strategies"] if sc["name"] in strategies]
+        data["policy"]["plans"] = None
+        data["context_features"] = None
+        cfg = parse_config(data, "<benchmark config>")
+    if policy:
+        cfg = cfg.with_policy(policy)
+    engine = Engine.from_config(cfg)
     engine.save(out)
     engine.close()
     return out
@@ -354,6 +365,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=32, help="Load-generator threads.")
     ap.add_argument("--engine", type=Path, default=None, help="Saved engine (default: build one from --config).")
     ap.add_argument("--config", type=Path, default=None, help="Engine config (default: the demo's defaults).")
+    ap.add_argument("--strategies", nargs="+", default=None,
+                    help="Keep only these strategies of the config (e.g. bm25 memory: a lighter engine).")
+    ap.add_argument("--policy", default=None, help="Another policy type for the config (e.g. epsilon_greedy).")
     ap.add_argument("--pool", type=int, default=2000, help="Distinct queries in the stream.")
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent over the queries' popularity rank.")
     ap.add_argument("--seed", type=int, default=0)
@@ -364,7 +378,7 @@ def main() -> None:
         raise SystemExit("--duration must be in (0, 600] and --rate in (0, 5000]")
     with tempfile.TemporaryDirectory(prefix="ltrr-serve-bench-") as tmp:
         tmp = Path(tmp)
-        engine = args.engine or build_engine(tmp / "engine", args.config)
+        engine = args.engine or build_engine(tmp / "engine", args.config, args.strategies, args.policy)
         if args.schemathesis:
             run_schemathesis(engine, tmp, args.schemathesis, args.seed)
             return

@@ -55,6 +55,11 @@ class Counter(_Family):
         with self._lock:
             self._values[labels] = self._values.get(labels, 0.0) + amount
 
+    def declare(self, *labels: str) -> None:
+        """Export ``labels`` at 0 until first incremented (a known series is visible at zero)."""
+        with self._lock:
+            self._values.setdefault(labels, 0.0)
+
     def value(self, *labels: str) -> float:
         with self._lock:
             return self._values.get(labels, 0.0)

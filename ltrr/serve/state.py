@@ -175,6 +175,7 @@ class ServingState:
         try:
             self.coord = self._coordinator()
             engine, self.fingerprint = self._load_engine()
+            self._declare_series(engine)
             self._engine = engine
             if self.coord.try_lead():
                 self._become_learner()
@@ -238,6 +239,9 @@ class ServingState:
             self.coord.close()
         self.is_learner = False
         self.ready = False
+        if self._engine is not None:  # its event log: a connection pool, for PostgreSQL
+            with contextlib.suppress(Exception):
+                self._engine.close()
 
     def _coordinator(self) -> Coordinator:
         if self.backend == "postgres":
@@ -492,10 +496,23 @@ class ServingState:
             out["reward"] = res.reward
         return out
 
+    def _declare_series(self, engine: Engine) -> None:
+        """Export the engine's known label values at 0 (strategies, plans, feedback kinds)."""
+        m = self.metrics
+        for kind in ("click", "purchase", "dwell"):
+            for result in ("new", "duplicate"):
+                m.feedback.declare(kind, result)
+        menu = engine.policy.menu
+        for name in menu.strategies:
+            m.strategies.declare(name)
+        for depths in menu.plans:
+            m.plans.declare(",".join(f"{s}={int(k)}" for s, k in zip(menu.strategies, depths, strict=True)))
+
     def _swap(self, engine: Engine, fingerprint: str) -> None:
         # in-flight requests keep the old engine object until they finish; its event log (a
         # connection pool with threads, for PostgreSQL) is closed once they are done
         old = self._engine
+        self._declare_series(engine)
         self._engine, self.fingerprint = engine, fingerprint
         self.metrics.reloads.inc()
         if old is not None:
