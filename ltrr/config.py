@@ -59,6 +59,14 @@ class PolicyConfig(Params):
     plans: list[dict[str, int]] | None = None
     #: half-life, in events a strategy ran on, of the ``success_<strategy>`` context features
     success_half_life: float = Field(500.0, gt=0.0)
+    #: plans whose estimated p99 latency (sum of the strategies' measured p99s) exceeds this many
+    #: milliseconds are not chosen (None: no budget); see ltrr.latency
+    p99_budget_ms: float | None = Field(None, gt=0.0)
+    #: where a plan's latency comes from: "measured" (each strategy's retrieve calls, timed online
+    #: and decayed over ``latency_half_life`` calls) or "declared" (the strategies' own
+    #: ``cost_ms`` hints: deterministic, what the simulations use so a seed repeats its run)
+    latency_source: Literal["measured", "declared"] = "measured"
+    latency_half_life: float = Field(500.0, gt=0.0)
 
 
 class RankerConfig(Params):
@@ -71,14 +79,17 @@ class RankerConfig(Params):
 
 
 class RewardConfig(Params):
-    #: reward subtracted per candidate drawn (makes large plans pay for their cost)
-    cost_per_candidate: float = Field(0.0005, ge=0.0)
+    #: reward subtracted per candidate drawn (makes large plans pay for their cost); small, so
+    #: that among plans whose pages are equally good the cheaper one wins, never a worse page
+    cost_per_candidate: float = Field(0.0001, ge=0.0)
     #: what a page earns before the cost: ``"any_click"`` 1 if anything on it was clicked;
     #: ``"click_dcg"`` its clicks weighted by ``1 / log2(1 + position)`` over the largest possible
     #: such sum of a full page, so a page with several good results earns more than one with a
     #: single click (``any_click`` saturates on queries with many relevant items). Per-strategy
     #: credit splits the same way: each strategy earns the weights of the clicked items it drew.
-    kind: Literal["any_click", "click_dcg"] = "any_click"
+    #: ``click_dcg`` is the default: a reward that ignores positions ranks plans by whether they
+    #: draw any clicked item, so the cheapest plan looks best in hindsight whatever its pages
+    kind: Literal["any_click", "click_dcg"] = "click_dcg"
     #: per-strategy (semi-bandit) credit for the factored policy: ``"full"`` a strategy earns
     #: every clicked item it drew (``any_click``: 1 if it drew any), so strategies that overlap
     #: are all paid for the same click; ``"split"`` each clicked item's share of the page reward
@@ -87,6 +98,52 @@ class RewardConfig(Params):
     #: the default: on the movie benchmark (20k rounds, factored policy) it raised nDCG@10 from
     #: 0.813 to 0.829 and from 0.731 to 0.760 (seeds 0 / 1) with the same or fewer candidates
     credit: Literal["full", "split"] = "split"
+    #: reward subtracted per millisecond of the plan's estimated latency (each strategy pays for its
+    #: own in the per-strategy credit): plans that only cost time lose to cheaper equal pages
+    latency_weight: float = Field(0.001, ge=0.0)
+
+
+class IncumbentConfig(Params):
+    """The safe incumbent (see :mod:`ltrr.incumbent`): the baseline ranking (RRF) and plan serve
+    until the learned ranker and policy are shown better; every switch is logged and reversible."""
+
+    #: serve RRF of the plan's lists until the learned ranker wins an interleaving test
+    gate_ranking: bool = True
+    #: let the learned policy choose plans only while the conservative condition holds
+    gate_plans: bool = True
+    #: RRF constant of the baseline ranking
+    rrf_k: float = Field(60.0, gt=0.0)
+    #: share of searches interleaved while the learned ranker is the challenger
+    interleave_share: float = Field(0.5, ge=0.0, le=1.0)
+    #: share of searches interleaved once it serves (the demotion watch)
+    monitor_share: float = Field(0.1, ge=0.0, le=1.0)
+    #: sequential test: the smallest advantage of the win rate over 1/2 worth detecting ...
+    min_effect: float = Field(0.05, gt=0.0, lt=0.5)
+    #: ... and the confidence of its promote / demote decisions (and of the off-policy bound)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    #: after every retraining, also compare the new ranker with RRF off-policy on held-out
+    #: logged queries (inverse-propensity click DCG, ltrr.ranking.counterfactual): promote when
+    #: the lower confidence bound of the difference is > 0, demote when the upper one is < 0
+    counterfactual: bool = True
+    #: share of logged queries (by a hash of the event id) kept out of ranker training for it
+    holdout_share: float = Field(0.2, gt=0.0, lt=1.0)
+    #: held-out queries with clicks needed before the off-policy bound may switch anything
+    min_holdout_queries: int = Field(50, ge=2)
+    #: largest inverse examination weight of a click in that comparison
+    ipw_clip: float = Field(10.0, ge=1.0)
+    #: the baseline plan (strategy -> depth); empty: every strategy at its largest depth
+    baseline_plan: dict[str, int] = Field(default_factory=dict)
+    #: learned plans only while the decayed realized page gain stays >= (1 - alpha) x the
+    #: baseline plan's estimated gain over the same rounds
+    alpha: float = Field(0.03, ge=0.0, lt=1.0)
+    #: half-life, in rounds, of those gain sums (0: cumulative over all rounds)
+    gain_half_life: float = Field(1000.0, ge=0.0)
+    #: rounds the baseline plan serves (with feedback) before the learned policy may choose
+    min_baseline_rounds: int = Field(50, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.gate_ranking or self.gate_plans
 
 
 class StoreConfig(Params):
@@ -134,6 +191,7 @@ class EngineConfig(Params):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    incumbent: IncumbentConfig = Field(default_factory=IncumbentConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     #: context features the policy sees, in order (see ltrr.context.CONTEXT_FEATURES)
@@ -147,6 +205,10 @@ class EngineConfig(Params):
             raise ValueError(f"strategy names must be unique; repeated: {', '.join(dup)}")
         if not names:
             raise ValueError("at least one strategy is required")
+        unknown = sorted(set(self.incumbent.baseline_plan) - set(names))
+        if unknown:
+            raise ValueError(f"incumbent.baseline_plan names unknown strategy {unknown[0]!r}; "
+                             f"strategies: {', '.join(names)}")
         return self
 
     def with_policy(self, type_: str, params: dict[str, Any] | None = None) -> EngineConfig:

@@ -29,11 +29,14 @@ from ltrr.contracts.strategy import CandidateGenerator, QueryStatistics
 from ltrr.errors import DataError
 from ltrr.event_ids import EventIds
 from ltrr.features import FeatureBuilder
+from ltrr.incumbent import RANKING_BASELINE, RANKING_INTERLEAVED, RANKING_LEARNED, Incumbent
+from ltrr.latency import LatencyTracker
 from ltrr.learner import FeedbackResult, Learner
-from ltrr.ranking.fusion import fuse
+from ltrr.ranking.fusion import FusionSpec, fuse
+from ltrr.ranking.interleaving import team_draft
 from ltrr.store.log_contract import EventStore
 from ltrr.success import StrategySuccess
-from ltrr.types import Candidates, Decision, Feedback, QueryBatch
+from ltrr.types import Candidates, Decision, Feedback, Plan, QueryBatch
 
 __all__ = ["Engine", "FeedbackResult", "decision_to_json"]
 
@@ -59,9 +62,16 @@ class Engine:
         self.context = context
         self.events = events
         self.lock = threading.RLock()
-        self.policy_rng = np.random.default_rng(np.random.SeedSequence(int(config.seed)).spawn(2)[0])
+        seeds = np.random.SeedSequence(int(config.seed)).spawn(3)
+        self.policy_rng = np.random.default_rng(seeds[0])
+        self.incumbent_rng = np.random.default_rng(seeds[2])  # interleaving draws
+        self.incumbent = Incumbent(config.incumbent)
         self.event_ids = event_ids if event_ids is not None else EventIds.for_config(config, events)
         self.success = StrategySuccess([s.name for s in config.strategies], config.policy.success_half_life)
+        menu = policy.menu
+        self.latency = LatencyTracker(menu.strategies, menu.options,
+                                      [self.strategies[n].cost_ms for n in menu.strategies],
+                                      config.policy.latency_half_life)
         self.learner = Learner(self)
         self.n_searches = 0
         # the log carries the names of the features it stores (read by `ltrr train-ranker --log`)
@@ -127,32 +137,104 @@ class Engine:
         timings["features"] = (t1 - t0) * 1e3
         with self.lock:
             policy, ranker, strategies = self.policy, self.ranker, self.strategies
-            plan = policy.select(x, self.policy_rng)
+            plan, plan_source = self._choose_plan(policy, x, ts)
+            fusion = policy.fusion_spec() if isinstance(policy, PageFusion) else None
+            ranking = (RANKING_LEARNED if fusion is not None
+                       else self.incumbent.ranker.mode(ranker.is_fitted, self.incumbent_rng))
+            self.incumbent.rounds += 1
             event_id = self.event_ids.next()
         t2 = time.perf_counter()
         timings["policy"] = (t2 - t1) * 1e3
         cands = self._union(batch, plan.strategies, plan.depths, strategies, timings)
+        strategy_ms = self._strategy_cost(plan, timings)
         t4 = time.perf_counter()
         feats = self.features.build(batch, cands, strategies)
-        fusion = policy.fusion_spec() if isinstance(policy, PageFusion) else None
-        scores = fuse(cands, fusion) if fusion is not None else ranker.score(feats)
+        teams = None
+        if fusion is not None:
+            scores = fuse(cands, fusion)
+        elif ranking == RANKING_BASELINE:
+            scores = fuse(cands, self._baseline_fusion())
+        else:
+            scores = ranker.score(feats)
         order = np.lexsort((np.arange(len(cands)), -scores))[:k]
+        if ranking == RANKING_INTERLEAVED:
+            base = fuse(cands, self._baseline_fusion())
+            base_order = np.lexsort((np.arange(len(cands)), -base))[:k]
+            where = {int(item): i for i, item in enumerate(cands.items)}
+            items, teams = team_draft(cands.items[base_order], cands.items[order], k, self.incumbent_rng)
+            order = np.array([where[int(i)] for i in items], dtype=np.int64)
         page = cands.items[order]
         t5 = time.perf_counter()
         timings["ranker"] = (t5 - t4) * 1e3
+        versions = {"policy": f"{policy.type_name}@{policy.n_updates_}",
+                    "ranker": (f"fusion:{fusion.method}" if fusion is not None
+                               else "fusion:rrf" if ranking == RANKING_BASELINE else ranker.version_),
+                    "features": self.features.schema.fingerprint}
+        if fusion is None and self.config.incumbent.gate_ranking:
+            versions["ranking"] = ranking
+        if plan_source is not None:
+            versions["plan"] = plan_source
         decision = Decision(
             event_id=event_id, ts=ts, query=query, context=context, x=x, plan=plan,
             candidates=cands, features=feats, page=page, page_scores=scores[order].astype(np.float32),
-            page_ids=tuple(self.catalog.ids[i] for i in page),
-            model_versions={"policy": f"{policy.type_name}@{policy.n_updates_}",
-                            "ranker": f"fusion:{fusion.method}" if fusion is not None else ranker.version_,
-                            "features": self.features.schema.fingerprint},
-            timings_ms=timings,
+            page_ids=tuple(self.catalog.ids[i] for i in page), model_versions=versions,
+            timings_ms=timings, teams=teams, strategy_ms=strategy_ms,
         )
         self.events.append(decision)
         timings["logging"] = (time.perf_counter() - t5) * 1e3
         self.n_searches += 1
         return decision
+
+    def _choose_plan(self, policy: Policy, x: np.ndarray, ts: float) -> tuple[Plan, str | None]:
+        """The learned policy's plan (among the plans within the p99 latency budget), or the
+        baseline plan when the incumbent's conservative condition does not hold (caller holds
+        the lock); the source is None when ungated."""
+        allowed = self.plans_within_budget(policy) if policy.adaptive else None
+        if not (self.config.incumbent.gate_plans and policy.adaptive):
+            return policy.select(x, self.policy_rng, allowed), None
+        self.incumbent.plans.served()
+        if self.incumbent.plans_allowed(ts):
+            return policy.select(x, self.policy_rng, allowed), "learned"
+        return self.baseline_plan(policy), "baseline"
+
+    def plans_within_budget(self, policy: Policy) -> np.ndarray | None:
+        """Menu plans whose estimated p99 latency fits ``policy.p99_budget_ms`` (the fastest
+        plan stays allowed when none fits); None without a budget."""
+        budget = self.config.policy.p99_budget_ms
+        if budget is None:
+            return None
+        _mean, p99 = self.latency.plan_ms(policy.menu.plans)
+        allowed = p99 <= budget
+        if not allowed.any():
+            allowed[int(np.argmin(p99))] = True
+        return allowed
+
+    def _strategy_cost(self, plan: Plan, timings: dict[str, float]) -> np.ndarray:
+        """Each strategy's cost in ms for this search, and the measurements fed to the tracker:
+        measured (this call's time) or declared (the strategy's hint), per
+        ``policy.latency_source``."""
+        ms = np.zeros(len(plan.depths))
+        declared = self.config.policy.latency_source == "declared"
+        with self.lock:
+            for s, (name, depth) in enumerate(zip(plan.strategies, plan.depths, strict=True)):
+                if depth <= 0:
+                    continue
+                measured = timings.get(f"strategy:{name}", 0.0)
+                self.latency.observe(s, int(depth), measured)
+                ms[s] = self.strategies[name].cost_ms(int(depth)) if declared else measured
+        return ms
+
+    def baseline_plan(self, policy: Policy) -> Plan:
+        """The incumbent's plan (``incumbent.baseline_plan``; default every strategy at its
+        largest depth), chosen with probability 1."""
+        menu = policy.menu
+        chosen = self.config.incumbent.baseline_plan
+        depths = tuple(int(chosen.get(s, 0)) if chosen else max(o) for s, o in zip(menu.strategies, menu.options,
+                                                                                     strict=True))
+        return Plan(menu.strategies, depths, 1.0, action=menu.action_of(depths), policy="incumbent")
+
+    def _baseline_fusion(self) -> FusionSpec:
+        return FusionSpec("rrf", self.config.incumbent.rrf_k)
 
     def retrieve_lists(self, batch: QueryBatch, strategies: tuple[str, ...], depths: tuple[int, ...],
                        timings: dict[str, float] | None = None,
@@ -208,9 +290,10 @@ class Engine:
     def reseed(self, *keys: int) -> None:
         """Re-derive the policy's random stream from ``(config.seed, *keys)`` (a serving process
         passes keys unique to it, so two processes do not explore in lockstep)."""
-        seq = np.random.SeedSequence([int(self.config.seed), *(int(k) for k in keys)]).spawn(2)[0]
+        seeds = np.random.SeedSequence([int(self.config.seed), *(int(k) for k in keys)]).spawn(3)
         with self.lock:
-            self.policy_rng = np.random.default_rng(seq)
+            self.policy_rng = np.random.default_rng(seeds[0])
+            self.incumbent_rng = np.random.default_rng(seeds[2])
 
     def close(self) -> None:
         """Close the event log (strategies may be shared with other engines: not closed here)."""

@@ -48,7 +48,7 @@ class EventIds:
 
     def state(self) -> dict[str, Any] | None:
         """The seeded stream's position (None for OS-random ids): replay checkpoints keep it."""
-        return None if self._rng is None else self._rng.bit_generator.state
+        return None if self._rng is None else dict(self._rng.bit_generator.state)
 
     def restore(self, state: dict[str, Any] | None) -> None:
         if state is not None and self._rng is not None:

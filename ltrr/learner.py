@@ -18,6 +18,7 @@ replay, the Python API) retrains as soon as a schedule is due, inside the feedba
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ import numpy as np
 
 from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
+from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
 from ltrr.offline.outcomes import plan_outcomes
-from ltrr.reward import RewardSpec, decision_rewards, page_weights
+from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights
 from ltrr.store.events import JournalEntry, LoggedEvent
 from ltrr.types import Candidates, Decision, Feedback, FeedbackEvent, Plan, QueryBatch
 
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
     from ltrr.offline.logs import LogRecord
 
 RetrainMode = Literal["inline", "deferred"]
+
+
+def held_out(event_id: str, share: float) -> bool:
+    """Whether a logged query is kept out of ranker training for the off-policy comparison: a
+    stable hash of its id, so a query stays on one side across retrainings."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big") < share * 2**32
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,10 @@ class Lesson:
     plan_rewards: np.ndarray | None = None
     success_depths: np.ndarray | None = None
     success_hits: np.ndarray | None = None
+    #: the incumbent's evidence: (baseline plan served?, realized page gain) of a gated search,
+    #: and (learned ranker's clicks, baseline ranking's clicks) of an interleaved page
+    plan_gain: tuple[bool, float] | None = None
+    interleaving: tuple[int, int] | None = None
 
 
 @dataclass
@@ -204,27 +216,35 @@ class Learner:
         clicked = engine.catalog.rows_of([ev.item for ev in entry.events if ev.value > 0])
         reward = per_strategy = None
         hits = None
+        plan_gain = interleaving = None
         if entry.first:
-            reward, per_strategy, hits = self.credit(logged.candidates, logged.page_rows,
-                                                               logged.plan.depths, clicked)
+            reward, per_strategy, hits = self.credit(logged.candidates, logged.page_rows, logged.plan.depths,
+                                                     clicked, logged.strategy_ms if logged.strategy_ms.size else None)
+            source = logged.model_versions.get("plan")
+            if source in ("baseline", "learned"):
+                plan_gain = (source == "baseline", page_gain(self.reward, logged.page_rows, clicked))
+            if logged.teams.size:
+                on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
+                interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
+                                int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
                         x=logged.x, plan=logged.plan if entry.first else None, reward=reward,
                         strategy_rewards=per_strategy,
                         success_depths=np.asarray(logged.plan.depths) if entry.first else None,
-                        success_hits=hits)
+                        success_hits=hits, plan_gain=plan_gain, interleaving=interleaving)
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
     def credit(self, cands: Candidates, page: np.ndarray, depths: tuple[int, ...],
-                         clicked: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+               clicked: np.ndarray, strategy_ms: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
         """Reward, per-strategy rewards and per-strategy hits (drew a clicked item) of a decision
         (``cands``, the ``page`` shown, the plan's ``depths``) given its ``clicked`` rows."""
         in_clicks = np.isin(cands.items, clicked)
         spec = self.reward
         reward, per = decision_rewards(spec, cands.found, in_clicks, depths,
-                                       page_weights(spec, cands.items, page))
-        hits = cands.found[in_clicks].any(axis=0) if in_clicks.any() else np.zeros(len(depths), dtype=bool)
+                                       page_weights(spec, cands.items, page), strategy_ms)
+        hits = np.asarray(cands.found[in_clicks].any(axis=0)) if in_clicks.any() else np.zeros(len(depths), dtype=bool)
         return reward, per, hits
 
     def learn_from_record(self, record: LogRecord, *, train_ranker: bool = True) -> LogStep:
@@ -262,22 +282,23 @@ class Learner:
         if bandit:
             assert plan is not None
             depths = np.asarray(plan.depths, dtype=np.int64)
-            logged_action = menu.action_of(depths)
+            logged_action = menu.action_of(plan.depths)
             drew = out.ranks <= depths[None, :]  # [clicks, strategies]
             computed, per_strategy = decision_rewards(spec, drew, np.ones(drew.shape[0], dtype=bool),
-                                                      depths, weights)
+                                                      plan.depths, weights, engine.latency.strategy_ms(plan.depths)[0])
             logged_reward = float(record.reward) if record.reward is not None else computed
             p_now = engine.policy.probabilities(x)
             ips_weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan=plan, reward=logged_reward,
                             strategy_rewards=per_strategy, success_depths=depths,
-                            success_hits=drew.any(axis=0))
+                            success_hits=np.asarray(drew.any(axis=0)))
         else:
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan_rewards=out.rewards,
                             success_depths=max_depth, success_hits=(out.ranks <= max_depth[None, :]).any(axis=0))
         if train_ranker and clicked_rows.size and shown_rows.size:
-            self._log_training_event(record, batch, x, plan if bandit else chosen, out.results, shown_rows,
-                                     np.asarray(plan.depths) if bandit and plan is not None else max_depth,
+            logged_plan = plan if bandit and plan is not None else chosen
+            self._log_training_event(record, batch, x, logged_plan, out.results, shown_rows,
+                                     np.asarray(logged_plan.depths) if logged_plan is plan else max_depth,
                                      clicked_rows)
         retrained = self.apply(lesson, ranker=train_ranker)
         return LogStep("bandit-feedback" if bandit else "full-information", x, int(chosen.action),
@@ -325,6 +346,7 @@ class Learner:
                 engine.policy.warm_start(lesson.x[None, :], lesson.plan_rewards[None, :])
             if lesson.success_depths is not None and lesson.success_hits is not None:
                 engine.success.observe(lesson.success_depths, lesson.success_hits)
+            self._teach_incumbent(lesson)
             for strat in engine.strategies.values():
                 if isinstance(strat, LearnsFromFeedback):
                     strat.observe(lesson.query, lesson.shown, lesson.clicked, lesson.ts)
@@ -333,9 +355,20 @@ class Learner:
                 self.clock.clicks += int(lesson.clicked.size)
         if self.retrain != "inline":
             return False
-        retrained = self.retrain_ranker() if ranker and self.ranker_due() else False
+        retrained = self.retrain_ranker(lesson.ts) if ranker and self.ranker_due() else False
         self.retrain_strategies()
         return retrained
+
+    def _teach_incumbent(self, lesson: Lesson) -> None:
+        """Evidence for the incumbent's gates (caller holds the engine lock)."""
+        inc = self.engine.incumbent
+        if lesson.plan_gain is not None:
+            inc.plans.observe(*lesson.plan_gain)
+        if lesson.interleaving is not None:
+            switch, evidence = inc.ranker.observe(*lesson.interleaving)
+            if switch is not None:
+                inc.record_switch("ranker", switch, lesson.ts,
+                                  {**evidence, "learned_ranker": self.engine.ranker.version_})
 
     # ------------------------------------------------------------------ retraining
     def ranker_due(self) -> bool:
@@ -345,7 +378,7 @@ class Learner:
 
     def strategies_due(self) -> list[str]:
         """Retrainable strategies whose observed clicks reached their ``retrain_every``."""
-        due = []
+        due: list[str] = []
         for sc in self.engine.config.strategies:
             strat = self.engine.strategies.get(sc.name)
             if (isinstance(strat, Retrainable) and sc.retrain_every
@@ -358,15 +391,24 @@ class Learner:
         ranker = self.retrain_ranker() if self.ranker_due() else False
         return ranker, self.retrain_strategies()
 
-    def retrain_ranker(self) -> bool:
+    def retrain_ranker(self, ts: float | None = None) -> bool:
         """Train a new ranker on the logged features of recent events with clicks, aside, and
-        swap it in; False (and the clock reset) when fewer than 10 queries have clicks."""
+        swap it in; False (and the clock reset) when fewer than 10 queries have clicks.
+
+        With the incumbent's off-policy gate, a share of the logged queries is held out of
+        training and the new ranker is compared with the baseline ranking on them
+        (:meth:`_judge_offline`)."""
         from ltrr.ranking.training import training_set
 
         engine = self.engine
+        inc = engine.config.incumbent
         with self._train_lock:
-            data = training_set(engine.events.training_events(engine.config.ranker.train_window),
-                                engine.features.schema)
+            events = list(engine.events.training_events(engine.config.ranker.train_window))
+            held: list[tuple[LoggedEvent, dict[str, float]]] = []
+            if inc.gate_ranking and inc.counterfactual:
+                held = [e for e in events if held_out(e[0].event_id, inc.holdout_share)]
+                events = [e for e in events if not held_out(e[0].event_id, inc.holdout_share)]
+            data = training_set(events, engine.features.schema)
             with engine.lock:
                 self.clock.reset()
                 current = engine.ranker
@@ -376,7 +418,37 @@ class Learner:
             with engine.lock:
                 engine.ranker = fresh
             self.last_training_report = report
+            if held:
+                self._judge_offline(fresh, events + held, held, time.time() if ts is None else ts)
             return True
+
+    def _judge_offline(self, ranker: Any, all_events: list[tuple[LoggedEvent, dict[str, float]]],
+                       held: list[tuple[LoggedEvent, dict[str, float]]], ts: float) -> None:
+        """Compare ``ranker`` with the baseline ranking on the held-out queries (inverse-
+        propensity click DCG, examination estimated on every logged page) and let the
+        incumbent switch on the bound."""
+        from ltrr.errors import DataError
+        from ltrr.ranking.counterfactual import compare_rankings, examination
+        from ltrr.ranking.fusion import FusionSpec, fuse
+
+        engine, inc = self.engine, self.engine.config.incumbent
+        schema_width = len(engine.features.schema.names)
+        usable = [e for e in held if e[0].features.ndim == 2 and e[0].features.shape[1] == schema_width]
+        try:
+            exam = examination(all_events)
+        except DataError:
+            return
+        spec = FusionSpec("rrf", inc.rrf_k)
+        result = compare_rankings(usable, lambda ev: ranker.score(ev.features), lambda ev: fuse(ev.candidates, spec),
+                                  exam, k=engine.config.page_size, clip=inc.ipw_clip)
+        if result.n < inc.min_holdout_queries:
+            return
+        lower, upper = result.bounds(inc.confidence)
+        with engine.lock:
+            switch = engine.incumbent.ranker.offline_evidence(lower, upper)
+            if switch is not None:
+                engine.incumbent.record_switch("ranker", switch, ts,
+                                               {**result.to_dict(inc.confidence), "learned_ranker": ranker.version_})
 
     def retrain_strategies(self, force: bool = False) -> list[str]:
         """Rebuild retrainable strategies whose clicks observed since their last training reached

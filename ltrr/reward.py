@@ -38,6 +38,8 @@ class RewardSpec:
     credit: str = "split"
     cost_per_candidate: float = 0.0
     page_size: int = 10
+    #: reward subtracted per millisecond of a strategy's estimated latency
+    latency_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
@@ -48,7 +50,7 @@ class RewardSpec:
     @classmethod
     def from_config(cls, config: EngineConfig) -> RewardSpec:
         r = config.reward
-        return cls(r.kind, r.credit, float(r.cost_per_candidate), int(config.page_size))
+        return cls(r.kind, r.credit, float(r.cost_per_candidate), int(config.page_size), float(r.latency_weight))
 
 
 def position_weights(k: int) -> np.ndarray:
@@ -68,6 +70,17 @@ def page_weights(spec: RewardSpec, rows: np.ndarray, page: np.ndarray) -> np.nda
     return (at @ w_pos[: top.size]) / w_pos.sum()
 
 
+def page_gain(spec: RewardSpec, page: np.ndarray, clicked: np.ndarray) -> float:
+    """What the page earned from its clicks before any cost: ``any_click`` 1 if anything on it
+    was clicked, ``click_dcg`` the position weights of the clicked items over a full page's sum."""
+    page = np.asarray(page, dtype=np.int64)
+    hit = np.isin(page, np.asarray(clicked, dtype=np.int64))
+    if spec.kind != "click_dcg":
+        return float(hit.any())
+    w = page_weights(spec, page[hit], page)
+    return float(w.sum()) if w is not None else 0.0
+
+
 def strategy_gain(found: np.ndarray, weights: np.ndarray | None, credit: str) -> np.ndarray:
     """Each strategy's gain, before its cost, from the clicked items: ``found[i, s]`` says whether
     strategy ``s`` drew clicked item ``i``; ``weights[i]`` is item ``i``'s share of the page reward
@@ -78,49 +91,57 @@ def strategy_gain(found: np.ndarray, weights: np.ndarray | None, credit: str) ->
     split = credit == "split"
     if weights is None:
         if not split:
-            return found.any(axis=0).astype(np.float64)
-        covered = found.any(axis=1)
-        weights = covered / max(int(covered.sum()), 1)
+            return np.asarray(found.any(axis=0), dtype=np.float64)
+        covered = np.asarray(found.any(axis=1), dtype=np.float64)
+        weights = covered / max(float(covered.sum()), 1.0)
     share = found.astype(np.float64)
     if split:
         share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
-    return share.T @ np.asarray(weights, dtype=np.float64)
+    return np.asarray(share.T @ np.asarray(weights, dtype=np.float64), dtype=np.float64)
 
 
 def decision_rewards(spec: RewardSpec, found: np.ndarray, clicked: np.ndarray, depths: Sequence[int],
-                     weights: np.ndarray | None) -> tuple[float, np.ndarray]:
+                     weights: np.ndarray | None, strategy_ms: np.ndarray | None = None
+                     ) -> tuple[float, np.ndarray]:
     """Plan reward and per-strategy rewards of one decision.
 
     ``found[i, s]``: strategy ``s`` drew item ``i`` (rows are the decision's candidates, or just
     its clicked items); ``clicked[i]``: item ``i`` was clicked; ``weights[i]``: its share of the
-    page reward (:func:`page_weights`), None for ``any_click``. Each minus its cost, in [-1, 1].
+    page reward (:func:`page_weights`), None for ``any_click``; ``strategy_ms[s]``: strategy
+    ``s``'s estimated latency at its depth. Each minus its cost (candidates and milliseconds),
+    in [-1, 1].
     """
     clicked = np.asarray(clicked, dtype=bool)
     d = np.asarray(depths, dtype=np.float64)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)[clicked]
     gain_s = strategy_gain(np.asarray(found, dtype=bool)[clicked], w, spec.credit)
     gain = float(clicked.any()) if w is None else float(w.sum())
-    cost = spec.cost_per_candidate
-    reward = float(np.clip(gain - cost * float(d.sum()), -1.0, 1.0))
-    return reward, np.clip(gain_s - cost * d, -1.0, 1.0)
+    cost_s = spec.cost_per_candidate * d
+    if strategy_ms is not None:
+        cost_s = cost_s + spec.latency_weight * np.asarray(strategy_ms, dtype=np.float64)
+    reward = float(np.clip(gain - float(cost_s.sum()), -1.0, 1.0))
+    return reward, np.clip(gain_s - cost_s, -1.0, 1.0)
 
 
 def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
-                 weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                 weights: np.ndarray | None, plan_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full-information reward and recall of every plan on one logged search.
 
     ``ranks[c, s]`` is the 1-based rank of clicked item ``c`` in strategy ``s``'s list (inf when
     not found); ``plans[a, s]`` the depths of plan ``a``; ``weights[c]`` the clicked items' shares
-    of the page reward (None for ``any_click``). A plan holds a clicked item when some strategy
-    ranks it within the plan's depth. Returns ``(reward[a], recall[a])``; recall is NaN without
-    clicks.
+    of the page reward (None for ``any_click``); ``plan_ms[a]`` each plan's estimated latency. A
+    plan holds a clicked item when some strategy ranks it within the plan's depth. Returns
+    ``(reward[a], recall[a])``; recall is NaN without clicks.
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     plans = np.asarray(plans)
-    contained = (ranks[None, :, :] <= plans[:, None, :]).any(axis=2)  # [plans, clicks]
-    gain = contained.any(axis=1) if weights is None else contained @ np.asarray(weights, dtype=np.float64)
-    totals = plans.sum(axis=1).astype(np.float64)
-    rewards = np.clip(gain - spec.cost_per_candidate * totals, -1.0, 1.0)
+    contained = np.asarray((ranks[None, :, :] <= plans[:, None, :]).any(axis=2))  # [plans, clicks]
+    gain = (np.asarray(contained.any(axis=1), dtype=np.float64) if weights is None
+            else contained @ np.asarray(weights, dtype=np.float64))
+    cost = spec.cost_per_candidate * plans.sum(axis=1).astype(np.float64)
+    if plan_ms is not None:
+        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
+    rewards = np.clip(gain - cost, -1.0, 1.0)
     recall = contained.mean(axis=1) if ranks.shape[0] else np.full(plans.shape[0], np.nan)
     return rewards, recall
 

@@ -29,7 +29,7 @@ class StrategySuccess:
         self.hits = np.zeros(len(self.strategies))
         self.runs = np.zeros(len(self.strategies))
 
-    def observe(self, depths: Sequence[int], hit: np.ndarray) -> None:
+    def observe(self, depths: Sequence[int] | np.ndarray, hit: np.ndarray) -> None:
         """One credited event: ``depths`` of the plan, ``hit[s]`` whether strategy ``s`` drew a
         clicked item. Strategies that did not run are left as they were."""
         ran = np.asarray(depths) > 0

@@ -243,6 +243,10 @@ class Decision:
     page_ids: tuple[str, ...]
     model_versions: Mapping[str, str]
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    #: interleaved pages: the team that placed each item (0 baseline ranking, 1 learned ranker)
+    teams: np.ndarray | None = None
+    #: what each strategy of the plan cost, in ms (measured, or declared: ``policy.latency_source``)
+    strategy_ms: np.ndarray | None = None
 
 
 FEEDBACK_KINDS = ("click", "purchase", "dwell")

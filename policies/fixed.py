@@ -22,6 +22,7 @@ class FixedPolicy(Policy):
 
     type_name = "fixed"
     Params = FixedPolicyParams
+    adaptive = False
 
     def __init__(self, menu: PlanMenu, n_features: int, params=None, feature_names=None):
         super().__init__(menu, n_features, params, feature_names)

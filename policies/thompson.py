@@ -41,6 +41,7 @@ class LinearThompsonSampling(RidgePlanPolicy):
     """
 
     type_name = "thompson"
+    estimated_propensities = True
     Params = ThompsonParams
 
     def _moments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

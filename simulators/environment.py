@@ -23,6 +23,12 @@ START_TS = 1_735_689_600.0  # 2025-01-01T00:00:00Z: simulated clocks start here
 SECONDS_PER_QUERY = 37.0
 
 
+def final_window(n: int) -> int:
+    """Rounds in the "final window" of a run of ``n``: the last 500, or the last quarter of a
+    shorter run."""
+    return min(500, max(n // 4, 1))
+
+
 class ClickModel(Protocol):
     def simulate(self, page_grades: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
 
@@ -42,6 +48,12 @@ class SessionResult:
     depths: np.ndarray
     strategies: tuple[str, ...]
     stage_ms: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per round: how the page was ranked ("baseline", "learned", "interleaved"; "" ungated) and
+    #: who chose the plan ("baseline", "learned"; "" ungated), from the decision's versions
+    ranking: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    plan_source: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    #: the incumbent's switches during the run (component, action, round, evidence)
+    switches: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         def stats(mask: np.ndarray) -> dict[str, float]:
@@ -69,6 +81,15 @@ class SessionResult:
         out["stage_ms_mean"] = {k: float(np.mean(v)) for k, v in sorted(self.stage_ms.items())}
         half = len(self.qtypes) // 2
         out["ndcg@10_second_half"] = float(np.nanmean(self.ndcg[half:])) if half else out["ndcg@10"]
+        w = final_window(len(self.qtypes))
+        out["final_window"] = w
+        out["ndcg@10_final"] = float(np.nanmean(self.ndcg[-w:]))
+        out["mean_candidates_final"] = float(self.n_candidates[-w:].mean())
+        if self.ranking.size and (self.ranking != "").any():
+            out["learned_ranking_share_final"] = float((self.ranking[-w:] == "learned").mean())
+        if self.plan_source.size and (self.plan_source != "").any():
+            out["learned_plan_share_final"] = float((self.plan_source[-w:] == "learned").mean())
+        out["incumbent_switches"] = [{k: s[k] for k in ("component", "action", "round")} for s in self.switches]
         return out
 
 
@@ -90,6 +111,8 @@ def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickMo
     clicks = np.zeros(n)
     latency = np.zeros(n)
     depths = np.zeros((n, S), dtype=np.int64)
+    ranking = np.full(n, "", dtype=object)
+    plan_source = np.full(n, "", dtype=object)
     stage: dict[str, list[float]] = {}
     iterator: Any = stream
     if progress:
@@ -103,6 +126,8 @@ def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickMo
         latency[i] = (time.perf_counter() - t0) * 1e3
         if observer is not None:
             observer(d)
+        ranking[i] = d.model_versions.get("ranking", "")
+        plan_source[i] = d.model_versions.get("plan", "")
         for name, ms in d.timings_ms.items():
             stage.setdefault(name, []).append(ms)
         grades = np.array([q.relevant.get(int(r), 0) for r in d.page], dtype=np.float64)
@@ -125,4 +150,5 @@ def run_session(engine: Engine, stream: Sequence[SimQuery], click_model: ClickMo
         engine.feedback(Feedback.clicks(d.event_id, items, ts=ts + 5.0))
     return SessionResult(policy_name, [q.qtype for q in stream], ndcg, recall, n_cand, drawn, clicks,
                          latency, depths, tuple(engine.policy.menu.strategies),
-                         {k_: np.asarray(v) for k_, v in stage.items()})
+                         {k_: np.asarray(v) for k_, v in stage.items()}, ranking, plan_source,
+                         list(engine.incumbent.switches))

@@ -86,8 +86,9 @@ def generate_log(config: EngineConfig, out: str | os.PathLike, n: int, *, pool_s
                  click_model: str = "pbm", preset: str = "navigational") -> SimLogResult:
     """Build an engine from ``config`` and write a simulated log of ``n`` searches to ``out``
     (event ids seeded: the same seed writes the same log)."""
-    store = config.store.model_copy(update={"event_ids": "seeded"})
-    engine = Engine.from_config(config.model_copy(update={"store": store}))
+    from simulators.session import deterministic
+
+    engine = Engine.from_config(deterministic(config))
     try:
         stream = movie_stream(engine, n, pool_size=pool_size, seed=seed)
         return simulate_log(engine, stream, out, seed=seed, learn=learn, foreign=foreign,

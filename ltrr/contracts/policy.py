@@ -19,12 +19,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import numpy as np
 
 from ltrr.errors import ConfigError, PersistenceError
-from ltrr.params import Params, validate_params
+from ltrr.params import Params as BaseParams
+from ltrr.params import validate_params
 from ltrr.ranking.fusion import FusionSpec
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
 from ltrr.types import Plan
@@ -134,7 +135,10 @@ def sample_index(p: np.ndarray, rng: np.random.Generator) -> int:
     return a
 
 
-class Policy(ABC):
+P = TypeVar("P", bound=BaseParams)
+
+
+class Policy(ABC, Generic[P]):
     """Base class of policies.
 
     ``select(x, rng)`` returns a :class:`~ltrr.types.Plan` carrying the probability of the chosen
@@ -144,15 +148,21 @@ class Policy(ABC):
 
     type_name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseParams]] = BaseParams
+    params: P
     #: rewards outside this range are rejected by ``update``
     reward_range: ClassVar[tuple[float, float]] = (-1e6, 1e6)
+    #: False for policies that always choose the same plan (the fixed baselines): the incumbent's
+    #: conservative plan gate applies to adaptive policies only
+    adaptive: ClassVar[bool] = True
+    #: True when ``probabilities`` is estimated by sampling rather than computed exactly
+    estimated_propensities: ClassVar[bool] = False
 
     def __init__(self, menu: PlanMenu, n_features: int,
-                 params: Params | dict[str, Any] | None = None,
+                 params: P | dict[str, Any] | None = None,
                  feature_names: Sequence[str] | None = None):
         if params is None or isinstance(params, dict):
-            params = validate_params(self.Params, params, f"policy {self.type_name!r}")
+            params = cast(P, validate_params(self.Params, params, f"policy {self.type_name!r}"))
         self.params = params
         self.menu = menu
         self.n_features = int(n_features)
@@ -161,9 +171,26 @@ class Policy(ABC):
         self.n_updates_ = 0
 
     # ---------------------------------------------------------------- public
-    def select(self, x: np.ndarray, rng: np.random.Generator) -> Plan:
+    def select(self, x: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> Plan:
+        """Choose a plan for context ``x``; ``allowed`` (``bool[n_plans]``) restricts the choice
+        (e.g. to plans within a latency budget): the policy's distribution is renormalized over
+        the allowed plans (uniform over them when it gives them no mass), so the propensity
+        stays exact given the mask."""
         x = self._check_x(x)
-        return self._select(x, rng)
+        if allowed is None:
+            return self._select(x, rng)
+        mask = np.asarray(allowed, dtype=bool)
+        if mask.shape != (self.menu.n_actions,) or not mask.any():
+            raise ValueError(f"{self.type_name}: allowed must be bool[{self.menu.n_actions}] with at least one "
+                             f"True; got shape {mask.shape} with {int(mask.sum())} allowed")
+        if mask.all():
+            return self._select(x, rng)
+        p = self._probabilities(x) * mask
+        p = p / p.sum() if p.sum() > 0 else mask / mask.sum()
+        a = sample_index(p, rng)
+        return self.menu.plan(a, min(float(p[a]), 1.0), self.type_name,
+                              strategy_propensities=self._marginals(p, a),
+                              estimated=self.estimated_propensities)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Probability of each plan in ``menu.plans`` for context ``x`` (sums to 1)."""
@@ -209,7 +236,7 @@ class Policy(ABC):
         with atomic_directory(directory) as tmp:
             arrays = self._state_arrays()
             if arrays:
-                np.savez(tmp / "state.npz", **arrays)
+                np.savez(tmp / "state.npz", allow_pickle=False, **arrays)
             write_json(tmp / "menu.json", self.menu.to_dict())
             write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(mode="json"),
                            n_features=self.n_features, feature_names=list(self.feature_names),
@@ -224,7 +251,7 @@ class Policy(ABC):
 
         menu = PlanMenu.from_dict(json.loads((directory / "menu.json").read_text()))
         obj = cls(menu, manifest["n_features"],
-                  validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json"),
+                  cast(P, validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json")),
                   manifest.get("feature_names"))
         obj.n_updates_ = int(manifest.get("n_updates", 0))
         state = directory / "state.npz"

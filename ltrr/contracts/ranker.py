@@ -30,6 +30,11 @@ class Ranker(ABC):
     #: identifies the model that scored a page (logged with every decision)
     version_: str
 
+    def __init__(self, schema: FeatureSchema, params: Any = None) -> None:
+        """A ranker over ``schema`` with ``params`` (its own parameter model, or a mapping of it)."""
+        self.schema = schema
+        self.version_ = "untrained"
+
     @property
     @abstractmethod
     def is_fitted(self) -> bool:

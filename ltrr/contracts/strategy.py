@@ -29,19 +29,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
 
 from ltrr.catalog import Catalog
 from ltrr.errors import ConfigError, PersistenceError
-from ltrr.params import Params, validate_params
+from ltrr.params import Params as BaseParams
+from ltrr.params import validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 
+P = TypeVar("P", bound=BaseParams)
 
-class CandidateGenerator(ABC):
+
+class CandidateGenerator(ABC, Generic[P]):
     """Base class of strategies.
 
     Subclasses set ``type_name`` (the registry name), ``Params`` (a frozen parameter model),
@@ -51,11 +54,12 @@ class CandidateGenerator(ABC):
 
     type_name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseParams]] = BaseParams
+    params: P
 
-    def __init__(self, params: Params | dict[str, Any] | None = None, *, name: str | None = None):
+    def __init__(self, params: P | dict[str, Any] | None = None, *, name: str | None = None):
         if params is None or isinstance(params, dict):
-            params = validate_params(self.Params, params, f"strategy {self.type_name!r}")
+            params = cast(P, validate_params(self.Params, params, f"strategy {self.type_name!r}"))
         self.params = params
         self.name = name or self.type_name
         self.n_items_ = 0
@@ -109,7 +113,7 @@ class CandidateGenerator(ABC):
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Self:
         manifest = read_manifest(directory, cls.type_name, (cls.format_version,))
-        obj = cls(validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json"),
+        obj = cls(cast(P, validate_params(cls.Params, manifest["params"], f"{directory}/manifest.json")),
                   name=manifest.get("name"))
         obj.n_items_ = int(manifest.get("n_items", 0))
         try:

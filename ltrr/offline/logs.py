@@ -696,8 +696,10 @@ def record_from_decision(decision: Any, clicked_ids: Sequence[str], reward: Rewa
     clicked_rows = np.array([r for r, i in zip(page_rows, page_ids, strict=True) if i in clicked_set],
                             dtype=np.int64)
     in_clicks = np.isin(cands.items, clicked_rows)
+    strategy_ms = decision.strategy_ms
     value, per = decision_rewards(reward, cands.found, in_clicks, decision.plan.depths,
-                                  page_weights(reward, cands.items, page_rows))
+                                  page_weights(reward, cands.items, page_rows),
+                                  strategy_ms if strategy_ms is not None and np.size(strategy_ms) else None)
     return LogRecord(offset, f"event {decision.event_id}", decision.event_id, float(decision.ts),
                      decision.query, dict(context if context is not None else decision.context),
                      page_ids, tuple(i for i in page_ids if i in clicked_set), decision.plan,

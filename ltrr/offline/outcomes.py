@@ -46,7 +46,8 @@ def plan_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
     for s, (ids, _sc) in enumerate(results):
         hit_c, hit_i = np.nonzero(clicked_rows[:, None] == ids[None, :])
         ranks[hit_c, s] = hit_i + 1
-    rewards, recall = plan_rewards(RewardSpec.from_config(engine.config), ranks, menu.plans, weights)
+    rewards, recall = plan_rewards(RewardSpec.from_config(engine.config), ranks, menu.plans, weights,
+                                   engine.latency.plan_ms(menu.plans)[0])
     return PlanOutcomes(results, ranks, rewards, recall)
 
 

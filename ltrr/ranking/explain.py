@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ltrr.ranking.lambdamart import LambdaMARTRanker
+from ltrr.contracts.ranker import Ranker
 from ltrr.types import Decision
 
 
@@ -21,7 +21,7 @@ def _num(v: float) -> float | None:
     return None if not math.isfinite(float(v)) else round(float(v), 6)
 
 
-def explain_decision(decision: Decision, ranker: LambdaMARTRanker, titles: Any = None,
+def explain_decision(decision: Decision, ranker: Ranker, titles: Any = None,
                      top: int | None = None) -> list[dict[str, Any]]:
     """Per-result explanations of ``decision``, in page order.
 

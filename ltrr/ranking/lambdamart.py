@@ -156,8 +156,8 @@ class LambdaMARTRanker(Ranker):
         if self.booster_ is None:
             ranks = X[:, self._rank_cols]
             return np.nansum(1.0 / (self.params.rrf_k + ranks), axis=1)
-        return self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
-                                     num_threads=self.params.num_threads)
+        return np.asarray(self.booster_.predict(X, num_iteration=self.best_iteration_ or None,
+                                                num_threads=self.params.num_threads), dtype=np.float64)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature additive contributions ``float64[n, n_features + 1]`` (last column: bias).

@@ -71,7 +71,12 @@ def training_set(events: Iterable[tuple[Any, dict[str, float]]], schema: Feature
     Events whose logged features were produced by another schema (width or fingerprint) are
     skipped and counted.
     """
-    X, y, groups, pos, keys, ids = [], [], [], [], [], []
+    X: list[np.ndarray] = []
+    y: list[np.ndarray] = []
+    groups: list[int] = []
+    pos: list[np.ndarray] = []
+    keys: list[str] = []
+    ids: list[str] = []
     skipped = 0
     fp = schema.fingerprint
     for ev, clicks in events:
@@ -120,7 +125,7 @@ def _progress_callback(total: int, desc: str):
         if env.iteration + 1 >= env.end_iteration:
             bar.close()
 
-    callback.order = 5  # before early stopping (order 30) so the bar sees every round
+    callback.order = 5  # type: ignore[attr-defined]  # LightGBM runs callbacks by their 'order' (early stopping: 30)
     return callback, bar
 
 

@@ -42,6 +42,10 @@ class _Family:
     def _header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    def render(self, extra: tuple[str, str]) -> list[str]:
+        """The family's exposition lines, each sample labelled with ``extra`` too."""
+        raise NotImplementedError
+
 
 class Counter(_Family):
     kind = "counter"

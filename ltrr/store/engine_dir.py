@@ -56,6 +56,7 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
                            feature_schema=engine.features.schema.to_dict(),
                            context_features=list(engine.context.names),
                            strategy_success=engine.success.to_dict(),
+                           incumbent=engine.incumbent.to_dict(), latency=engine.latency.to_dict(),
                            checksums=_checksums(tmp))
 
 
@@ -86,6 +87,10 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     engine = cls(config, catalog, strategies, policy, ranker, features, context, events)
     if "strategy_success" in manifest:
         engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
+    if "incumbent" in manifest:
+        engine.incumbent.restore(manifest["incumbent"])
+    if "latency" in manifest:
+        engine.latency.restore(manifest["latency"])
     return engine
 
 
@@ -108,13 +113,15 @@ def save_state(engine: Engine, directory: str | os.PathLike, **meta: Any) -> Non
             ranker = engine.ranker
             learner = engine.learner.state()
             success = engine.success.to_dict()
+            incumbent = engine.incumbent.to_dict()
+            latency = engine.latency.to_dict()
         if policy is not None:
             policy.save(tmp / "policy")
         for name, strat in learned.items():  # learning strategies lock themselves while they copy out
             strat.save(tmp / "strategies" / name)
         ranker.save(tmp / "ranker")
         write_manifest(tmp, "engine-state", STATE_FORMAT_VERSION, {}, meta=dict(meta),
-                       learned_strategies=sorted(learned), learner=learner,
+                       learned_strategies=sorted(learned), learner=learner, incumbent=incumbent, latency=latency,
                        feature_schema=engine.features.schema.to_dict(), strategy_success=success)
 
 
@@ -140,6 +147,10 @@ def load_state(engine: Engine, directory: str | os.PathLike) -> dict[str, Any]:
         engine.learner.restore(learner)
         if "strategy_success" in manifest:
             engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
+        if "incumbent" in manifest:
+            engine.incumbent.restore(manifest["incumbent"])
+        if "latency" in manifest:
+            engine.latency.restore(manifest["latency"])
     return dict(manifest.get("meta", {}))
 
 

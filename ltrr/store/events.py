@@ -153,7 +153,7 @@ class EventLog(EventStore):
                 " e.arrays, e.credited FROM events e WHERE e.event_id IN ("
                 "  SELECT DISTINCT event_id FROM feedback WHERE value > 0)"
                 " ORDER BY e.seq DESC LIMIT ?", (limit,)).fetchall()
-            fb = {}
+            fb: dict[str, dict[str, float]] = {}
             for row in rows:
                 fb[row[1]] = {}
             if fb:
@@ -192,7 +192,7 @@ class EventLog(EventStore):
                     cur = self._db.execute(
                         "INSERT INTO feedback_journal (event_id, ts, first, events) VALUES (?, ?, ?, ?)",
                         (event_id, float(ts), int(first), payload))
-                    entry = JournalEntry(int(cur.lastrowid), event_id, float(ts), first, tuple(new))
+                    entry = JournalEntry(int(cur.lastrowid or 0), event_id, float(ts), first, tuple(new))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

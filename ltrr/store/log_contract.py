@@ -26,7 +26,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +94,10 @@ class LoggedEvent:
     page_rows: np.ndarray
     page_idx: np.ndarray
     credited: bool
+    #: the team of each page item when the page was interleaved (empty otherwise)
+    teams: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+    #: what each strategy cost in ms (empty for decisions logged without it)
+    strategy_ms: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,12 @@ def decision_row(d: Decision) -> tuple[str, float, str, str, str, str, str, byte
     c = d.candidates
     where = {int(v): i for i, v in enumerate(c.items)}
     page_idx = np.array([where[int(r)] for r in d.page], dtype=np.int64)
+    extra = {} if d.teams is None else {"teams": np.asarray(d.teams, dtype=np.int8)}
+    if d.strategy_ms is not None:
+        extra["strategy_ms"] = np.asarray(d.strategy_ms, dtype=np.float64)
     arrays = pack_arrays(x=np.asarray(d.x, dtype=np.float64), items=c.items, scores=c.scores, ranks=c.ranks,
-                         features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx)
+                         features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx,
+                         **extra)
     return (d.event_id, float(d.ts), d.query, json.dumps(dict(d.context), default=str),
             json.dumps({**d.plan.to_dict(), "strategies": list(c.strategies)}),
             json.dumps(list(d.page_ids)), json.dumps(dict(d.model_versions)), arrays)
@@ -144,7 +152,9 @@ def decode_event(row: Sequence[Any]) -> LoggedEvent:
     cands = Candidates(strategies, a["items"], a["scores"], a["ranks"])
     return LoggedEvent(int(seq), event_id, float(ts), query, json.loads(context), Plan.from_dict(plan_d),
                        tuple(json.loads(page)), json.loads(versions), a["x"], cands,
-                       a["features"], a["page"], a["page_idx"], bool(credited))
+                       a["features"], a["page"], a["page_idx"], bool(credited),
+                       a.get("teams", np.empty(0, dtype=np.int8)),
+                       a.get("strategy_ms", np.empty(0, dtype=np.float64)))
 
 
 def journal_payload(events: Sequence[FeedbackEvent]) -> str:

@@ -16,6 +16,7 @@ def make_config(path, **over):
         "strategies": [{"name": "bm25", "depths": [0, 10, 50]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.2}, "budget": 100},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 20, "min_data_in_leaf": 5}},
+        "reward": {"kind": "any_click", "cost_per_candidate": 0.0005, "latency_weight": 0.0},
     }
     data.update(over)
     return parse_config(data, "test")
@@ -87,7 +88,10 @@ def test_feedback_errors_write_nothing(engine):
     assert engine.policy.n_updates_ == 0
 
 
-def test_ranker_retrains_from_logged_clicks(engine, small_movies):
+def test_ranker_retrains_from_logged_clicks(movie_catalog_path, small_movies):
+    # the learned ranker serves at once (no incumbent); tests/ltrr/test_incumbent.py covers the gate
+    engine = Engine.from_config(make_config(movie_catalog_path, incumbent={"gate_ranking": False}),
+                                catalog=small_movies)
     rng = np.random.default_rng(0)
     for i in range(60):
         row = int(rng.integers(0, 200))
@@ -98,11 +102,14 @@ def test_ranker_retrains_from_logged_clicks(engine, small_movies):
     assert engine.ranker.version_.startswith("lgbm-")
     d = engine.search(small_movies.titles[3])
     assert d.model_versions["ranker"] == engine.ranker.version_
+    engine.close()
 
 
 def test_same_seed_same_decisions(movie_catalog_path, small_movies):
     def run(event_ids):
-        e = Engine.from_config(make_config(movie_catalog_path, store={"event_ids": event_ids}),
+        e = Engine.from_config(make_config(movie_catalog_path, store={"event_ids": event_ids},
+                                           policy={"type": "epsilon_greedy", "params": {"epsilon": 0.2},
+                                                   "budget": 100, "latency_source": "declared"}),
                                catalog=small_movies)
         out = []
         for i in range(30):

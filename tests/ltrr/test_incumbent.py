@@ -1,0 +1,209 @@
+"""The safe incumbent: RRF and the baseline plan serve until the learned ranker wins an
+interleaving test and the learned policy keeps the page gain within alpha of the baseline's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ltrr.config import IncumbentConfig, parse_config
+from ltrr.engine import Engine
+from ltrr.incumbent import Incumbent, PlanGate, RankerGate, SequentialTest
+from ltrr.store.engine_dir import load_state, save_state
+from ltrr.types import Feedback
+
+FIELDS = ["title", "directors", "cast", "genres", "year"]
+
+
+def test_sequential_test_decides_at_walds_bounds():
+    t = SequentialTest(min_effect=0.1, confidence=0.95)
+    step_win, step_loss = math.log(0.6 / 0.5), math.log(0.4 / 0.5)
+    bound = math.log(0.95 / 0.05)
+    wins_needed = math.ceil(bound / step_win)  # 17 straight wins accept "better"
+    t.wins = wins_needed - 1
+    assert t.decision() is None
+    t.wins += 1
+    assert t.decision() == "better"
+    t = SequentialTest(0.1, 0.95, wins=0, losses=math.ceil(bound / -step_loss))
+    assert t.decision() == "not_better"
+    t = SequentialTest(0.1, 0.95, wins=50, losses=50)  # a tie keeps drifting towards H0
+    assert t.llr == pytest.approx(50 * (step_win + step_loss))
+
+
+def test_ranker_gate_promotes_then_demotes_and_restarts_its_test():
+    gate = RankerGate(IncumbentConfig(min_effect=0.1, confidence=0.95))
+    assert gate.serving == "baseline"
+    assert gate.observe(1, 1) == (None, {})  # a tie is no evidence
+    switch = None
+    for _ in range(17):
+        switch, evidence = gate.observe(2, 0)
+    assert switch == "promote" and evidence["wins"] == 17 and evidence["verdict"] == "better"
+    assert gate.serving == "learned" and gate.test.wins == 0
+    for _ in range(14):
+        switch, _ = gate.observe(0, 1)
+    assert switch == "demote" and gate.serving == "baseline"
+
+
+def test_ranker_gate_shares_of_interleaved_searches():
+    rng = np.random.default_rng(0)
+    gate = RankerGate(IncumbentConfig(interleave_share=0.5, monitor_share=0.1))
+    assert {gate.mode(False, rng) for _ in range(50)} == {"baseline"}  # nothing learned yet
+    modes = [gate.mode(True, rng) for _ in range(4000)]
+    assert modes.count("interleaved") / 4000 == pytest.approx(0.5, abs=0.03)
+    gate.serving = "learned"
+    modes = [gate.mode(True, rng) for _ in range(4000)]
+    assert modes.count("interleaved") / 4000 == pytest.approx(0.1, abs=0.02)
+    assert set(modes) == {"learned", "interleaved"}
+    off = RankerGate(IncumbentConfig(gate_ranking=False))
+    assert off.mode(False, rng) == "learned"
+
+
+def test_plan_gate_keeps_the_gain_within_alpha_of_the_baseline():
+    gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10))
+    for _ in range(9):
+        gate.served()
+        gate.observe(True, 0.5)
+    assert not gate.learned_allowed()  # too few baseline rounds
+    gate.served()
+    gate.observe(True, 0.5)
+    # 10 rounds earned 5.0; the next round (worst case 0) needs 0.9 * 11 * 0.5 = 4.95
+    assert gate.learned_allowed()
+    gate.served()
+    gate.observe(False, 0.0)  # a learned round that earned nothing
+    assert not gate.learned_allowed()  # 5.0 < 0.9 * 12 * 0.5 = 5.4
+    # each baseline round adds 0.5 earned against 0.45 owed: the 0.4 deficit takes 8 rounds
+    recovered = 0
+    while not gate.learned_allowed():
+        gate.served()
+        gate.observe(True, 0.5)
+        recovered += 1
+    assert recovered == 8
+
+
+def test_plan_gate_counts_rounds_without_feedback_as_earning_nothing():
+    gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=1))
+    for _ in range(20):
+        gate.served()
+        gate.observe(True, 1.0)
+    assert gate.learned_allowed()
+    for _ in range(2):  # two searches whose feedback has not arrived yet
+        gate.served()
+    assert gate.pending == 2 and not gate.learned_allowed()  # 20 < 0.9 * 23 = 20.7
+    gate.observe(False, 1.0)
+    assert gate.pending == 1 and gate.learned_allowed()  # 21 >= 0.9 * 23
+
+
+def _config(path, **over):
+    data = {
+        "seed": 4, "catalog": {"path": str(path), "text_fields": FIELDS, "limit": 800},
+        "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
+        "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 100},
+        "ranker": {"retrain_every": 40, "params": {"n_estimators": 30, "min_data_in_leaf": 5}},
+        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20},
+        "store": {"event_ids": "seeded"},
+    }
+    data.update(over)
+    return parse_config(data, "test")
+
+
+def _popular_first_user(engine, small_movies, n, start=0):
+    """Genre queries; the user clicks the most popular film on the page: RRF of BM25 ignores
+    popularity, a ranker learned from these clicks does not."""
+    genres = ["drama", "comedy", "thriller", "horror", "romance", "action", "crime", "war"]
+    pop = small_movies.popularity
+    out = []
+    for i in range(start, start + n):
+        d = engine.search(genres[i % len(genres)], ts=float(i))
+        rows = [int(r) for r in d.page]
+        clicks = [small_movies.ids[max(rows, key=lambda r: pop[r])]] if rows else []
+        engine.feedback(Feedback.clicks(d.event_id, clicks, ts=i + 0.5))
+        out.append(d)
+    return out
+
+
+def test_the_engine_serves_rrf_until_the_learned_ranker_wins_the_interleaving_test(movie_catalog_path,
+                                                                                  small_movies, tmp_path):
+    engine = Engine.from_config(_config(movie_catalog_path), catalog=small_movies)
+    decisions = _popular_first_user(engine, small_movies, 400)
+    rankings = [d.model_versions["ranking"] for d in decisions]
+    assert rankings[0] == "baseline" and decisions[0].model_versions["ranker"] == "fusion:rrf"
+    assert "interleaved" in rankings
+    first_interleaved = rankings.index("interleaved")
+    assert decisions[first_interleaved].teams is not None and set(decisions[first_interleaved].teams) == {0, 1}
+    switches = [s for s in engine.incumbent.switches if s["component"] == "ranker"]
+    assert switches and switches[0]["action"] == "promote", engine.incumbent.status()
+    promote = switches[0]["evidence"]
+    if promote["test"] == "sprt":  # the interleaving test decided first ...
+        assert promote["verdict"] == "better" and promote["wins"] > promote["losses"]
+    else:  # ... or the off-policy bound on held-out queries
+        assert promote["test"] == "counterfactual" and promote["lower"] > 0 and promote["queries"] >= 20
+    assert switches[0]["round"] > first_interleaved
+    after = [d for d in decisions if d.model_versions["ranking"] == "learned"]
+    assert after and all(d.model_versions["ranker"].startswith("lgbm-") for d in after)
+    assert engine.incumbent.status()["ranking"] == "learned"
+    # the plan gate let the learned policy choose once the baseline plan had its rounds
+    sources = [d.model_versions["plan"] for d in decisions]
+    assert sources[:20] == ["baseline"] * 20 and "learned" in sources
+    assert all(d.plan.propensity == 1.0 and d.plan.policy == "incumbent"
+               for d in decisions if d.model_versions["plan"] == "baseline")
+    # the state (switch log, evidence, serving ranking) survives a save and a snapshot
+    engine.save(tmp_path / "eng")
+    back = Engine.load(tmp_path / "eng")
+    assert back.incumbent.to_dict() == engine.incumbent.to_dict()
+    save_state(engine, tmp_path / "snap")
+    fresh = Engine.from_config(_config(movie_catalog_path), catalog=small_movies)
+    load_state(fresh, tmp_path / "snap")
+    assert fresh.incumbent.status() == engine.incumbent.status()
+    for e in (engine, back, fresh):
+        e.close()
+
+
+def test_a_worse_learned_ranker_is_never_promoted(movie_catalog_path, small_movies):
+    """Clicks that follow the RRF order exactly: the learned ranker can only tie or lose."""
+    engine = Engine.from_config(_config(movie_catalog_path), catalog=small_movies)
+    genres = ["drama", "comedy", "thriller", "horror", "romance", "action", "crime", "war"]
+    for i in range(300):
+        d = engine.search(genres[i % len(genres)], ts=float(i))
+        rrf_top = d.candidates.items[int(np.argmin(np.nan_to_num(d.candidates.ranks[:, 0], nan=1e9)))]
+        clicks = [small_movies.ids[int(rrf_top)]] if int(rrf_top) in d.page.tolist() else []
+        engine.feedback(Feedback.clicks(d.event_id, clicks, ts=i + 0.5))
+    assert engine.incumbent.ranker.serving == "baseline"
+    assert not [s for s in engine.incumbent.switches if s["component"] == "ranker" and s["action"] == "promote"]
+    engine.close()
+
+
+def test_disabled_gates_serve_the_learned_components_at_once(movie_catalog_path, small_movies):
+    cfg = _config(movie_catalog_path, incumbent={"gate_ranking": False, "gate_plans": False})
+    engine = Engine.from_config(cfg, catalog=small_movies)
+    d = engine.search("drama", ts=0.0)
+    assert "ranking" not in d.model_versions and "plan" not in d.model_versions
+    assert d.model_versions["ranker"] == "prior-rrf"
+    engine.close()
+
+
+def test_baseline_plan_must_name_known_strategies(movie_catalog_path):
+    with pytest.raises(Exception, match="incumbent.baseline_plan names unknown strategy 'dense'; "
+                                        "strategies: bm25, memory"):
+        _config(movie_catalog_path, incumbent={"baseline_plan": {"dense": 10}})
+
+
+def test_incumbent_state_round_trips():
+    inc = Incumbent(IncumbentConfig())
+    inc.ranker.observe(1, 0)
+    inc.plans.served()
+    inc.plans.observe(True, 0.4)
+    inc.record_switch("policy", "promote", 3.0, {"x": 1})
+    again = Incumbent(IncumbentConfig())
+    again.restore(inc.to_dict())
+    assert again.to_dict() == inc.to_dict()
+
+
+def test_interleaving_alone_promotes_when_the_off_policy_gate_is_off(movie_catalog_path, small_movies):
+    engine = Engine.from_config(_config(movie_catalog_path, incumbent={
+        "min_effect": 0.1, "min_baseline_rounds": 20, "counterfactual": False}), catalog=small_movies)
+    _popular_first_user(engine, small_movies, 400)
+    promote = [s for s in engine.incumbent.switches if s["component"] == "ranker"][0]
+    assert promote["action"] == "promote" and promote["evidence"]["test"] == "sprt"
+    engine.close()
