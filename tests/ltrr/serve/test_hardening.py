@@ -270,3 +270,20 @@ def test_error_messages_lose_their_absolute_paths():
     assert redact_paths("checksum of /tmp/a/b.npy (see /var/log/x.log)") == "checksum of b.npy (see x.log)"
     assert redact_paths("10/3 and a/b stay") == "10/3 and a/b stay"
     assert json.dumps(redact_paths("/")) == '"/"'
+
+
+def test_the_learner_applies_retention_and_keeps_what_the_snapshot_needs(tmp_path):
+    engine_dir = build_engine(tmp_path / "engine", store={"max_events": 6, "retention_s": 0})
+    st = ServingState(ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / "state"), poll_s=3600))
+    st.start()
+    try:
+        for i in range(10):
+            d = st.engine.search(["drama", "war"][i % 2])
+            st.feedback(Feedback.clicks(d.event_id, [d.page_ids[0]]))
+        st.snapshot()  # includes journal seq 10
+        st.prune()
+        assert st.engine.events.counts() == {"events": 6, "feedback": 6}
+        assert [e.seq for e in st.engine.events.journal_since(0)] == [5, 6, 7, 8, 9, 10]
+        assert st.metrics.pruned.value() == 4 and st.engine.events.journal_head() == 10
+    finally:
+        st.stop()
