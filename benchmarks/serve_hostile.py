@@ -276,8 +276,8 @@ def case_start(tree: Tree, tmp: Path) -> dict:
     s = tree.serve(engine, tmp / "s6", "--workers", "2", "--log-level", "info")
     try:
         seen = s.wait_ready()
+        time.sleep(3.0)  # the second worker loads too (a worker still loading has no engine labels yet)
         _, metrics = s.request("GET", "/metrics")
-        time.sleep(3.0)
     finally:
         s.stop()
     log = s.log.read_text()
