@@ -211,16 +211,16 @@ class ReloadResponse(BaseModel):
     detail: str | None = None
 
 
-_ERR = {"model": ErrorBody}
-_TEXT_503 = {"model": ErrorBody, "description": "Not ready (engine loading), the event log unavailable, or "
+_ERR: dict[str, Any] = {"model": ErrorBody}
+_TEXT_503: dict[str, Any] = {"model": ErrorBody, "description": "Not ready (engine loading), the event log unavailable, or "
              "over the connection limit (then plain text `Service Unavailable`).",
              "content": {"text/plain": {"schema": {"type": "string"}}}}
-_R_BODY = {400: {**_ERR, "description": "Malformed JSON body."},
+_R_BODY: dict[int | str, dict[str, Any]] = {400: {**_ERR, "description": "Malformed JSON body."},
            413: {**_ERR, "description": "Request body over the limit."},
            422: {"model": ValidationErrorBody, "description": "Invalid request (the message names each field)."},
            500: {**_ERR, "description": "Internal error; the id refers to the server log."},
            503: _TEXT_503}
-_R_AUTH = {401: {**_ERR, "description": "Missing bearer token."},
+_R_AUTH: dict[int | str, dict[str, Any]] = {401: {**_ERR, "description": "Missing bearer token."},
            403: {**_ERR, "description": "Wrong bearer token."}}
 
 
@@ -363,11 +363,11 @@ def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
                         status_code=503, headers={"Retry-After": "1"})
 
 
-def _store_errors() -> list[type[BaseException]]:
+def _store_errors() -> list[type[Exception]]:
     """Exceptions that mean the event log cannot be reached right now (answered 503)."""
     import sqlite3
 
-    out: list[type[BaseException]] = [sqlite3.OperationalError]
+    out: list[type[Exception]] = [sqlite3.OperationalError]
     try:
         import psycopg
         import psycopg_pool

@@ -53,7 +53,7 @@ def remove_stale_temp_dirs(parent: str | os.PathLike, name: str, *, any_owner: b
     wrote it. Returns the directories removed."""
     parent = Path(parent)
     pattern = re.compile(rf"^\.?{re.escape(name)}(\.tmp|\.old)?-(\d+)?")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(parent.iterdir())
     except FileNotFoundError:

@@ -52,7 +52,7 @@ from ltrr.store.log_contract import (
 from ltrr.types import Decision, FeedbackEvent
 
 #: TCP keepalives: a learner whose machine vanished loses its lock within ~idle + interval x count s
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
               "connect_timeout": 10}
 
 _SCHEMA = """
@@ -113,6 +113,14 @@ _SCHEMA_LOCK = 0x17_5C_4E_4D
 LEARNER_LOCK = 0x17_1EA2_4E
 
 
+def _one(cur: psycopg.Cursor) -> tuple[Any, ...]:
+    """The one row a statement returns (an aggregate, a RETURNING, a counter)."""
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
 def connect_pool(dsn: str, size: int, *, synchronous: str = "NORMAL", name: str = "ltrr") -> ConnectionPool:
     """A pool of autocommit connections; decisions commit asynchronously under "NORMAL"."""
 
@@ -155,7 +163,7 @@ class PostgresEventLog(EventStore):
 
     def last_seq(self) -> int:
         with self.pool.connection() as conn:
-            return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ltrr_events").fetchone()[0])
+            return int(_one(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ltrr_events"))[0])
 
     def iter_events(self, after_seq: int = 0, batch: int = 1000) -> Iterator[tuple[LoggedEvent, dict[str, float]]]:
         last = int(after_seq)
@@ -201,8 +209,8 @@ class PostgresEventLog(EventStore):
             entry = None
             if new or first:
                 # the counter row stays locked until commit: numbers are drawn in commit order
-                seq = conn.execute("UPDATE ltrr_counters SET value = value + 1 WHERE name = 'journal'"
-                                   " RETURNING value").fetchone()[0]
+                seq = _one(conn.execute("UPDATE ltrr_counters SET value = value + 1 WHERE name = 'journal'"
+                                   " RETURNING value"))[0]
                 payload = journal_payload(new)
                 conn.execute("INSERT INTO ltrr_journal (seq, event_id, ts, first, events) VALUES (%s, %s, %s, %s, %s)",
                              (seq, event_id, float(ts), first, payload))
@@ -251,7 +259,7 @@ class PostgresEventLog(EventStore):
 
     def journal_head(self) -> int:
         with self.pool.connection() as conn:
-            return int(conn.execute("SELECT value FROM ltrr_counters WHERE name = 'journal'").fetchone()[0])
+            return int(_one(conn.execute("SELECT value FROM ltrr_counters WHERE name = 'journal'"))[0])
 
     def refuse_journal(self, seq: int, reason: str) -> None:
         with self.pool.connection() as conn:
@@ -269,8 +277,8 @@ class PostgresEventLog(EventStore):
         with self.pool.connection() as conn, conn.transaction():
             cut = 0
             if older_than is not None:
-                cut = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ltrr_events WHERE ts < %s",
-                                       (float(older_than),)).fetchone()[0])
+                cut = int(_one(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ltrr_events WHERE ts < %s",
+                                            (float(older_than),)))[0])
             if max_events:
                 row = conn.execute("SELECT seq FROM ltrr_events ORDER BY seq DESC LIMIT 1 OFFSET %s",
                                    (int(max_events),)).fetchone()
@@ -298,8 +306,8 @@ class PostgresEventLog(EventStore):
 
     def counts(self) -> dict[str, int]:
         with self.pool.connection() as conn:
-            n_ev = conn.execute("SELECT COUNT(*) FROM ltrr_events").fetchone()[0]
-            n_fb = conn.execute("SELECT COUNT(*) FROM ltrr_feedback").fetchone()[0]
+            n_ev = _one(conn.execute("SELECT COUNT(*) FROM ltrr_events"))[0]
+            n_fb = _one(conn.execute("SELECT COUNT(*) FROM ltrr_feedback"))[0]
         return {"events": int(n_ev), "feedback": int(n_fb)}
 
     def close(self) -> None:
@@ -328,7 +336,7 @@ class AdvisoryLock:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.dsn, autocommit=True, **KEEPALIVES)
             try:
-                self._held = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
+                self._held = bool(_one(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)))[0])
             except psycopg.Error:
                 self._close()
                 raise
@@ -399,10 +407,10 @@ class PostgresSnapshots:
                 if digest not in have:
                     conn.execute("INSERT INTO ltrr_blobs (sha256, data) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                                  (digest, p.read_bytes()))
-            sid = conn.execute(
+            sid = _one(conn.execute(
                 "INSERT INTO ltrr_snapshots (seq, fingerprint, written_at, files, meta) VALUES (%s, %s, %s, %s, %s)"
                 " RETURNING id", (int(meta["seq"]), str(meta["fingerprint"]), float(meta["written_at"]),
-                                  json.dumps(files, sort_keys=True), json.dumps(meta))).fetchone()[0]
+                                  json.dumps(files, sort_keys=True), json.dumps(meta))))[0]
             # keep the newest few; drop the files no kept snapshot names
             conn.execute("DELETE FROM ltrr_snapshots WHERE id <= %s", (int(sid) - self.keep,))
             kept: set[str] = set()
@@ -425,7 +433,7 @@ class PostgresSnapshots:
                 if cache is not None and (cache / rel).is_file() and _sha256(cache / rel) == digest:
                     continue
                 need.add(digest)
-            data = dict(conn.execute("SELECT sha256, data FROM ltrr_blobs WHERE sha256 = ANY(%s)",
+            data: dict[str, bytes] = dict(conn.execute("SELECT sha256, data FROM ltrr_blobs WHERE sha256 = ANY(%s)",
                                      (sorted(need),)).fetchall()) if need else {}
         for rel, digest in files.items():
             out = dest / rel
