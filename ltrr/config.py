@@ -163,10 +163,12 @@ class StoreConfig(Params):
     #: connections each process keeps to PostgreSQL (plus one for the learner election)
     pool_size: int = Field(4, ge=1, le=64)
     #: serving retention: decisions older than this many seconds are deleted with their feedback
-    #: (0 = keep forever; default 30 days, beyond the default 1-day feedback window)
-    retention_s: float = Field(30 * 86400.0, ge=0.0)
-    #: serving retention: at most this many decisions are kept, the oldest deleted first (0 = no cap)
-    max_events: int = Field(1_000_000, ge=0)
+    #: (0 = keep forever; default 7 days: the 1-day feedback window, then a week for offline
+    #: evaluation — `ltrr log export` keeps more)
+    retention_s: float = Field(7 * 86400.0, ge=0.0)
+    #: serving retention: at most this many decisions are kept, the oldest deleted first, but never
+    #: one still inside the feedback window (0 = no cap; default ~100 GB at ~10 KB per decision)
+    max_events: int = Field(10_000_000, ge=0)
 
 
 class ServeConfig(Params):

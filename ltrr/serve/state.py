@@ -393,13 +393,16 @@ class ServingState:
 
     def prune(self) -> None:
         """Apply the event log's retention ([store] retention_s, max_events); journal entries the
-        latest snapshot does not include are kept (a new learner replays them)."""
+        latest snapshot does not include are kept (a new learner replays them), and so are
+        decisions still inside the feedback window (the size cap never breaks feedback)."""
         store = self.engine.config.store
         if not (store.retention_s or store.max_events):
             return
+        now = time.time()
         res = self.engine.events.prune(
-            older_than=time.time() - store.retention_s if store.retention_s else None,
-            max_events=store.max_events or None, keep_journal_after=max(self.snapshot_seq, 0))
+            older_than=now - store.retention_s if store.retention_s else None,
+            max_events=store.max_events or None, keep_journal_after=max(self.snapshot_seq, 0),
+            keep_since=now - self.feedback_window_s)
         self._last_prune = time.monotonic()
         if res.events or res.journal:
             self.metrics.pruned.inc(amount=float(res.events))

@@ -272,7 +272,8 @@ class EventLog(EventStore):
                                     (int(limit),)).fetchall()
         return [(int(s), r) for s, r in rows]
 
-    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int) -> PruneResult:
+    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int,
+              keep_since: float | None = None) -> PruneResult:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -283,7 +284,12 @@ class EventLog(EventStore):
                 if max_events:
                     row = self._db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
                                            (int(max_events),)).fetchone()
-                    cut = max(cut, int(row[0]) if row else 0)
+                    by_size = int(row[0]) if row else 0
+                    if keep_since is not None:  # never a decision that may still get feedback
+                        young = self._db.execute("SELECT MIN(seq) FROM events WHERE ts >= ?",
+                                                 (float(keep_since),)).fetchone()[0]
+                        by_size = min(by_size, int(young) - 1) if young is not None else by_size
+                    cut = max(cut, by_size)
                 n_fb = self._db.execute("DELETE FROM feedback WHERE event_id IN"
                                         " (SELECT event_id FROM events WHERE seq <= ?)", (cut,)).rowcount
                 n_j = self._db.execute(

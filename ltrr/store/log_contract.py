@@ -242,12 +242,14 @@ class EventStore(ABC):
 
     # ------------------------------------------------------------------ retention
     @abstractmethod
-    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int) -> PruneResult:
+    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int,
+              keep_since: float | None = None) -> PruneResult:
         """Delete decisions logged before ``older_than`` (a timestamp) and the oldest beyond
         ``max_events``, with their feedback, and journal entries up to ``keep_journal_after``
         (the sequence the latest state snapshot includes) that belong to deleted decisions or
         are older than ``older_than``. Journal entries after ``keep_journal_after`` are never
-        deleted: restoring the snapshot needs them."""
+        deleted: restoring the snapshot needs them. Decisions logged at or after ``keep_since``
+        (those still inside the feedback window) are kept even beyond ``max_events``."""
 
     # ------------------------------------------------------------------ meta
     @abstractmethod

@@ -273,7 +273,8 @@ class PostgresEventLog(EventStore):
         return [(int(s), r) for s, r in rows]
 
     # ------------------------------------------------------------------ retention
-    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int) -> PruneResult:
+    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int,
+              keep_since: float | None = None) -> PruneResult:
         with self.pool.connection() as conn, conn.transaction():
             cut = 0
             if older_than is not None:
@@ -282,7 +283,12 @@ class PostgresEventLog(EventStore):
             if max_events:
                 row = conn.execute("SELECT seq FROM ltrr_events ORDER BY seq DESC LIMIT 1 OFFSET %s",
                                    (int(max_events),)).fetchone()
-                cut = max(cut, int(row[0]) if row else 0)
+                by_size = int(row[0]) if row else 0
+                if keep_since is not None:  # never a decision that may still get feedback
+                    young = _one(conn.execute("SELECT MIN(seq) FROM ltrr_events WHERE ts >= %s",
+                                              (float(keep_since),)))[0]
+                    by_size = min(by_size, int(young) - 1) if young is not None else by_size
+                cut = max(cut, by_size)
             n_fb = conn.execute("DELETE FROM ltrr_feedback WHERE event_id IN"
                                 " (SELECT event_id FROM ltrr_events WHERE seq <= %s)", (cut,)).rowcount
             n_j = conn.execute(

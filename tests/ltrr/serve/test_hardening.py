@@ -274,10 +274,13 @@ def test_error_messages_lose_their_absolute_paths():
 
 def test_the_learner_applies_retention_and_keeps_what_the_snapshot_needs(tmp_path):
     engine_dir = build_engine(tmp_path / "engine", store={"max_events": 6, "retention_s": 0})
-    st = ServingState(ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / "state"), poll_s=3600))
+    st = ServingState(ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / "state"), poll_s=3600,
+                                    feedback_window_s=5.0))
     st.start()
     try:
         for i in range(10):
+            if i == 4:
+                time.sleep(5.2)  # the first four leave the feedback window
             d = st.engine.search(["drama", "war"][i % 2])
             st.feedback(Feedback.clicks(d.event_id, [d.page_ids[0]]))
         st.snapshot()  # includes journal seq 10
@@ -285,5 +288,10 @@ def test_the_learner_applies_retention_and_keeps_what_the_snapshot_needs(tmp_pat
         assert st.engine.events.counts() == {"events": 6, "feedback": 6}
         assert [e.seq for e in st.engine.events.journal_since(0)] == [5, 6, 7, 8, 9, 10]
         assert st.metrics.pruned.value() == 4 and st.engine.events.journal_head() == 10
+        # a tighter cap does not delete decisions that may still get feedback
+        cfg = st.engine.config
+        st.engine.config = cfg.model_copy(update={"store": cfg.store.model_copy(update={"max_events": 2})})
+        st.prune()
+        assert st.engine.events.counts()["events"] == 6
     finally:
         st.stop()

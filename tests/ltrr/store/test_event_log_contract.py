@@ -128,10 +128,12 @@ def test_retention_keeps_what_a_snapshot_still_needs(engine):
     assert (res.events, res.feedback, res.journal) == (4, 4, 2)
     assert [e.seq for e in log.journal_since(0)] == [3, 4, 5, 6, 7, 8, 9, 10]
     assert log.get(ds[3].event_id) is None and log.get(ds[4].event_id) is not None
-    # size: keep the newest 3 decisions; the journal head survives deleting every entry
-    res = log.prune(older_than=None, max_events=3, keep_journal_after=10)
+    # size: keep the newest decision, but none still inside the feedback window (logged at t >= 7)
+    res = log.prune(older_than=None, max_events=1, keep_journal_after=10, keep_since=7.0)
     assert (res.events, res.feedback) == (3, 3) and log.counts() == {"events": 3, "feedback": 3}
+    assert log.get(ds[6].event_id) is None and log.get(ds[7].event_id) is not None
     assert [e.seq for e in log.journal_since(0)] == [8, 9, 10]
+    # the journal head survives deleting every entry
     log.prune(older_than=1e9, max_events=None, keep_journal_after=10)
     assert log.counts()["events"] == 0 and log.journal_since(0) == [] and log.journal_head() == 10
     d = engine.search("war", ts=20.0)
