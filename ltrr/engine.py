@@ -94,12 +94,16 @@ class Engine:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, events_path: str | None = None,
-             store: dict[str, Any] | None = None) -> Engine:
-        """Load an engine directory written by :meth:`save` (``store``: overrides of its
-        ``[store]`` section, e.g. a serving replica's PostgreSQL backend)."""
+             verify: str = "quick", store: dict[str, Any] | None = None) -> Engine:
+        """Load an engine directory written by :meth:`save` (``verify``: ``"quick"`` checks every
+        file's size and fingerprint, ``"full"`` also its SHA-256; see ltrr.store.engine_dir;
+        ``store``: overrides of its ``[store]`` section, e.g. a serving replica's PostgreSQL backend)."""
         from ltrr.store.engine_dir import load_engine
 
-        return load_engine(cls, directory, events_path=events_path, store=store)
+        if verify not in ("quick", "full", "none"):
+            raise ValueError(f"verify must be 'quick', 'full' or 'none'; got {verify!r}")
+        return load_engine(cls, directory, events_path=events_path, verify=verify,  # type: ignore[arg-type]
+                           store=store)
 
     def replace_strategy(self, name: str, strategy: CandidateGenerator) -> None:
         """Swap in a new instance of strategy ``name`` (callers hold :attr:`lock`): the mapping

@@ -11,9 +11,9 @@ from ltrr.errors import ConfigError
 
 
 def _engine_manifest(engine_dir: str) -> dict:
-    from ltrr.store.persist import read_manifest
+    from ltrr.store.engine_dir import read_engine_manifest
 
-    return read_manifest(Path(engine_dir), "engine", (1,))
+    return read_engine_manifest(Path(engine_dir))
 
 
 def _schema_from_log(events, pairs, log_path):

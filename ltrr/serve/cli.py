@@ -68,10 +68,10 @@ def serve(engine_dir, host, port, workers, state_dir, events_path, token_file, f
 
     from ltrr.serve.app import SETTINGS_ENV, TOKEN_ENV
     from ltrr.serve.state import ServeSettings
-    from ltrr.store.persist import read_manifest
+    from ltrr.store.engine_dir import read_engine_manifest
 
     engine = Path(engine_dir).resolve()
-    read_manifest(engine, "engine", (1,))  # fail fast, with a clear message, before forking
+    read_engine_manifest(engine)  # fail fast, with a clear message, before forking
     if token_file:
         tf = Path(token_file)
         if not tf.is_file() or not tf.read_text(encoding="utf-8").strip():

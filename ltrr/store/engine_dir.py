@@ -1,8 +1,12 @@
 """Saving and loading an engine, and snapshots of what online learning changes.
 
 An engine directory holds ``manifest.json`` (format version, full config, feature schema, context
-feature names, strategy success rates, the SHA-256 of every file), the catalog, and one
-sub-directory per component in its own open formats. A *state snapshot* (:func:`save_state`) is
+feature names, strategy success rates, the incumbent's and latency tracker's state, and for every
+file its size, SHA-256 and a quick fingerprint), the catalog stored once in columnar form
+(``catalog/``, memory-mapped on load, :meth:`ltrr.catalog.Catalog.save`), and one sub-directory
+per component in its own open formats. Loading checks every file's size and quick fingerprint
+(kilobytes read, so a 1M-item engine loads in seconds; truncated, replaced or partly damaged
+files are caught); ``verify="full"`` recomputes every SHA-256. A *state snapshot* (:func:`save_state`) is
 much lighter: the policy, the ranker, every strategy that learns from feedback
 (:class:`~ltrr.contracts.strategy.LearnsFromFeedback`, found by type: click memory, a retrained
 XR-Linear model and its click buffer), the learner's counters and caller metadata (e.g. the
@@ -12,9 +16,7 @@ journal sequence it includes). Both are written atomically (temporary directory,
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +28,14 @@ from ltrr.contracts.strategy import LearnsFromFeedback
 from ltrr.errors import PersistenceError
 from ltrr.features import FeatureBuilder
 from ltrr.store.log_contract import open_event_log
-from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
+from ltrr.store.persist import (
+    Verify,
+    atomic_directory,
+    check_files,
+    file_records,
+    read_manifest,
+    write_manifest,
+)
 from ltrr.success import StrategySuccess
 
 if TYPE_CHECKING:
@@ -34,7 +43,10 @@ if TYPE_CHECKING:
 
 E = TypeVar("E", bound="Engine")
 
-ENGINE_FORMAT_VERSION = 1
+#: 2: the catalog stored in columnar form (``catalog/``) and size + fingerprint + SHA-256 per file
+ENGINE_FORMAT_VERSION = 2
+#: engine directories this version reads (1: the catalog as a JSONL copy, one SHA-256 per file)
+ENGINE_FORMATS = (1, ENGINE_FORMAT_VERSION)
 STATE_FORMAT_VERSION = 1
 
 
@@ -43,13 +55,13 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
     with engine.lock:
         strategies, policy, ranker = dict(engine.strategies), engine.policy, engine.ranker
         with atomic_directory(directory) as tmp:
-            shutil.copyfile(engine.config.catalog.path, tmp / "catalog.jsonl")
+            engine.catalog.save(tmp / "catalog")
             for name, strat in strategies.items():
                 strat.save(tmp / "strategies" / name)
             policy.save(tmp / "policy")
             ranker.save(tmp / "ranker")
             config = engine.config.model_dump(mode="json")
-            config["catalog"]["path"] = "catalog.jsonl"
+            config["catalog"]["path"] = "catalog"
             config["store"]["events_path"] = ""
             config["store"]["dsn"] = ""  # a connection string may hold a password
             write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
@@ -57,25 +69,26 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
                            context_features=list(engine.context.names),
                            strategy_success=engine.success.to_dict(),
                            incumbent=engine.incumbent.to_dict(), latency=engine.latency.to_dict(),
-                           checksums=_checksums(tmp))
+                           files=file_records(tmp))
 
 
 def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str | None = None,
-                store: dict[str, Any] | None = None) -> E:
-    """Load an engine directory; every file is checked against its recorded SHA-256. ``store``
+                verify: Verify = "quick", store: dict[str, Any] | None = None) -> E:
+    """Load an engine directory; every file is checked against its manifest record (``verify``:
+    ``"quick"`` sizes and fingerprints, ``"full"`` every SHA-256 too, ``"none"``). ``store``
     overrides keys of the saved ``[store]`` section (e.g. the backend and DSN of a replica)."""
     directory = Path(directory)
-    manifest = read_manifest(directory, "engine", (ENGINE_FORMAT_VERSION,))
-    for rel, digest in manifest.get("checksums", {}).items():
-        f = directory / rel
-        if not f.exists() or _sha256(f) != digest:
-            raise PersistenceError(f"{directory}: {rel} is missing or does not match its checksum")
+    manifest = read_engine_manifest(directory)
+    check_files(directory, manifest.get("files", manifest.get("checksums", {})), verify)
     config = parse_config(manifest["config"], f"{directory}/manifest.json", directory)
     overrides = {**(store or {}), **({"events_path": events_path} if events_path is not None else {})}
     if overrides:
         config = config.model_copy(update={"store": config.store.model_validate(
             {**config.store.model_dump(), **overrides})})
-    catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
+    if Path(config.catalog.path).is_dir():
+        catalog = Catalog.load(config.catalog.path, verify="none")  # its files were just checked
+    else:  # format 1 engines hold a copy of the JSONL
+        catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
     strategies = {sc.name: strategy_class(sc.kind).load(directory / "strategies" / sc.name)
                   for sc in config.strategies}
     policy = policy_class(config.policy.type).load(directory / "policy")
@@ -92,6 +105,11 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     if "latency" in manifest:
         engine.latency.restore(manifest["latency"])
     return engine
+
+
+def read_engine_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a saved engine this version can load (a clear error otherwise)."""
+    return read_manifest(directory, "engine", ENGINE_FORMATS)
 
 
 def save_state(engine: Engine, directory: str | os.PathLike, **meta: Any) -> None:
@@ -167,22 +185,3 @@ def restore_loop_state(engine: Engine, state: dict[str, Any]) -> None:
     engine.event_ids.restore(state.get("event_ids"))
     engine.learner.restore(state["learner"])
     engine.n_searches = int(state["n_searches"])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _checksums(root: Path) -> dict[str, str]:
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in sorted(files):
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if rel != "manifest.json":
-                out[rel] = _sha256(p)
-    return dict(sorted(out.items()))

@@ -8,6 +8,7 @@ sibling directory, fsync it, and rename it into place, so a crash never leaves h
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ltrr.errors import PersistenceError
 
@@ -158,3 +159,71 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- integrity
+#: a quick fingerprint reads this many bytes at each of SAMPLES evenly spaced places of a file
+SAMPLE_BYTES = 4096
+SAMPLES = 16
+Verify = Literal["quick", "full", "none"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sample_digest(path: Path) -> str:
+    """SHA-256 of a file's size and ``SAMPLES`` blocks at evenly spaced offsets (reads ~64 KiB
+    whatever the size: catches truncation, replacement and damage in the sampled blocks)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        for i in range(SAMPLES):
+            fh.seek(max(0, (size - SAMPLE_BYTES) * i // max(SAMPLES - 1, 1)))
+            h.update(fh.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What a manifest records of a file: its size, SHA-256 and quick fingerprint."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path), "sample_sha256": sample_digest(path)}
+
+
+def file_records(root: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, dict[str, Any]]:
+    """:func:`file_record` of every file under ``root`` by relative path (sorted)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            if rel not in exclude:
+                out[rel] = file_record(p)
+    return dict(sorted(out.items()))
+
+
+def check_files(directory: Path, files: Mapping[str, Any], verify: Verify = "quick") -> None:
+    """Check files against their manifest records: ``"quick"`` sizes and fingerprints (reads
+    kilobytes), ``"full"`` also every SHA-256 (reads every byte), ``"none"`` nothing. A record
+    that is a bare digest string (older manifests) is checked in full."""
+    if verify == "none":
+        return
+    for name, meta in files.items():
+        path = directory / name
+        if not path.exists():
+            raise PersistenceError(f"{directory}: missing file {name}")
+        if isinstance(meta, str):
+            if sha256_file(path) != meta:
+                raise PersistenceError(f"{path}: does not match its checksum in the manifest (corrupt)")
+            continue
+        size = path.stat().st_size
+        if size != meta.get("bytes"):
+            raise PersistenceError(f"{path}: {size} bytes, the manifest says {meta.get('bytes')} "
+                                   "(truncated or replaced)")
+        if sample_digest(path) != meta.get("sample_sha256"):
+            raise PersistenceError(f"{path}: does not match its fingerprint in the manifest (corrupt)")
+        if verify == "full" and sha256_file(path) != meta.get("sha256"):
+            raise PersistenceError(f"{path}: does not match its SHA-256 in the manifest (corrupt)")

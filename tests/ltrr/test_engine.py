@@ -143,7 +143,10 @@ def test_save_load_same_decisions(engine, small_movies, tmp_path):
 def test_load_rejects_corrupted_or_foreign_directory(engine, tmp_path):
     engine.save(tmp_path / "eng")
     (tmp_path / "eng" / "policy" / "menu.json").write_text("{}")
-    with pytest.raises(PersistenceError, match=r"policy/menu\.json is missing or does not match its checksum"):
+    with pytest.raises(PersistenceError, match=r"policy/menu\.json: \d+ bytes, the manifest says \d+ \(truncated"):
+        Engine.load(tmp_path / "eng")
+    (tmp_path / "eng" / "policy" / "menu.json").unlink()
+    with pytest.raises(PersistenceError, match=r"eng: missing file policy/menu\.json"):
         Engine.load(tmp_path / "eng")
     engine.strategies["memory"].save(tmp_path / "mem")
     with pytest.raises(PersistenceError, match=r"holds a 'memory', expected a 'engine'"):

@@ -12,7 +12,8 @@ FIELDS = '["title", "directors", "cast", "writers", "genres", "year", "countries
 
 
 def small_config_text(policy: str = "epsilon_greedy", params: str = "{ epsilon = 0.3 }",
-                      limit: int = 1500, retrain_every: int = 100, seed: int = 0) -> str:
+                      limit: int = 1500, retrain_every: int = 100, seed: int = 0,
+                      reward_kind: str = "any_click") -> str:
     return f"""
 seed = {seed}
 page_size = 10
@@ -31,13 +32,21 @@ depths = [0, 10, 50]
 type = "{policy}"
 budget = 300
 params = {params}
+# plan latency from the strategies' declared costs: the simulated logs repeat exactly
+latency_source = "declared"
 [ranker]
 type = "lambdamart"
 retrain_every = {retrain_every}
 [reward]
 cost_per_candidate = 0.0005
+kind = "{reward_kind}"
+latency_weight = 0.0
 [store]
 event_ids = "seeded"
+[incumbent]
+# the offline tests replay the policy's own choices; the incumbent's gates are tested elsewhere
+gate_plans = false
+gate_ranking = false
 """
 
 

@@ -181,8 +181,8 @@ def test_logged_rewards_follow_the_engine_reward_kind(tmp_path, offline_dir):
 
     for kind in ("any_click", "click_dcg"):
         cfg_path = tmp_path / f"{kind}.toml"
-        cfg_path.write_text(small_config_text(policy="fixed", params="{ depths = { bm25 = 100, memory = 10 } }").replace("cost_per_candidate = 0.0005",
-                                                        f'cost_per_candidate = 0.0005\nkind = "{kind}"'))
+        cfg_path.write_text(small_config_text(policy="fixed", params="{ depths = { bm25 = 100, memory = 10 } }",
+                                              reward_kind=kind))
         engine = Engine.from_config(load_config(cfg_path))
         for q in ("the", "love story", "comedy 1990s"):
             d = engine.search(q, {}, ts=1.0)
@@ -190,7 +190,7 @@ def test_logged_rewards_follow_the_engine_reward_kind(tmp_path, offline_dir):
             clicked = [d.page_ids[0], d.page_ids[-1]]
             rec = record_from_decision(d, clicked, RewardSpec.from_config(engine.config))
             want, want_s, _ = engine.learner.credit(d.candidates, d.page, d.plan.depths,
-                                                    engine.catalog.rows_of(clicked))
+                                                    engine.catalog.rows_of(clicked), d.strategy_ms)
             assert rec.reward == pytest.approx(want, abs=1e-12), kind
             np.testing.assert_allclose(rec.strategy_rewards, want_s, atol=1e-12)
         engine.close()

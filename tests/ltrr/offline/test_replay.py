@@ -148,8 +148,7 @@ def test_click_dcg_rewards_recomputed_in_replay_equal_the_logged_ones(offline_di
     from .conftest import small_config_text
 
     cfg_path = tmp_path / "dcg.toml"
-    cfg_path.write_text(small_config_text().replace("cost_per_candidate = 0.0005",
-                                                    'cost_per_candidate = 0.0005\nkind = "click_dcg"'))
+    cfg_path.write_text(small_config_text(reward_kind="click_dcg"))
     cfg = load_config(cfg_path)
     engine = Engine.from_config(cfg)
     log = tmp_path / "dcg.jsonl"

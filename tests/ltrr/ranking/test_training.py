@@ -1,6 +1,5 @@
 """Training from the event log: logged features only, debiasing, errors, CLI, explanations."""
 
-import dataclasses
 import json
 
 import lightgbm as lgb
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ltrr.catalog import Catalog
 from ltrr.cli import main
 from ltrr.config import parse_config
 from ltrr.engine import Engine
@@ -28,6 +28,8 @@ def make_engine(catalog_path, catalog, events_path="", retrain_every=0, **ranker
         "ranker": {"retrain_every": retrain_every,
                    "params": {"n_estimators": 30, "min_data_in_leaf": 5, **ranker}},
         "store": {"events_path": str(events_path)},
+        # every logged query trains the ranker (no share held out for the incumbent's comparison)
+        "incumbent": {"counterfactual": False},
     }, "test")
     return Engine.from_config(cfg, catalog=catalog)
 
@@ -64,7 +66,8 @@ def test_training_uses_exactly_the_logged_features(trained_log, small_movies):
     assert not np.array_equal(again[:, imp], ev.features[:, imp])
     # ...and so would a changed catalog (new popularity) behind a new feature builder; training
     # through the engine still reads the logged rows
-    changed = dataclasses.replace(small_movies, popularity=small_movies.popularity * 10.0 + 5.0)
+    changed = Catalog(small_movies.ids, small_movies.titles, small_movies.texts, small_movies.fields,
+                      small_movies.popularity * 10.0 + 5.0)
     engine.features = FeatureBuilder(changed, engine.strategies, FIELDS)
     assert engine.features.schema == schema
     pop = schema.index("log_popularity")

@@ -27,6 +27,8 @@ SMALL_CONFIG = {
     "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.2}, "budget": 100,
                "plans": [{"bm25": 10, "memory": 0}, {"bm25": 30, "memory": 0}, {"bm25": 10, "memory": 10}]},
     "ranker": {"retrain_every": 0},
+    # the serving tests check rewards exactly: no measured-latency cost
+    "reward": {"kind": "any_click", "cost_per_candidate": 0.0005, "latency_weight": 0.0},
 }
 
 
