@@ -71,7 +71,9 @@ class LocalPostgres:
                                     "$LTRR_PG_BIN, /usr/lib/postgresql/*/bin or PATH")
         self.bin = Path(found)
         self.settings = {"max_connections": "200", "shared_buffers": "32MB", **(settings or {})}
-        self.root = Path(tempfile.mkdtemp(prefix="ltrr-pg-"))
+        # as root, under /tmp whatever $TMPDIR says: the server's user must reach its directory
+        parent = "/tmp" if os.geteuid() == 0 and os.path.isdir("/tmp") else None
+        self.root = Path(tempfile.mkdtemp(prefix="ltrr-pg-", dir=parent))
         self.data = self.root / "data"
         self.port = _free_port()
         self._prefix: list[str] = []
