@@ -17,6 +17,7 @@ from ltrr.contracts.strategy import CandidateGenerator
 from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.params import validate_params
 from ltrr.store.log_contract import open_event_log
+from ltrr.threads import native_threads, set_native_threads
 
 if TYPE_CHECKING:
     from ltrr.engine import Engine
@@ -90,9 +91,11 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
     catalog = catalog or Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
     prebuilt = dict(prebuilt or {})
     strategies: dict[str, CandidateGenerator] = {}
-    for i, sc in enumerate(config.strategies):
-        strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
-    features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+    with native_threads(config.threads.batch):  # fitting may use every core ...
+        for i, sc in enumerate(config.strategies):
+            strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
+        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+    set_native_threads(config.threads.search)  # ... searches run on the configured pool size
     events = open_event_log(config.store)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),
                features, context_featurizer(config), events)

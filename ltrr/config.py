@@ -185,6 +185,16 @@ class ServeConfig(Params):
     feedback_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
 
 
+class ThreadsConfig(Params):
+    """Sizes of the native thread pools (faiss, torch, ONNX Runtime, LightGBM, OpenMP/BLAS), set
+    through :func:`ltrr.threads.set_native_threads`; 0 = every usable core."""
+
+    #: per search (and while serving): small calls gain nothing from more threads and contend
+    search: int = Field(1, ge=0)
+    #: batch work (fitting strategies, encoding a catalog, training the ranker)
+    batch: int = Field(0, ge=0)
+
+
 class EngineConfig(Params):
     seed: int = 0
     page_size: int = Field(10, gt=0)
@@ -196,6 +206,7 @@ class EngineConfig(Params):
     incumbent: IncumbentConfig = Field(default_factory=IncumbentConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     #: context features the policy sees, in order (see ltrr.context.CONTEXT_FEATURES)
     context_features: list[str] | None = None
 
@@ -235,7 +246,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"name": "xmr", "depths": [0, 30, 100],
          "params": {"text_fields": MOVIE_TEXT_FIELDS, "extra_pseudo_queries": [["title"]], "seed": 0}},
     ],
-    "policy": {"type": "linucb", "params": {"alpha": 0.1}, "budget": 300},
+    # epsilon 0.05: every plan keeps probability >= 0.05 / K, so the logged propensities are those
+    # of a stochastic choice and the engine's own logs support off-policy evaluation of others
+    "policy": {"type": "linucb", "params": {"alpha": 0.1, "epsilon": 0.05}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},
     "reward": {"cost_per_candidate": 0.0001, "kind": "click_dcg"},
     "store": {"events_path": ""},

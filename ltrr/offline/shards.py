@@ -25,16 +25,20 @@ from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader
 from ltrr.offline.ope import (
-    Plan2Context,
-    RewardModel,
-    TargetSpec,
+    check_pass1,
     finalize,
     merge_estimates,
     merge_reward_model,
+    plan_context,
     shard_estimates,
     shard_reward_model,
 )
 from ltrr.offline.outcomes import record_outcomes
+from ltrr.offline.targets import TargetSpec
+
+#: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
+_NOISY_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                  "distributed.core", "distributed.http.proxy", "distributed.utils_perf")
 
 
 def shard_row_groups(path: str, shards: int) -> list[list[int]]:
@@ -46,59 +50,95 @@ def shard_row_groups(path: str, shards: int) -> list[list[int]]:
     return [list(range(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
 
 
+def _quiet() -> None:
+    import logging
+
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def local_client(n_workers: int = 2):
-    """A local Dask cluster of ``n_workers`` single-threaded processes."""
+    """A local Dask cluster of ``n_workers`` single-threaded worker *processes* (the per-chunk
+    numpy and Parquet decoding hold the GIL often enough that threads would not scale), quiet:
+    only errors are logged."""
+    _quiet()
+    # one core per worker: BLAS and pyarrow's decode pool (which honours OMP_NUM_THREADS) single-threaded.
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 also pins glibc's mmap threshold at 128 KB, so every
+    # per-chunk array is mapped and page-faulted afresh (3x the minor faults, a third more CPU,
+    # measured); short-lived OPE workers keep freed memory for reuse instead.
+    # (Variables that C libraries read at start-up must be in the environment before the spawn.)
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+    env = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+    env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 30), MALLOC_MMAP_THRESHOLD_=str(32 << 20))
+    # the workers' statistical profiler samples every task's stack every 10 ms: CPU we do not need
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                          "distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
     return Client(cluster)
+
+
+def connect(scheduler: str):
+    """A client of an external Dask scheduler (``tcp://host:port``); workers there must be able
+    to import ltrr and read the log at the same path."""
+    _quiet()
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise DataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def close_client(client) -> None:
+    """Close a client and, when it owns a local cluster, the cluster (workers exit, no kill)."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],
                      n_bootstrap: int, seed: int, alpha: float, strict: bool, shards: int,
-                     client: Any = None) -> dict[str, Any]:
+                     client: Any = None, reward_model, bootstrap_method: str, thresholds) -> dict[str, Any]:
     """:func:`ltrr.offline.ope.evaluate` with both passes mapped over shards on Dask."""
     from ltrr.offline.logs import log_format
 
     if log_format(log) != "parquet":
         raise DataError(f"{log}: shard-parallel evaluation reads Parquet row groups; convert the log "
-                        "to Parquet first (ltrr.offline.logs.convert_log)")
+                        "to Parquet first (ltrr log convert)")
     groups = shard_row_groups(log, shards)
     own = client is None
     if own:
         client = local_client(min(shards, 2))
     try:
-        futures = client.map(shard_reward_model, [log] * len(groups), groups, [strict] * len(groups),
-                             pure=False)
-        parts = client.gather(futures)
+        k = len(groups)
+        futures = client.map(shard_reward_model, [log] * k, groups, [strict] * k,
+                             [reward_model.folds] * k, [seed] * k, pure=False)
         model_stats, report = None, None
-        for stats, rep in parts:
+        for stats, rep in client.gather(futures):
             if stats is not None:
                 model_stats = merge_reward_model(model_stats, stats)
             report = rep if report is None else report.merge(rep)
         if report is None:
             report = LogReader(log).report
-        report.check_nonempty()
-        if model_stats is None:
-            raise DataError(f"{log}: no record carries a plan, propensities and x; off-policy "
-                            "evaluation needs a log written by ltrr")
-        ctx = Plan2Context(tuple(targets), RewardModel.solve(model_stats), tuple(estimators),
-                           int(n_bootstrap), seed)
-        futures = client.map(shard_estimates, [log] * len(groups), groups, [ctx] * len(groups),
-                             [strict] * len(groups), pure=False)
+        check_pass1(log, model_stats, report)
+        ctx, logged = plan_context(model_stats, targets, estimators, reward_model, n_bootstrap, seed,
+                                   bootstrap_method, thresholds)
+        futures = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
+                             pure=False)
         stats = None
         for part in client.gather(futures):
             if part is not None:
                 stats = merge_estimates(stats, part)
         result = finalize(stats, ctx, report, alpha)
-        result["shards"] = len(groups)
+        result["shards"] = k
         return result
     finally:
         if own:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
+            close_client(client)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,9 +205,7 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
                 stats = merge_plan_statistics(stats, part)
         finally:
             if own:
-                cluster = client.cluster
-                client.close()
-                cluster.close()
+                close_client(client)
     else:
         stats = plan_statistics_partial(engine_dir, log, None, strict)
     stats["report"].check_nonempty()
