@@ -100,13 +100,19 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     context = ContextFeaturizer(names) if names is not None else context_featurizer(config)
     engine = cls(config, catalog, strategies, policy, ranker, features, context, events)
     set_native_threads(config.threads.search)  # searches run on the configured pool size
+    _restore_loop_records(engine, manifest)
+    return engine
+
+
+def _restore_loop_records(engine: Engine, manifest: dict[str, Any]) -> None:
+    """What the loop accumulates beside the models (success rates, the incumbent's evidence and
+    switches, the latency histograms), from an engine or state manifest."""
     if "strategy_success" in manifest:
         engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
     if "incumbent" in manifest:
         engine.incumbent.restore(manifest["incumbent"])
     if "latency" in manifest:
         engine.latency.restore(manifest["latency"])
-    return engine
 
 
 def read_engine_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -165,12 +171,7 @@ def load_state(engine: Engine, directory: str | os.PathLike) -> dict[str, Any]:
         engine.policy = policy
         engine.ranker = ranker
         engine.learner.restore(learner)
-        if "strategy_success" in manifest:
-            engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
-        if "incumbent" in manifest:
-            engine.incumbent.restore(manifest["incumbent"])
-        if "latency" in manifest:
-            engine.latency.restore(manifest["latency"])
+        _restore_loop_records(engine, manifest)
     return dict(manifest.get("meta", {}))
 
 
