@@ -360,7 +360,7 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
                 tgt["rounds"]["strategy_reward"] = batch.strategy_reward
         for est in ests:
             if isinstance(est, FactoredIPS):
-                if fact is None:
+                if fact is None or batch.strategy_reward is None:  # fact needs strategy rewards
                     continue
                 cols = {"n": np.ones(n)}
                 for s in range(fact.shape[1]):
@@ -385,10 +385,10 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
         # estimators share columns (every one has the count n; SNIPS and SNDR the weight sum; IPS
         # and SNIPS the weighted reward): one product per distinct column, one weighting for all
         boot = poisson_replicate_sums(np.stack(blocks, axis=1), ctx.n_boot, ctx.seed, batch.key)
-        cols: dict[tuple[str, str], list[int]] = {}
+        columns_of: dict[tuple[str, str], list[int]] = {}
         for name, label, j in layout:
-            cols.setdefault((name, label), []).append(j)
-        for (name, label), idx in cols.items():
+            columns_of.setdefault((name, label), []).append(j)
+        for (name, label), idx in columns_of.items():
             out["targets"][name][label]["boot"] = boot[:, idx]
     return out
 
@@ -508,8 +508,9 @@ def shard_estimates(path: str, row_groups: Sequence[int] | None, ctx: Plan2Conte
     return stats
 
 
-def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport) -> None:
-    """Stop before estimating when the log is empty, unusable or has impossible propensities."""
+def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport) -> dict[str, Any]:
+    """Stop before estimating when the log is empty, unusable or has impossible propensities;
+    else return ``model_stats`` (then known to be present)."""
     report.check_nonempty()
     if report.counts.get("bad_propensity"):
         raise DataError(f"{report.examples['bad_propensity'][0]} ({report.counts['bad_propensity']} records "
@@ -517,6 +518,7 @@ def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport)
     if model_stats is None:
         raise DataError(f"{log}: no record carries a plan, propensities and x; off-policy evaluation "
                         "needs a log written by ltrr")
+    return model_stats
 
 
 def plan_context(model_stats: dict[str, Any], targets: Sequence[TargetSpec], estimators: Sequence[str],

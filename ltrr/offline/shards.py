@@ -124,8 +124,8 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
             report = rep if report is None else report.merge(rep)
         if report is None:
             report = LogReader(log).report
-        check_pass1(log, model_stats, report)
-        ctx, logged = plan_context(model_stats, targets, estimators, reward_model, n_bootstrap, seed,
+        pooled = check_pass1(log, model_stats, report)
+        ctx, logged = plan_context(pooled, targets, estimators, reward_model, n_bootstrap, seed,
                                    bootstrap_method, thresholds)
         futures = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
                              pure=False)
@@ -206,6 +206,8 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
         finally:
             if own:
                 close_client(client)
+        if stats is None:  # no row groups to map over
+            raise DataError(f"{log}: the log is empty (no records); nothing to replay or evaluate")
     else:
         stats = plan_statistics_partial(engine_dir, log, None, strict)
     stats["report"].check_nonempty()
