@@ -798,7 +798,8 @@ class FactoredIPS:
         pi = np.take_along_axis(target_marginals, depth_index[:, :, None], axis=2)[:, :, 0]
         return pi / strategy_pscore
 
-    def _terms(self, strategy_reward, depth_index, strategy_pscore, target_marginals):
+    def _terms(self, strategy_reward: np.ndarray, depth_index: np.ndarray, strategy_pscore: np.ndarray,
+               target_marginals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = self.weights(depth_index, strategy_pscore, target_marginals)
         r = np.asarray(strategy_reward, dtype=np.float64)
         if r.shape != w.shape:

@@ -38,6 +38,7 @@ from ltrr.reward import RewardSpec, decision_rewards, page_weights
 from ltrr.types import Decision, Plan
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
 #: Parquet row-group size of the writer; also the unit of sharding and of bootstrap seeding
@@ -339,7 +340,8 @@ class LogReader:
                     yield rec
 
     def _parquet_batches(self, start_row: int = 0, row_groups: Sequence[int] | None = None,
-                         columns: Sequence[str] | None = None):
+                         columns: Sequence[str] | None = None
+                         ) -> Iterator[tuple[int, tuple[int, int], pa.RecordBatch]]:
         """Yield ``(first_row, chunk_key, pyarrow.RecordBatch)`` from ``start_row`` (only
         ``columns`` that exist in the file, when given)."""
         import pyarrow as pa
@@ -493,13 +495,13 @@ class BanditBatch:
                    sr, np.array([len(r.clicks) for r in recs], dtype=np.int64))
 
 
-def _struct_fields(col) -> list[str]:
+def _struct_fields(col: pa.ChunkedArray | pa.Array) -> list[str]:
     import pyarrow as pa
 
     return [f.name for f in col.type] if pa.types.is_struct(col.type) else []
 
 
-def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader) -> BanditBatch | None:
+def _columnar_parquet(batch: pa.RecordBatch, row0: int, key: tuple[int, int], reader: LogReader) -> BanditBatch | None:
     """Validate a Parquet record batch with array operations and keep the usable rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -635,7 +637,7 @@ class LogWriter:
                 self._flush()
         self.n_written += 1
 
-    def _schema(self):
+    def _schema(self) -> pa.Schema:
         import pyarrow as pa
 
         s = self.strategies
@@ -661,16 +663,16 @@ class LogWriter:
             self.strategies = first_plan.strategies if first_plan is not None else ("none",)
         schema = self._schema()
 
-        def plan_of(r):
+        def plan_of(r: LogRecord) -> dict[str, int] | None:
             return None if r.plan is None else dict(zip(r.plan.strategies, r.plan.depths, strict=True))
 
-        def props_of(r):
+        def props_of(r: LogRecord) -> dict[str, Any] | None:
             if r.plan is None:
                 return None
             return {"plan": r.plan.propensity,
                     "strategies": dict(zip(r.plan.strategies, r.plan.strategy_propensities, strict=True))}
 
-        def sr_of(r):
+        def sr_of(r: LogRecord) -> dict[str, float] | None:
             if r.plan is None or r.strategy_rewards is None:
                 return None
             return dict(zip(r.plan.strategies, (float(v) for v in r.strategy_rewards), strict=True))

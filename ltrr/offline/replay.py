@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -263,7 +263,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
     return ReplayResult(out, reader.position.records, seconds, resumed_from, reader.report, summary)
 
 
-def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh, ckpt: Path,
+def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh: TextIO, ckpt: Path,
                 log: str | os.PathLike) -> None:
     fh.flush()
     os.fsync(fh.fileno())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,13 @@ from ltrr.offline.ope import (
 )
 from ltrr.offline.outcomes import record_outcomes
 from ltrr.offline.targets import TargetSpec
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+    from ltrr.engine import Engine
+    from ltrr.offline.diagnostics import Thresholds
+    from ltrr.offline.rewardmodel import RewardModelSpec
 
 #: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
 _NOISY_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
@@ -57,7 +64,7 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def local_client(n_workers: int = 2):
+def local_client(n_workers: int = 2) -> Client:
     """A local Dask cluster of ``n_workers`` single-threaded worker *processes* (the per-chunk
     numpy and Parquet decoding hold the GIL often enough that threads would not scale), quiet:
     only errors are logged."""
@@ -80,7 +87,7 @@ def local_client(n_workers: int = 2):
     return Client(cluster)
 
 
-def connect(scheduler: str):
+def connect(scheduler: str) -> Client:
     """A client of an external Dask scheduler (``tcp://host:port``); workers there must be able
     to import ltrr and read the log at the same path."""
     _quiet()
@@ -92,7 +99,7 @@ def connect(scheduler: str):
         raise DataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def close_client(client) -> None:
+def close_client(client: Client) -> None:
     """Close a client and, when it owns a local cluster, the cluster (workers exit, no kill)."""
     cluster = getattr(client, "cluster", None)
     client.close()
@@ -102,7 +109,8 @@ def close_client(client) -> None:
 
 def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],
                      n_bootstrap: int, seed: int, alpha: float, strict: bool, shards: int,
-                     client: Any = None, reward_model, bootstrap_method: str, thresholds) -> dict[str, Any]:
+                     client: Client | None = None, reward_model: RewardModelSpec, bootstrap_method: str,
+                     thresholds: Thresholds) -> dict[str, Any]:
     """:func:`ltrr.offline.ope.evaluate` with both passes mapped over shards on Dask."""
     from ltrr.offline.logs import log_format
 
@@ -111,7 +119,7 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
                         "to Parquet first (ltrr log convert)")
     groups = shard_row_groups(log, shards)
     own = client is None
-    if own:
+    if client is None:
         client = local_client(min(shards, 2))
     try:
         k = len(groups)
@@ -127,13 +135,14 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
         pooled = check_pass1(log, model_stats, report)
         ctx, logged = plan_context(pooled, targets, estimators, reward_model, n_bootstrap, seed,
                                    bootstrap_method, thresholds)
-        futures = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
-                             pure=False)
-        stats = None
-        for part in client.gather(futures):
+        parts = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
+                           pure=False)
+        sums = None
+        for part in client.gather(parts):
             if part is not None:
-                stats = merge_estimates(stats, part)
-        result = finalize(stats, ctx, report, alpha)
+                sums = merge_estimates(sums, part)
+        assert sums is not None, "pass 1 found records with a plan, so pass 2 reads at least one batch"
+        result = finalize(sums, ctx, report, alpha)
         result["shards"] = k
         return result
     finally:
@@ -145,10 +154,10 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
 # full-information statistics: every menu plan's outcome on every logged search
 
 
-_ENGINES: dict[str, Any] = {}
+_ENGINES: dict[str, Engine] = {}
 
 
-def _engine(engine_dir: str):
+def _engine(engine_dir: str) -> Engine:
     from ltrr.engine import Engine
 
     if engine_dir not in _ENGINES:
@@ -187,7 +196,7 @@ def merge_plan_statistics(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[s
             "best": a["best"] + b["best"], "report": a["report"].merge(b["report"])}
 
 
-def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any = None,
+def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Client | None = None,
                     strict: bool = False) -> dict[str, Any]:
     """Every menu plan's mean full-information reward and recall over a log, the best fixed plan
     in hindsight and the per-record oracle; shard-parallel on Dask when ``shards > 1``."""
@@ -195,7 +204,7 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
     if shards > 1:
         groups = shard_row_groups(log, shards)
         own = client is None
-        if own:
+        if client is None:
             client = local_client(min(shards, 2))
         try:
             futures = client.map(plan_statistics_partial, [engine_dir] * len(groups), [log] * len(groups),

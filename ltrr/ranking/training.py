@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,12 +112,14 @@ def count_unexpected_nan(X: np.ndarray, schema: FeatureSchema) -> dict[str, int]
     return {schema.names[c]: int(k) for c, k in zip(cols, counts, strict=True) if k}
 
 
-def _progress_callback(total: int, desc: str):
+def _progress_callback(total: int, desc: str) -> tuple[Callable[[Any], None], Any]:
+    """A LightGBM callback advancing a tqdm bar (``Any``: neither library ships type information)
+    by one tree per call, and the bar."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="tree", leave=False)
 
-    def callback(env) -> None:
+    def callback(env: Any) -> None:
         bar.update(1)
         if env.evaluation_result_list:
             _, metric, value, _ = env.evaluation_result_list[0][:4]

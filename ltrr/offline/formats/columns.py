@@ -24,12 +24,16 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ltrr.errors import ConfigError, DataError
 from ltrr.offline.formats.actionlog import ActionLog, dense_rank, one_hot_drop_first
 from ltrr.offline.formats.tables import numeric_column, read_table, require_columns, table_kind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 KEYS = ("action", "reward", "cost", "propensity", "position", "context")
 DEFAULT_NAMES = {"action": ("action", "action_id"), "reward": ("reward",), "cost": ("cost",),
@@ -126,7 +130,7 @@ class ResolvedColumns:
     negate: bool
 
 
-def _line0(path) -> int:
+def _line0(path: str | os.PathLike) -> int:
     kind = table_kind(path)
     return {"csv": 2, "jsonl": 1}.get(kind, 0)
 
@@ -171,7 +175,7 @@ def read_columns(path: str | os.PathLike, mapping: ColumnMapping | None = None) 
                      int(position.max()) + 1, None, None, lines, where, labels).validate()
 
 
-def _context_block(table, name: str, path, line0: int) -> np.ndarray:
+def _context_block(table: pa.Table, name: str, path: str | os.PathLike, line0: int) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 

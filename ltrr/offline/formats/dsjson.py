@@ -71,7 +71,7 @@ def hash_features(feats: Mapping[str, float], bits: int) -> tuple[np.ndarray, np
     return idx, np.fromiter(feats.values(), dtype=np.float64, count=len(feats))
 
 
-def _events(path) -> Iterator[tuple[int, str, dict]]:
+def _events(path: str | os.PathLike) -> Iterator[tuple[int, str, dict[str, Any]]]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
