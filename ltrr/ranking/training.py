@@ -113,8 +113,8 @@ def count_unexpected_nan(X: np.ndarray, schema: FeatureSchema) -> dict[str, int]
 
 
 def _progress_callback(total: int, desc: str) -> tuple[Callable[[Any], None], Any]:
-    """A LightGBM callback advancing a tqdm bar (``Any``: neither library ships type information)
-    by one tree per call, and the bar."""
+    """A LightGBM callback that advances a tqdm bar by one tree per call, and the bar (typed
+    ``Any``: neither library ships type information)."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="tree", leave=False)
