@@ -356,7 +356,7 @@ from ltrr.offline.targets import TargetSpec
 def main():
     client = None
     if {scheduler!r}:
-        from ltrr.offline.shards import connect
+        from ltrr.cluster import connect
         client = connect({scheduler!r})
     t0, c0 = time.perf_counter(), time.process_time()
     r = evaluate({log!r}, [TargetSpec("greedy", {target!r}), TargetSpec("bm25_100", {fixed!r})],

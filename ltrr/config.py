@@ -72,8 +72,15 @@ class PolicyConfig(Params):
 class RankerConfig(Params):
     type: str = "lambdamart"
     params: dict[str, Any] = Field(default_factory=dict)
-    #: retrain after this many feedback events (0 = never retrain online)
+    #: what the retraining schedule counts: clicks (the unit the ranker learns from, so the data
+    #: between trainings does not depend on the click-through rate) or feedback events
+    retrain_unit: Literal["clicks", "events"] = "clicks"
+    #: retrain every this many (0 = never retrain online) ...
     retrain_every: int = Field(500, ge=0)
+    #: ... the first time after this many (0: ``retrain_every``), the interval growing by
+    #: ``retrain_growth`` after each training up to ``retrain_every`` (50, 100, 200, 400, 500 ...)
+    retrain_first: int = Field(50, ge=0)
+    retrain_growth: float = Field(2.0, ge=1.0)
     #: train on at most this many most recent events with clicks
     train_window: int = Field(20000, gt=0)
 

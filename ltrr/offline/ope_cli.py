@@ -126,7 +126,7 @@ def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_mod
     truths = parse_truth(truth, [t.name for t in targets])
     client = None
     if scheduler:
-        from ltrr.offline.shards import connect
+        from ltrr.cluster import connect
 
         client = connect(scheduler)
         if shards == 1:  # one shard per worker of that cluster, unless --shards says otherwise

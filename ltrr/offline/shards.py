@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ltrr.cluster import close_client, local_client
 from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
     from ltrr.offline.diagnostics import Thresholds
     from ltrr.offline.rewardmodel import RewardModelSpec
 
-#: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
-_NOISY_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
-                  "distributed.core", "distributed.http.proxy", "distributed.utils_perf")
-
 
 def shard_row_groups(path: str, shards: int) -> list[list[int]]:
     """Contiguous, balanced lists of row groups (at most ``shards`` of them)."""
@@ -55,56 +52,6 @@ def shard_row_groups(path: str, shards: int) -> list[list[int]]:
         return []
     bounds = np.linspace(0, n, min(shards, n) + 1).round().astype(int)
     return [list(range(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-
-
-def _quiet() -> None:
-    import logging
-
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def local_client(n_workers: int = 2) -> Client:
-    """A local Dask cluster of ``n_workers`` single-threaded worker *processes* (the per-chunk
-    numpy and Parquet decoding hold the GIL often enough that threads would not scale), quiet:
-    only errors are logged."""
-    _quiet()
-    # one core per worker: BLAS and pyarrow's decode pool (which honours OMP_NUM_THREADS) single-threaded.
-    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 also pins glibc's mmap threshold at 128 KB, so every
-    # per-chunk array is mapped and page-faulted afresh (3x the minor faults, a third more CPU,
-    # measured); short-lived OPE workers keep freed memory for reuse instead.
-    # (Variables that C libraries read at start-up must be in the environment before the spawn.)
-    import dask
-    from dask.distributed import Client, LocalCluster
-
-    env = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
-    env.update(MALLOC_TRIM_THRESHOLD_=str(1 << 30), MALLOC_MMAP_THRESHOLD_=str(32 << 20))
-    # the workers' statistical profiler samples every task's stack every 10 ms: CPU we do not need
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
-                          "distributed.worker.profile.enabled": False}):
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=40)
-    return Client(cluster)
-
-
-def connect(scheduler: str) -> Client:
-    """A client of an external Dask scheduler (``tcp://host:port``); workers there must be able
-    to import ltrr and read the log at the same path."""
-    _quiet()
-    from dask.distributed import Client
-
-    try:
-        return Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise DataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-
-
-def close_client(client: Client) -> None:
-    """Close a client and, when it owns a local cluster, the cluster (workers exit, no kill)."""
-    cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
 
 
 def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],

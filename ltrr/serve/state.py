@@ -410,5 +410,6 @@ class ServingState:
                 "policy": {"type": engine.policy.type_name, "n_updates": int(engine.policy.n_updates_)},
                 "ranker_version": engine.ranker.version_, "event_log": engine.events.counts(),
                 "ranker_retrain": {"every": engine.config.ranker.retrain_every,
-                                   "since": engine.learner.clock.events},
+                                   "unit": engine.config.ranker.retrain_unit,
+                                   "since": engine.learner.schedule.since if engine.learner.schedule else 0},
                 "learned_strategies": learned}

@@ -118,7 +118,8 @@ def test_bootstrap_intervals_cover_the_estimate_and_are_seeded(targets, sim_logs
 
 
 def test_shard_parallel_on_dask_equals_single_process(targets, sim_logs, tmp_path):
-    from ltrr.offline.shards import local_client, shard_row_groups
+    from ltrr.cluster import local_client
+    from ltrr.offline.shards import shard_row_groups
 
     log = tmp_path / "groups.parquet"
     convert_log(sim_logs["ltrr.jsonl"], log, row_group_rows=40)
@@ -215,7 +216,7 @@ def test_cli_on_an_external_scheduler_equals_single_process(targets, sim_logs, t
     """``--scheduler tcp://...``: both passes on a running cluster's workers; estimates and
     Poisson intervals equal the single-process run's to 1e-12; no Dask chatter in the output."""
     from ltrr.cli import main
-    from ltrr.offline.shards import close_client, local_client
+    from ltrr.cluster import close_client, local_client
 
     log = tmp_path / "groups.parquet"
     convert_log(sim_logs["ltrr.jsonl"], log, row_group_rows=60)

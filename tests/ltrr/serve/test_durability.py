@@ -114,7 +114,7 @@ def test_ranker_retrains_in_the_background_and_survives_restart(tmp_path, server
         if st["ranker_version"] != "prior-rrf":
             break
         time.sleep(0.1)
-    assert st["ranker_version"].startswith("lgbm-1-") and st["ranker_retrain"] == {"every": 12, "since": 0}
+    assert st["ranker_version"].startswith("lgbm-1-") and st["ranker_retrain"] == {"every": 12, "unit": "clicks", "since": 0}
     page = httpx.post(s.url + "/search", json={"query": "drama"}, timeout=10).json()
     assert page["model_versions"]["ranker"] == st["ranker_version"]
     manifest = tmp_path / "state" / "snapshot" / "ranker" / "manifest.json"
