@@ -162,6 +162,20 @@ class StoreConfig(Params):
     #: default); "seeded": drawn from the engine's seed and the event log's length, so a
     #: simulation with the same seed logs the same ids (see ltrr.event_ids)
     event_ids: Literal["random", "seeded"] = "random"
+    #: where decisions, feedback and the journal live: "sqlite" (embedded, one machine) or
+    #: "postgres" (shared by serving replicas; see docs/serving.md)
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    #: PostgreSQL connection string (libpq); empty = $LTRR_STORE_DSN. Never written to a saved engine
+    dsn: str = ""
+    #: connections each process keeps to PostgreSQL (plus one for the learner election)
+    pool_size: int = Field(4, ge=1, le=64)
+    #: serving retention: decisions older than this many seconds are deleted with their feedback
+    #: (0 = keep forever; default 7 days: the 1-day feedback window, then a week for offline
+    #: evaluation — `ltrr log export` keeps more)
+    retention_s: float = Field(7 * 86400.0, ge=0.0)
+    #: serving retention: at most this many decisions are kept, the oldest deleted first, but never
+    #: one still inside the feedback window (0 = no cap; default ~100 GB at ~10 KB per decision)
+    max_events: int = Field(10_000_000, ge=0)
 
 
 class ServeConfig(Params):

@@ -43,3 +43,18 @@ def small_movies():
     from ltrr.catalog import Catalog
 
     return Catalog.from_jsonl(DATA / "movies" / "catalog.jsonl", limit=800)
+
+
+@pytest.fixture(scope="session")
+def single_film_director(small_movies) -> tuple[str, int]:
+    """A director (two or more words) with exactly one film among the 800, and that film's row:
+    the query then has one right answer, which a titles-only model cannot find from the text."""
+    directors = small_movies.compose(["directors"])
+    counts: dict[str, int] = {}
+    for d in directors:
+        counts[d] = counts.get(d, 0) + 1
+    for row, d in enumerate(directors):
+        if d.strip() and counts[d] == 1 and len(d.split()) >= 2:
+            return d, row
+    raise AssertionError("no single-film director in the fixture")
+
