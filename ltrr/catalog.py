@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, Self, SupportsIndex, TypeVar, cast, overload
 
 import numpy as np
 
@@ -71,10 +71,10 @@ class StringColumn(Sequence[str]):
         return raw.decode("utf-8")
 
     @overload
-    def __getitem__(self, i: int) -> Any: ...
+    def __getitem__(self, i: SupportsIndex) -> Any: ...
     @overload
-    def __getitem__(self, i: slice) -> StringColumn: ...
-    def __getitem__(self, i):
+    def __getitem__(self, i: slice) -> Self: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> Any:
         if isinstance(i, slice):
             start, stop, step = i.indices(len(self))
             if step != 1:
@@ -103,7 +103,7 @@ class StringColumn(Sequence[str]):
             for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
                 yield self._decode(buf[lo:hi])
 
-    def concat(self, other: StringColumn) -> StringColumn:
+    def concat(self, other: Self) -> Self:
         end = self.offsets[-1]
         return type(self)(np.concatenate([self.offsets, other.offsets[1:] + end]),
                           np.concatenate([self.data, other.data]))
@@ -111,6 +111,9 @@ class StringColumn(Sequence[str]):
     @property
     def nbytes(self) -> int:
         return int(self.offsets.nbytes + self.data.nbytes)
+
+
+_C = TypeVar("_C", bound=StringColumn)
 
 
 class JsonColumn(StringColumn):
@@ -141,6 +144,10 @@ class _ColumnBuilder:
         self.buf += value.encode("utf-8")
         self.ends.append(len(self.buf))
 
+    @overload
+    def finish(self) -> StringColumn: ...
+    @overload
+    def finish(self, cls: type[_C]) -> _C: ...
     def finish(self, cls: type[StringColumn] = StringColumn) -> StringColumn:
         offsets = np.zeros(len(self.ends) + 1, dtype=np.int64)
         offsets[1:] = self.ends
@@ -189,7 +196,7 @@ class IdIndex(Mapping[str, int]):
         out = np.full(len(keys), -1, dtype=np.int64)
         for i in np.flatnonzero(hi > lo):
             for r in self.rows[lo[i]:hi[i]]:
-                if self.ids[int(r)] == keys[i]:
+                if self.ids[int(r)] == keys[int(i)]:
                     out[i] = r
                     break
         return out
@@ -238,7 +245,7 @@ class Catalog:
     index: IdIndex
 
     def __init__(self, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
-                 fields: Sequence[Mapping[str, Any]], popularity: np.ndarray,
+                 fields: Sequence[Mapping[str, Any]] | JsonColumn, popularity: np.ndarray,
                  index: IdIndex | None = None):
         set_ = object.__setattr__
         set_(self, "ids", ids if isinstance(ids, StringColumn) else StringColumn.of(map(str, ids)))
@@ -281,7 +288,7 @@ class Catalog:
         needs_fields = any(f not in ("title", "text") for f in text_fields)
         columns = {"title": self.titles, "text": self.texts}
         parts = []
-        field_rows = list(self.fields.slice_values(start, stop)) if needs_fields else None
+        field_rows: list[dict[str, Any]] = list(self.fields.slice_values(start, stop)) if needs_fields else []
         for name in text_fields:
             if name in columns:
                 parts.append(list(columns[name].slice_values(start, stop)))
@@ -417,7 +424,8 @@ class Catalog:
             raise PersistenceError(f"{directory}: id_hashes.npy / id_rows.npy are corrupt "
                                    "(hashes not sorted or rows out of range)")
         index = IdIndex(columns["ids"], hashes, rows)
-        return cls(columns["ids"], columns["titles"], columns["texts"], columns["fields"],
+        # the loop above built "fields" as a JsonColumn
+        return cls(columns["ids"], columns["titles"], columns["texts"], cast(JsonColumn, columns["fields"]),
                    popularity, index=index)
 
     @staticmethod

@@ -112,7 +112,7 @@ class BM25Params(Params):
         return value
 
 
-class BM25(CandidateGenerator, ItemScorer, TermWeighted):
+class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     """Okapi BM25 candidate generator (registry name ``"bm25"``).
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
