@@ -58,6 +58,12 @@ def build_strategy(config: EngineConfig, i: int, catalog: Catalog) -> CandidateG
     return klass(p, name=sc.name).fit(catalog)
 
 
+def components(config: EngineConfig) -> list[tuple[str, str]]:
+    """Every ``(registry kind, name)`` a config builds (strategies, policy, ranker)."""
+    return ([("strategy", sc.kind) for sc in config.strategies]
+            + [("policy", config.policy.type), ("ranker", config.ranker.type)])
+
+
 def context_featurizer(config: EngineConfig) -> ContextFeaturizer:
     return ContextFeaturizer(config.context_features, [s.name for s in config.strategies])
 

@@ -18,7 +18,7 @@ def test_unknown_key_names_key_and_allowed_keys():
 
 
 def test_unknown_top_level_key():
-    with pytest.raises(ConfigError, match=r"unknown key 'polcy'; allowed keys: catalog, context_features, page_size, policy"):
+    with pytest.raises(ConfigError, match=r"unknown key 'polcy'; allowed keys: catalog, context_features, incumbent, page_size, policy"):
         parse_config({**DEFAULT_CONFIG, "polcy": {}}, "x.toml")
 
 
