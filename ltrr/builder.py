@@ -14,8 +14,8 @@ from ltrr.context import ContextFeaturizer
 from ltrr.contracts.policy import PlanMenu, Policy
 from ltrr.contracts.ranker import Ranker
 from ltrr.contracts.strategy import CandidateGenerator
-from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.errors import UnknownComponentError
+from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.params import Params, validate_params
 from ltrr.store.events import EventLog
 

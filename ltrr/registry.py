@@ -150,10 +150,7 @@ def provenance(kind: str, name: str) -> Provenance:
         return Provenance(kind, name, target.value, "entry_point",
                           dist.metadata["Name"] if dist is not None else None,
                           dist.version if dist is not None else None)
-    if isinstance(target, str):
-        path = target
-    else:
-        path = f"{target.__module__}:{target.__qualname__}"
+    path = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
     if name in _PLUGINS[kind]:
         source = "registered"
     elif name in _BUILTIN[kind]:
@@ -225,7 +222,7 @@ _EP_PATH: list[str] = []
 
 def _entry_points(kind: str) -> dict[str, md.EntryPoint]:
     """The installed entry points of ``kind``'s group, by name (read once per ``sys.path``)."""
-    if _EP_PATH != sys.path:  # a plug-in installed or put on the path since the last read
+    if sys.path != _EP_PATH:  # a plug-in installed or put on the path since the last read
         _EP_CACHE.clear()
         _packages_distributions.cache_clear()
         _EP_PATH[:] = sys.path

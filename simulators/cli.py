@@ -160,10 +160,9 @@ def simulate(catalog_path, queries_path, qrels_path, rounds, click_model, preset
     all_max (every strategy at its largest depth ordered by the learned ranker) and rrf_all_max.
     Writes report.json and report.html (learning curves with a band over seeds, plans, latency).
     """
+    from ltrr.builder import check_config
     from simulators.collections import IRCollection
     from simulators.session import compare_over_seeds
-
-    from ltrr.builder import check_config
 
     seeds = seed_list(seed, n_seeds)
     cfg = simulate_config(config)

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 
-
 @click.command()
 @click.option("--log", "log_path", required=True, type=click.Path(dir_okay=False),
               help="Click log, JSONL or Parquet (one search per record).")
