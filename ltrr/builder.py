@@ -18,6 +18,7 @@ from ltrr.errors import UnknownComponentError
 from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.params import Params, validate_params
 from ltrr.store.events import EventLog
+from ltrr.threads import native_threads, set_native_threads
 
 if TYPE_CHECKING:
     from ltrr.engine import Engine
@@ -148,9 +149,11 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
             catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
     prebuilt = dict(prebuilt or {})
     strategies: dict[str, CandidateGenerator] = {}
-    for i, sc in enumerate(config.strategies):
-        strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
-    features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+    with native_threads(config.threads.batch):  # fitting may use every core ...
+        for i, sc in enumerate(config.strategies):
+            strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
+        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+    set_native_threads(config.threads.search)  # ... searches run on the configured pool size
     events = EventLog(config.store.events_path, config.store.synchronous)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),
                features, context_featurizer(config), events)

@@ -192,6 +192,16 @@ class ServeConfig(Params):
     feedback_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
 
 
+class ThreadsConfig(Params):
+    """Sizes of the native thread pools (faiss, torch, ONNX Runtime, LightGBM, OpenMP/BLAS), set
+    through :func:`ltrr.threads.set_native_threads`; 0 = every usable core."""
+
+    #: per search (and while serving): small calls gain nothing from more threads and contend
+    search: int = Field(1, ge=0)
+    #: batch work (fitting strategies, encoding a catalog, training the ranker)
+    batch: int = Field(0, ge=0)
+
+
 class EngineConfig(Params):
     seed: int = 0
     page_size: int = Field(10, gt=0)
@@ -203,6 +213,7 @@ class EngineConfig(Params):
     incumbent: IncumbentConfig = Field(default_factory=IncumbentConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     #: context features the policy sees, in order (see ltrr.context.CONTEXT_FEATURES)
     context_features: list[str] | None = None
 

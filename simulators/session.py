@@ -108,7 +108,9 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
             cfg = config.with_policy(spec.type, spec.params)
             if spec.incumbent is not None:
                 cfg = cfg.model_copy(update={"incumbent": cfg.incumbent.model_copy(update=spec.incumbent)})
-            engine = Engine.from_config(cfg, catalog=catalog, prebuilt={**shared, **fresh_copies(templates)})
+            # shared indexes with empty request caches: a run never answers from another's cache
+            prebuilt = {name: s.with_fresh_caches() for name, s in shared.items()}
+            engine = Engine.from_config(cfg, catalog=catalog, prebuilt={**prebuilt, **fresh_copies(templates)})
             for name, strat in engine.strategies.items():
                 if not isinstance(strat, LearnsFromFeedback):
                     shared.setdefault(name, strat)

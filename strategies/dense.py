@@ -7,6 +7,12 @@ speed on large catalogs (measure it with :func:`check_recall`). Every index is w
 ``IndexIDMap2`` so faiss ids are catalog rows, and new catalog items are added without
 re-encoding the others (:meth:`DenseRetriever.add_items`).
 
+Item texts are encoded through the on-disk embedding cache (:mod:`strategies.embedding_cache`):
+a second fit of the same catalog with the same model and backend encodes nothing, and an
+incremental add encodes only texts never seen. Query embeddings are cached per retriever
+(:attr:`DenseRetriever.query_cache`, with its hit rate; :meth:`DenseRetriever.with_query_cache`
+gives another engine the same index with a cache of its own).
+
 A saved retriever is a directory: ``manifest.json`` (model, dimension, index type, params),
 ``index.faiss`` (faiss' own format) and ``embeddings.npy`` (memory-mapped on load, used by
 :meth:`DenseRetriever.score_items` for ranker features and by exact-search recall checks).
@@ -14,8 +20,10 @@ A saved retriever is a directory: ``manifest.json`` (model, dimension, index typ
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,12 +38,29 @@ from ltrr.contracts.strategy import CandidateGenerator, ItemScorer
 from ltrr.errors import ConfigError, PersistenceError
 from ltrr.params import Params
 from ltrr.store.persist import read_manifest
+from ltrr.threads import current_native_threads
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
-from strategies.encoder import DEFAULT_MODEL, Encoder, embed_queries, get_encoder
+from strategies.embedding_cache import EmbeddingCache, cache_enabled
+from strategies.encoder import (
+    DEFAULT_MODEL,
+    PROGRESS_MIN_TEXTS,
+    Backend,
+    Encoder,
+    QueryEmbeddingCache,
+    embed_queries,
+    get_encoder,
+)
 
 INDEX_FILE = "index.faiss"
 EMBEDDINGS_FILE = "embeddings.npy"
 IndexType = Literal["flat", "hnsw", "ivf"]
+#: the dense strategy's encoder backend unless configured: ONNX Runtime fp32 gave the same top-10
+#: as torch (mean overlap@10 = 1.0 on Cranfield and on the movie catalog, Cranfield nDCG@10
+#: unchanged) for ~1/3 of its CPU per query (benchmarks/encoder.py); int8 is faster but agreed
+#: less (0.91 on Cranfield), so it stays opt-in
+DEFAULT_DENSE_BACKEND = "onnx"
+#: measured single-query encode CPU ms on one thread (benchmarks/encoder.py), the planning hint
+ENCODE_MS = {"torch": 12.0, "onnx": 4.0, "onnx-int8": 1.5}
 
 
 class DenseParams(Params):
@@ -57,9 +82,20 @@ class DenseParams(Params):
     batch_size
         Texts per forward pass when encoding.
     query_cache_size
-        Entries of the process-wide query-text -> embedding LRU cache (0 disables it).
+        Entries of this retriever's query-text -> embedding LRU cache (0 disables it).
     progress
         Show a progress bar when encoding a catalog of 1,000 items or more.
+    backend
+        Encoder backend: ``"onnx"`` (default: ONNX Runtime, the torch model's embeddings within
+        1e-4, exported locally on first use), ``"torch"`` (sentence-transformers on torch) or
+        ``"onnx-int8"`` (int8 weights: fastest, approximate); see
+        :class:`~strategies.encoder.Encoder`.
+    embedding_cache
+        Look item texts up in (and add them to) the on-disk embedding cache, so a catalog is
+        encoded once per model and backend (see :mod:`strategies.embedding_cache`).
+    embedding_cache_dir
+        Directory of that cache (default ``$LTRR_CACHE_DIR/embeddings`` or
+        ``~/.cache/ltrr/embeddings``).
     """
 
     model: str = DEFAULT_MODEL
@@ -73,6 +109,9 @@ class DenseParams(Params):
     batch_size: int = Field(64, ge=1)
     query_cache_size: int = Field(100_000, ge=0)
     progress: bool = True
+    backend: Backend = DEFAULT_DENSE_BACKEND
+    embedding_cache: bool = True
+    embedding_cache_dir: str | None = None
 
 
 class VectorIndex:
@@ -153,6 +192,9 @@ class VectorIndex:
         if self.index is None or self.ntotal == 0 or n_q == 0 or k == 0:
             return (np.full((n_q, k), PAD_ID, dtype=np.int64),
                     np.full((n_q, k), -np.inf, dtype=np.float32))
+        threads = current_native_threads()
+        if faiss.omp_get_max_threads() != threads:  # libgomp keeps the setting per thread
+            faiss.omp_set_num_threads(threads)
         scores, ids = self.index.search(queries, k)
         missing = ids < 0
         ids = ids.astype(np.int64, copy=False)
@@ -218,27 +260,74 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
         super().__init__(params, name=name)
         self.embeddings_: np.ndarray = np.empty((0, 0), dtype=np.float32)
         self.index_: VectorIndex | None = None
+        #: this retriever's query-embedding LRU cache (see :meth:`with_query_cache`)
+        self.query_cache = QueryEmbeddingCache(self.params.query_cache_size)
+        #: texts the last :meth:`encode_items` call took from the embedding cache / encoded
+        self.last_encode: dict[str, int] = {"cached": 0, "encoded": 0}
 
     # ----------------------------------------------------------------- encoder
     @property
     def encoder(self) -> Encoder:
-        """The process-wide encoder of ``params.model`` (loaded on first use)."""
-        return get_encoder(self.params.model, self.params.query_cache_size)
+        """The process-wide encoder of ``params.model`` on ``params.backend`` (loaded on first
+        use)."""
+        return get_encoder(self.params.model, backend=self.params.backend)
 
     @property
     def dim(self) -> int:
         return self.embeddings_.shape[1] if self.embeddings_.size else self.encoder.dim
 
-    def embed_queries(self, queries: QueryBatch | Sequence[str] | str) -> np.ndarray:
-        """Unit-norm query embeddings, computed once per :class:`QueryBatch` (read-only array)."""
-        # through get_encoder first so this retriever's query_cache_size applies
-        get_encoder(self.params.model, self.params.query_cache_size)
-        return embed_queries(queries, self.params.model)
+    def with_query_cache(self, cache: QueryEmbeddingCache | None = None) -> DenseRetriever:
+        """A retriever sharing this one's fitted index and embeddings (read-only) with its own
+        query cache (``cache``, or a new empty one of ``query_cache_size`` entries), so engines
+        that share a fitted index do not warm each other's query embeddings."""
+        twin = copy.copy(self)
+        twin.query_cache = cache if cache is not None else QueryEmbeddingCache(self.params.query_cache_size)
+        twin.last_encode = dict(self.last_encode)
+        return twin
 
-    def encode_items(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed item texts (batched, progress bar for large catalogs when ``progress``)."""
-        progress = None if self.params.progress else False
-        return self.encoder.encode(texts, self.params.batch_size, progress=progress)
+    def with_fresh_caches(self) -> DenseRetriever:
+        return self.with_query_cache()
+
+    def embed_queries(self, queries: QueryBatch | Sequence[str] | str) -> np.ndarray:
+        """Unit-norm query embeddings, computed once per :class:`QueryBatch` and cached across
+        batches in :attr:`query_cache` (read-only array)."""
+        return embed_queries(queries, self.params.model, self.params.backend, cache=self.query_cache)
+
+    def embedding_store(self) -> EmbeddingCache | None:
+        """The on-disk cache of this model's and backend's item embeddings, or None when it is
+        turned off (``embedding_cache = false`` or ``LTRR_EMBEDDING_CACHE=0``)."""
+        if not (self.params.embedding_cache and cache_enabled()):
+            return None
+        enc = self.encoder
+        return EmbeddingCache.open(enc.model_name, enc.fingerprint, enc.backend, enc.dim,
+                                   root=self.params.embedding_cache_dir)
+
+    def encode_items(self, texts: Sequence[str], what: str = "catalog") -> np.ndarray:
+        """Embed item texts, taking those already in the embedding cache from disk and adding the
+        others; the progress bar (large batches, when ``progress``) says how many of each."""
+        enc = self.encoder
+        store = self.embedding_store()
+        if store is None:
+            out, found = np.empty((len(texts), enc.dim), dtype=np.float32), np.zeros(len(texts), bool)
+        else:
+            out, found = store.lookup(texts)
+        todo = np.flatnonzero(~found)
+        n_cached = len(texts) - todo.size
+        self.last_encode = {"cached": int(n_cached), "encoded": int(todo.size)}
+        show = self.params.progress and len(texts) >= PROGRESS_MIN_TEXTS
+        desc = f"encoding {todo.size:,} {what} texts"
+        if store is not None:
+            desc += f" ({n_cached:,} from the embedding cache)"
+        if todo.size:
+            fresh = enc.encode([texts[i] for i in todo], self.params.batch_size,
+                               progress=show, desc=desc)
+            out[todo] = fresh
+            if store is not None:
+                store.store([texts[i] for i in todo], fresh)
+        elif show:
+            print(f"{self.name}: {len(texts):,} {what} texts, all from the embedding cache "
+                  f"({store.directory})", file=sys.stderr)
+        return out
 
     # ----------------------------------------------------------------- hooks
     def _new_index(self, dim: int) -> VectorIndex:
@@ -277,7 +366,7 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
         if rows.size == 0:
             return
         texts = [catalog.compose_one(int(i), self.params.text_fields) for i in rows]
-        vectors = self.encode_items(texts)
+        vectors = self.encode_items(texts, what="new catalog")
         self.index_.add(vectors, rows)
         self.embeddings_ = np.concatenate([np.asarray(self.embeddings_), vectors])
         self.n_items_ = len(catalog)
@@ -316,8 +405,8 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
         return out[0] if flat else out
 
     def cost_ms(self, k: int) -> float:
-        # one short-query forward pass dominates (~14 ms on 2 cores, 0 when the LRU cache hits)
-        return 15.0 + 0.002 * k
+        # one short-query forward pass dominates (0 when the query cache hits)
+        return ENCODE_MS[self.params.backend] + 1.5 + 0.002 * k
 
     def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
         """Retune the approximate index at search time (no rebuild); kept in ``params``."""

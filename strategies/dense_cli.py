@@ -16,13 +16,18 @@ import click
               show_default=True, help="faiss index type to build.")
 @click.option("--text-fields", default="title,directors,cast,genres,year", show_default=True,
               help="Comma-separated catalog fields that are embedded.")
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), default=None,
+              help="Encoder backend (default: the dense strategy's).")
+@click.option("--embedding-cache/--no-embedding-cache", default=True, show_default=True,
+              help="Take item embeddings from (and add them to) the on-disk embedding cache.")
 @click.option("--ef-search", type=int, default=None, help="HNSW efSearch (search-time breadth).")
 @click.option("--nprobe", type=int, default=None, help="IVF lists probed per query.")
 @click.option("--check-recall", is_flag=True, help="Report recall@k against exact search.")
 @click.option("--k", default=10, show_default=True)
 @click.option("--sample", default=1000, show_default=True, help="Queries sampled for the recall check.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Save the index here.")
-def index(catalog_path, load_dir, index_type, text_fields, ef_search, nprobe, check_recall, k, sample, out):
+def index(catalog_path, load_dir, index_type, text_fields, backend, embedding_cache, ef_search, nprobe,
+          check_recall, k, sample, out):
     """Build a dense (sentence-transformers + faiss) index and check its recall.
 
     The recall check compares the configured (approximate) index with exact inner-product search
@@ -38,7 +43,12 @@ def index(catalog_path, load_dir, index_type, text_fields, ef_search, nprobe, ch
     else:
         path = catalog_path or default_config().catalog.path
         fields = [f.strip() for f in text_fields.split(",") if f.strip()]
-        dense = DenseRetriever({"index": index_type, "text_fields": fields}).fit(Catalog.from_jsonl(path))
+        params = {"index": index_type, "text_fields": fields, "embedding_cache": embedding_cache}
+        if backend:
+            params["backend"] = backend
+        dense = DenseRetriever(params).fit(Catalog.from_jsonl(path))
+        click.echo(f"encoded {dense.last_encode['encoded']:,} item texts, "
+                   f"{dense.last_encode['cached']:,} from the embedding cache", err=True)
     if ef_search is not None or nprobe is not None:
         dense.set_search_params(ef_search=ef_search, nprobe=nprobe)
     if out:

@@ -101,6 +101,12 @@ class CandidateGenerator(ABC, Generic[P]):
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release handles (database connections); the instance is not used afterwards."""
 
+    def with_fresh_caches(self) -> Self:
+        """An instance sharing this one's fitted index (read-only) with empty request caches
+        (e.g. the dense strategy's query embeddings), so engines that share an index do not warm
+        each other's caches; ``self`` when the strategy keeps none."""
+        return self
+
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> None:
         """Save atomically as a directory (manifest.json + the strategy's own open-format files)."""

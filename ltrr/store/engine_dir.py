@@ -39,6 +39,7 @@ from ltrr.store.persist import (
     write_manifest,
 )
 from ltrr.success import StrategySuccess
+from ltrr.threads import set_native_threads
 
 if TYPE_CHECKING:
     from ltrr.engine import Engine
@@ -98,6 +99,7 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     names = manifest.get("context_features")
     context = ContextFeaturizer(names) if names is not None else context_featurizer(config)
     engine = cls(config, catalog, strategies, policy, ranker, features, context, events)
+    set_native_threads(config.threads.search)  # searches run on the configured pool size
     if "strategy_success" in manifest:
         engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
     if "incumbent" in manifest:

@@ -16,7 +16,7 @@ def _engine(path, catalog, kind):
         "seed": 1, "catalog": {"path": str(path), "text_fields": FIELDS, "limit": 800},
         "strategies": [{"name": "bm25", "depths": [0, 10, 50]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "fixed", "params": {"depths": {"bm25": 50}}, "budget": 100},
-        "ranker": {"retrain_every": 0}, "reward": {"cost_per_candidate": 0.001, "kind": kind},
+        "ranker": {"retrain_every": 0}, "reward": {"cost_per_candidate": 0.001, "kind": kind, "latency_weight": 0.0},
     }, "test")
     return Engine.from_config(cfg, catalog=catalog)
 

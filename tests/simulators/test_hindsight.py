@@ -22,6 +22,9 @@ from simulators.hindsight import (
 )
 from simulators.movies import MovieQueryGenerator
 
+#: pages ordered by the ranker from the first round (the table recomputes ranker-ordered pages),
+#: repeatable rewards (declared latency)
+UNGATED = {"incumbent": {"gate_ranking": False, "gate_plans": False}}
 FIELDS = ["title", "directors", "cast", "genres", "year"]
 
 
@@ -38,6 +41,7 @@ def trained_engine(movie_catalog_path, small_movies):
                        {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "fixed", "budget": 60},
         "ranker": {"retrain_every": 50, "params": {"n_estimators": 25, "min_data_in_leaf": 5}},
+        **UNGATED,
     }, "test")
     engine = Engine.from_config(cfg, catalog=small_movies)
     gen = MovieQueryGenerator(small_movies, seed=2)
@@ -142,6 +146,7 @@ def test_recorded_table_matches_the_recorded_run(movie_catalog_path, small_movie
         "strategies": [{"name": "bm25", "depths": [5, 30]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "fixed", "budget": 35},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+        **UNGATED,
     }, "test")
     engine = Engine.from_config(cfg, catalog=small_movies)
     menu = engine.policy.menu
@@ -192,8 +197,9 @@ def test_recording_a_learning_run_does_not_change_it_and_values_its_own_choices(
         "strategies": [{"name": "bm25", "depths": [5, 30]},
                        {"name": "titles", "type": "bm25", "depths": [0, 10], "params": {"text_fields": ["title"]}},
                        {"name": "memory", "depths": [0, 10]}],
-        "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.3}, "budget": 50},
+        "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.3}, "budget": 50, "latency_source": "declared"},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 15, "min_data_in_leaf": 5}},
+        **UNGATED,
     }, "test")
     stream = MovieQueryGenerator(small_movies, seed=6).stream(200, 50, seed=6)
     pbm = PositionBasedClickModel(preset="navigational")

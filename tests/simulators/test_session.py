@@ -43,3 +43,17 @@ def test_every_run_starts_with_no_observed_clicks(movie_catalog_path, small_movi
     # two identical policies on one stream: identical runs
     a, b = report["policies"]["all"], report["policies"]["again"]
     assert a["ndcg@10"] == b["ndcg@10"] and a["clicks_per_query"] == b["clicks_per_query"]
+
+
+def test_engines_that_share_a_dense_index_do_not_share_query_caches(small_movies):
+    from strategies.dense import DenseRetriever
+
+    dense = DenseRetriever({"text_fields": ["title"]}).fit(
+        type(small_movies)(small_movies.ids[:50], small_movies.titles[:50], small_movies.texts[:50],
+                           small_movies.fields[:50], small_movies.popularity[:50]))
+    a, b = dense.with_fresh_caches(), dense.with_fresh_caches()
+    a.retrieve(["heat"], 5)
+    assert a.query_cache.stats()["misses"] == 1 and b.query_cache.stats()["misses"] == 0
+    b.retrieve(["heat"], 5)
+    assert b.query_cache.stats()["hits"] == 0  # b encoded it itself: no warm answer from a
+    assert a.index_ is b.index_  # the fitted index is shared, not copied

@@ -14,6 +14,7 @@ from ltrr.errors import ConfigError, PersistenceError
 from ltrr.types import PAD_ID, QueryBatch, top_k
 from strategies import encoder as encoder_mod
 from strategies.dense import (
+    DenseParams,
     DenseRetriever,
     VectorIndex,
     check_recall,
@@ -23,6 +24,8 @@ from strategies.dense import (
 from strategies.encoder import DEFAULT_MODEL, embed_queries, get_encoder, model_source
 
 CATALOG = "data/movies/catalog.jsonl"
+#: the dense strategy's default encoder backend (its embeddings are within 1e-4 of torch's)
+BACKEND = DenseParams().backend
 FIELDS = ["title", "genres"]
 QUERIES = ["space adventure with robots", "romantic comedy in paris", "animated film for children",
            "gangster crime drama", "documentary about music"]
@@ -51,7 +54,7 @@ def test_registry_name_resolves_to_dense_retriever():
 
 
 def test_item_embeddings_equal_sentence_transformers_encode(fitted, catalog):
-    model = get_encoder().model
+    model = get_encoder(backend="torch").model  # sentence-transformers itself, the reference
     reference = model.encode(catalog.compose(FIELDS), normalize_embeddings=True)
     assert fitted.embeddings_.dtype == np.float32
     assert fitted.embeddings_.shape == (300, 384)
@@ -62,7 +65,7 @@ def test_item_embeddings_equal_sentence_transformers_encode(fitted, catalog):
 def test_exact_index_equals_brute_force_inner_product(fitted):
     batch = QueryBatch(tuple(QUERIES))
     result = fitted.retrieve(batch, 20)
-    brute = top_k(embed_queries(batch) @ np.asarray(fitted.embeddings_).T, 20)
+    brute = top_k(fitted.embed_queries(batch) @ np.asarray(fitted.embeddings_).T, 20)
     np.testing.assert_array_equal(result.ids, brute.ids)
     np.testing.assert_allclose(result.scores, brute.scores, atol=1e-5)
     assert np.all(np.diff(result.scores, axis=1) <= 0)
@@ -93,21 +96,21 @@ def test_blank_query_gets_empty_row_and_empty_items_are_indexed():
 
 
 def test_query_embedding_computed_once_per_batch_and_cached_across_batches(fitted, monkeypatch):
-    enc = get_encoder()
+    enc = get_encoder(backend=BACKEND)
     calls: list[int] = []
     forward = enc._forward
 
-    def counting(texts, batch_size, progress):
+    def counting(texts, batch_size):
         calls.append(len(texts))
-        return forward(texts, batch_size, progress)
+        return forward(texts, batch_size)
 
     monkeypatch.setattr(enc, "_forward", counting)
     batch = QueryBatch(("a never seen query about haunted lighthouses",))
     result = fitted.retrieve(batch, 10)
     cos = fitted.score_items(batch, result.ids)
-    again = embed_queries(batch)
+    again = fitted.embed_queries(batch)
     assert calls == [1]
-    assert again is embed_queries(batch) and not again.flags.writeable
+    assert again is embed_queries(batch, backend=BACKEND) and not again.flags.writeable
     # the cosine feature agrees with the index's own scores
     np.testing.assert_allclose(cos, result.scores, atol=1e-5)
     # a new request with the same text is served by the LRU cache: no forward pass
@@ -118,7 +121,7 @@ def test_query_embedding_computed_once_per_batch_and_cached_across_batches(fitte
 def test_score_items_pads_and_blank_queries_are_nan(fitted):
     rows = np.array([[0, 5, PAD_ID], [1, 2, 3]])
     cos = fitted.score_items(["war film", "  "], rows)
-    expected = np.asarray(fitted.embeddings_)[[0, 5]] @ embed_queries(["war film"])[0]
+    expected = np.asarray(fitted.embeddings_)[[0, 5]] @ fitted.embed_queries(["war film"])[0]
     np.testing.assert_allclose(cos[0, :2], expected, atol=1e-6)
     assert np.isnan(cos[0, 2]) and np.isnan(cos[1]).all()
     single = fitted.score_items("war film", np.array([0, 5]))
@@ -158,9 +161,10 @@ def faiss_ef_search(r: DenseRetriever) -> int:
 def test_incremental_add_encodes_only_new_items_and_equals_fresh_fit(fitted, monkeypatch):
     head = Catalog.from_jsonl(CATALOG, limit=250)
     full = Catalog.from_jsonl(CATALOG, limit=300)
-    r = DenseRetriever({"text_fields": FIELDS, "progress": False}).fit(head)
+    # no embedding cache: it would serve the 50 new texts that `fitted` already encoded
+    r = DenseRetriever({"text_fields": FIELDS, "progress": False, "embedding_cache": False}).fit(head)
     before = np.array(r.embeddings_, copy=True)
-    enc = get_encoder()
+    enc = get_encoder(backend=BACKEND)
     encoded: list[int] = []
     encode = enc.encode
 
@@ -174,7 +178,7 @@ def test_incremental_add_encodes_only_new_items_and_equals_fresh_fit(fitted, mon
     assert r.n_items_ == 300 and r.index_.ntotal == 300
     np.testing.assert_array_equal(r.embeddings_[:250], before)
     np.testing.assert_allclose(r.embeddings_, fitted.embeddings_, atol=1e-5)
-    q = embed_queries(QUERIES)
+    q = fitted.embed_queries(QUERIES)
     fresh_ids, fresh_scores = fitted.index_.search(q, 20)
     ids, scores = r.index_.search(q, 20)
     np.testing.assert_array_equal(ids, fresh_ids)
@@ -276,3 +280,64 @@ def test_unknown_model_fails_offline_with_clear_error():
     with pytest.raises(ConfigError, match=r"Cannot load the sentence-transformers model "
                                           r"'/nonexistent/model-dir' offline"):
         encoder_mod.Encoder("/nonexistent/model-dir")
+
+
+# ----------------------------------------------------------------- on-disk embedding cache
+def counting_forward(monkeypatch, backend: str = BACKEND) -> list[int]:
+    """Texts reaching the model per backend call (the encoder's only way to the weights)."""
+    enc = get_encoder(backend=backend)
+    calls: list[int] = []
+    forward = enc._forward
+    monkeypatch.setattr(enc, "_forward", lambda t, b: calls.append(len(t)) or forward(t, b))
+    return calls
+
+
+def test_second_fit_encodes_nothing_and_add_items_encodes_only_new_texts(tmp_path, monkeypatch):
+    head = Catalog.from_jsonl(CATALOG, limit=40)
+    full = Catalog.from_jsonl(CATALOG, limit=48)
+    params = {"text_fields": FIELDS, "progress": False, "embedding_cache_dir": str(tmp_path)}
+    calls = counting_forward(monkeypatch)
+    first = DenseRetriever(params).fit(head)
+    assert sum(calls) == 40 and first.last_encode == {"cached": 0, "encoded": 40}
+    second = DenseRetriever(params).fit(head)
+    assert sum(calls) == 40 and second.last_encode == {"cached": 40, "encoded": 0}
+    np.testing.assert_array_equal(second.embeddings_, first.embeddings_)
+    second.add_items(full, np.arange(40, 48))
+    assert sum(calls) == 48 and second.last_encode == {"cached": 0, "encoded": 8}
+    third = DenseRetriever(params).fit(full)  # every text is cached now
+    assert sum(calls) == 48 and third.last_encode == {"cached": 48, "encoded": 0}
+    fresh = DenseRetriever({**params, "embedding_cache": False}).fit(full)
+    np.testing.assert_allclose(third.embeddings_, fresh.embeddings_, atol=1e-5)
+    assert sum(calls) == 96
+
+
+def test_embedding_cache_is_keyed_by_backend_and_can_be_turned_off(tmp_path, monkeypatch):
+    cat = Catalog.from_jsonl(CATALOG, limit=12)
+    params = {"text_fields": FIELDS, "progress": False, "embedding_cache_dir": str(tmp_path)}
+    DenseRetriever({**params, "backend": "torch"}).fit(cat)
+    onnx = DenseRetriever({**params, "backend": "onnx"}).fit(cat)
+    assert onnx.last_encode == {"cached": 0, "encoded": 12}  # not torch's vectors
+    assert len(list(tmp_path.iterdir())) == 2
+    monkeypatch.setenv("LTRR_EMBEDDING_CACHE", "0")
+    off = DenseRetriever(params)
+    assert off.embedding_store() is None
+    assert off.fit(cat).last_encode == {"cached": 0, "encoded": 12}
+
+
+def test_progress_bar_says_what_is_encoded_and_what_came_from_the_cache(tmp_path, monkeypatch):
+    from strategies import encoder as enc_mod
+
+    monkeypatch.setattr(enc_mod, "PROGRESS_MIN_TEXTS", 5)
+    import strategies.dense as dense_mod
+
+    monkeypatch.setattr(dense_mod, "PROGRESS_MIN_TEXTS", 5)
+    descs: list[str] = []
+    enc = get_encoder(backend=BACKEND)
+    encode = enc.encode
+    monkeypatch.setattr(enc, "encode", lambda texts, bs, progress=None, desc=None:
+                        descs.append((progress, desc)) or encode(texts, bs, progress, desc))
+    params = {"text_fields": FIELDS, "embedding_cache_dir": str(tmp_path)}
+    DenseRetriever(params).fit(Catalog.from_jsonl(CATALOG, limit=10))
+    DenseRetriever(params).fit(Catalog.from_jsonl(CATALOG, limit=16))
+    assert descs == [(True, "encoding 10 catalog texts (0 from the embedding cache)"),
+                     (True, "encoding 6 catalog texts (10 from the embedding cache)")]

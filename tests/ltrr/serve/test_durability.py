@@ -101,7 +101,9 @@ def test_admin_reload_swaps_engine_without_failing_requests(tmp_path, server_fac
 
 
 def test_ranker_retrains_in_the_background_and_survives_restart(tmp_path, server_factory):
-    engine_dir = build_engine(tmp_path / "engine", ranker={"retrain_every": 12})
+    # the learned ranker serves as soon as it is trained (no incumbent: this is about retraining)
+    engine_dir = build_engine(tmp_path / "engine", ranker={"retrain_every": 12},
+                              incumbent={"gate_ranking": False, "gate_plans": False})
     s = server_factory(engine_dir, "--snapshot-every", "3600").start()
     assert status(s.url, s.headers)["ranker_version"] == "prior-rrf"
     for i in range(12):
