@@ -20,11 +20,12 @@ import click
               help="Encoder backend (default: the dense strategy's).")
 @click.option("--embedding-cache/--no-embedding-cache", default=True, show_default=True,
               help="Take item embeddings from (and add them to) the on-disk embedding cache.")
-@click.option("--ef-search", type=int, default=None, help="HNSW efSearch (search-time breadth).")
-@click.option("--nprobe", type=int, default=None, help="IVF lists probed per query.")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None, help="HNSW efSearch (search-time breadth).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.")
 @click.option("--check-recall", is_flag=True, help="Report recall@k against exact search.")
-@click.option("--k", default=10, show_default=True)
-@click.option("--sample", default=1000, show_default=True, help="Queries sampled for the recall check.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--sample", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Queries sampled for the recall check.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Save the index here.")
 def index(catalog_path, load_dir, index_type, text_fields, backend, embedding_cache, ef_search, nprobe,
           check_recall, k, sample, out):
