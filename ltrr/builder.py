@@ -77,6 +77,8 @@ def check_config(config: EngineConfig, catalog: Catalog | None = None, where: st
     def at(key: str, exc: Exception) -> ConfigError:
         return ConfigError(f"{where}: {key}: {exc}")
 
+    if catalog is not None:
+        catalog.check_text_fields(config.catalog.text_fields, f"{where}: catalog.text_fields")
     for i, sc in enumerate(config.strategies):
         try:
             _klass, p = strategy_params(config, i)
@@ -87,8 +89,6 @@ def check_config(config: EngineConfig, catalog: Catalog | None = None, where: st
         fields = p.model_dump().get("text_fields")
         if catalog is not None and fields:
             catalog.check_text_fields(list(fields), f"{where}: strategies[{i}] ({sc.name}).params.text_fields")
-    if catalog is not None:
-        catalog.check_text_fields(config.catalog.text_fields, f"{where}: catalog.text_fields")
     try:
         klass = policy_class(config.policy.type)
     except (UnknownComponentError, TypeError) as exc:

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ltrr.errors import DataError
 
 _BOM = b"\xef\xbb\xbf"
@@ -158,25 +160,22 @@ def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 def run_scores(scores: Sequence[float]) -> list[str]:
     """Scores of one query's ranking (best first) as text that sorts back into the same order.
 
-    Evaluators sort a run by score and break ties their own way (trec_eval by docid), so tied or
-    increasing scores would be re-ordered. Non-increasing scores keep their values with ties
-    broken by the smallest float64 step below the previous one, written with 6 decimals when
-    those are distinct, else with as many significant digits as it takes; scores that increase
-    somewhere (an interleaved page) are replaced by rank-derived scores ``n - rank + 1``.
+    Evaluators sort a run by score and break ties their own way (trec_eval by docid descending,
+    others by docid ascending or by position), and some read scores as 32-bit floats. So a
+    query's scores are written as they are (6 decimals, or 9 significant digits when 6 decimals
+    would tie them) only when they strictly decrease even as 32-bit floats; otherwise (ties, or
+    scores that increase somewhere, as on an interleaved page) the query gets rank-derived
+    scores ``n - rank + 1``, which every evaluator orders as written.
     """
-    vals = [float(s) for s in scores]
-    if any(not math.isfinite(v) for v in vals) or any(b > a for a, b in zip(vals, vals[1:], strict=False)):
-        n = len(vals)
-        return [str(n - i) for i in range(n)]
-    for i in range(1, len(vals)):
-        if vals[i] >= vals[i - 1]:
-            vals[i] = math.nextafter(vals[i - 1], -math.inf)
-    for fmt in ("{:.6f}", "{:.9g}", "{:.12g}", "{!r}"):
-        text = [fmt.format(v) for v in vals]
-        parsed = [float(t) for t in text]
-        if all(b < a for a, b in zip(parsed, parsed[1:], strict=False)):
-            return text
-    return [repr(v) for v in vals]  # pragma: no cover (repr round-trips exactly)
+    vals = np.asarray([float(s) for s in scores], dtype=np.float64)
+    if vals.size and np.isfinite(vals).all():
+        for fmt in ("{:.6f}", "{:.9g}"):
+            text = [fmt.format(v) for v in vals.tolist()]
+            parsed = np.asarray(text, dtype=np.float64).astype(np.float32)
+            if np.all(np.diff(parsed) < 0):
+                return text
+    n = vals.size
+    return [str(n - i) for i in range(n)]
 
 
 def write_run(path: str | os.PathLike, run: Mapping[str, Sequence[tuple[str, float]]], tag: str) -> None:
