@@ -5,7 +5,6 @@ stdout and nothing written (the output paths do not exist afterwards)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
