@@ -50,6 +50,7 @@ def complete(prefix, previous, labels_path, indexer, k, n_sessions, pool, seed, 
     n-grams and the previous query's words, and only completions that start with the prefix
     are shown (frequent ones fill a short list, marked "popular").
     """
+    from ltrr import progress
     from strategies.xmr.complete import QueryCompleter, movie_sessions
 
     if model_dir and Path(model_dir).exists():
@@ -61,9 +62,12 @@ def complete(prefix, previous, labels_path, indexer, k, n_sessions, pool, seed, 
             from ltrr.catalog import Catalog
             from ltrr.config import default_config
 
-            catalog = Catalog.from_jsonl(default_config().catalog.path)
-            sessions = movie_sessions(catalog, n_sessions, seed=seed, pool_size=pool)
-        model = QueryCompleter({"indexer": indexer, "seed": seed}).fit(sessions)
+            with progress.step("reading the movie catalog"):
+                catalog = Catalog.from_jsonl(default_config().catalog.path)
+            with progress.step("generating query sessions", n_sessions, "sessions"):
+                sessions = movie_sessions(catalog, n_sessions, seed=seed, pool_size=pool)
+        with progress.step(f"training the completer ({indexer} tree)", len(sessions), "sessions"):
+            model = QueryCompleter({"indexer": indexer, "seed": seed}).fit(sessions)
         if model_dir:
             model.save(model_dir)
     res = model.complete([previous], [prefix], k)
