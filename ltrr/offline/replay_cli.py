@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ltrr.errors import LtrrError
+
 
 @click.command()
 @click.option("--log", "log_path", required=True, type=click.Path(dir_okay=False),
@@ -38,8 +40,8 @@ def replay(log_path: str, config_path: str | None, out_dir: str, checkpoint_ever
     OUT/metrics.jsonl, each line saying which numbers are which.
 
     The config and the log are checked first (with --strict, every record of the log), so a bad
-    input stops the command before anything is written; a fresh replay that fails later removes
-    what it wrote (a resumed one keeps its checkpoint).
+    input stops the command before anything is written; a fresh replay that meets bad input later
+    removes what it wrote (an interrupted one keeps its checkpoint, to resume).
     """
     from ltrr import progress as prog
     from ltrr.builder import check_config
@@ -65,7 +67,7 @@ def replay(log_path: str, config_path: str | None, out_dir: str, checkpoint_ever
             from ltrr.offline.report import replay_report
 
             replay_report(out_dir)
-    except BaseException:
+    except LtrrError:  # bad input found on the way: leave nothing (an interrupt keeps its checkpoint)
         if fresh:
             _remove_outputs(out, existed, created_dir)
         raise

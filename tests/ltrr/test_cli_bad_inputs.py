@@ -28,6 +28,7 @@ depths = [10]
 type = "epsilon_greedy"
 budget = 20
 '''
+LOG = b'{"ts": 1.0, "query": "heat", "shown": ["d1", "d3"], "clicks": ["d1"]}\n'
 STRATEGIES = ", ".join(registry.names("strategy"))
 POLICIES = ", ".join(registry.names("policy"))
 
@@ -158,6 +159,16 @@ CASES = [
     Case("complete-labels-not-utf8", ["complete", "--prefix", "he", "--labels", "l.txt", "--model", "out"],
          "error: l.txt:2: not UTF-8 (byte 0xe9 at column 4); save the file as UTF-8",
          {"l.txt": b"heat\ncaf\xe9\n"}),
+    Case("replay-strict-bad-record", ["replay", "--log", "log.jsonl", "--config", "x.toml", "--out", "out", "--strict"],
+         "error: log.jsonl:2: field 'query' must be a string, got int (strict mode: stopping at the first bad record)",
+         {"x.toml": CONFIG, "log.jsonl": LOG + b'{"ts": 3.0, "query": 5, "shown": ["d1"], "clicks": []}\n' + LOG}),
+    Case("replay-no-usable-record-writes-nothing", ["replay", "--log", "log.jsonl", "--config", "x.toml", "--out", "out"],
+         "error: log.jsonl: none of the 2 records is usable; 2 records, 0 usable; malformed: 1 (skipped; e.g. "
+         "log.jsonl:1: field 'query' must be a string, got int); missing_query: 1 (skipped; e.g. log.jsonl:2: "
+         "missing required field 'query')",
+         {"x.toml": CONFIG, "log.jsonl": b'{"ts": 3.0, "query": 5, "shown": ["d1"], "clicks": []}\n{"ts": 4.0}\n'}),
+    Case("replay-no-log", ["replay", "--log", "log.jsonl", "--config", "x.toml", "--out", "out"],
+         "error: log.jsonl: no such click log", {"x.toml": CONFIG}),
     Case("train-ranker-no-log", ["train-ranker", "--log", "events.sqlite", "--out", "out"],
          "error: events.sqlite: no such event log"),
 ]
