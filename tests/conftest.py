@@ -67,7 +67,14 @@ def pytest_configure(config) -> None:
     for pkg in PLUGIN_PACKAGES:
         for f in sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             digest.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
-    base = Path(config.cache.mkdir("ltrr-plugins"))
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    if cache is not None:
+        base = Path(cache.mkdir("ltrr-plugins"))
+    else:
+        import tempfile
+
+        base = Path(tempfile.gettempdir()) / "ltrr-test-plugins"
+        base.mkdir(exist_ok=True)
     target = base / digest.hexdigest()[:16]
     if not (target / ".complete").exists():
         tmp = base / f".tmp-{os.getpid()}"
