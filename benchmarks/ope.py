@@ -21,9 +21,17 @@ Prints relative errors, spread and CI coverage per (target, estimator) and write
 ``work/bench/ope_truth/report.html``.
 
 Section ``scale`` (``--section scale``): a synthetic ltrr-format Parquet log of ``--scale-events``
-rounds (default 10M, written in 65,536-row groups under ``work/bench/``) is evaluated by
-``ltrr.offline.ope.evaluate`` in a child process, single-process and bootstrap-free, reporting
-events/s and the child's peak RSS (target: >= 200k events/s, < 2 GB).
+rounds (default 1M, written once in 65,536-row groups under ``work/bench/``) is evaluated by
+``ltrr.offline.ope.evaluate`` in a child process, single-process, bootstrap-free and with
+``--scale-bootstrap`` Poisson replicates (default 10,000), reporting wall and CPU time and the
+child's peak RSS (``resource`` and, where it exists, ``/usr/bin/time -v``; target < 2 GB).
+
+Section ``dask`` (``--section dask``): on a ``--dask-events`` log (default 2M) the same evaluation
+single-process and on a local Dask cluster of 2 single-threaded worker processes (``shards=2``),
+interleaved A B A B ``--repeat`` times, wall and CPU of the child and its workers, load average
+at start and end, the largest difference between the two paths' estimates and intervals; then
+once against an external scheduler (``dask scheduler`` + 2 ``dask worker`` processes on
+127.0.0.1).
 """
 
 from __future__ import annotations
@@ -339,34 +347,51 @@ def write_synthetic_log(path: Path, n: int, seed: int = 0, rows_per_group: int =
     writer.close()
 
 
-_SCALE_CHILD = """
-import json, resource, sys, time
+_CHILD = """
+import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
-from ltrr.offline.ope import evaluate, TargetSpec
-t0 = time.perf_counter()
-r = evaluate({log!r}, [TargetSpec("greedy", {target!r}), TargetSpec("bm25_100", {fixed!r})],
-             n_bootstrap={boot}, shards={shards})
-s = time.perf_counter() - t0
-print(json.dumps({{"seconds": s, "rounds": r["rounds"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "ips": r["policies"]["greedy"]["estimates"]["ips"]["value"]}}))
+from ltrr.offline.ope import evaluate
+from ltrr.offline.targets import TargetSpec
+
+def main():
+    client = None
+    if {scheduler!r}:
+        from ltrr.cluster import connect
+        client = connect({scheduler!r})
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = evaluate({log!r}, [TargetSpec("greedy", {target!r}), TargetSpec("bm25_100", {fixed!r})],
+                 n_bootstrap={boot}, shards={shards}, client=client, bootstrap_method={method!r})
+    s = time.perf_counter() - t0
+    if client is not None:
+        client.close()
+    flat = {{f"{{p}}/{{e}}/{{k}}": v for p, pol in r["policies"].items() for e, est in pol["estimates"].items()
+            for k, v in est.items() if k in ("value", "ci_low", "ci_high") and v is not None}}
+    print(json.dumps({{"seconds": s, "driver_cpu_s": time.process_time() - c0, "rounds": r["rounds"],
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "estimates": flat}}))
+
+if __name__ == "__main__":
+    main()
 """
 
 
-def scale(args: argparse.Namespace) -> None:
-    import subprocess
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
+
+def _scale_setup(args: argparse.Namespace, events: int) -> tuple[Path, Path, Path]:
+    """The synthetic log (written once, reused) and the two saved targets."""
     from ltrr.contracts.policy import PlanMenu
     from policies.epsilon_greedy import EpsilonGreedy
     from policies.fixed import FixedPolicy
 
     work = ROOT / "work" / "bench"
     work.mkdir(parents=True, exist_ok=True)
-    log = work / f"ope_scale_{args.scale_events}.parquet"
+    log = work / f"ope_scale_{events}.parquet"
     if not log.exists():
         t0 = time.perf_counter()
-        write_synthetic_log(log, args.scale_events, seed=args.seed)
-        print(json.dumps({"bench": "ope_scale", "step": "write log", "events": args.scale_events,
+        write_synthetic_log(log, events, seed=args.seed)
+        print(json.dumps({"bench": "ope_scale", "step": "write log", "events": events,
                           "seconds": round(time.perf_counter() - t0, 1),
                           "file_mb": round(log.stat().st_size / 2**20, 1)}), flush=True)
     menu = PlanMenu.build({"bm25": [0, 10, 50, 100], "memory": [0, 10, 50]}, 300)
@@ -375,28 +400,124 @@ def scale(args: argparse.Namespace) -> None:
     greedy.arms.update_all(rng.random((500, 11)), rng.random((500, menu.n_actions)))
     greedy.save(work / "scale_target_greedy")
     FixedPolicy(menu, 11, {"depths": {"bm25": 100}}).save(work / "scale_target_bm25")
-    runs = [(0, 1)] + ([(args.scale_bootstrap, 1)] if args.scale_bootstrap else [])
-    for boot, shards in runs:
-        code = _SCALE_CHILD.format(root=str(ROOT), log=str(log), target=str(work / "scale_target_greedy"),
-                                   fixed=str(work / "scale_target_bm25"), boot=boot, shards=shards)
-        c0 = os.times()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        c1 = os.times()
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        cpu = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
-        print(json.dumps({"bench": "ope_scale", "events": res["rounds"], "targets": 2,
-                          "estimators": 7, "bootstrap": boot, "shards": shards,
-                          "seconds": round(res["seconds"], 1),
-                          "events_per_s": round(res["rounds"] / res["seconds"]),
+    return log, work / "scale_target_greedy", work / "scale_target_bm25"
+
+
+def _run_child(log: Path, target: Path, fixed: Path, boot: int, shards: int, method: str = "poisson",
+               scheduler: str = "", time_v: bool = False) -> dict:
+    """Evaluate in a fresh child process; wall, the CPU of the child and everything it waited
+    for (Dask workers included), its peak RSS, and how many lines it printed to stderr."""
+    import shutil
+    import subprocess
+
+    code = _CHILD.format(root=str(ROOT), log=str(log), target=str(target), fixed=str(fixed), boot=boot,
+                         shards=shards, method=method, scheduler=scheduler)
+    script = ROOT / "work" / "bench" / "ope_child.py"
+    script.write_text(code)
+    cmd = [sys.executable, str(script)]
+    timev = shutil.which("time") if time_v else None
+    if timev:
+        cmd = [timev, "-v", *cmd]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    c0, l0, t0 = os.times(), _load(), time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall, c1 = time.perf_counter() - t0, os.times()
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res.update(wall_s=round(wall, 2), cpu_s=round((c1.children_user + c1.children_system)
+                                                  - (c0.children_user + c0.children_system), 2),
+               load_start=l0, load_end=_load(),
+               stderr_lines=len([x for x in out.stderr.splitlines() if x.strip() and "Maximum resident" not in x
+                                 and not x.startswith("\t")]),
+               killed_workers="still alive" in out.stderr or "killing" in out.stderr.lower())
+    if timev:
+        for line in out.stderr.splitlines():
+            if "Maximum resident set size" in line:
+                res["time_v_max_rss_mb"] = round(int(line.split(":")[1]) / 1024)
+    return res
+
+
+def _versions() -> dict:
+    import dask
+    import distributed
+    import pyarrow
+
+    return {"numpy": np.__version__, "pyarrow": pyarrow.__version__, "dask": dask.__version__,
+            "distributed": distributed.__version__, "python": sys.version.split()[0]}
+
+
+def scale(args: argparse.Namespace) -> None:
+    """Throughput and peak RSS of one process on a large log."""
+    log, target, fixed = _scale_setup(args, args.scale_events)
+    for boot in sorted({0, args.scale_bootstrap}):
+        res = _run_child(log, target, fixed, boot, 1, time_v=True)
+        print(json.dumps({"bench": "ope_scale", "events": res["rounds"], "targets": 2, "estimators": 7,
+                          "bootstrap": boot, "bootstrap_method": "poisson", "shards": 1,
+                          "wall_s": res["wall_s"], "cpu_s": res["cpu_s"],
+                          "events_per_cpu_s": round(res["rounds"] / max(res["cpu_s"], 1e-9)),
                           "peak_rss_mb": round(res["peak_rss_mb"]),
-                          "child_cpu_s": round(cpu, 1),
-                          "events_per_cpu_s": round(res["rounds"] / max(cpu, 1e-9)),
-                          "target_events_per_s": 200_000, "target_rss_mb": 2048}), flush=True)
+                          "time_v_max_rss_mb": res.get("time_v_max_rss_mb"),
+                          "load_start": res["load_start"], "load_end": res["load_end"],
+                          "threads": "BLAS 1, pyarrow default", **_versions(),
+                          "target_rss_mb": 2048}), flush=True)
+
+
+def dask_speed(args: argparse.Namespace) -> None:
+    """Single process vs a local Dask cluster of 2 worker processes (shards=2), interleaved
+    A B A B, wall and CPU; estimates compared; then once against an external scheduler."""
+    import subprocess
+
+    log, target, fixed = _scale_setup(args, args.dask_events)
+    rows = {"single": [], "dask2": []}
+    for rep in range(args.repeat):
+        for name, shards in (("single", 1), ("dask2", 2)):
+            res = _run_child(log, target, fixed, args.dask_bootstrap, shards)
+            rows[name].append(res)
+            print(json.dumps({"bench": "ope_dask", "run": name, "repeat": rep, "events": res["rounds"],
+                              "bootstrap": args.dask_bootstrap, "wall_s": res["wall_s"], "cpu_s": res["cpu_s"],
+                              "driver_cpu_s": round(res["driver_cpu_s"], 2), "stderr_lines": res["stderr_lines"],
+                              "killed_workers": res["killed_workers"], "load_start": res["load_start"],
+                              "load_end": res["load_end"]}), flush=True)
+    a, b = rows["single"], rows["dask2"]
+    diff = max(abs(a[0]["estimates"][k] - b[0]["estimates"][k]) for k in a[0]["estimates"])
+    wa, wb = np.median([r["wall_s"] for r in a]), np.median([r["wall_s"] for r in b])
+    ca, cb = np.median([r["cpu_s"] for r in a]), np.median([r["cpu_s"] for r in b])
+    print(json.dumps({"bench": "ope_dask", "summary": True, "events": a[0]["rounds"], "repeats": args.repeat,
+                      "median_wall_single_s": wa, "median_wall_dask2_s": wb,
+                      "speedup_wall": round(wa / wb, 3), "spread_wall_single": [min(r["wall_s"] for r in a), max(r["wall_s"] for r in a)],
+                      "spread_wall_dask2": [min(r["wall_s"] for r in b), max(r["wall_s"] for r in b)],
+                      "median_cpu_single_s": ca, "median_cpu_dask2_s": cb, "cpu_ratio_dask2_over_single": round(cb / ca, 3),
+                      "max_abs_diff_estimates": diff, **_versions()}), flush=True)
+    # the same against an external scheduler with two single-threaded worker processes (loopback)
+    port = 8700 + os.getpid() % 200
+    addr = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(3)
+    for _ in range(2):
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
+                                       "--nworkers", "1", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        time.sleep(5)
+        res = _run_child(log, target, fixed, args.dask_bootstrap, 2, scheduler=addr)
+        diff = max(abs(a[0]["estimates"][k] - res["estimates"][k]) for k in a[0]["estimates"])
+        print(json.dumps({"bench": "ope_dask", "run": "external scheduler, 2 workers", "address": addr,
+                          "wall_s": res["wall_s"], "driver_cpu_s": round(res["driver_cpu_s"], 2),
+                          "max_abs_diff_vs_single": diff, "load_start": res["load_start"],
+                          "load_end": res["load_end"]}), flush=True)
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+            p.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=("throughput", "truth", "scale", "all"), default="throughput")
+    parser.add_argument("--section", choices=("throughput", "truth", "scale", "dask", "all"), default="throughput")
     parser.add_argument("--catalog-limit", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=1500)
     parser.add_argument("--pool", type=int, default=1000)
@@ -404,8 +525,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-queries", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--bootstrap", type=int, default=200)
-    parser.add_argument("--scale-events", type=int, default=10_000_000)
-    parser.add_argument("--scale-bootstrap", type=int, default=50)
+    parser.add_argument("--scale-events", type=int, default=1_000_000)
+    parser.add_argument("--scale-bootstrap", type=int, default=10_000)
+    parser.add_argument("--dask-events", type=int, default=2_000_000)
+    parser.add_argument("--dask-bootstrap", type=int, default=200)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--actions", type=int, default=10)
     parser.add_argument("--len-list", type=int, default=1)
@@ -418,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
         truth(args)
     if args.section in ("scale", "all"):
         scale(args)
+    if args.section in ("dask", "all"):
+        dask_speed(args)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/xmr.py [--datasets movies synthetic] [--threads 1]
+    .venv/bin/python benchmarks/xmr.py [--datasets movies synthetic] [--threads 1] [--repeats 3]
 
-PECOS needs numpy<2 and scipy<1.14, so it lives in its own virtualenv under the git-ignored
-``work/pecos-venv`` (created on first run: ``python3 -m venv``, ``pip install "numpy<2"
-"scipy<1.14" "scikit-learn<1.6"``, then ``pip install --no-deps libpecos``; scikit-learn is what
-``pecos.xmc`` imports besides numpy/scipy). Both implementations get the same training matrices
-``X`` (TF-IDF rows) and ``Y`` (binary labels), saved as ``.npz``, and the same hyperparameters:
-B=16, leaves of at most 100 labels, beam 10, pruning threshold 0.1, squared hinge (C=1, bias 1),
-teacher-forcing negatives, l3-hinge scores. PECOS runs in a subprocess with that venv's python.
+Both implementations get the same training matrices ``X`` (TF-IDF rows) and ``Y`` (binary
+labels), saved as ``.npz``, and the same hyperparameters: B=16, leaves of at most 100 labels,
+beam 10, pruning threshold 0.1, squared hinge (C=1, bias 1), teacher-forcing negatives, l3-hinge
+scores. :mod:`benchmarks.xmr_harness` does the rest: PECOS in its own virtualenv
+(``work/pecos-venv``, created on first run), each side trained in a fresh process (CPU seconds,
+wall seconds, peak RSS), then timed on its fastest documented path -- ltrr's saved model loaded
+with ``XRModel.load``, PECOS's saved model loaded with ``XLinearModel.load(...,
+is_predict_only=True)`` -- in interleaved rounds (ltrr, PECOS, ltrr, PECOS ...) with every native
+pool at ``--threads`` (PECOS's ``threads`` argument too). Single-query time is the median over
+300 distinct test rows per round; batch time is the whole test set in one call, per query.
 
 Data
 ----
@@ -25,110 +28,70 @@ Data
     (each label's prototype mixes topic and label features; queries sample a prototype plus
     Zipf noise; 20% of queries carry a second label of the same topic); 5,000 test queries.
 
-Printed: one JSON line per (dataset, implementation) with P@1, P@5, Recall@10, training
-seconds (wall, and CPU seconds of the training process: on a shared machine the CPU time is the
-steadier comparison), batch milliseconds per query and single-query p50/p90 milliseconds, then one line of
-ltrr/PECOS ratios. Targets (issue 4): P@1 and P@5 within 1 point of PECOS or better,
-single-query p50 <= 1.25 ms on the movie catalog, training time <= 3x PECOS.
+Printed: a line of conditions (versions, thread settings), then per dataset one JSON line per
+implementation (P@1, P@5, Recall@10, CPU seconds of every training run split into tree and
+matchers) and one ``ltrr/pecos`` line: training CPU / wall / peak RSS and single-query and batch
+CPU / wall milliseconds, each as median [min, max] over the rounds, with ratios, the load
+average at start and end, and the data sizes. Targets (issue 14): single query <= 1.2x PECOS
+predict-only, batch <= 2x, training <= 2x PECOS CPU; P@1 not below the previous release.
 
-Measured 2026-11-22 on the shared 2-core dev machine (PECOS with 1 thread; wall times are noisy
-there, CPU seconds steadier):
+Measured 2026-11-30 at commit d82ebb2 on the shared 2-core machine under heavy load (load
+average 21-27 at start and end), 1 thread everywhere, 3 interleaved rounds; CPU milliseconds,
+median [min-max of the rounds]; PECOS 1.2.8 (numpy 1.26, scipy 1.13), ltrr on numpy 2.4,
+scipy 1.17. Accuracy is identical to the previous release (movies P@1 0.8843, P@5 0.2031,
+R@10 0.9494; synthetic 0.6608 / 0.1677 / 0.7429 against 0.6610 / 0.1677 / 0.7429).
 
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
-dataset    impl   P@1     P@5     Recall@10  train s  train CPU  batch ms  single p50 ms
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
-movies     ltrr   0.8843  0.2031  0.9494     25.9     7.08       1.06      0.37 (text 0.55)
-movies     pecos  0.8860  0.2043  0.9550     8.0      3.28       0.74      1.47
-synthetic  ltrr   0.6610  0.1677  0.7429     5.3      2.65       0.31      0.29
-synthetic  pecos  0.6594  0.1673  0.7396     2.3      1.13       0.59      1.04
-=========  =====  ======  ======  =========  =======  =========  ========  ==============
+=========  =====  ======  =====================  ====================  ====================
+dataset    impl   P@1     train CPU s            single query CPU ms   batch CPU ms / query
+=========  =====  ======  =====================  ====================  ====================
+movies     ltrr   0.8843  5.52 [5.46-5.58]       0.346 [0.296-0.348]   0.083 [0.079-0.097]
+movies     pecos  0.8860  4.89 [4.82-4.97]       0.243 [0.235-0.289]   0.061 [0.060-0.066]
+movies     ratio          1.13                   1.42 (rounds 1.20,    1.37
+                                                 1.43, 1.26)
+synthetic  ltrr   0.6608  3.40 [3.40-3.55]       0.242 [0.227-0.322]   0.054 [0.053-0.080]
+synthetic  pecos  0.6594  1.60 [1.53-1.61]       0.240 [0.196-0.284]   0.058 [0.054-0.059]
+synthetic  ratio          2.12                   1.01                  0.92
+=========  =====  ======  =====================  ====================  ====================
+
+An earlier run (commit dd82e85, the same single-query code, load 22-25) gave movies single
+1.16x: under this load the single-query ratio moves by +-0.15 between runs. Text to top 10 on
+movies (TF-IDF + beam search, ltrr only): 0.67 ms CPU.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-import scipy.sparse as sp
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.xmr_harness import (  # noqa: E402
+    THREAD_VARS,
+    conditions,
+    ensure_pecos_venv,
+    predict_pair,
+    save_matrices,
+    summarize_predict,
+    summarize_train,
+    train_pair,
+)
 from ltrr.catalog import Catalog  # noqa: E402
 from strategies.xmr.features import TfidfFeaturizer  # noqa: E402
-from strategies.xmr.model import XRConfig, XRModel  # noqa: E402
 
 WORK = ROOT / "work" / "xmr-bench"
-PECOS_VENV = ROOT / "work" / "pecos-venv"
-HYPER = {"branching": 16, "max_leaf_size": 100, "beam": 10, "threshold": 0.1, "C": 1.0,
-         "bias": 1.0, "negatives": "tfn", "transform": "l3-hinge", "seed": 0}
 N_SINGLE = 300
-
-PECOS_SCRIPT = r'''
-import json, sys, time
-import numpy as np
-import scipy.sparse as smat
-from pecos.xmc import Indexer, LabelEmbeddingFactory
-from pecos.xmc.xlinear.model import XLinearModel
-
-d, threads, n_single = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-X = smat.load_npz(f"{d}/X_train.npz").tocsr().astype(np.float32)
-Y = smat.load_npz(f"{d}/Y_train.npz").tocsc().astype(np.float32)
-Xt = smat.load_npz(f"{d}/X_test.npz").tocsr().astype(np.float32)
-for m in (X, Xt):
-    m.sort_indices()
-t0, c0 = time.perf_counter(), time.process_time()
-Z = LabelEmbeddingFactory.create(Y, X, method="pifa")
-chain = Indexer.gen(Z, indexer_type="hierarchicalkmeans", nr_splits=16, max_leaf_size=100,
-                    seed=0, kmeans_max_iter=20, threads=threads)
-model = XLinearModel.train(X, Y, C=chain, threshold=0.1, negative_sampling_scheme="tfn",
-                           solver_type="L2R_L2LOSS_SVC_DUAL", Cp=1.0, Cn=1.0, bias=1.0,
-                           threads=threads)
-train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-kw = dict(beam_size=10, only_topk=10, post_processor="l3-hinge", threads=threads)
-model.predict(Xt[:10], **kw)  # warm up
-t0 = time.perf_counter()
-P = model.predict(Xt, **kw).tocsr()
-batch_s = time.perf_counter() - t0
-lat = []
-for i in range(min(n_single, Xt.shape[0])):
-    row = Xt[i:i + 1]
-    t1 = time.perf_counter()
-    model.predict(row, **kw)
-    lat.append(time.perf_counter() - t1)
-ids = np.full((Xt.shape[0], 10), -1, dtype=np.int64)
-scores = np.full((Xt.shape[0], 10), -np.inf, dtype=np.float32)
-for i in range(P.shape[0]):
-    a, b = P.indptr[i], P.indptr[i + 1]
-    order = np.argsort(-P.data[a:b], kind="stable")[:10]
-    ids[i, :order.size] = P.indices[a:b][order]
-    scores[i, :order.size] = P.data[a:b][order]
-np.save(f"{d}/pecos_ids.npy", ids)
-json.dump({"train_s": train_s, "train_cpu_s": train_cpu_s, "batch_s": batch_s, "lat_s": lat,
-           "levels": [int(c.shape[1]) for c in chain]}, open(f"{d}/pecos_times.json", "w"))
-'''
-
-
-# ---------------------------------------------------------------------- environment
-def ensure_pecos_venv() -> Path:
-    """Create ``work/pecos-venv`` with libpecos if it is not there yet; return its python."""
-    python = PECOS_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import pecos.xmc.xlinear.model"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    print(f"# creating {PECOS_VENV} for libpecos (numpy<2, scipy<1.14)", file=sys.stderr)
-    subprocess.run([sys.executable if not Path("/usr/bin/python3").exists() else "/usr/bin/python3",
-                    "-m", "venv", str(PECOS_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["numpy<2", "scipy<1.14", "scikit-learn<1.6"], check=True)
-    subprocess.run(pip + ["--no-deps", "libpecos"], check=True)
-    subprocess.run(probe, check=True)
-    return python
 
 
 # ---------------------------------------------------------------------- data
@@ -249,75 +212,40 @@ def metrics(ids: np.ndarray, relevant: list[set[int]]) -> dict[str, float]:
     return {"P@1": round(float(p1), 4), "P@5": round(float(p5), 4), "Recall@10": round(float(r10), 4)}
 
 
-def run_ltrr(d: Path, x_te: sp.csr_matrix) -> tuple[np.ndarray, dict]:
-    x = sp.load_npz(d / "X_train.npz").tocsr()
-    y = sp.load_npz(d / "Y_train.npz").tocsr()
-    t0, c0 = time.perf_counter(), time.process_time()
-    model = XRModel(XRConfig(**HYPER)).fit(x, y)
-    train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    x_te = sp.csr_matrix(x_te, dtype=np.float32)
-    model.predict(x_te[:10], 10)
-    t0 = time.perf_counter()
-    ids, _ = model.predict(x_te, 10)
-    batch_s = time.perf_counter() - t0
-    lat = []
-    for i in range(min(N_SINGLE, x_te.shape[0])):
-        row = x_te[i:i + 1]
-        t1 = time.perf_counter()
-        model.predict(row, 10)
-        lat.append(time.perf_counter() - t1)
-    return ids, {"train_s": train_s, "train_cpu_s": train_cpu_s, "batch_s": batch_s, "lat_s": lat,
-                 "levels": model.tree.level_sizes()[1:], "model": model}
-
-
-def run_pecos(d: Path, python: Path, threads: int) -> tuple[np.ndarray, dict]:
-    script = WORK / "pecos_run.py"
-    script.write_text(PECOS_SCRIPT)
-    subprocess.run([str(python), str(script), str(d), str(threads), str(N_SINGLE)], check=True)
-    times = json.loads((d / "pecos_times.json").read_text())
-    return np.load(d / "pecos_ids.npy"), times
-
-
-def summarize(name: str, impl: str, ids, times, relevant, n_test: int, extra=None) -> dict:
-    lat = np.asarray(times["lat_s"]) * 1000
-    row = {"dataset": name, "impl": impl, **metrics(ids, relevant),
-           "train_s": round(times["train_s"], 3), "train_cpu_s": round(times["train_cpu_s"], 3),
-           "batch_ms_per_query": round(times["batch_s"] * 1000 / n_test, 4),
-           "single_p50_ms": round(float(np.median(lat)), 4),
-           "single_p90_ms": round(float(np.percentile(lat, 90)), 4),
-           "levels": times["levels"], **(extra or {})}
-    print(json.dumps(row), flush=True)
-    return row
-
-
-def bench(name: str, x_tr, y_tr, x_te, relevant, python: Path, threads: int, texts_te=None,
-          featurizer=None) -> None:
+def bench(name: str, x_tr, y_tr, x_te, relevant, python: Path, threads: int, repeats: int,
+          texts_te=None, featurizer=None) -> None:
     d = WORK / name
-    d.mkdir(parents=True, exist_ok=True)
-    for fname, mat in (("X_train", x_tr), ("Y_train", y_tr), ("X_test", x_te)):
-        mat = sp.csr_matrix(mat, dtype=np.float32)
-        mat.sort_indices()
-        sp.save_npz(d / f"{fname}.npz", mat)
-    n_test = x_te.shape[0]
-    ids_l, t_l = run_ltrr(d, x_te)
+    save_matrices(d, X_train=x_tr, Y_train=y_tr, X_test=x_te)
+    load_start = os.getloadavg()
+    ltrr_runs, pecos_runs = train_pair(d, python, threads, repeats)
+    pred = predict_pair(d, python, threads, repeats, N_SINGLE)
+    load_end = os.getloadavg()
+    base = {"dataset": name, "n_train": x_tr.shape[0], "n_features": x_tr.shape[1],
+            "n_labels": y_tr.shape[1], "nnz_train": int(x_tr.nnz), "n_test": x_te.shape[0],
+            "repeats": repeats, "cache": "none (neither model caches; distinct test rows per round)",
+            "load_avg_start": [round(v, 2) for v in load_start],
+            "load_avg_end": [round(v, 2) for v in load_end]}
+    for impl, ids, runs in (("ltrr", pred["ltrr_ids"], ltrr_runs), ("pecos", pred["pecos_ids"], pecos_runs)):
+        print(json.dumps({**base, "impl": impl, **metrics(ids, relevant), "levels": runs[0]["levels"],
+                          "train_cpu_s_runs": [round(r["train_cpu_s"], 3) for r in runs],
+                          "tree_cpu_s_runs": [round(r["tree_cpu_s"], 3) for r in runs],
+                          "matcher_cpu_s_runs": [round(r["matcher_cpu_s"], 3) for r in runs]}),
+              flush=True)
     extra = {}
-    if texts_te is not None:  # end to end: query text -> TF-IDF -> beam search, one at a time
-        model = t_l["model"]
-        lat = []
+    if texts_te is not None:  # end to end for ltrr: query text -> TF-IDF -> beam search
+        from strategies.xmr.model import XRModel
+
+        model = XRModel.load(d / "ltrr_model")
+        cpu = []
         for q in texts_te[:N_SINGLE]:
-            t1 = time.perf_counter()
+            c0 = time.thread_time()
             model.predict(featurizer.transform([q]), 10)
-            lat.append(time.perf_counter() - t1)
-        extra["text_single_p50_ms"] = round(float(np.median(lat)) * 1000, 4)
-    row_l = summarize(name, "ltrr", ids_l, t_l, relevant, n_test, extra)
-    ids_p, t_p = run_pecos(d, python, threads)
-    row_p = summarize(name, "pecos", ids_p, t_p, relevant, n_test, {"threads": threads})
-    ratio = {"dataset": name, "impl": "ltrr/pecos",
-             **{k: round(row_l[k] - row_p[k], 4) for k in ("P@1", "P@5", "Recall@10")},
-             **{f"{k}_ratio": round(row_l[k] / max(row_p[k], 1e-12), 3)
-                for k in ("train_s", "train_cpu_s", "batch_ms_per_query", "single_p50_ms")},
-             "note": "metric columns are ltrr minus pecos (points as fractions); *_ratio are ltrr / pecos"}
-    print(json.dumps(ratio), flush=True)
+            cpu.append(time.thread_time() - c0)
+        extra["ltrr_text_single_cpu_p50_ms"] = round(float(np.median(cpu)) * 1000, 4)
+    print(json.dumps({**base, "impl": "ltrr/pecos", "train": summarize_train(ltrr_runs, pecos_runs),
+                      "predict": summarize_predict(pred), **extra,
+                      "note": "medians over interleaved rounds, [min, max] of the per-round values; "
+                              "ratio = ltrr / pecos"}), flush=True)
 
 
 def main() -> None:
@@ -325,21 +253,25 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["movies", "synthetic"],
                     choices=["movies", "synthetic"])
     ap.add_argument("--threads", type=int, default=1,
-                    help="PECOS threads (ltrr is single-threaded scipy; 1 compares like for like)")
+                    help="threads of every native pool, both sides (PECOS's threads argument too)")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    for var in THREAD_VARS:
+        os.environ[var] = str(args.threads)
     WORK.mkdir(parents=True, exist_ok=True)
     python = ensure_pecos_venv()
+    print(json.dumps({"conditions": conditions(python, args.threads)}), flush=True)
     if "movies" in args.datasets:
         texts, y, texts_te, relevant, _ = movies_data()
         feat = TfidfFeaturizer(3, 3)
         x = feat.fit_transform(texts)
         x_te = feat.transform(texts_te)
-        bench("movies", x, y, x_te, relevant, python, args.threads, texts_te, feat)
+        bench("movies", x, y, x_te, relevant, python, args.threads, args.repeats, texts_te, feat)
     if "synthetic" in args.datasets:
         x, y, x_te, y_te = synthetic_data()
         relevant = [set(y_te.indices[y_te.indptr[i]:y_te.indptr[i + 1]].tolist())
                     for i in range(y_te.shape[0])]
-        bench("synthetic", x, y, x_te, relevant, python, args.threads)
+        bench("synthetic", x, y, x_te, relevant, python, args.threads, args.repeats)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from ltrr.contracts.strategy import CandidateGenerator
 from ltrr.errors import UnknownComponentError
 from ltrr.features import FeatureBuilder, FeatureSchema
 from ltrr.params import Params, validate_params
-from ltrr.store.events import EventLog
+from ltrr.store.log_contract import open_event_log
 from ltrr.threads import native_threads, set_native_threads
 
 if TYPE_CHECKING:
@@ -154,6 +154,6 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
             strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
         features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
     set_native_threads(config.threads.search)  # ... searches run on the configured pool size
-    events = EventLog(config.store.events_path, config.store.synchronous)
+    events = open_event_log(config.store)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),
                features, context_featurizer(config), events)

@@ -93,8 +93,15 @@ class PolicyConfig(Params):
 class RankerConfig(Params):
     type: str = "lambdamart"
     params: dict[str, Any] = Field(default_factory=dict)
-    #: retrain after this many feedback events (0 = never retrain online)
+    #: what the retraining schedule counts: clicks (the unit the ranker learns from, so the data
+    #: between trainings does not depend on the click-through rate) or feedback events
+    retrain_unit: Literal["clicks", "events"] = "clicks"
+    #: retrain every this many (0 = never retrain online) ...
     retrain_every: int = Field(500, ge=0)
+    #: ... the first time after this many (0: ``retrain_every``), the interval growing by
+    #: ``retrain_growth`` after each training up to ``retrain_every`` (50, 100, 200, 400, 500 ...)
+    retrain_first: int = Field(50, ge=0)
+    retrain_growth: float = Field(2.0, ge=1.0)
     #: train on at most this many most recent events with clicks
     train_window: int = Field(20000, gt=0)
 
@@ -176,6 +183,20 @@ class StoreConfig(Params):
     #: default); "seeded": drawn from the engine's seed and the event log's length, so a
     #: simulation with the same seed logs the same ids (see ltrr.event_ids)
     event_ids: Literal["random", "seeded"] = "random"
+    #: where decisions, feedback and the journal live: "sqlite" (embedded, one machine) or
+    #: "postgres" (shared by serving replicas; see docs/serving.md)
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    #: PostgreSQL connection string (libpq); empty = $LTRR_STORE_DSN. Never written to a saved engine
+    dsn: str = ""
+    #: connections each process keeps to PostgreSQL (plus one for the learner election)
+    pool_size: int = Field(4, ge=1, le=64)
+    #: serving retention: decisions older than this many seconds are deleted with their feedback
+    #: (0 = keep forever; default 7 days: the 1-day feedback window, then a week for offline
+    #: evaluation — `ltrr log export` keeps more)
+    retention_s: float = Field(7 * 86400.0, ge=0.0)
+    #: serving retention: at most this many decisions are kept, the oldest deleted first, but never
+    #: one still inside the feedback window (0 = no cap; default ~100 GB at ~10 KB per decision)
+    max_events: int = Field(10_000_000, ge=0)
 
 
 class ServeConfig(Params):
@@ -253,7 +274,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"name": "xmr", "depths": [0, 30, 100],
          "params": {"text_fields": MOVIE_TEXT_FIELDS, "extra_pseudo_queries": [["title"]], "seed": 0}},
     ],
-    "policy": {"type": "linucb", "params": {"alpha": 0.1}, "budget": 300},
+    # epsilon 0.05: every plan keeps probability >= 0.05 / K, so the logged propensities are those
+    # of a stochastic choice and the engine's own logs support off-policy evaluation of others
+    "policy": {"type": "linucb", "params": {"alpha": 0.1, "epsilon": 0.05}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},
     "reward": {"cost_per_candidate": 0.0001, "kind": "click_dcg"},
     "store": {"events_path": ""},

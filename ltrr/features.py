@@ -5,6 +5,9 @@ whose source is not in the engine is not in the schema. Groups, in order:
 
 * provenance, per strategy ``s``: ``s_score``, ``s_rank``, ``s_found`` — score and rank are NaN
   when ``s`` did not find the item, so LightGBM treats them as missing rather than 0;
+* what rank fusion knows, per strategy ``s``: ``s_rr`` = ``1 / (RRF_K + rank)`` (0 when ``s`` did
+  not find the item), and ``fused_rrf``, their sum: the reciprocal-rank-fusion score itself, the
+  prior the ranker starts from (:mod:`ltrr.ranking.lambdamart`);
 * ``s_match``, per strategy declaring :class:`~ltrr.contracts.strategy.ItemScorer` (dense:
   cosine; BM25 over other fields: its score), computed for *every* candidate, also those ``s``
   did not retrieve (except the BM25 strategy reused for ``bm25_text``);
@@ -12,13 +15,22 @@ whose source is not in the engine is not in the schema. Groups, in order:
   :class:`~ltrr.contracts.strategy.ItemStatistics` (the click memory): decayed counts of the
   (query, item) pair; CTR is NaN for a pair never shown;
 * ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
+  ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms reach in the corpus
+  (each term's best document weight, summed), a lexical score on one [0, 1] scale for every query;
 * ``title_overlap``, ``text_overlap``: fraction of query tokens in the title / text;
   ``title_trigram_overlap``: fraction of the query's character trigrams in the title;
 * ``log_popularity``; query hints ``query_tokens``, ``query_chars``, ``query_digit_frac``,
   ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
 
 Every group is a handful of numpy/scipy operations over the whole union: sparse row gathers and
-sparse-matrix x vector products, no Python loop over candidates.
+sparse-matrix x vector products, no Python loop over candidates. A candidate's row depends on the
+query and on that candidate alone (never on the other candidates of the union), so the page any
+smaller plan would have shown can be recomputed from a max-depth decision by rewriting the
+provenance columns only (:class:`ProvenanceColumns`, used by ``simulators.hindsight``).
+
+:func:`monotone_directions` gives the direction in which each feature can only raise the score
+(LightGBM ``monotone_constraints``): a higher rank in any strategy's list, a better text match or
+a higher fused score never lowers an item, whatever a few noisy clicks say.
 """
 
 from __future__ import annotations
@@ -43,7 +55,9 @@ from ltrr.contracts.strategy import (
 from ltrr.text import Analyzer, fold_accents
 from ltrr.types import Candidates, QueryBatch
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: the reciprocal-rank constant of the ``s_rr`` and ``fused_rrf`` features (Cormack et al. 2009)
+RRF_K = 60.0
 
 _WORD = re.compile(r"\w+")
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
@@ -76,6 +90,84 @@ class FeatureSchema:
         """Names of ``other`` missing here, and names here that ``other`` lacks."""
         mine, theirs = set(self.names), set(other.names)
         return [n for n in other.names if n not in mine], [n for n in self.names if n not in theirs]
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The strategies with provenance columns, in column order."""
+        return tuple(n[: -len("_found")] for n in self.names if n.endswith("_found"))
+
+
+#: features that can only raise an item's score as they grow (+1) or fall (-1); suffixes apply to
+#: every strategy's columns. Popularity, query hints and click-memory impressions are left free.
+_INCREASING_SUFFIXES = ("_score", "_found", "_rr", "_match", "_ctr", "_clicks")
+_INCREASING = ("fused_rrf", "bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap",
+               "title_trigram_overlap", "n_found_by")
+_DECREASING_SUFFIXES = ("_rank",)
+
+
+def monotone_directions(schema: FeatureSchema) -> list[int]:
+    """LightGBM ``monotone_constraints`` for ``schema``: +1, -1 or 0 per feature, in order."""
+    out = []
+    for n in schema.names:
+        if n in _INCREASING or n.endswith(_INCREASING_SUFFIXES):
+            out.append(1)
+        elif n.endswith(_DECREASING_SUFFIXES):  # includes best_rank
+            out.append(-1)
+        else:
+            out.append(0)
+    return out
+
+
+def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
+    """``1 / (RRF_K + rank)`` in float64, 0 where the rank is NaN or inf (not found)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
+
+
+class ProvenanceColumns:
+    """The columns of ``schema`` that depend on which strategies drew a candidate, and how to
+    rewrite them for a smaller plan.
+
+    A candidate of a max-depth union belongs to a plan's union through the strategies that rank
+    it within the plan's depths (``keep``); its row under that plan is its max-depth row with the
+    other strategies' provenance cleared and the per-candidate aggregates recomputed exactly as
+    :meth:`FeatureBuilder.build` computes them.
+    """
+
+    def __init__(self, schema: FeatureSchema, strategies: tuple[str, ...] | None = None):
+        self.strategies = tuple(schema.strategies if strategies is None else strategies)
+        missing = [f"{s}_{part}" for s in self.strategies for part in ("score", "rank", "found", "rr")
+                   if f"{s}_{part}" not in schema.names]
+        if missing:
+            raise ValueError(f"the feature schema has no provenance columns {missing}")
+        order = {s: i for i, s in enumerate(schema.strategies)}
+        if sorted(order.get(s, -1) for s in self.strategies) != list(range(len(schema.strategies))):
+            raise ValueError(f"strategies {self.strategies} are not the schema's {schema.strategies}")
+        # columns in the caller's strategy order; sums run in the schema's order (bit-exact floats)
+        self._schema_order = np.array([self.strategies.index(s) for s in schema.strategies])
+        cols = {part: np.array([schema.index(f"{s}_{part}") for s in self.strategies])
+                for part in ("score", "rank", "found", "rr")}
+        self._score, self._rank, self._found, self._rr = cols["score"], cols["rank"], cols["found"], cols["rr"]
+        self._fused = schema.index("fused_rrf")
+        self._n_found = schema.index("n_found_by")
+        self._best_rank = schema.index("best_rank")
+
+    def mask(self, X: np.ndarray, keep: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """Rows ``X`` (modified in place and returned) as members of a plan through ``keep``
+        (``bool[n, S]``, caller's strategy order); ``ranks`` (``float[n, S]``, inf or NaN = not
+        found) are the candidates' ranks in the max-depth lists."""
+        keep = np.asarray(keep, dtype=bool)
+        r = np.where(keep, np.asarray(ranks, dtype=np.float64), np.nan)
+        X[:, self._score] = np.where(keep, X[:, self._score], np.nan)
+        X[:, self._rank] = np.where(keep, X[:, self._rank], np.nan)
+        X[:, self._found] = np.where(keep, X[:, self._found], 0.0)
+        rr = reciprocal_ranks(r)
+        X[:, self._rr] = rr
+        X[:, self._fused] = rr[:, self._schema_order].sum(axis=1)
+        X[:, self._n_found] = keep.sum(axis=1)
+        X[:, self._best_rank] = np.fmin.reduce(r, axis=1) if r.shape[1] else np.nan
+        return X
 
 
 def _trigrams(text: str) -> list[str]:
@@ -149,6 +241,8 @@ class FeatureBuilder:
             text_weights = bm25_cls({"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog).term_weights()
         self._title = _FieldIndex(bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights())
         self._text = _FieldIndex(text_weights)
+        # per term, its largest weight over the documents (the ``bm25_text_frac`` scale)
+        self._text_term_best = np.maximum(np.asarray(self._text.scores.max(axis=0).todense()).ravel(), 0.0)
         tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for title in catalog.titles:
@@ -164,10 +258,11 @@ class FeatureBuilder:
         names: list[str] = []
         for s in self.strategies:
             names += [f"{s}_score", f"{s}_rank", f"{s}_found"]
+        names += [f"{s}_rr" for s in self.strategies] + ["fused_rrf"]
         names += [f"{n}_match" for n in self._match]
         for n in self._memory:
             names += [f"{n}_ctr", f"{n}_impressions", f"{n}_clicks"]
-        names += ["bm25_title", "bm25_text", "title_overlap", "text_overlap", "title_trigram_overlap",
+        names += ["bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
                   "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
                   "query_single_token", "n_found_by", "best_rank"]
         self.schema = FeatureSchema(tuple(names))
@@ -191,6 +286,9 @@ class FeatureBuilder:
         out[:, 1: 3 * s: 3] = cands.ranks
         found = cands.found
         out[:, 2: 3 * s: 3] = found
+        rr = reciprocal_ranks(cands.ranks)
+        out[:, 3 * s: 4 * s] = rr
+        out[:, col["fused_rrf"]] = rr.sum(axis=1)
         for name in self._match:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
@@ -207,6 +305,10 @@ class FeatureBuilder:
             counts, present, n_tok = idx.query(text)
             rows = idx.scores[items]
             out[:, col[f"bm25_{field}"]] = rows @ counts
+            if field == "text":
+                # the largest BM25 these query terms reach in the corpus: each term's best document
+                reach = float(counts @ self._text_term_best)
+                out[:, col["bm25_text_frac"]] = out[:, col["bm25_text"]] / reach if reach > 0 else 0.0
             hit = _binary(rows) @ present
             out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
         grams = set(_trigrams(text)) if text.strip() else set()

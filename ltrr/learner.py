@@ -30,6 +30,7 @@ from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
 from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
 from ltrr.offline.outcomes import plan_outcomes
+from ltrr.ranking.training import ClickRetrainSchedule
 from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights
 from ltrr.store.events import JournalEntry, LoggedEvent
 from ltrr.types import Candidates, Decision, Feedback, FeedbackEvent, Plan, QueryBatch
@@ -143,8 +144,15 @@ class Learner:
     retrain: RetrainMode = "inline"
     clock: RetrainClock = field(default_factory=RetrainClock)
     last_training_report: dict[str, Any] | None = None
+    schedule: ClickRetrainSchedule | None = None
     _retraining: set[str] = field(default_factory=set)
     _train_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        rc = self.engine.config.ranker
+        if self.schedule is None and rc.retrain_every:
+            self.schedule = ClickRetrainSchedule(rc.retrain_first or rc.retrain_every, rc.retrain_every,
+                                                 rc.retrain_growth)
 
     @property
     def reward(self) -> RewardSpec:
@@ -353,6 +361,9 @@ class Learner:
             if ranker:
                 self.clock.events += 1
                 self.clock.clicks += int(lesson.clicked.size)
+                if self.schedule is not None:
+                    by_clicks = self.engine.config.ranker.retrain_unit == "clicks"
+                    self.schedule.observe(int(lesson.clicked.size) if by_clicks else 1)
         if self.retrain != "inline":
             return False
         retrained = self.retrain_ranker(lesson.ts) if ranker and self.ranker_due() else False
@@ -372,9 +383,9 @@ class Learner:
 
     # ------------------------------------------------------------------ retraining
     def ranker_due(self) -> bool:
-        """Whether ``ranker.retrain_every`` feedback events were learned since the last training."""
-        every = self.engine.config.ranker.retrain_every
-        return bool(every) and self.clock.events >= every
+        """Whether the ranker's retraining schedule (``ranker.retrain_*``, in clicks or feedback
+        events) is due."""
+        return self.schedule is not None and self.schedule.due
 
     def strategies_due(self) -> list[str]:
         """Retrainable strategies whose observed clicks reached their ``retrain_every``."""
@@ -412,11 +423,15 @@ class Learner:
             with engine.lock:
                 self.clock.reset()
                 current = engine.ranker
-            if data.n_queries < 10:
+            if data.n_queries < 10:  # too little to learn from: try again after another interval
+                if self.schedule is not None:
+                    self.schedule.since = 0
                 return False
             fresh, report = current.trained(data)
             with engine.lock:
                 engine.ranker = fresh
+                if self.schedule is not None:
+                    self.schedule.trained()
             self.last_training_report = report
             if held:
                 self._judge_offline(fresh, events + held, held, time.time() if ts is None else ts)
@@ -481,8 +496,11 @@ class Learner:
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
         """The schedule's counters (saved in snapshots and replay checkpoints)."""
-        return {"events_since_train": self.clock.events, "clicks_since_train": self.clock.clicks}
+        return {"events_since_train": self.clock.events, "clicks_since_train": self.clock.clicks,
+                "schedule": None if self.schedule is None else self.schedule.to_dict()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.clock.events = int(state.get("events_since_train", 0))
         self.clock.clicks = int(state.get("clicks_since_train", 0))
+        if state.get("schedule") is not None and self.schedule is not None:
+            self.schedule = ClickRetrainSchedule.from_dict(state["schedule"])

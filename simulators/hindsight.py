@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ltrr.features import FeatureSchema
+from ltrr.features import FeatureSchema, ProvenanceColumns
 from ltrr.offline.metrics import ndcg_from_grades
 from ltrr.reward import expected_page_reward
 from ltrr.types import Decision, Plan, QueryBatch
@@ -58,15 +58,7 @@ class HindsightPlanPages:
         if len(self.strategies) > 30:
             raise ValueError("at most 30 strategies (inclusion patterns are bit masks)")
         self.k = int(k)
-        missing = [f"{s}_{part}" for s in self.strategies for part in ("score", "rank", "found")
-                   if f"{s}_{part}" not in schema.names]
-        if missing:
-            raise ValueError(f"the feature schema has no provenance columns {missing}")
-        self._score_cols = np.array([schema.index(f"{s}_score") for s in self.strategies])
-        self._rank_cols = np.array([schema.index(f"{s}_rank") for s in self.strategies])
-        self._found_cols = np.array([schema.index(f"{s}_found") for s in self.strategies])
-        self._n_found_col = schema.index("n_found_by")
-        self._best_rank_col = schema.index("best_rank")
+        self._provenance = ProvenanceColumns(schema, self.strategies)
         self._bits = (1 << np.arange(len(self.strategies), dtype=np.int64))
 
     def __call__(self, decision: Decision, ranker: Scorer) -> PlanPages:
@@ -95,13 +87,7 @@ class HindsightPlanPages:
         uniq, inverse = np.unique(key[in_plan], return_inverse=True)
         rows = uniq // (self._bits[-1] * 2)
         keep = ((uniq % (self._bits[-1] * 2))[:, None] & self._bits[None, :]) > 0  # [U, S]
-        X = np.array(decision.features[rows], dtype=np.float32)
-        X[:, self._score_cols] = np.where(keep, X[:, self._score_cols], np.nan)
-        X[:, self._rank_cols] = np.where(keep, X[:, self._rank_cols], np.nan)
-        X[:, self._found_cols] = np.where(keep, X[:, self._found_cols], 0.0)
-        X[:, self._n_found_col] = keep.sum(axis=1)
-        kept_ranks = np.where(keep, r[rows], np.inf).min(axis=1)
-        X[:, self._best_rank_col] = np.where(np.isfinite(kept_ranks), kept_ranks, np.nan)
+        X = self._provenance.mask(np.array(decision.features[rows], dtype=np.float32), keep, r[rows])
         scores = np.full((A, n), -np.inf)
         scores[in_plan] = np.asarray(ranker.score(X), dtype=np.float64)[inverse]
         # the engine breaks score ties by union position: first strategy (in order) holding the

@@ -93,11 +93,14 @@ DERIVED_RELEVANCE = ("Relevance is derived from catalog fields by the query gene
 def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[SimQuery],
                      click_model_name: str = "pbm", preset: str = "navigational",
                      specs: Sequence[PolicySpec] | None = None, seed: int = 0,
-                     progress: bool = True, relevance: str = DERIVED_RELEVANCE
+                     progress: bool = True, relevance: str = DERIVED_RELEVANCE, repeatable: bool = True
                      ) -> tuple[list[SessionResult], dict[str, Any]]:
     """Run every policy of ``specs`` online on ``stream``; return traces and the report dict."""
     specs = list(specs or baseline_specs(config))
-    config = deterministic(config)
+    if repeatable:  # seeded ids and declared latency; a latency benchmark measures instead
+        config = deterministic(config)
+    else:
+        config = config.model_copy(update={"store": config.store.model_copy(update={"event_ids": "seeded"})})
     shared: dict[str, CandidateGenerator] = {}
     results: list[SessionResult] = []
     table: HindsightTable | None = None

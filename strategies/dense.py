@@ -40,6 +40,7 @@ from ltrr.params import Params
 from ltrr.store.persist import read_manifest
 from ltrr.threads import current_native_threads
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
+from strategies.dense_shards import DEFAULT_CHUNK, encode_on_cluster
 from strategies.embedding_cache import EmbeddingCache, cache_enabled
 from strategies.encoder import (
     DEFAULT_MODEL,
@@ -96,6 +97,13 @@ class DenseParams(Params):
     embedding_cache_dir
         Directory of that cache (default ``$LTRR_CACHE_DIR/embeddings`` or
         ``~/.cache/ltrr/embeddings``).
+    encode_chunk
+        Texts encoded (and stored in the cache) at a time: an interrupted encoding resumes
+        after the last stored chunk.
+    encode_workers, encode_scheduler
+        Encode the catalog on a Dask cluster: this many local worker processes, or the workers
+        of the scheduler at ``tcp://host:port`` (they must reach the same cache directory); see
+        :mod:`strategies.dense_shards`.
     """
 
     model: str = DEFAULT_MODEL
@@ -112,6 +120,9 @@ class DenseParams(Params):
     backend: Backend = DEFAULT_DENSE_BACKEND
     embedding_cache: bool = True
     embedding_cache_dir: str | None = None
+    encode_chunk: int = Field(DEFAULT_CHUNK, ge=1)
+    encode_workers: int = Field(1, ge=1)
+    encode_scheduler: str | None = None
 
 
 class VectorIndex:
@@ -318,12 +329,31 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
         desc = f"encoding {todo.size:,} {what} texts"
         if store is not None:
             desc += f" ({n_cached:,} from the embedding cache)"
-        if todo.size:
-            fresh = enc.encode([texts[i] for i in todo], self.params.batch_size,
-                               progress=show, desc=desc)
-            out[todo] = fresh
-            if store is not None:
-                store.store([texts[i] for i in todo], fresh)
+        p = self.params
+        if todo.size and store is not None and (p.encode_workers > 1 or p.encode_scheduler):
+            encode_on_cluster([texts[i] for i in todo], enc.model_name, enc.backend,
+                              p.embedding_cache_dir, p.batch_size, workers=p.encode_workers,
+                              scheduler=p.encode_scheduler, chunk=p.encode_chunk, progress=show)
+            out, found = store.lookup(texts)
+            if not found.all():
+                raise RuntimeError(f"{self.name}: {int((~found).sum())} texts missing from the embedding "
+                                   "cache after the cluster encoded them (do the workers share its directory?)")
+        elif todo.size:
+            bar = None
+            if show:
+                from tqdm import tqdm
+
+                bar = tqdm(total=int(todo.size), desc=desc, unit=" texts")
+            for start in range(0, todo.size, p.encode_chunk):  # stored chunk by chunk: resumable
+                part = todo[start:start + p.encode_chunk]
+                fresh = enc.encode([texts[i] for i in part], p.batch_size, progress=False)
+                out[part] = fresh
+                if store is not None:
+                    store.store([texts[i] for i in part], fresh)
+                if bar is not None:
+                    bar.update(int(part.size))
+            if bar is not None:
+                bar.close()
         elif show:
             print(f"{self.name}: {len(texts):,} {what} texts, all from the embedding cache "
                   f"({store.directory})", file=sys.stderr)

@@ -271,6 +271,10 @@ class LogReader:
         if not self.path.exists():
             raise DataError(f"{self.path}: no such click log")
         self.format = log_format(self.path)
+        if self.format == "parquet":
+            from ltrr.offline.formats.tables import check_parquet
+
+            check_parquet(self.path)  # empty, truncated or not Parquet: one clear error
         self.strict = strict
         self.batch_rows = int(batch_rows)
         self.report = LogReport(str(self.path))
@@ -327,9 +331,13 @@ class LogReader:
                          columns: Sequence[str] | None = None):
         """Yield ``(first_row, chunk_key, pyarrow.RecordBatch)`` from ``start_row`` (only
         ``columns`` that exist in the file, when given)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(self.path)
+        try:
+            pf = pq.ParquetFile(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{self.path}: not a readable Parquet file ({str(exc)[:200]})") from None
         if columns is not None:
             have = set(pf.schema_arrow.names)
             columns = [c for c in columns if c in have]
@@ -343,8 +351,12 @@ class LogReader:
             if first + n <= start_row:
                 continue
             row = first
-            for j, batch in enumerate(pf.iter_batches(batch_size=self.batch_rows, row_groups=[g],
-                                                      columns=columns)):
+            try:
+                group = list(pf.iter_batches(batch_size=self.batch_rows, row_groups=[g], columns=columns))
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"{self.path}:row {first}: row group {g} cannot be read (corrupt or "
+                                f"truncated Parquet: {str(exc)[:200]})") from None
+            for j, batch in enumerate(group):
                 if row + batch.num_rows <= start_row:
                     row += batch.num_rows
                     continue
@@ -555,12 +567,18 @@ def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader)
     reward = None
     if "reward" in names:
         reward = batch.column("reward").fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
-    sr = None
-    if "strategy_rewards" in names:
-        src = batch.column("strategy_rewards")
-        sr = np.stack([src.field(s).fill_null(0.0).to_numpy(zero_copy_only=False) for s in strategies],
-                      axis=1).astype(np.float64)
     good = np.flatnonzero(ok)
+    sr = None
+    if "strategy_rewards" in names and strategies:
+        # per-strategy rewards only when every usable row has them: a missing one is not a 0
+        src = batch.column("strategy_rewards")
+        missing = np.asarray(src.is_null().to_numpy(zero_copy_only=False))
+        have = set(_struct_fields(src))
+        if not missing[good].any() and all(s in have for s in strategies):
+            fields = [src.field(s) for s in strategies]
+            if not any(np.asarray(f.is_null().to_numpy(zero_copy_only=False))[good].any() for f in fields):
+                sr = np.stack([f.fill_null(0.0).to_numpy(zero_copy_only=False) for f in fields],
+                              axis=1).astype(np.float64)
     report.valid += int(good.size)
     if good.size == 0:
         return None
@@ -668,6 +686,7 @@ class LogWriter:
         if self._pq is None:  # an empty log is still a valid (empty) Parquet file
             import pyarrow.parquet as pq
 
+            self.strategies = self.strategies or ("none",)  # Parquet cannot hold an empty struct
             pq.write_table(self._schema().empty_table(), self.path)
         else:
             self._pq.close()
@@ -734,12 +753,20 @@ def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike, rew
 def convert_log(src: str | os.PathLike, dst: str | os.PathLike, *, strict: bool = False,
                 row_group_rows: int = ROW_GROUP_ROWS) -> LogReport:
     """Rewrite a click log in another format (by ``dst``'s suffix), streaming; bad records are
-    skipped (or fatal when ``strict``) and reported."""
-    reader = LogReader(src, strict=strict)
-    with LogWriter(dst, row_group_rows=row_group_rows) as writer:
-        for rec in reader:
-            if rec.plan is not None and not writer.strategies:
-                writer.strategies = rec.plan.strategies
-            writer.write(rec)
-    reader.report.check_nonempty()
+    skipped (or fatal when ``strict``) and reported. The output is written to a temporary file
+    and renamed at the end: an empty or unusable log raises DataError and leaves nothing."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.tmp-{os.getpid()}{dst.suffix}")
+    try:
+        reader = LogReader(src, strict=strict)
+        with LogWriter(tmp, row_group_rows=row_group_rows) as writer:
+            for rec in reader:
+                if rec.plan is not None and not writer.strategies:
+                    writer.strategies = rec.plan.strategies
+                writer.write(rec)
+        reader.report.check_nonempty()
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return reader.report

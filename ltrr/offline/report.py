@@ -161,54 +161,89 @@ def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
                truth: Mapping[str, float] | None = None) -> Path:
     """Write ``out/report.html`` and ``out/estimates.png`` from an OPE result dict.
 
-    ``result["policies"][name]["estimates"][estimator] = {"value", "ci_low", "ci_high"}``;
-    ``truth`` maps policy names to their true (on-policy) values when known.
+    ``result["policies"][name]["estimates"][estimator] = {"value", "ci_low", "ci_high", "status"}``;
+    ``truth`` maps policy names to their true values when known (else ``result["truth"]``). The
+    plot marks each policy's truth and draws the logged policy's value as a reference line;
+    estimates that are not identifiable or unavailable are listed with their reason, not drawn.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    truth = dict(truth if truth is not None else result.get("truth") or {})
     plt = _pyplot()
     policies = list(result["policies"])
     estimators = sorted({e for p in policies for e in result["policies"][p]["estimates"]})
+
+    def ok(e):
+        return e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None
+
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(policies) * max(len(estimators), 1) / 3), 4.5))
     width = 0.8 / max(len(estimators), 1)
     for j, est in enumerate(estimators):
         xs, ys, lo, hi = [], [], [], []
         for i, p in enumerate(policies):
             e = result["policies"][p]["estimates"].get(est)
-            if e is None:
+            if not ok(e):
                 continue
+            v = e["value"]
             xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(e["value"])
-            lo.append(e["value"] - e.get("ci_low", e["value"]))
-            hi.append(e.get("ci_high", e["value"]) - e["value"])
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
-    if truth:
-        for i, p in enumerate(policies):
-            if p in truth:
-                ax.hlines(truth[p], i - 0.45, i + 0.45, colors="k", linewidth=2,
-                          label="ground truth" if i == 0 else None)
+            ys.append(v)
+            lo.append(max(v - (e.get("ci_low") if e.get("ci_low") is not None else v), 0.0))
+            hi.append(max((e.get("ci_high") if e.get("ci_high") is not None else v) - v, 0.0))
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
+    logged = result.get("logged_value")
+    if logged is not None:
+        ax.axhline(logged, color="0.4", linestyle="--", linewidth=1, label="logged policy's value")
+    for i, p in enumerate(policies):
+        if p in truth:
+            ax.hlines(truth[p], i - 0.45, i + 0.45, colors="k", linewidth=2,
+                      label="ground truth" if not any(q in truth for q in policies[:i]) else None)
+    level = int(round(100 * (1 - result.get("alpha", 0.05))))
     ax.set_xticks(range(len(policies)), policies, rotation=15)
-    ax.set(ylabel="estimated value", title="Off-policy estimates (95% bootstrap intervals)")
+    ax.set(ylabel="estimated value", title=f"Off-policy estimates ({level}% bootstrap intervals)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "estimates.png", dpi=90)
     plt.close(fig)
+    nan = float("nan")
     rows = []
     for p in policies:
         for est in estimators:
             e = result["policies"][p]["estimates"].get(est)
-            if e is not None:
-                rows.append([p, est, e["value"], e.get("ci_low", float("nan")), e.get("ci_high", float("nan")),
-                             (truth or {}).get(p, float("nan"))])
+            if e is None:
+                continue
+            if ok(e):
+                rows.append([p, est, e["value"], e.get("ci_low", nan) if e.get("ci_low") is not None else nan,
+                             e.get("ci_high", nan) if e.get("ci_high") is not None else nan,
+                             truth.get(p, nan), "ok"])
+            else:
+                rows.append([p, est, e.get("status", ""), "", "", truth.get(p, nan), e.get("reason", "")])
+    diag_rows, warn_items = [], []
+    for p in policies:
+        d = result["policies"][p].get("diagnostics", {})
+        if d:
+            diag_rows.append([p, d["effective_sample_size"], d["ess_fraction"], d["max_weight"],
+                              d["mean_weight"], d["rounds_above_clip"], d["unsupported_mass"],
+                              "yes" if d["deterministic_logger"] else "no"])
+            warn_items += [f"<li><b>{html.escape(p)}</b>: {html.escape(w)}</li>" for w in d.get("warnings", [])]
     info = result.get("log", {})
-    body = (f"<p>Log: {html.escape(str(info.get('path', '')))}, {info.get('valid', '?')} usable rounds "
-            f"of {info.get('records', '?')}. Logged policy's average reward: "
-            f"{result.get('logged_value', float('nan')):.4g}.</p>"
-            "<p class='note'>All numbers are bandit feedback: each estimate reweights the logged "
-            "plan's reward by the target's probability of that plan over the logged propensity "
-            "(DM/DR also use a ridge reward model per plan fitted on the log).</p>"
-            "<img src='estimates.png'>"
-            + _table(rows, ["policy", "estimator", "value", "CI low", "CI high", "ground truth"]))
+    boot = result.get("bootstrap", {})
+    model = result.get("reward_model", {})
+    boot_text = (f"{boot.get('method', '?')} bootstrap, {boot.get('replicates', '?')} replicates, seed "
+                 f"{boot.get('seed', '?')}" if isinstance(boot, Mapping) else f"{boot} replicates")
+    body = (f"<p>Log: {html.escape(str(info.get('path', '')))} ({html.escape(str(info.get('format', 'ltrr')))}), "
+            f"{info.get('valid', '?')} usable rounds of {info.get('records', '?')}. Logged policy's average "
+            f"reward: {result.get('logged_value', nan):.4g} (dashed line).</p>"
+            f"<p class='note'>Intervals: {html.escape(boot_text)}. Reward model (DM and the doubly robust "
+            f"family): {html.escape(json.dumps(model, default=str)[:400])}. All numbers are bandit feedback: "
+            "each estimate reweights logged rewards by the target's probability of the logged action over "
+            "the logger's.</p>"
+            + (f"<h2>Warnings</h2><ul>{''.join(warn_items)}</ul>" if warn_items else "")
+            + "<img src='estimates.png'>"
+            + _table(rows, ["policy", "estimator", "value", "CI low", "CI high", "ground truth", "status"])
+            + "<h2>Importance-weight diagnostics</h2>"
+            + _table(diag_rows, ["policy", "ESS", "ESS / rounds", "max weight", "mean weight",
+                                 "rounds above clip", "target mass never logged", "deterministic logger"]))
     path = out / "report.html"
     path.write_text(_page("ltrr off-policy evaluation", body), encoding="utf-8")
     return path

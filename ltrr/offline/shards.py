@@ -21,22 +21,24 @@ from typing import Any
 
 import numpy as np
 
+from ltrr.cluster import close_client, local_client
 from ltrr.contracts.policy import PlanMenu
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader
 from ltrr.offline.ope import (
-    Plan2Context,
-    RewardModel,
-    TargetSpec,
+    check_pass1,
     finalize,
     merge_estimates,
     merge_reward_model,
+    plan_context,
     shard_estimates,
     shard_reward_model,
 )
 from ltrr.offline.outcomes import record_outcomes
+from ltrr.offline.targets import TargetSpec
 
 
+#: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
 def shard_row_groups(path: str, shards: int) -> list[list[int]]:
     """Contiguous, balanced lists of row groups (at most ``shards`` of them)."""
     n = LogReader(path).n_row_groups()
@@ -46,59 +48,45 @@ def shard_row_groups(path: str, shards: int) -> list[list[int]]:
     return [list(range(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
 
 
-def local_client(n_workers: int = 2):
-    """A local Dask cluster of ``n_workers`` single-threaded processes."""
-    from dask.distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
-    return Client(cluster)
-
-
 def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],
                      n_bootstrap: int, seed: int, alpha: float, strict: bool, shards: int,
-                     client: Any = None) -> dict[str, Any]:
+                     client: Any = None, reward_model, bootstrap_method: str, thresholds) -> dict[str, Any]:
     """:func:`ltrr.offline.ope.evaluate` with both passes mapped over shards on Dask."""
     from ltrr.offline.logs import log_format
 
     if log_format(log) != "parquet":
         raise DataError(f"{log}: shard-parallel evaluation reads Parquet row groups; convert the log "
-                        "to Parquet first (ltrr.offline.logs.convert_log)")
+                        "to Parquet first (ltrr log convert)")
     groups = shard_row_groups(log, shards)
     own = client is None
     if own:
         client = local_client(min(shards, 2))
     try:
-        futures = client.map(shard_reward_model, [log] * len(groups), groups, [strict] * len(groups),
-                             pure=False)
-        parts = client.gather(futures)
+        k = len(groups)
+        futures = client.map(shard_reward_model, [log] * k, groups, [strict] * k,
+                             [reward_model.folds] * k, [seed] * k, pure=False)
         model_stats, report = None, None
-        for stats, rep in parts:
+        for stats, rep in client.gather(futures):
             if stats is not None:
                 model_stats = merge_reward_model(model_stats, stats)
             report = rep if report is None else report.merge(rep)
         if report is None:
             report = LogReader(log).report
-        report.check_nonempty()
-        if model_stats is None:
-            raise DataError(f"{log}: no record carries a plan, propensities and x; off-policy "
-                            "evaluation needs a log written by ltrr")
-        ctx = Plan2Context(tuple(targets), RewardModel.solve(model_stats), tuple(estimators),
-                           int(n_bootstrap), seed)
-        futures = client.map(shard_estimates, [log] * len(groups), groups, [ctx] * len(groups),
-                             [strict] * len(groups), pure=False)
+        check_pass1(log, model_stats, report)
+        ctx, logged = plan_context(model_stats, targets, estimators, reward_model, n_bootstrap, seed,
+                                   bootstrap_method, thresholds)
+        futures = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
+                             pure=False)
         stats = None
         for part in client.gather(futures):
             if part is not None:
                 stats = merge_estimates(stats, part)
         result = finalize(stats, ctx, report, alpha)
-        result["shards"] = len(groups)
+        result["shards"] = k
         return result
     finally:
         if own:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
+            close_client(client)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,9 +153,7 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
                 stats = merge_plan_statistics(stats, part)
         finally:
             if own:
-                cluster = client.cluster
-                client.close()
-                cluster.close()
+                close_client(client)
     else:
         stats = plan_statistics_partial(engine_dir, log, None, strict)
     stats["report"].check_nonempty()

@@ -4,8 +4,9 @@ The rows are the decision events' own logged features (the event log stores ever
 candidate's feature vector), never recomputed from today's catalog or click memory, so the model
 learns from exactly what it will see at serving time (the Elasticsearch LTR plugin's and
 Metarank's feature logging). Labels are clicks; position bias is removed as configured by
-``LambdaMARTParams.debias`` (see :mod:`ltrr.ranking.debias`). Queries are split (seeded) into a
-training and a held-out part for early stopping.
+``LambdaMARTParams.debias`` (see :mod:`ltrr.ranking.debias`). When early stopping or the gate
+against the fusion prior (``min_valid_gain``) is on, queries are split (seeded) into a training and
+a held-out part. :class:`ClickRetrainSchedule` says when to retrain, counted in clicks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from ltrr.errors import DataError
 from ltrr.features import FeatureSchema
+from ltrr.offline.metrics import mean_ndcg_of_groups
 from ltrr.ranking.debias import examination_from_clicks, ipw_weights
 from ltrr.ranking.lambdamart import LambdaMARTRanker
 
@@ -148,7 +150,9 @@ def fit_from_clicks(ranker: LambdaMARTRanker, data: ClickTrainingSet, *, progres
         log.warning(msg)
     rng = np.random.default_rng(np.random.SeedSequence([p.seed if seed is None else seed, 7]))
     order = rng.permutation(data.n_queries)
-    n_valid = int(round(p.valid_fraction * data.n_queries)) if p.early_stopping_rounds > 0 else 0
+    # a held-out slice for early stopping and for the gate against the prior
+    wants_valid = p.early_stopping_rounds > 0 or p.min_valid_gain is not None
+    n_valid = int(round(p.valid_fraction * data.n_queries)) if wants_valid else 0
     if data.n_queries - n_valid < 1:
         n_valid = 0
     train = data.subset(np.sort(order[n_valid:])) if n_valid else data
@@ -185,4 +189,69 @@ def fit_from_clicks(ranker: LambdaMARTRanker, data: ClickTrainingSet, *, progres
     if valid_arg is not None and ranker.booster_ is not None:
         best = ranker.booster_.best_score.get("valid", {})
         report["valid_ndcg@10"] = float(best.get("ndcg@10", float("nan")))
+        model = mean_ndcg_of_groups(ranker.score(valid.X), valid.y, valid.groups)
+        prior = mean_ndcg_of_groups(ranker.prior(valid.X), valid.y, valid.groups)
+        report["valid_click_ndcg@10"] = {"model": round(model, 5), "prior": round(prior, 5)}
+        if p.min_valid_gain is not None and not model > prior + p.min_valid_gain:
+            ranker.keep_prior()
+            report["kept_prior"] = True
+            report["model_version"] = ranker.version_
     return report
+
+
+@dataclass
+class ClickRetrainSchedule:
+    """When to retrain the ranker, counted in clicks (the unit the ranker learns from).
+
+    The first model is trained once ``first`` clicks have arrived; after each training the next
+    one is due after ``growth`` times as many new clicks as the last interval, up to ``every``:
+    50, 100, 200, 400, then every 500 clicks with the defaults (``growth = 1``: every ``first``). Early models see little data and
+    are cheap, so retraining often then costs little; later a fixed interval in clicks keeps the
+    cost of learning proportional to what there is to learn, whatever the click-through rate (a
+    schedule in events retrains a navigational stream with one click a query and an
+    informational one with three at very different data sizes).
+
+    The engine calls :meth:`observe` with the number of clicked items of each feedback it
+    applies; when it returns True it retrains and calls :meth:`trained`. ``to_dict`` /
+    ``from_dict`` carry the state across snapshots.
+    """
+
+    first: int = 50
+    every: int = 500
+    growth: float = 2.0
+    since: int = 0
+    interval: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, low in (("first", self.first, 1), ("every", self.every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"The '{name}' parameter of ClickRetrainSchedule must be an int in "
+                                 f"[{low}, inf). Got {value!r} instead.")
+        if not self.growth >= 1.0:
+            raise ValueError(f"The 'growth' parameter of ClickRetrainSchedule must be a float in [1, inf). "
+                             f"Got {self.growth!r} instead.")
+        if self.interval == 0:
+            self.interval = min(self.first, self.every)
+
+    @property
+    def due(self) -> bool:
+        """Whether enough clicks arrived since the last training."""
+        return self.since >= self.interval
+
+    def observe(self, n_clicks: int) -> bool:
+        """Count ``n_clicks`` new clicks; True when a retraining is due."""
+        self.since += int(n_clicks)
+        return self.due
+
+    def trained(self) -> None:
+        """A retraining happened: restart the count and widen the interval."""
+        self.since = 0
+        self.interval = min(self.every, max(self.interval, int(round(self.interval * self.growth))))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"first": self.first, "every": self.every, "growth": self.growth, "since": self.since,
+                "interval": self.interval}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClickRetrainSchedule:
+        return cls(int(d["first"]), int(d["every"]), float(d["growth"]), int(d["since"]), int(d["interval"]))

@@ -190,7 +190,7 @@ class QueryCompleter:
         self.featurizer_ = SessionFeaturizer(p.previous_weight, p.start_weight).fit(prevs, prefixes)
         x = self.featurizer_.transform(prevs, prefixes)
         cfg = XRConfig(branching=p.branching, max_leaf_size=p.max_leaf_size, seed=p.seed, C=p.C,
-                       threshold=p.threshold, beam=p.beam)
+                       threshold=p.threshold, beam=p.beam, threads=p.train_threads)
         if p.indexer == "trie":
             tree = trie_tree(labels, p.max_leaf_size)
         elif p.indexer == "hybrid":

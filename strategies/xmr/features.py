@@ -25,6 +25,8 @@ _TOKEN = re.compile(r"\w+")
 
 
 def _normalize(text: str) -> str:
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -60,14 +62,37 @@ class TfidfFeaturizer:
         Character n-gram length with word-boundary marks (0 disables the character block).
     min_df
         Drop terms seen in fewer training texts.
+    max_features
+        Keep at most this many terms per block, those in the most training texts (ties:
+        alphabetical); ``None`` keeps all. Bounds the vocabulary of large catalogs, whose long
+        texts are mostly word n-grams seen once.
+    max_terms
+        Keep at most this many terms of each text per block, those of the largest TF-IDF (ties:
+        lower column); ``None`` keeps all. Bounds the nonzeros of long item texts used as
+        pseudo-queries (a few distinctive terms, as a user would type), hence training time.
+
+    Fitting large corpora runs vectorized over integer token ids, ``CHUNK`` texts at a time
+    (see :meth:`fit_transform`); :meth:`transform` of a few queries stays on dictionaries.
     """
 
-    def __init__(self, word_ngrams: int = 3, char_ngrams: int = 3, min_df: int = 1):
+    CHUNK = 20_000
+
+    def __init__(self, word_ngrams: int = 3, char_ngrams: int = 3, min_df: int = 1,
+                 max_features: int | None = None, max_terms: int | None = None):
         if word_ngrams <= 0 and char_ngrams <= 0:
             raise ValueError("TfidfFeaturizer needs word_ngrams > 0 or char_ngrams > 0; got 0 and 0.")
+        if max_features is not None and max_features < 1:
+            raise ValueError(f"The 'max_features' parameter must be an int in [1, inf) or None. "
+                             f"Got {max_features!r} instead.")
         self.word_n = int(word_ngrams)
         self.char_n = int(char_ngrams)
         self.min_df = int(min_df)
+        if max_terms is not None and max_terms < 1:
+            raise ValueError(f"The 'max_terms' parameter must be an int in [1, inf) or None. "
+                             f"Got {max_terms!r} instead.")
+        self.max_features = max_features
+        self.max_terms = max_terms
+        self._ids: dict | None = None  # fit-time token ids, kept only inside fit_transform
         self.word_vocab_: dict[str, int] = {}
         self.char_vocab_: dict[str, int] = {}
         self.idf_: np.ndarray = np.empty(0)
@@ -84,6 +109,154 @@ class TfidfFeaturizer:
 
     def fit(self, texts: Sequence[str]) -> TfidfFeaturizer:
         """Learn the vocabularies and smoothed IDF (``log((1+n)/(1+df)) + 1``) from ``texts``."""
+        try:
+            self._fit_ids(texts)
+        except _TooManyWords:
+            return self.fit_slow(texts)
+        finally:
+            self._ids = None
+        return self
+
+    def _fit_ids(self, texts: Sequence[str]) -> None:
+        """Fit on integer ids: words get ids in order of appearance, word n-grams are packed
+        into one int64 (21 bits a word), a word's character n-grams are listed once per
+        distinct word; document frequencies are counted per chunk of texts and merged."""
+        wid: dict[str, int] = {}
+        w2c: list[list[int]] = []       # character n-gram ids of each word id
+        cid: dict[str, int] = {}
+        ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        cdf = np.zeros(0, dtype=np.int64)
+        n_tokens = 0
+        for c0 in range(0, len(texts), self.CHUNK):
+            toks: list[str] = []
+            lens = []
+            for text in texts[c0:c0 + self.CHUNK]:
+                tt = _TOKEN.findall(_normalize(text))
+                lens.append(len(tt))
+                toks.extend(tt)
+            n_before = len(wid)
+            ids = np.fromiter((wid.setdefault(w, len(wid)) for w in toks), dtype=np.int64,
+                              count=len(toks))
+            if len(wid) >= _WORD_LIMIT - 1 or self.word_n > 3:
+                raise _TooManyWords
+            lens_a = np.asarray(lens, dtype=np.int64)
+            ids_chunks.append((ids.astype(np.int32), lens_a))
+            n_tokens += ids.size
+            if self.char_n > 0:
+                for w in list(wid)[n_before:]:
+                    w2c.append([cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)])
+                ptr, flat = _ragged(w2c)
+                doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
+                pairs = np.unique(doc * len(wid) + ids)  # distinct (text, word)
+                d_doc, d_word = pairs // len(wid), pairs % len(wid)
+                cnt = ptr[d_word + 1] - ptr[d_word]
+                cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
+                k, c = _doc_freq(np.repeat(d_doc, cnt), cval)
+                cdf = np.r_[cdf, np.zeros(len(cid) - cdf.size, dtype=np.int64)]
+                cdf[k] += c
+        # word n-gram frequencies: most n-grams of long texts occur once, so they are counted in
+        # hash partitions of the key space, each pass holding ~1/parts of the distinct n-grams
+        wkeys, wdfs = [], []
+        if self.word_n > 0:
+            parts = max(1, -(-n_tokens * self.word_n // _KEYS_PER_PASS))
+            for part in range(parts):
+                keys, counts = [], []
+                for ids, lens_a in ids_chunks:
+                    doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
+                    gk, gd = _word_gram_keys(ids.astype(np.int64), doc, self.word_n)
+                    if parts > 1:
+                        sel = _partition(gk, parts) == part
+                        gk, gd = gk[sel], gd[sel]
+                    k, c = _doc_freq(gd, gk)
+                    keys.append(k)
+                    counts.append(c)
+                uk, df = _merge_counts(keys, counts)
+                keep = df >= self.min_df
+                wkeys.append(uk[keep])
+                wdfs.append(df[keep])
+        n = len(texts)
+        words = np.array(list(wid), dtype=object) if wid else np.empty(0, dtype=object)
+        chars = np.array(list(cid), dtype=object) if cid else np.empty(0, dtype=object)
+        w_keep, w_df = (np.concatenate(wkeys), np.concatenate(wdfs)) if wkeys else (
+            np.empty(0, np.int64), np.empty(0, np.int64))
+        order = np.argsort(w_keep)
+        w_keep, w_df = self._cap_terms(w_keep[order], w_df[order], lambda k: _decode(int(k), words))
+        c_all = np.flatnonzero(cdf >= self.min_df)
+        c_keep, c_df = self._cap_terms(c_all, cdf[c_all], lambda k: str(chars[k]))
+        w_str = [_decode(int(k), words) for k in w_keep]
+        c_str = [str(chars[k]) for k in c_keep]
+        w_order = sorted(range(len(w_str)), key=w_str.__getitem__)
+        c_order = sorted(range(len(c_str)), key=c_str.__getitem__)
+        self.word_vocab_ = {w_str[i]: j for j, i in enumerate(w_order)}
+        offset = len(w_order)
+        self.char_vocab_ = {c_str[i]: offset + j for j, i in enumerate(c_order)}
+        df = np.concatenate([w_df[w_order], c_df[c_order]]).astype(np.float64)
+        self.idf_ = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        # what the vectorized transform of the same texts needs
+        wcol = np.full(w_keep.size, -1, dtype=np.int64)
+        wcol[w_order] = np.arange(len(w_order))
+        korder = np.argsort(w_keep)
+        ccol = np.full(max(len(cid), 1), -1, dtype=np.int64)
+        ccol[c_keep[c_order]] = offset + np.arange(len(c_order))
+        self._ids = {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
+                     "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
+
+    def _cap_terms(self, keys: np.ndarray, df: np.ndarray, decode) -> tuple[np.ndarray, np.ndarray]:
+        """``max_features`` of the terms: the most frequent; at the cut, ties go to the
+        alphabetically first terms."""
+        if self.max_features is None or keys.size <= self.max_features:
+            return keys, df
+        cut = np.sort(df)[::-1][self.max_features - 1]
+        above = np.flatnonzero(df > cut)
+        tied = np.flatnonzero(df == cut)
+        tied = tied[np.argsort([decode(keys[i]) for i in tied], kind="stable")]
+        keep = np.sort(np.concatenate([above, tied[: self.max_features - above.size]]))
+        return keys[keep], df[keep]
+
+    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
+        (the same matrix as ``fit(texts).transform(texts)``)."""
+        try:
+            self._fit_ids(texts)
+        except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
+            self._ids = None
+            return self.fit_slow(texts).transform(texts)
+        st, self._ids = self._ids, None
+        blocks = []
+        for ids32, lens in st["chunks"]:
+            ids = ids32.astype(np.int64)
+            doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
+            parts = []
+            if self.word_n > 0 and st["wkeys"].size:
+                keys, kdoc = _word_gram_keys(ids, doc, self.word_n)
+                pos = np.minimum(np.searchsorted(st["wkeys"], keys), st["wkeys"].size - 1)
+                hit = st["wkeys"][pos] == keys
+                parts.append(_tfidf_block(kdoc[hit], st["wcols"][pos[hit]], lens.size,
+                                          self.idf_, self.max_terms))
+            if self.char_n > 0 and len(self.char_vocab_):
+                ptr, flat = st["w2c"]
+                cnt = ptr[ids + 1] - ptr[ids]
+                cdoc = np.repeat(doc, cnt)
+                cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[ids] - np.cumsum(cnt) + cnt, cnt)]
+                col = st["ccol"][cval]
+                hit = col >= 0
+                parts.append(_tfidf_block(cdoc[hit], col[hit], lens.size, self.idf_, self.max_terms))
+            mat = parts[0]
+            for other in parts[1:]:
+                mat = mat + other
+            mat.sort_indices()
+            blocks.append((mat.data.astype(np.float32), mat.indices.astype(np.int32),
+                           np.diff(mat.indptr)))
+        data = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.float32)
+        indices = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
+        lens = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
+        del blocks
+        out = sp.csr_matrix((data, indices, np.r_[0, np.cumsum(lens)].astype(np.int64)),
+                            shape=(len(texts), self.n_features))
+        return _normalize_rows32(out)
+
+    def fit_slow(self, texts: Sequence[str]) -> TfidfFeaturizer:
+        """The dictionary fit over n-gram strings (any vocabulary size; slower, more memory)."""
         wdf: dict[str, int] = {}
         cdf: dict[str, int] = {}
         for text in texts:
@@ -93,14 +266,20 @@ class TfidfFeaturizer:
             for g in set(chars):
                 cdf[g] = cdf.get(g, 0) + 1
         n = len(texts)
-        words_kept = sorted(g for g, c in wdf.items() if c >= self.min_df)
-        chars_kept = sorted(g for g, c in cdf.items() if c >= self.min_df)
+        words_kept = self._cap(sorted(g for g, c in wdf.items() if c >= self.min_df), wdf)
+        chars_kept = self._cap(sorted(g for g, c in cdf.items() if c >= self.min_df), cdf)
         self.word_vocab_ = {g: i for i, g in enumerate(words_kept)}
         offset = len(words_kept)
         self.char_vocab_ = {g: offset + i for i, g in enumerate(chars_kept)}
         df = np.array([wdf[g] for g in words_kept] + [cdf[g] for g in chars_kept], dtype=np.float64)
         self.idf_ = np.log((1.0 + n) / (1.0 + df)) + 1.0
         return self
+
+    def _cap(self, kept: list[str], df: dict[str, int]) -> list[str]:
+        """``max_features`` of the sorted ``kept`` terms: most frequent, ties alphabetical."""
+        if self.max_features is None or len(kept) <= self.max_features:
+            return kept
+        return sorted(sorted(kept, key=lambda g: -df[g])[: self.max_features])
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """L2-normalized TF-IDF rows (``float32``); unseen terms are ignored."""
@@ -120,6 +299,9 @@ class TfidfFeaturizer:
                     continue
                 cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
                 vals = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * idf[cols]
+                if self.max_terms is not None and cols.size > self.max_terms:
+                    top = np.lexsort((cols, -vals))[: self.max_terms]
+                    cols, vals = cols[top], vals[top]
                 vals /= np.sqrt(vals @ vals)
                 indices.extend(cols.tolist())
                 data.extend(vals.tolist())
@@ -130,14 +312,7 @@ class TfidfFeaturizer:
             shape=(len(texts), self.n_features),
         )
         mat.sort_indices()
-        # the per-block unit vectors are concatenated; normalize the whole row once more
-        norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        mat.data /= np.repeat(norms, np.diff(mat.indptr)).astype(np.float32)
-        return mat
-
-    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.fit(texts).transform(texts)
+        return _normalize_rows32(mat)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
@@ -146,7 +321,9 @@ class TfidfFeaturizer:
         chars = sorted(self.char_vocab_, key=self.char_vocab_.__getitem__)
         (directory / "vocabulary.json").write_text(
             json.dumps({"word_ngrams": self.word_n, "char_ngrams": self.char_n,
-                        "min_df": self.min_df, "words": words, "chars": chars},
+                        "min_df": self.min_df, "max_features": self.max_features,
+                        "max_terms": self.max_terms,
+                        "words": words, "chars": chars},
                        ensure_ascii=False),
             encoding="utf-8",
         )
@@ -155,9 +332,112 @@ class TfidfFeaturizer:
     @classmethod
     def load(cls, directory: Path) -> TfidfFeaturizer:
         meta = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
-        obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"])
+        obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"], meta.get("max_features"),
+                  meta.get("max_terms"))
         obj.word_vocab_ = {g: i for i, g in enumerate(meta["words"])}
         offset = len(meta["words"])
         obj.char_vocab_ = {g: offset + i for i, g in enumerate(meta["chars"])}
         obj.idf_ = np.load(directory / "idf.npy", allow_pickle=False)
         return obj
+
+
+# ---------------------------------------------------------------------- vectorized helpers
+_WORD_BITS = 21
+_WORD_LIMIT = 1 << _WORD_BITS
+_KEYS_PER_PASS = 6_000_000  # word n-gram occurrences whose frequencies are counted in one pass
+
+
+class _TooManyWords(Exception):
+    """More distinct words than the packed n-gram keys can hold."""
+
+
+def _word_gram_keys(ids: np.ndarray, doc: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Packed keys of every word 1..``n_max``-gram inside one text, and the text of each.
+
+    A key holds ``word id + 1`` in 21 bits per word, so a unigram key is below ``2**21``, a
+    bigram's below ``2**42`` and a trigram's above: lengths never collide.
+    """
+    w = ids + 1
+    keys, docs = [w], [doc]
+    for n in range(2, n_max + 1):
+        m = ids.size - n + 1
+        if m <= 0:
+            break
+        same = doc[n - 1:] == doc[:m]
+        k = w[:m].copy()
+        for j in range(1, n):
+            k = (k << _WORD_BITS) | w[j:m + j]
+        keys.append(k[same])
+        docs.append(doc[:m][same])
+    return np.concatenate(keys), np.concatenate(docs)
+
+
+def _decode(key: int, words: np.ndarray) -> str:
+    """The n-gram string of a packed key (see :func:`_word_gram_keys`)."""
+    mask = _WORD_LIMIT - 1
+    n = 1
+    while key >> (_WORD_BITS * n):
+        n += 1
+    return " ".join(str(words[((key >> (_WORD_BITS * j)) & mask) - 1]) for j in range(n - 1, -1, -1))
+
+
+def _partition(keys: np.ndarray, parts: int) -> np.ndarray:
+    """A well-mixed partition index in ``[0, parts)`` of packed keys (multiplicative hash)."""
+    with np.errstate(over="ignore"):
+        return ((keys * np.int64(-7046029254386353131)) >> np.int64(33)) % parts
+
+
+def _merge_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the counts of equal keys across chunks; keys sorted."""
+    if not keys:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    return uk, np.bincount(inv, weights=np.concatenate(counts), minlength=uk.size).astype(np.int64)
+
+
+def _doc_freq(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys and the number of distinct texts each occurs in."""
+    if key.size == 0:
+        return key, np.empty(0, np.int64)
+    order = np.lexsort((doc, key))
+    k, dd = key[order], doc[order]
+    first = np.r_[True, (k[1:] != k[:-1]) | (dd[1:] != dd[:-1])]
+    k = k[first]
+    start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    return k[start], np.diff(np.r_[start, k.size])
+
+
+def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lens.sum()))
+    return np.r_[0, np.cumsum(lens)], flat
+
+
+def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,
+                 max_terms: int | None = None) -> sp.csr_matrix:
+    """Counts of ``col`` per text times IDF (the ``max_terms`` largest per text, ties to the
+    lower column), each text's block scaled to unit L2 norm."""
+    m = sp.csr_matrix((np.ones(doc.size), (doc, col)), shape=(n_docs, idf.size))
+    m.sum_duplicates()
+    m.data *= idf[m.indices]
+    if max_terms is not None and np.diff(m.indptr).max(initial=0) > max_terms:
+        row = np.repeat(np.arange(n_docs), np.diff(m.indptr))
+        order = np.lexsort((m.indices, -m.data, row))
+        rank = np.arange(row.size) - m.indptr[row[order]]
+        keep = np.sort(order[rank < max_terms])
+        row = row[keep]
+        m = sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(np.bincount(row, minlength=n_docs))]),
+                          shape=m.shape)
+    norms = np.sqrt(np.bincount(np.repeat(np.arange(n_docs), np.diff(m.indptr)),
+                                weights=m.data * m.data, minlength=n_docs))
+    norms[norms == 0] = 1.0
+    m.data /= np.repeat(norms, np.diff(m.indptr))
+    return m
+
+
+def _normalize_rows32(mat: sp.csr_matrix) -> sp.csr_matrix:
+    """The per-block unit vectors are concatenated; normalize the whole row once more."""
+    norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    mat.data /= np.repeat(norms, np.diff(mat.indptr)).astype(np.float32)
+    return mat

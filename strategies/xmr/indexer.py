@@ -1,13 +1,16 @@
 """Hierarchical spherical k-means indexer: the label tree of the XMR model.
 
 Labels (items) are embedded (PIFA: the normalized sum of the features of the queries that clicked
-them) and split recursively by *balanced* spherical 2-means, as PECOS does: a binary tree of depth
+them) and split recursively by *balanced* spherical 2-means, as PECOS does (each node's half
+closer to the left centroid than to the right one goes left): a binary tree of depth
 ``ceil(log2(n_labels / max_leaf_size))`` whose leaves hold at most about ``max_leaf_size`` labels.
 Its levels are then grouped ``branching`` at a time into the B-ary tree the matchers learn, so
 consecutive leaf clusters (siblings in the binary tree, hence similar) share a parent.
 
-Every node of one depth is split at once (vectorized across nodes), so the cost per k-means
-iteration is one pass over the label embeddings' nonzeros.
+Every node of one depth is split at once (vectorized across nodes): the (node, feature) cells
+of the embeddings' nonzeros are indexed once per depth, after which a k-means iteration is a few
+passes of ``bincount`` over the nonzeros; centroids stay sparse, so memory follows the
+embeddings' nonzeros, never nodes x features.
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ class ClusterTree:
         return {"child_ptr": [cp.tolist() for cp in self.child_ptr]}
 
 
-def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(m, dtype=np.float64, copy=True)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (a copy, in ``dtype``)."""
+    m = sp.csr_matrix(m, dtype=dtype, copy=True)
+    sq = np.bincount(np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)),
+                     weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0])
+    norms = np.sqrt(sq)
     norms[norms == 0] = 1.0
-    m.data /= np.repeat(norms, np.diff(m.indptr))
+    m.data /= np.repeat(norms, np.diff(m.indptr)).astype(dtype)
     return m
 
 
@@ -67,7 +73,7 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
     node ``g`` are ``2g`` and ``2g+1``, so leaf codes that share a prefix are close in the tree.
     """
-    emb = sp.csr_matrix(_row_normalize(sp.csr_matrix(emb)), dtype=np.float32)
+    emb = _row_normalize(emb, np.float32)
     n, d = emb.shape
     if n <= max_leaf_size:
         return np.zeros(n, dtype=np.int64), 0
@@ -76,7 +82,13 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
         depth -= 1
     rng = np.random.default_rng(seed)
     grp = np.zeros(n, dtype=np.int64)
-    nz_row = np.repeat(np.arange(n), np.diff(emb.indptr))
+    # nonzeros in feature-major order: a stable sort by node then lists each node's
+    # (node, feature) cells in key order without comparing keys
+    csc = emb.tocsc()
+    nz_row = csc.indices.astype(np.int64)
+    nz_feat = np.repeat(np.arange(d, dtype=np.int64), np.diff(csc.indptr))
+    data = csc.data
+    del csc
     for level in range(depth):
         n_nodes = 2 ** level
         order = np.argsort(grp, kind="stable")
@@ -93,25 +105,27 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
         rank_base = np.repeat(starts, sizes)
         half = (sizes + 1) // 2
         members = init
+        # every nonzero's (node, feature) cell, fixed for the level: centroids are sums over the
+        # cells, kept sparse (a dense node x feature array does not fit at a million labels)
+        g_nz = grp[nz_row]
+        by_node = np.argsort(g_nz.astype(np.int16 if n_nodes < 2 ** 15 else np.int32), kind="stable")
+        key = g_nz[by_node] * d + nz_feat[by_node]
+        new = np.r_[True, key[1:] != key[:-1]]
+        kinv = np.empty(key.size, dtype=np.int64)
+        kinv[by_node] = np.cumsum(new) - 1
+        n_cells = int(new.sum())
+        del by_node, key, new, g_nz
+        cell_node = np.empty(n_cells, dtype=np.int64)
+        cell_node[kinv] = grp[nz_row]
         for _ in range(max(1, iters)):
-            # normalized centroids of both sides of every node, dense (2 * n_nodes, d)
-            keep = members >= 0
-            ind = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                                 (2 * grp[keep] + members[keep], np.flatnonzero(keep))),
-                                shape=(2 * n_nodes, n))
-            cent = (ind @ emb).toarray()
-            norms = np.sqrt(np.einsum("ij,ij->i", cent, cent))
-            cent /= np.maximum(norms, 1e-12)[:, None]
-            if n_nodes * d <= 32_000_000:
-                diff = cent[0::2] - cent[1::2]
-                contrib = emb.data * diff[grp[nz_row], emb.indices]
-            else:  # very wide: one node at a time keeps memory flat
-                contrib = np.empty(emb.nnz, dtype=np.float32)
-                node_nz = grp[nz_row]
-                for g in range(n_nodes):
-                    sel = node_nz == g
-                    contrib[sel] = emb.data[sel] * (cent[2 * g] - cent[2 * g + 1])[emb.indices[sel]]
-            del cent
+            # both sides' centroids (sums of their members' cells), normalized per node
+            m_nz = members[nz_row]
+            left = np.bincount(kinv, weights=np.where(m_nz == 0, data, 0.0), minlength=n_cells)
+            right = np.bincount(kinv, weights=np.where(m_nz == 1, data, 0.0), minlength=n_cells)
+            nl = np.sqrt(np.bincount(cell_node, weights=left * left, minlength=n_nodes))
+            nr = np.sqrt(np.bincount(cell_node, weights=right * right, minlength=n_nodes))
+            diff = left / np.maximum(nl, 1e-12)[cell_node] - right / np.maximum(nr, 1e-12)[cell_node]
+            contrib = data * diff[kinv]
             score = np.bincount(nz_row, weights=contrib, minlength=n)
             # balanced split: within each node, the higher-scoring half goes left
             sorted_idx = np.lexsort((np.arange(n), -score, grp))

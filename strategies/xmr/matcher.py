@@ -20,6 +20,7 @@ Weights below ``threshold`` in absolute value are pruned, as PECOS does, to keep
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,13 +59,18 @@ def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.add.reduceat(a, starts, axis=0) if a.shape[0] else np.zeros((0,) + a.shape[1:])
 
 
-def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+def _stack(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix,
            child_ptr: np.ndarray, bias_col: int | None = None) -> _Level | None:
-    """Build the block-diagonal problem: one row per (query, active parent) pair."""
+    """Build the block-diagonal problem: one row per (query, active parent) pair.
+
+    ``act`` (queries x parents, CSC, canonical) and ``pos`` (queries x nodes) cover the parents
+    of one block and their children; ``child_ptr`` is local to the block.
+    """
     n_q, d = x.shape
-    act = active.tocsc()
-    act.sum_duplicates()
-    act.sort_indices()
+    if not (sp.issparse(act) and act.format == "csc"):
+        act = sp.csc_matrix(act)
+        act.sum_duplicates()
+        act.sort_indices()
     rows_q = act.indices.astype(np.int64)
     rows_p = np.repeat(np.arange(act.shape[1]), np.diff(act.indptr)).astype(np.int64)
     n_rows = rows_q.size
@@ -83,7 +89,18 @@ def _stack(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     y[where[ok], pos.col[ok] - child_ptr[parent_of_node[pos.col[ok]]]] = 1.0
     valid = np.arange(bmax)[None, :] < nchild[rows_p][:, None]
     # local feature space of each parent
-    xe = x[rows_q]
+    xe = x if (n_rows == n_q and np.array_equal(rows_q, np.arange(n_q))) else x[rows_q]
+    if act.shape[1] == 1:
+        # one parent: its local features are the features its rows use (no sort needed)
+        used = np.zeros(d, dtype=bool)
+        used[xe.indices] = True
+        ufeat = np.flatnonzero(used)
+        local = np.cumsum(used) - 1
+        xbd = sp.csr_matrix((xe.data.astype(np.float32, copy=False),
+                             local[xe.indices], xe.indptr), shape=(n_rows, ufeat.size))
+        zero = np.zeros(1, dtype=np.int64)
+        return _Level(xbd, y, valid, zero[np.zeros(n_rows, np.int64)], zero, np.zeros(ufeat.size, np.int64),
+                      zero, ufeat, zero, bias_col)
     nz_row = np.repeat(np.arange(n_rows), np.diff(xe.indptr))
     keys = rows_p[nz_row] * d + xe.indices
     ukeys, inv = np.unique(keys, return_inverse=True)
@@ -186,8 +203,9 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
     ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
     each step a descent step. Problems are laid out padded, ``(parents, rows, children)``, so
-    per-problem sums are axis sums; very unequal parents use the row layout instead. Float32:
-    half the memory traffic of the kernel products, ample for a truncated Newton.
+    per-problem sums are axis sums; very unequal parents use the row layout instead (the
+    training blocks group parents of similar size, so that is rare). Float32: half the memory
+    traffic of the kernel products, ample for a truncated Newton.
     """
     n_rows, B = lv.y.shape
     n_seg = lv.seg_parent.size
@@ -208,18 +226,17 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
         bpad = np.zeros((n_seg, nmax, 1), dtype=np.float32)
         bpad[lv.rseg, pos, 0] = np.asarray(lv.xbd[:, is_bias].sum(axis=1)).ravel()
         xk = lv.xbd[:, ~is_bias]
+    # dense kernel blocks, one (rows x rows) matrix per parent: batched BLAS products are
+    # several times faster than a sparse block-diagonal product on blocks this dense
     kco = (xk @ xk.T).tocoo()
-    flat = lv.rseg * nmax + pos
-    kpad = sp.csr_matrix((kco.data.astype(np.float32), (flat[kco.row], flat[kco.col])),
-                         shape=(n_seg * nmax, n_seg * nmax))
+    kdense = np.zeros((n_seg, nmax, nmax), dtype=np.float32)
+    kdense[lv.rseg[kco.row], pos[kco.row], pos[kco.col]] = kco.data
     del kco
+    if bpad is not None:  # the bias column adds the same rank-one term to each block
+        kdense += bpad * bpad.transpose(0, 2, 1)
 
     def kmul(v: np.ndarray) -> np.ndarray:
-        # scipy's CSR x dense-block product beats batched dense matmul on these small blocks
-        out = (kpad @ v.reshape(n_seg * nmax, B)).reshape(n_seg, nmax, B)
-        if bpad is not None:
-            out += bpad * (bpad * v).sum(axis=1, keepdims=True)
-        return out
+        return np.matmul(kdense, v)
 
     def hinge(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = 1.0 - y * o
@@ -273,18 +290,33 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     return beta[lv.rseg, pos]
 
 
-def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
+def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False) -> np.ndarray:
     """:func:`_solve_kernel` in the row layout, for very unequal parents (padding would not fit).
 
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
     ``beta = 0`` off ``A``; CG solves it per problem, a line search on the primal objective keeps
-    each step a descent step.
+    each step a descent step. ``implicit`` never forms ``K``: each product is ``X (X^T v)``, two
+    sparse products like the primal solver's, but the CG vectors have one entry per row instead
+    of one per local feature (the cheaper form when parents have more features than rows).
     """
-    k = (lv.xbd @ lv.xbd.T).tocsr()
+    if implicit:
+        # float64: in float32 the long CG recurrences over many rows lose orthogonality (the
+        # movie benchmark's P@1 fell by 3 points)
+        x64 = lv.xbd.astype(np.float64)
+        xt = x64.T.tocsr()
+
+        class _K:
+            def __matmul__(self, v: np.ndarray) -> np.ndarray:
+                return x64 @ (xt @ v)
+
+        k = _K()
+    else:
+        k = (lv.xbd @ lv.xbd.T).tocsr()
+    dtype = np.float64
     lam = 1.0 / (2.0 * p.C)
     n_rows, B = lv.y.shape
-    beta = np.zeros((n_rows, B))
-    o = np.zeros((n_rows, B))
+    beta = np.zeros((n_rows, B), dtype=dtype)
+    o = np.zeros((n_rows, B), dtype=dtype)
     prev_act = None
     bal = _balance(lv) ** 2
     for _ in range(p.newton_iters):
@@ -328,37 +360,27 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams) -> np.ndarray:
 
 
 
-def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
-                child_ptr: np.ndarray, params: SolverParams,
-                max_dense: int = 4_000_000, bias_col: int | None = None) -> sp.csr_matrix:
-    """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
-
-    Parameters
-    ----------
-    x
-        Query features ``(n_queries, n_features)``, the bias column included.
-    active
-        ``(n_queries, n_parents)``: the parents each query trains under.
-    pos
-        ``(n_queries, n_nodes)``: the nodes each query is positive for.
-    child_ptr
-        Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
-    """
-    d = x.shape[1]
-    n_nodes = int(child_ptr[-1])
-    lv = _stack(sp.csr_matrix(x), sp.csr_matrix(active), sp.csr_matrix(pos), child_ptr, bias_col)
+def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child_ptr: np.ndarray,
+                 params: SolverParams, max_dense: int,
+                 bias_col: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pruned weights ``(feature, local node, value)`` of one block of parents."""
+    lv = _stack(x, act, pos, child_ptr, bias_col)
     if lv is None:
-        return sp.csr_matrix((d, n_nodes), dtype=np.float32)
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     n_rows, n_local = lv.xbd.shape
     bmax = lv.y.shape[1]
     seg_rows = np.diff(np.append(lv.rstart, n_rows))
     # work per CG step and column: one product with the kernel blocks (or two with the sparse
     # block matrix) plus ~10 dense vector operations over the variables (rows or local features)
     kernel_cost = float((seg_rows.astype(np.float64) ** 2).sum()) + 10.0 * n_rows
+    implicit_cost = 4.0 * lv.xbd.nnz + 12.0 * n_rows  # float64 products: twice the traffic
     primal_cost = 2.0 * lv.xbd.nnz + 10.0 * n_local
-    use_kernel = kernel_cost < 3 * primal_cost
-    if use_kernel:
+    best = min(kernel_cost / 3, implicit_cost, primal_cost)
+    use_kernel = best != primal_cost
+    if best == kernel_cost / 3:
         beta = _solve_kernel(lv, params)
+    elif best == implicit_cost:
+        beta = _solve_kernel_rows(lv, params, implicit=True)
     else:
         w_all = _solve_primal(lv, params)
     # map local weights back to (feature, node), pruning in chunks of segments to bound memory
@@ -385,12 +407,93 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
         parent = lv.seg_parent[lv.useg[u0 + uu]]
         rows_f.append(lv.ufeat[u0 + uu])
         cols.append(child_ptr[parent] + ss)
-        vals.append(w[uu, ss])
+        vals.append(w[uu, ss].astype(np.float32))
         s0 = s1
+    return np.concatenate(rows_f), np.concatenate(cols), np.concatenate(vals)
+
+
+def _blocks(act: sp.csc_matrix, row_nnz: np.ndarray, child_ptr: np.ndarray,
+            budget_bytes: float, spread: float = 1.5) -> list[np.ndarray]:
+    """Groups of parents of similar size whose stacked problems each need about ``budget_bytes``.
+
+    Parents are taken by number of rows, and a group closes when the next parent has more than
+    ``spread`` times the rows of its first one (padding stays small) or the budget is spent.
+    Estimated bytes of a parent: its rows' nonzeros twice (block matrix and its transpose),
+    ~8 float32 work arrays of (rows + local features) x children and its dense kernel block.
+    """
+    n_par = act.shape[1]
+    per_col = np.diff(act.indptr)
+    nnz_p = np.bincount(np.repeat(np.arange(n_par), per_col), weights=row_nnz[act.indices],
+                        minlength=n_par)
+    nchild = np.diff(child_ptr)
+    cost = 24.0 * nnz_p + 32.0 * (nnz_p + per_col) * nchild + 4.0 * per_col.astype(np.float64) ** 2
+    order = np.argsort(per_col, kind="stable")
+    out, group, acc, first = [], [], 0.0, 0
+    for p in order.tolist():
+        if group and (acc + cost[p] > budget_bytes or per_col[p] > spread * max(first, 1)):
+            out.append(np.sort(np.asarray(group, dtype=np.int64)))
+            group, acc = [], 0.0
+        if not group:
+            first = per_col[p]
+        group.append(p)
+        acc += cost[p]
+    if group:
+        out.append(np.sort(np.asarray(group, dtype=np.int64)))
+    return out
+
+
+def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+                child_ptr: np.ndarray, params: SolverParams,
+                max_dense: int = 4_000_000, bias_col: int | None = None,
+                budget_bytes: float = 512e6, threads: int = 1) -> sp.csr_matrix:
+    """Weights of every node of one level as a pruned ``(n_features, n_nodes)`` CSR matrix.
+
+    The parents are trained in blocks of about ``budget_bytes`` of working memory each (the
+    problems of different parents are independent; see :func:`_blocks`), ``threads`` blocks at a
+    time: memory stays bounded however many labels the level has.
+
+    Parameters
+    ----------
+    x
+        Query features ``(n_queries, n_features)``, the bias column included.
+    active
+        ``(n_queries, n_parents)``: the parents each query trains under.
+    pos
+        ``(n_queries, n_nodes)``: the nodes each query is positive for.
+    child_ptr
+        Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
+    """
+    x = sp.csr_matrix(x)
+    d = x.shape[1]
+    n_nodes = int(child_ptr[-1])
+    act = sp.csc_matrix(active)
+    act.sum_duplicates()
+    act.sort_indices()
+    posc = sp.csc_matrix(pos)
+    blocks = _blocks(act, np.diff(x.indptr).astype(np.float64), child_ptr, budget_bytes)
+
+    nchild = np.diff(child_ptr)
+
+    def solve(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = nchild[parents]
+        ends = np.cumsum(counts)
+        nodes = np.arange(int(ends[-1])) + np.repeat(child_ptr[parents] - ends + counts, counts)
+        if parents.size == act.shape[1]:
+            a, pc = act, posc
+        else:
+            a, pc = act[:, parents], posc[:, nodes]
+        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col)
+        return f, nodes[c], v
+
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(solve, blocks))
+    else:
+        parts = [solve(b) for b in blocks]
     out = sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32),
-         (np.concatenate(rows_f), np.concatenate(cols))),
-        shape=(d, n_nodes),
+        (np.concatenate([p[2] for p in parts]),
+         (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))),
+        shape=(d, n_nodes), dtype=np.float32,
     )
     out.sum_duplicates()
     out.sort_indices()

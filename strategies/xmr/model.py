@@ -8,6 +8,7 @@ the top-k labels of new rows. The benchmark feeds the very same ``X``/``Y`` to P
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from ltrr.params import Params
+from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
 from strategies.xmr.matcher import SolverParams, train_level
 
@@ -25,14 +27,15 @@ TRANSFORMS = ("l3-hinge", "l2-hinge", "sigmoid")
 class XRTreeParams(Params):
     """The label-tree and matcher hyperparameters shared by every XR-Linear front end (the
     retrieval strategy and the query completer): tree out-degree ``branching``, leaf size
-    ``max_leaf_size``, search ``beam``, weight-pruning ``threshold`` and matcher loss weight ``C``
-    (defaults follow PECOS)."""
+    ``max_leaf_size``, search ``beam``, weight-pruning ``threshold``, matcher loss weight ``C``
+    (defaults follow PECOS) and ``train_threads`` (blocks of matchers trained at once)."""
 
     branching: int = Field(16, ge=2)
     max_leaf_size: int = Field(100, ge=1)
     beam: int = Field(10, ge=1)
     threshold: float = Field(0.1, ge=0.0)
     C: float = Field(1.0, gt=0.0)
+    train_threads: int = Field(1, ge=1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class XRConfig:
     cg_iters: int = 10
     beam: int = 10
     transform: str = "l3-hinge"
+    threads: int = 1  # training threads (blocks of parents solved at once); prediction uses 1
 
     def __post_init__(self) -> None:
         if self.branching < 2:
@@ -61,15 +65,17 @@ class XRConfig:
             raise ValueError(f"The 'max_leaf_size' parameter must be an int in [1, inf). Got {self.max_leaf_size!r} instead.")
         if self.negatives not in ("tfn", "tfn+man"):
             raise ValueError(f"The 'negatives' parameter must be 'tfn' or 'tfn+man'. Got {self.negatives!r} instead.")
+        if self.threads < 1:
+            raise ValueError(f"The 'threads' parameter must be an int in [1, inf). Got {self.threads!r} instead.")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"The 'transform' parameter must be one of {TRANSFORMS}. Got {self.transform!r} instead.")
 
 
 def pifa(x: sp.csr_matrix, y: sp.csr_matrix) -> sp.csr_matrix:
     """PIFA label embeddings: row ``l`` is the normalized sum of the rows of ``x`` labelled ``l``."""
-    yb = sp.csr_matrix(y, dtype=np.float64, copy=True)
+    yb = sp.csr_matrix(y, dtype=np.float32, copy=True)
     yb.data[:] = 1.0
-    return _row_normalize((yb.T @ sp.csr_matrix(x, dtype=np.float64)).tocsr())
+    return _row_normalize((yb.T.tocsr() @ sp.csr_matrix(x, dtype=np.float32)).tocsr(), np.float32)
 
 
 def _transform(z: np.ndarray, name: str) -> np.ndarray:
@@ -80,15 +86,40 @@ def _transform(z: np.ndarray, name: str) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _log_transform(z: np.ndarray, name: str) -> np.ndarray:
+    """``log(_transform(z, name))`` without the exponential: beam scores add up in log space."""
+    if name == "sigmoid":
+        return -np.logaddexp(0.0, -z)
+    u = np.maximum(1.0 - z, 0.0)
+    return -(u * u * u) if name == "l3-hinge" else -(u * u)
+
+
 def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf."""
+    """Top ``k`` per row by score (ties: lower id first); pads with id -1 and score -inf.
+
+    Wide rows are cut first to the entries at or above each row's ``k``-th largest score (ties
+    kept), so only those are sorted.
+    """
     n, m = scores.shape
     kk = min(k, m)
+    out_s = np.full((n, k), -np.inf)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    if kk == 0 or n == 0:
+        return out_i, out_s
+    if m > 4 * kk:
+        kth = np.partition(scores, m - kk, axis=1)[:, m - kk]
+        r, c = np.nonzero((scores >= kth[:, None]) & (scores > -np.inf))
+        s, i = scores[r, c], ids[r, c]
+        order = np.lexsort((i, -s, r))
+        r, s, i = r[order], s[order], i[order]
+        rank = np.arange(r.size) - np.searchsorted(r, r)
+        keep = rank < kk
+        out_s[r[keep], rank[keep]] = s[keep]
+        out_i[r[keep], rank[keep]] = i[keep]
+        return out_i, out_s
     order = np.lexsort((ids, -scores), axis=1)[:, :kk]
     top_s = np.take_along_axis(scores, order, axis=1)
     top_i = np.take_along_axis(ids, order, axis=1)
-    out_s = np.full((n, k), -np.inf)
-    out_i = np.full((n, k), -1, dtype=np.int64)
     out_s[:, :kk] = top_s
     out_i[:, :kk] = np.where(np.isfinite(top_s), top_i, -1)
     return out_i, out_s
@@ -97,13 +128,17 @@ def _top_rows(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, 
 class XRModel:
     """A trained XR-Linear tree: :class:`ClusterTree` plus one sparse weight matrix per level."""
 
+    BATCH = 1024  # queries per beam-search block: bounds the dense candidate arrays
+
     def __init__(self, config: XRConfig | None = None):
         self.config = config or XRConfig()
         self.tree: ClusterTree | None = None
-        self.weights: list[sp.csr_matrix] = []   # feature x node, without the bias row
+        self.chunks: list[ChunkedWeights] = []  # per level: feature x node weights, by parent
         self.biases: list[np.ndarray] = []       # node weights of the bias feature
         self.n_features = 0
         self.n_labels = 0
+        self.fit_cpu_s_: dict[str, float] = {}  # CPU seconds of the last fit: tree, matchers
+        self._cache: dict = {}  # per-level arrays derived from the tree and biases, for search
 
     # ------------------------------------------------------------------ training
     def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
@@ -114,7 +149,8 @@ class XRModel:
         :mod:`strategies.xmr.trie`); matchers and beam search are the same for any tree.
         """
         cfg = self.config
-        x = sp.csr_matrix(x, dtype=np.float64)
+        c0 = time.process_time()
+        x = sp.csr_matrix(x, dtype=np.float32)
         y = sp.csr_matrix(y)
         y.data[:] = 1
         self.n_features, self.n_labels = x.shape[1], y.shape[1]
@@ -125,7 +161,8 @@ class XRModel:
         else:
             emb = pifa(x, y) if label_emb is None else label_emb
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
-        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias)], format="csr")
+        c1 = time.process_time()
+        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
                               threshold=cfg.threshold)
         # positives per level, bottom (labels in tree order) up
@@ -139,11 +176,11 @@ class XRModel:
             pos.insert(0, up)
         n = x.shape[0]
         root = sp.csr_matrix(np.ones((n, 1)))
-        self.weights, self.biases = [], []
+        self.chunks, self.biases = [], []
         for t in range(self.tree.n_levels):
             active = root if t == 0 else pos[t - 1]
             if t > 0 and cfg.negatives == "tfn+man":
-                beam_nodes, _ = self._beam(sp.csr_matrix(x, dtype=np.float32), cfg.beam, levels=t)
+                beam_nodes, _ = self._beam(x, cfg.beam, levels=t)
                 rows = np.repeat(np.arange(n), beam_nodes.shape[1])
                 keep = beam_nodes.ravel() >= 0
                 man = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], beam_nodes.ravel()[keep])),
@@ -151,61 +188,110 @@ class XRModel:
                 active = (active + man).tocsr()
                 active.data[:] = 1
             w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver,
-                            bias_col=xb.shape[1] - 1)
-            self.weights.append(sp.csr_matrix(w[:-1]))
+                            bias_col=xb.shape[1] - 1, threads=cfg.threads)
+            self.chunks.append(ChunkedWeights.from_csr(w[:-1], self.tree.child_ptr[t]))
             self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
+        self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
         return self
 
     # ------------------------------------------------------------------ inference
-    def _margins(self, x: sp.csr_matrix, t: int, q: np.ndarray, node: np.ndarray) -> np.ndarray:
-        """``x_q . w_node + bias`` for candidate pairs, from one batched sparse product."""
-        w = self.weights[t]
-        n_nodes = w.shape[1]
-        s = (x @ w).tocsr()
-        if s.shape[0] * n_nodes <= 4_000_000:
-            dense = s.toarray()
-            vals = dense[q, node]
-        else:
-            s.sort_indices()
-            keys = np.repeat(np.arange(s.shape[0], dtype=np.int64), np.diff(s.indptr)) * n_nodes + s.indices
-            want = q * n_nodes + node
-            pos = np.searchsorted(keys, want)
-            pos_c = np.minimum(pos, max(keys.size - 1, 0))
-            hit = (pos < keys.size) & (keys[pos_c] == want) if keys.size else np.zeros(want.size, bool)
-            vals = np.where(hit, s.data[pos_c] if keys.size else 0.0, 0.0)
-        return vals + self.biases[t][node]
-
     def _beam(self, x: sp.csr_matrix, beam: int, levels: int | None = None,
               k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Beam search down ``levels`` levels; the last level keeps ``k`` (default ``beam``)."""
+        """Beam search down ``levels`` levels; the last level keeps ``k`` (default ``beam``).
+
+        Each level scores only the children of the beam's nodes (see
+        :class:`~strategies.xmr.chunked.ChunkedWeights`), laid out per query in one padded row.
+        """
         tree = self.tree
         n = x.shape[0]
         levels = tree.n_levels if levels is None else levels
         nodes = np.zeros((n, 1), dtype=np.int64)
-        scores = np.ones((n, 1))
+        scores = np.zeros((n, 1))  # log of the product of transformed margins down the path
+        name = self.config.transform
         for t in range(levels):
             cp = tree.child_ptr[t]
-            valid = nodes >= 0
-            safe = np.where(valid, nodes, 0)
+            bias = self.biases[t]
+            safe = np.maximum(nodes, 0)
             starts = cp[safe]
-            counts = np.where(valid, cp[safe + 1] - starts, 0)
-            flat = counts.ravel()
-            total = int(flat.sum())
-            per_q = counts.sum(axis=1)
-            width = int(per_q.max()) if n else 0
-            src = np.repeat(np.arange(flat.size), flat)
-            offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
-            cand = np.repeat(starts.ravel(), flat) + offs
-            cq = src // nodes.shape[1]
-            margins = self._margins(x, t, cq, cand)
-            cs = scores.ravel()[src] * _transform(margins, self.config.transform)
-            col = np.arange(total) - np.repeat(np.cumsum(per_q) - per_q, per_q)
-            mat_s = np.full((n, max(width, 1)), -np.inf)
-            mat_i = np.full((n, max(width, 1)), -1, dtype=np.int64)
-            mat_s[cq, col] = cs
-            mat_i[cq, col] = cand
+            counts = np.where(nodes >= 0, cp[safe + 1] - starts, 0)
+            b = nodes.shape[1]
+            bmax = int(counts.max()) if n else 0
+            total = int(counts.sum())
+            if n * b * bmax <= 2 * total + 4096:
+                # regular tree: slot (q, j, c) for child c of beam node j, dense broadcasts; a
+                # missing child has bias -inf, hence score -inf, and is never selected
+                slot_start = (np.arange(n * b) * bmax).reshape(n, b)
+                margins = self.chunks[t].margins(x, nodes, slot_start, n * b * bmax)
+                mat_i = (starts[:, :, None] + np.arange(bmax)).reshape(n, b * bmax)
+                s = scores[:, :, None] + _log_transform(
+                    margins.reshape(n, b, bmax) + self._padded_bias(t, bmax)[safe], name)
+                mat_s = s.reshape(n, b * bmax)
+            else:
+                # very unequal fan-out (e.g. a trie): each query's candidates packed in one row
+                width = max(int(counts.sum(axis=1).max()), 1)
+                slot_start = (np.cumsum(counts, axis=1) - counts) + (np.arange(n) * width)[:, None]
+                margins = self.chunks[t].margins(x, nodes, slot_start, n * width)
+                flat = counts.ravel()
+                src = np.repeat(np.arange(flat.size), flat)
+                offs = np.arange(total) - np.repeat(np.cumsum(flat) - flat, flat)
+                cand = starts.ravel()[src] + offs
+                where = slot_start.ravel()[src] + offs
+                mat_s = np.full(n * width, -np.inf)
+                mat_i = np.full(n * width, -1, dtype=np.int64)
+                mat_i[where] = cand
+                mat_s[where] = scores.ravel()[src] + _log_transform(margins[where] + bias[cand], name)
+                mat_s, mat_i = mat_s.reshape(n, width), mat_i.reshape(n, width)
             keep = beam if (t < levels - 1 or k is None) else k
             nodes, scores = _top_rows(mat_s, mat_i, keep)
+        return nodes, scores
+
+    def _padded_bias(self, t: int, width: int) -> np.ndarray:
+        """Level ``t``'s bias weights as ``(parents, width)``, -inf past each parent's children."""
+        key = ("bias_pad", t, width)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] is not self.biases[t]:
+            cp = self.tree.child_ptr[t]
+            ar = np.arange(width)
+            idx = cp[:-1, None] + ar
+            pad = np.where(ar < np.diff(cp)[:, None], self.biases[t][np.minimum(idx, cp[-1] - 1)], -np.inf)
+            cached = (self.biases[t], pad)
+            self._cache[key] = cached
+        return cached[1]
+
+    @property
+    def _nchild(self) -> list[np.ndarray]:
+        cached = self._cache.get("nchild")
+        if cached is None or cached[0] is not self.tree:
+            cached = (self.tree, [np.diff(cp) for cp in self.tree.child_ptr])
+            self._cache["nchild"] = cached
+        return cached[1]
+
+    def _beam_one(self, indices: np.ndarray, data: np.ndarray, beam: int,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_beam` for a single query, on 1-D arrays (serving latency is call overhead)."""
+        tree = self.tree
+        nodes = np.zeros(1, dtype=np.int64)
+        scores = np.zeros(1)
+        last = tree.n_levels - 1
+        name = self.config.transform
+        for t in range(tree.n_levels):
+            starts = tree.child_ptr[t][nodes]
+            counts = self._nchild[t][nodes]
+            ends = np.cumsum(counts)
+            total = int(ends[-1])
+            base = ends - counts
+            cand = np.arange(total) + np.repeat(starts - base, counts)
+            margins = self.chunks[t].margins_one(indices, data, nodes, base, total)
+            s = np.repeat(scores, counts) + _log_transform(margins + self.biases[t][cand], name)
+            keep = k if t == last else beam
+            if total > 4 * keep:
+                sel = np.flatnonzero(s >= np.partition(s, total - keep)[total - keep])
+                order = sel[np.lexsort((cand[sel], -s[sel]))[:keep]]
+            else:
+                order = np.lexsort((cand, -s))[:keep]
+            if t < last:  # sorted node ids make the next level's key lookups nearly sorted
+                order = order[np.argsort(cand[order])]
+            nodes, scores = cand[order], s[order]
         return nodes, scores
 
     def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -215,26 +301,46 @@ class XRModel:
         beam = self.config.beam if beam is None else beam
         if beam < 1:
             raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {beam!r} instead.")
-        x = sp.csr_matrix(x, dtype=np.float32)
-        nodes, scores = self._beam(x, beam, k=k)
+        if not (sp.issparse(x) and x.format == "csr"):
+            x = sp.csr_matrix(x)
+        if x.shape[0] == 1:
+            nodes, scores = self._beam_one(x.indices, x.data, beam, k)
+            labels = np.full((1, k), -1, dtype=np.int64)
+            out = np.full((1, k), -np.inf, dtype=np.float32)
+            labels[0, :nodes.size] = self.tree.label_order[nodes]
+            out[0, :nodes.size] = np.exp(scores)
+            return labels, out
+        parts = [self._beam(x[i:i + self.BATCH], beam, k=k) for i in range(0, x.shape[0], self.BATCH)]
+        nodes = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int64)
+        scores = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, k))
         labels = np.where(nodes >= 0, self.tree.label_order[np.maximum(nodes, 0)], -1)
-        return labels, scores.astype(np.float32)
+        return labels, np.where(nodes >= 0, np.exp(scores), -np.inf).astype(np.float32)
+
+    @property
+    def weights(self) -> list[sp.csr_matrix]:
+        """Each level's ``(n_features, n_nodes)`` weight matrix (without the bias row)."""
+        return [c.to_csr(cp) for c, cp in zip(self.chunks, self.tree.child_ptr, strict=True)]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
-        """``xr_config.json`` + ``tree.json`` + ``label_order.npy`` + one ``W<t>.npz`` per level."""
+        """``xr_config.json`` + ``tree.json`` + ``label_order.npy``; per level ``t`` the chunked
+        weights ``L<t>_{keys,ptr,child,value}.npy`` and the bias weights ``b<t>.npy``."""
         directory = Path(directory)
         (directory / "xr_config.json").write_text(json.dumps(asdict(self.config), indent=2))
         (directory / "tree.json").write_text(json.dumps({
             **self.tree.to_json(), "n_features": self.n_features, "n_labels": self.n_labels,
         }))
         np.save(directory / "label_order.npy", self.tree.label_order, allow_pickle=False)
-        for t, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            sp.save_npz(directory / f"W{t}.npz", w, compressed=False)
+        for t, (c, b) in enumerate(zip(self.chunks, self.biases, strict=True)):
+            c.save(directory, f"L{t}")
             np.save(directory / f"b{t}.npy", b, allow_pickle=False)
 
     @classmethod
-    def load(cls, directory: Path) -> XRModel:
+    def load(cls, directory: Path, mmap: bool = True) -> XRModel:
+        """Load a saved model; the weight arrays are memory-mapped unless ``mmap`` is false.
+
+        Directories written before the chunked layout (``W<t>.npz``) are converted on load.
+        """
         directory = Path(directory)
         cfg = XRConfig(**json.loads((directory / "xr_config.json").read_text()))
         meta = json.loads((directory / "tree.json").read_text())
@@ -245,6 +351,10 @@ class XRModel:
         )
         obj.n_features, obj.n_labels = int(meta["n_features"]), int(meta["n_labels"])
         for t in range(obj.tree.n_levels):
-            obj.weights.append(sp.load_npz(directory / f"W{t}.npz").tocsr())
+            if (directory / f"W{t}.npz").exists():
+                w = sp.load_npz(directory / f"W{t}.npz").tocsr()
+                obj.chunks.append(ChunkedWeights.from_csr(w, obj.tree.child_ptr[t]))
+            else:
+                obj.chunks.append(ChunkedWeights.load(directory, f"L{t}", obj.n_features, mmap))
             obj.biases.append(np.load(directory / f"b{t}.npy", allow_pickle=False))
         return obj

@@ -51,7 +51,7 @@ class XRLinearParams(XRTreeParams):
         ``"tfn"`` teacher-forcing negatives; ``"tfn+man"`` adds matcher-aware negatives.
     transform
         Score transform multiplied down the tree path.
-    word_ngrams, char_ngrams, min_df
+    word_ngrams, char_ngrams, min_df, max_features, max_terms
         Query features (see :class:`~strategies.xmr.features.TfidfFeaturizer`).
     text_fields
         Catalog fields composed into each item's pseudo-query.
@@ -70,6 +70,8 @@ class XRLinearParams(XRTreeParams):
     word_ngrams: int = Field(3, ge=0)
     char_ngrams: int = Field(3, ge=0)
     min_df: int = Field(1, ge=1)
+    max_features: int | None = Field(None, ge=1)
+    max_terms: int | None = Field(None, ge=1)
     text_fields: tuple[str, ...] = Field(("title", "text"), min_length=1)
     extra_pseudo_queries: tuple[tuple[str, ...], ...] = ()
     seed: int = 0
@@ -79,7 +81,7 @@ def _config(p: XRLinearParams) -> XRConfig:
     return XRConfig(branching=p.branching, max_leaf_size=p.max_leaf_size, kmeans_iters=p.kmeans_iters,
                     seed=p.seed, C=p.C, bias=p.bias, threshold=p.threshold, negatives=p.negatives,
                     newton_iters=p.newton_iters, cg_iters=p.cg_iters, beam=p.beam,
-                    transform=p.transform)
+                    transform=p.transform, threads=p.train_threads)
 
 
 class XRLinear(CandidateGenerator, Retrainable):
@@ -165,7 +167,8 @@ class XRLinear(CandidateGenerator, Retrainable):
                           shape=(len(uniq_texts), len(catalog)))
         y.sum_duplicates()
         y.data[:] = 1.0
-        self.featurizer_ = TfidfFeaturizer(p.word_ngrams, p.char_ngrams, p.min_df)
+        self.featurizer_ = TfidfFeaturizer(p.word_ngrams, p.char_ngrams, p.min_df, p.max_features,
+                                           p.max_terms)
         x = self.featurizer_.fit_transform(uniq_texts)
         self.model_ = XRModel(_config(p)).fit(x, y)
 

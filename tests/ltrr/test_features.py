@@ -133,3 +133,66 @@ def test_dense_cosine_only_with_a_dense_strategy_and_shared_query_embedding(smal
     X = fb.build(batch, cands)
     expected = dense.embeddings_[cands.items] @ q[0]
     np.testing.assert_allclose(X[:, fb.schema.index("dense_match")], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fusion_columns_equal_rrf_of_the_union_and_bm25_frac_is_scaled(small_movies, bm25, memory):
+    from ltrr.features import RRF_K
+    from ltrr.ranking.fusion import rrf_scores
+
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    query = small_movies.titles[12]
+    cands = union(bm25, query, memory_rows=[4, 6, 12])
+    X = fb.build(query, cands)
+    col = {n: X[:, i] for i, n in enumerate(fb.schema.names)}
+    np.testing.assert_allclose(col["fused_rrf"], rrf_scores(cands, RRF_K), rtol=1e-6)
+    found = cands.found[:, 0]
+    np.testing.assert_allclose(col["bm25_rr"][found], 1.0 / (RRF_K + cands.ranks[found, 0]), rtol=1e-6)
+    assert (col["bm25_rr"][~found] == 0).all() and (col["memory_rr"][~cands.found[:, 1]] == 0).all()
+    # BM25 over the largest score the query's terms can reach: same order, scale [0, 1]
+    frac = col["bm25_text_frac"]
+    assert 0.0 < frac.max() <= 1.0 and frac.min() >= 0.0
+    ratio = frac[col["bm25_text"] > 0] / col["bm25_text"][col["bm25_text"] > 0]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+
+
+def test_provenance_mask_gives_the_row_the_smaller_plan_builds(small_movies, bm25, memory):
+    """A max-depth row with the provenance of a smaller plan rewritten equals the row that plan's
+    own union builds (the contract simulators.hindsight relies on), bit for bit."""
+    from ltrr.features import ProvenanceColumns
+
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    query = "drama war"
+    ids, sc = bm25.retrieve([query], 60).row(0)
+    mem = np.array([ids[3], ids[40], 7, 9], dtype=np.int64)
+    full = Candidates.union(("bm25", "memory"), [(ids, sc), (mem, np.linspace(1, 0.5, 4).astype(np.float32))])
+    X_full = fb.build(query, full)
+    small = Candidates.union(("bm25", "memory"), [(ids[:10], sc[:10]), (mem[:2], np.linspace(1, 0.5, 4)[:2].astype(np.float32))])
+    X_small = fb.build(query, small)
+    depth = np.array([10, 2])
+    r = np.where(full.found, full.ranks, np.inf)
+    keep = r <= depth[None, :]
+    in_plan = keep.any(axis=1)
+    masked = ProvenanceColumns(fb.schema).mask(X_full[in_plan].copy(), keep[in_plan], r[in_plan])
+    where = {int(v): i for i, v in enumerate(full.items[in_plan])}
+    order = [where[int(v)] for v in small.items]
+    np.testing.assert_array_equal(masked[order], X_small)
+    # the caller may list the strategies in another order
+    swapped = ProvenanceColumns(fb.schema, ("memory", "bm25")).mask(
+        X_full[in_plan].copy(), keep[in_plan][:, ::-1], r[in_plan][:, ::-1])
+    np.testing.assert_array_equal(swapped[order], X_small)
+    with pytest.raises(ValueError, match=r"no provenance columns \['dense_score'"):
+        ProvenanceColumns(fb.schema, ("bm25", "dense"))
+
+
+def test_monotone_directions_follow_the_meaning_of_each_feature(small_movies, bm25, memory):
+    from ltrr.features import monotone_directions
+
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    d = dict(zip(fb.schema.names, monotone_directions(fb.schema), strict=True))
+    for up in ("bm25_score", "bm25_found", "bm25_rr", "fused_rrf", "bm25_text", "bm25_text_frac",
+               "title_overlap", "memory_ctr", "memory_clicks", "n_found_by"):
+        assert d[up] == 1, up
+    for down in ("bm25_rank", "memory_rank", "best_rank"):
+        assert d[down] == -1, down
+    for free in ("memory_impressions", "log_popularity", "query_tokens", "query_single_token"):
+        assert d[free] == 0, free

@@ -53,7 +53,7 @@ def test_engines_that_share_a_dense_index_do_not_share_query_caches(small_movies
                            small_movies.fields[:50], small_movies.popularity[:50]))
     a, b = dense.with_fresh_caches(), dense.with_fresh_caches()
     a.retrieve(["heat"], 5)
-    assert a.query_cache.stats()["misses"] == 1 and b.query_cache.stats()["misses"] == 0
+    assert a.query_cache.stats().misses == 1 and b.query_cache.stats().misses == 0
     b.retrieve(["heat"], 5)
-    assert b.query_cache.stats()["hits"] == 0  # b encoded it itself: no warm answer from a
+    assert b.query_cache.stats().hits == 0  # b encoded it itself: no warm answer from a
     assert a.index_ is b.index_  # the fitted index is shared, not copied

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
+from ltrr.cluster import local_client
 from ltrr.config import load_config
 from ltrr.engine import Engine
 from ltrr.errors import DataError
 from ltrr.offline.logs import LogReader, convert_log
 from ltrr.offline.outcomes import record_outcomes
-from ltrr.offline.shards import local_client, plan_statistics
+from ltrr.offline.shards import plan_statistics
 
 
 @pytest.fixture(scope="module")

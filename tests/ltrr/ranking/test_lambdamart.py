@@ -102,3 +102,58 @@ def test_bad_params_are_refused():
 
     with pytest.raises((ConfigError, ValueError), match="debias"):
         LambdaMARTRanker(SCHEMA, {"debias": "magic"})
+
+
+FUSION_SCHEMA = FeatureSchema(("a_rank", "a_rr", "b_rank", "b_rr", "fused_rrf", "x"))
+
+
+def fusion_problem(seed=0, n_q=80, m=12, inverted=False):
+    """Two strategies' ranks; clicks follow strategy a's order (or its reverse), plus noise."""
+    rng = np.random.default_rng(seed)
+    a = np.tile(np.arange(1, m + 1, dtype=np.float64), n_q)
+    b = np.concatenate([rng.permutation(m) + 1.0 for _ in range(n_q)])
+    x = rng.normal(size=n_q * m)
+    rr_a, rr_b = 1 / (60 + a), 1 / (60 + b)
+    X = np.column_stack([a, rr_a, b, rr_b, rr_a + rr_b, x]).astype(np.float32)
+    signal = -a if not inverted else a
+    y = (signal + 4 * rng.normal(size=a.size) > np.quantile(signal, 0.8)).astype(np.float32)
+    return X, y, np.full(n_q, m)
+
+
+def test_boosting_from_the_fusion_prior_adds_the_prior_back_when_scoring(tmp_path):
+    X, y, groups = fusion_problem()
+    params = {"n_estimators": 10, "min_data_in_leaf": 5, "prior_weight": 2.0, "early_stopping_rounds": 0}
+    r = LambdaMARTRanker(FUSION_SCHEMA, params).fit(X, y, groups)
+    prior = np.nansum(1 / (60 + X[:, [0, 2]].astype(np.float64)), axis=1)
+    np.testing.assert_allclose(r.prior(X), prior)
+    trees = r.booster_.predict(X, num_threads=1)
+    np.testing.assert_allclose(r.score(X), 2.0 * 60 * prior + trees, rtol=0, atol=1e-12)
+    # the same model trained by LightGBM from the same init_score
+    ref = lgb.train(r.lgb_params(), lgb.Dataset(X, y, group=groups, init_score=2.0 * 60 * prior), num_boost_round=10)
+    np.testing.assert_allclose(trees, ref.predict(X, num_threads=1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r.contributions(X).sum(axis=1), r.score(X), rtol=1e-9, atol=1e-9)
+    r.save(tmp_path / "r")
+    np.testing.assert_array_equal(LambdaMARTRanker.load(tmp_path / "r").score(X), r.score(X))
+    # dropping the trees serves the prior again
+    r.keep_prior()
+    assert not r.is_fitted and r.version_ == "prior-rrf"
+    np.testing.assert_allclose(r.score(X), prior)
+
+
+def test_monotone_constraints_keep_a_better_rank_from_scoring_lower():
+    """Clicks that contradict the strategies' order cannot invert it under the constraints."""
+    X, y, groups = fusion_problem(inverted=True)
+    base = {"n_estimators": 40, "min_data_in_leaf": 5, "prior_weight": 0.0, "monotone": False}
+    grid = np.repeat(X[:1], 12, axis=0)
+    a = np.arange(1, 13, dtype=np.float32)
+    grid[:, 0], grid[:, 1] = a, 1 / (60 + a)
+    grid[:, 4] = grid[:, 1] + grid[:, 3]
+    free = LambdaMARTRanker(FUSION_SCHEMA, base).fit(X, y, groups).score(grid)
+    assert free[-1] > free[0]  # unconstrained, the noisy clicks invert strategy a
+    for method in ("basic", "intermediate", "advanced"):
+        held = LambdaMARTRanker(FUSION_SCHEMA, {**base, "monotone": True, "monotone_method": method})
+        s = held.fit(X, y, groups).score(grid)
+        assert np.all(np.diff(s) <= 1e-12), method
+    # the defaults: monotone, from the fusion prior
+    s = LambdaMARTRanker(FUSION_SCHEMA, {"n_estimators": 40, "min_data_in_leaf": 5}).fit(X, y, groups).score(grid)
+    assert np.all(np.diff(s) < 0)

@@ -1,5 +1,6 @@
 """Training from the event log: logged features only, debiasing, errors, CLI, explanations."""
 
+import dataclasses
 import json
 
 import lightgbm as lgb
@@ -80,15 +81,18 @@ def test_training_uses_exactly_the_logged_features(trained_log, small_movies):
     ranker = engine.ranker.__class__(schema, {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "none",
                                               "early_stopping_rounds": 0})
     fit_from_clicks(ranker, data)
-    ref = lgb.train(ranker.lgb_params(), lgb.Dataset(logged, data.y, group=data.groups), num_boost_round=20)
-    np.testing.assert_allclose(ranker.score(logged), ref.predict(logged, num_threads=1), atol=1e-12)
+    init = ranker.init_score(logged)  # the fusion prior the boosting starts from
+    ref = lgb.train(ranker.lgb_params(), lgb.Dataset(logged, data.y, group=data.groups, init_score=init),
+                    num_boost_round=20)
+    np.testing.assert_allclose(ranker.score(logged), init + ref.predict(logged, num_threads=1), atol=1e-12)
 
 
 def test_position_debiasing_passes_display_positions_and_ipw_reports_examination(trained_log):
     data = training_set(trained_log.events.training_events(10_000), trained_log.features.schema)
     assert data.positions.max() < 10 and (data.positions[: data.groups[0]] == np.arange(data.groups[0])).all()
     r = trained_log.ranker.__class__(trained_log.features.schema,
-                                     {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "ipw"})
+                                     {"n_estimators": 20, "min_data_in_leaf": 5, "debias": "ipw",
+                                      "early_stopping_rounds": 20})
     report = fit_from_clicks(r, data)
     assert report["examination"][0] == 1.0 and report["valid_queries"] > 0
     assert 1 <= report["best_iteration"] <= 20
@@ -183,3 +187,46 @@ def test_subset_takes_whole_queries_in_the_given_order():
     np.testing.assert_array_equal(sub.groups, [1, 2])
     np.testing.assert_array_equal(sub.positions, [0, 0, 1])
     assert sub.events == ("c", "a")
+
+
+def test_a_fit_that_does_not_beat_the_prior_on_held_out_clicks_keeps_the_prior(trained_log):
+    schema = trained_log.features.schema
+    data = training_set(trained_log.events.training_events(10_000), schema)
+    params = {"n_estimators": 20, "min_data_in_leaf": 5, "valid_fraction": 0.3}
+    # clicks on random rows: the model is kept exactly when it wins on the held-out queries
+    rng = np.random.default_rng(3)
+    noise = dataclasses.replace(data, y=(rng.random(data.y.size) < 0.1).astype(np.float32))
+    r = trained_log.ranker.__class__(schema, {**params, "min_valid_gain": 0.0})
+    report = fit_from_clicks(r, noise)
+    v = report["valid_click_ndcg@10"]
+    assert bool(report.get("kept_prior")) == (not v["model"] > v["prior"])
+    if report.get("kept_prior"):
+        assert not r.is_fitted and report["model_version"] == "prior-rrf"
+    # the title clicks of the log are learnable: with an impossible margin the prior stays,
+    # without a margin the model is taken whatever the held-out numbers say
+    strict = trained_log.ranker.__class__(schema, {**params, "min_valid_gain": 1.0})
+    assert fit_from_clicks(strict, data)["kept_prior"] and not strict.is_fitted
+    loose = trained_log.ranker.__class__(schema, {**params, "min_valid_gain": None})
+    assert "kept_prior" not in fit_from_clicks(loose, data) and loose.is_fitted
+
+
+def test_click_retrain_schedule_grows_to_its_interval_and_round_trips():
+    from ltrr.ranking.training import ClickRetrainSchedule
+
+    s = ClickRetrainSchedule(first=50, every=300, growth=2.0)
+    due_at = []
+    for clicks in range(1, 1201):
+        if s.observe(1):
+            due_at.append(clicks)
+            s.trained()
+    assert due_at == [50, 150, 350, 650, 950]  # intervals 50, 100, 200, 300, 300
+    s.observe(7)
+    assert ClickRetrainSchedule.from_dict(s.to_dict()) == s
+    flat = ClickRetrainSchedule(first=40, every=500, growth=1.0)
+    assert flat.observe(39) is False and flat.observe(1) is True
+    flat.trained()
+    assert flat.interval == 40
+    with pytest.raises(ValueError, match=r"The 'first' parameter of ClickRetrainSchedule must be an int in \[1, inf\). Got 0 instead."):
+        ClickRetrainSchedule(first=0)
+    with pytest.raises(ValueError, match=r"'growth' parameter .* Got 0.5 instead."):
+        ClickRetrainSchedule(growth=0.5)

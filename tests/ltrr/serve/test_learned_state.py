@@ -73,10 +73,17 @@ def test_snapshot_restore_keeps_the_retrained_model_and_its_click_buffer(engine_
         e.close()
 
 
-def test_a_follower_serves_the_model_the_learner_retrained(engine_dir, tmp_path):
-    settings = ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / "state"), poll_s=0.05,
-                             snapshot_every_s=0.05)
-    learner, follower = ServingState(settings), ServingState(settings)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_follower_serves_the_model_the_learner_retrained(engine_dir, tmp_path, backend, request):
+    """SQLite: two workers on one state directory. PostgreSQL: two replicas, each with its own
+    state directory, sharing only the database (the model travels as a published snapshot)."""
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+
+    def settings(name: str) -> ServeSettings:
+        return ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / (name if dsn else "state")),
+                             poll_s=0.05, snapshot_every_s=0.05, dsn=dsn)
+
+    learner, follower = ServingState(settings("a")), ServingState(settings("b"))
     learner.start()
     follower.start()
     try:

@@ -8,7 +8,18 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from strategies.xmr.matcher import SolverParams, _solve_kernel, _solve_primal, _stack, train_level
+from strategies.xmr.matcher import (
+    SolverParams,
+    _solve_kernel,
+    _solve_kernel_rows,
+    _solve_primal,
+    _stack,
+    train_level,
+)
+
+
+def _solve_implicit(lv, p):
+    return _solve_kernel_rows(lv, p, implicit=True)
 
 
 def _problem(seed: int, n: int = 120, d: int = 40, n_children: int = 3):
@@ -35,6 +46,7 @@ def _liblinear(x, lab, c):
 
 @pytest.mark.parametrize(("solver", "bias_col"), [
     (_solve_primal, None), (_solve_kernel, None), (_solve_kernel, 40),  # 40: the bias column
+    (_solve_kernel_rows, None), (_solve_implicit, 40),
 ])
 def test_newton_solvers_match_liblinear(solver, bias_col):
     x, active, pos, child_ptr, lab = _problem(0)
@@ -80,3 +92,21 @@ def test_teacher_forcing_trains_children_only_on_their_parents_queries():
     sub = x[20:]
     ref = _liblinear(sub, lab[20:] - 2, 1.0)
     np.testing.assert_allclose(w[:, 2:4], ref, atol=2e-3)
+
+
+def test_streamed_blocks_and_threads_give_the_same_weights():
+    # four parents; a tiny memory budget trains them one block at a time, two threads at once
+    rng = np.random.default_rng(5)
+    n, d = 80, 15
+    x = sp.csr_matrix(rng.random((n, d)) * (rng.random((n, d)) < 0.4))
+    x = sp.hstack([x, np.ones((n, 1))], format="csr")
+    lab = np.repeat(np.arange(8), n // 8)
+    pos = sp.csr_matrix((np.ones(n), (np.arange(n), lab)), shape=(n, 8))
+    active = sp.csr_matrix((np.ones(n), (np.arange(n), lab // 2)), shape=(n, 4))
+    child_ptr = np.array([0, 2, 4, 6, 8])
+    # converged solves (each block's stopping tests are its own, so loose ones would differ)
+    p = SolverParams(threshold=0.05, newton_iters=30, cg_iters=200, newton_tol=1e-8, cg_tol=1e-8)
+    whole = train_level(x, active, pos, child_ptr, p, bias_col=d)
+    streamed = train_level(x, active, pos, child_ptr, p, bias_col=d, budget_bytes=1.0, threads=2)
+    assert whole.nnz > 0
+    np.testing.assert_allclose(streamed.toarray(), whole.toarray(), atol=1e-4)

@@ -1,0 +1,195 @@
+"""XR-Linear at catalog scale: 10k / 100k / 1M synthetic items, beside PECOS on the same matrices.
+
+Usage::
+
+    .venv/bin/python benchmarks/xmr_scale.py [--sizes 10000 100000] [--pecos-upto 100000]
+        [--repeats 3] [--train-threads 1] [--out work/xmr-scale/results.jsonl]
+
+Data (:mod:`benchmarks.xmr_data`, seeded): items with a title and a 30-120 word Zipfian text,
+``n`` click queries (2-4 words of the item, 10% typos) for training and 2,000 fresh ones for
+testing. For every size:
+
+1. ``strategy``: the XR-Linear strategy trained end to end in a fresh process, as ``ltrr`` does
+   (``XRLinear.fit_pairs``: the titles + texts as pseudo-queries plus the clicks, TF-IDF word
+   1-3-grams + character trigrams with ``min_df=2`` and ``max_terms=48`` per block): CPU and wall
+   seconds of featurizing and of the model, peak RSS of the process (catalog included), P@1 and
+   Recall@10 on the test queries (the clicked item is the relevant one).
+2. ``ltrr/pecos`` (sizes up to ``--pecos-upto``): ltrr's ``XRModel`` and PECOS's XR-Linear
+   trained on the very matrices of step 1 in fresh processes, interleaved and repeated
+   (:mod:`benchmarks.xmr_harness`): CPU seconds, wall seconds, peak RSS; then the predict-only
+   timings and both models' accuracy.
+
+One JSON line per result, with the load average at start and end of each size and the thread
+settings; CPU time is the figure to compare on a shared machine.
+
+Measured 2026-11-30 at commit d82ebb2 (load average 7-26 on the shared 2-core machine, 1 thread;
+100k: one round only, the machine was too loaded for more):
+
+=====  ======================  ==========  ========  =========  ======  ==================
+items  step                    CPU s       peak RSS  P@1 (R@10)         vs PECOS
+=====  ======================  ==========  ========  =========  ======  ==================
+10k    strategy end to end     10.4        0.63 GB   0.639 (0.702)      --
+10k    model on matrices       6.6-7.5     0.27 GB   --                 1.86x CPU (dd82e85)
+100k   strategy end to end     200         1.98 GB   0.669 (0.715)      --
+100k   model on matrices       133         1.54 GB   0.669 (0.715)      0.82x CPU, 2.0x RSS
+=====  ======================  ==========  ========  =========  ======  ==================
+
+100k end to end splits into featurizing 50 s and the model 150 s (tree 76 s, matchers 74 s);
+PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 0.6685, R@10
+0.712. Prediction at 100k (4 levels): single query 0.56 vs 0.34 ms CPU (1.66x), batch 0.19 vs
+0.087 ms per query (2.2x). 1M was not run to the end (see the issue note).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.xmr_harness import (  # noqa: E402
+    THREAD_VARS,
+    conditions,
+    ensure_pecos_venv,
+    peak_rss_mb,
+    pin_threads,
+    predict_pair,
+    summarize_predict,
+    summarize_train,
+    train_pair,
+)
+
+WORK = ROOT / "work" / "xmr-scale"
+N_TEST = 2000
+N_SINGLE = 300
+PARAMS = {"text_fields": ["title", "text"], "min_df": 2, "max_terms": 48, "seed": 0}
+
+
+def accuracy(ids: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    hit = ids == rows[:, None]
+    return {"P@1": round(float(hit[:, 0].mean()), 4), "Recall@10": round(float(hit[:, :10].any(1).mean()), 4)}
+
+
+def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
+    """Train the strategy end to end in this process; save the matrices it trained on."""
+    from benchmarks.xmr_data import click_queries, synthetic_catalog
+    from strategies.xmr import XRLinear
+    from strategies.xmr import model as xmodel
+
+    catalog, packed = synthetic_catalog(n, seed=0)
+    queries, rows = click_queries(catalog, packed, n, seed=1)
+    test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
+    del packed
+    rss_data = peak_rss_mb()
+    captured: dict = {}
+    fit = xmodel.XRModel.fit
+
+    def capture(self, x, y, **kw):  # the exact matrices the strategy trains on
+        captured["x"], captured["y"] = x, y
+        c0 = time.process_time()
+        out = fit(self, x, y, **kw)
+        captured["model_cpu_s"] = time.process_time() - c0
+        return out
+
+    xmodel.XRModel.fit = capture
+    t0, c0 = time.perf_counter(), time.process_time()
+    strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = peak_rss_mb()
+    xmodel.XRModel.fit = fit
+    x_te = strat.featurizer_.transform(test_q)
+    ids, _ = strat.model_.predict(x_te, 10)
+    x, y = captured["x"], captured["y"]
+    d.mkdir(parents=True, exist_ok=True)
+    for name, mat in (("X_train", x), ("Y_train", y), ("X_test", x_te)):
+        mat = sp.csr_matrix(mat, dtype=np.float32)
+        mat.sort_indices()
+        sp.save_npz(d / f"{name}.npz", mat, compressed=False)
+    np.save(d / "test_rows.npy", test_rows)
+    return {"n_items": n, "n_click_pairs": n, "n_train_rows": x.shape[0], "n_features": x.shape[1],
+            "nnz_train": int(x.nnz), "params": PARAMS, "train_threads": train_threads,
+            "fit_wall_s": round(wall, 2), "fit_cpu_s": round(cpu, 2),
+            "featurize_cpu_s": round(cpu - captured["model_cpu_s"], 2),
+            "model_cpu_s": round(captured["model_cpu_s"], 2),
+            **{k: round(v, 2) for k, v in strat.model_.fit_cpu_s_.items()},
+            "levels": strat.model_.tree.level_sizes()[1:],
+            "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
+            **accuracy(ids, test_rows)}
+
+
+def run_size(n: int, args, python: Path | None) -> None:
+    d = WORK / f"n{n}"
+    load_start = os.getloadavg()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), str(d), str(args.train_threads)]
+    res = subprocess.run(cmd, env=pin_threads(1), capture_output=True, text=True)
+    if res.returncode != 0:
+        emit({"n_items": n, "impl": "ltrr strategy", "error": res.stderr[-2000:]}, args.out)
+        return
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    emit({"impl": "ltrr strategy (end to end)", **row,
+          "load_avg_start": [round(v, 2) for v in load_start],
+          "load_avg_end": [round(v, 2) for v in os.getloadavg()]}, args.out)
+    if python is None or n > args.pecos_upto:
+        return
+    load_start = os.getloadavg()
+    ltrr_runs, pecos_runs = train_pair(d, python, 1, args.repeats)
+    pred = predict_pair(d, python, 1, args.repeats, N_SINGLE)
+    rows = np.load(d / "test_rows.npy")
+    base = {"n_items": n, "n_train_rows": row["n_train_rows"], "n_features": row["n_features"],
+            "nnz_train": row["nnz_train"], "repeats": args.repeats, "threads": 1,
+            "load_avg_start": [round(v, 2) for v in load_start],
+            "load_avg_end": [round(v, 2) for v in os.getloadavg()]}
+    for impl, ids, runs in (("ltrr", pred["ltrr_ids"], ltrr_runs), ("pecos", pred["pecos_ids"], pecos_runs)):
+        emit({**base, "impl": impl, **accuracy(ids, rows), "levels": runs[0]["levels"],
+              "train_cpu_s_runs": [round(r["train_cpu_s"], 2) for r in runs],
+              "tree_cpu_s_runs": [round(r["tree_cpu_s"], 2) for r in runs],
+              "matcher_cpu_s_runs": [round(r["matcher_cpu_s"], 2) for r in runs],
+              "peak_rss_mb_runs": [round(r["peak_rss_mb"], 1) for r in runs]}, args.out)
+    emit({**base, "impl": "ltrr/pecos", "train": summarize_train(ltrr_runs, pecos_runs),
+          "predict": summarize_predict(pred)}, args.out)
+
+
+def emit(record: dict, out: Path) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    with open(out, "a") as f:
+        f.write(line + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        n, d, threads = int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(strategy_worker(n, d, threads)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
+    ap.add_argument("--pecos-upto", type=int, default=100_000,
+                    help="train PECOS beside ltrr on the same matrices up to this many items")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-threads", type=int, default=1,
+                    help="training threads of the end-to-end strategy run (step 1)")
+    ap.add_argument("--out", type=Path, default=WORK / "results.jsonl")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    python = ensure_pecos_venv() if args.pecos_upto > 0 else None
+    emit({"conditions": conditions(python, 1) if python else {v: os.environ.get(v) for v in THREAD_VARS},
+          "sizes": args.sizes, "pecos_upto": args.pecos_upto, "repeats": args.repeats}, args.out)
+    for n in args.sizes:
+        run_size(n, args, python)
+
+
+if __name__ == "__main__":
+    main()

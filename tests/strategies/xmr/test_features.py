@@ -1,0 +1,60 @@
+"""TF-IDF features: the vectorized fit over token ids equals the dictionary fit over strings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strategies.xmr import features
+from strategies.xmr.features import TfidfFeaturizer
+
+TEXTS = [
+    "The Godfather", "the godfather part ii", "Godfahter", "", "Café crème brûlée",
+    "naïve café", "a b a b a", "star wars the empire strikes back", "star wars", "   ",
+    "back to the future", "the future is now", "wars of the worlds", "x",
+]
+
+
+@pytest.mark.parametrize(("word_n", "char_n", "min_df", "max_features", "max_terms"), [
+    (3, 3, 1, None, None), (3, 3, 2, None, None), (3, 3, 1, 7, None), (2, 0, 1, None, None),
+    (0, 3, 1, 5, None), (1, 4, 1, None, None), (3, 3, 1, None, 3), (3, 3, 1, 20, 2),
+])
+def test_vectorized_fit_equals_the_string_fit(word_n, char_n, min_df, max_features, max_terms,
+                                              monkeypatch):
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 4)  # several chunks: df merged across them
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)  # several hash partitions of the n-grams
+    fast = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms)
+    x_fast = fast.fit_transform(TEXTS)
+    slow = TfidfFeaturizer(word_n, char_n, min_df, max_features, max_terms).fit_slow(TEXTS)
+    assert fast.word_vocab_ == slow.word_vocab_ and fast.char_vocab_ == slow.char_vocab_
+    np.testing.assert_allclose(fast.idf_, slow.idf_)
+    x_slow = slow.transform(TEXTS)
+    assert x_fast.shape == x_slow.shape and (x_fast != x_slow).nnz == 0
+    assert (fast.transform(TEXTS) != x_fast).nnz == 0
+    if max_features is not None:
+        assert len(fast.word_vocab_) <= max_features and len(fast.char_vocab_) <= max_features
+    if max_terms is not None:  # per text and block: words, then characters
+        assert np.diff(x_fast.indptr).max() <= 2 * max_terms
+        assert np.diff(TfidfFeaturizer(word_n, char_n).fit_transform(TEXTS).indptr).max() > 2 * max_terms
+
+
+def test_max_terms_keeps_the_largest_tfidf_terms():
+    f = TfidfFeaturizer(1, 0, max_terms=1).fit(["rare common", "common", "common x"])
+    x = f.transform(["rare common"])
+    assert x.nnz == 1 and x.indices[0] == f.word_vocab_["rare"]
+
+
+def test_max_features_keeps_the_most_frequent_terms():
+    f = TfidfFeaturizer(1, 0, max_features=2).fit(["a b c", "a b", "a d", "e"])
+    assert sorted(f.word_vocab_) == ["a", "b"]
+
+
+def test_word_ngrams_beyond_three_use_the_string_fit():
+    f = TfidfFeaturizer(4, 0)
+    x = f.fit_transform(["one two three four", "one two three"])
+    assert "one two three four" in f.word_vocab_ and x.shape == (2, f.n_features)
+
+
+def test_bad_max_features_names_the_value():
+    with pytest.raises(ValueError, match=r"'max_features' parameter must be an int in \[1, inf\) or None. Got 0"):
+        TfidfFeaturizer(max_features=0)
