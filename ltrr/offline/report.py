@@ -18,7 +18,6 @@ import numpy as np
 
 from ltrr.reporting import html_page, html_table, pyplot
 
-
 _pyplot = pyplot
 _table = html_table
 _page = html_page
@@ -157,6 +156,57 @@ def replay_report(out: str | os.PathLike) -> Path:
     return path
 
 
+def _estimates_figure(plt, result: Mapping[str, Any], truth: Mapping[str, float], ok) -> Any:
+    """Forest plots, one panel per target policy (small multiples sharing the value axis):
+    estimators down the side, each estimate a point with its interval; the logged policy's value
+    (dashed) and the policy's ground truth (solid, when known) as vertical lines; the legend
+    below the panels, never over the data. None when no estimate can be drawn."""
+    policies = [p for p in result["policies"]
+                if any(ok(e) for e in result["policies"][p]["estimates"].values())]
+    if not policies:
+        return None
+    estimators = sorted({e for p in policies for e, v in result["policies"][p]["estimates"].items() if ok(v)})
+    cols = min(len(policies), 3)
+    rows = -(-len(policies) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.32 * len(estimators) * rows + 1.6 * rows),
+                             squeeze=False, sharex=True, sharey=True)
+    logged = result.get("logged_value")
+    level = int(round(100 * (1 - result.get("alpha", 0.05))))
+    for k, ax in enumerate(axes.flat):
+        if k >= len(policies):
+            ax.set_visible(False)
+            continue
+        p = policies[k]
+        for i, est in enumerate(estimators):
+            e = result["policies"][p]["estimates"].get(est)
+            if not ok(e):
+                continue
+            v = e["value"]
+            lo = e.get("ci_low") if e.get("ci_low") is not None else v
+            hi = e.get("ci_high") if e.get("ci_high") is not None else v
+            ax.plot([lo, hi], [i, i], color="C0", lw=2.2, solid_capstyle="butt")
+            ax.plot([v], [i], "o", color="C0", ms=5)
+        if logged is not None:
+            ax.axvline(logged, color="0.35", ls="--", lw=1)
+        if p in truth:
+            ax.axvline(truth[p], color="k", ls="-", lw=1.6)
+        ax.set_title(p, fontsize=10)
+        ax.set_yticks(range(len(estimators)), estimators)
+        ax.set_ylim(len(estimators) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"estimated value ({level}% bootstrap interval)")
+    handles = [plt.Line2D([], [], color="C0", marker="o", lw=2.2, label=f"estimate and {level}% interval")]
+    if logged is not None:
+        handles.append(plt.Line2D([], [], color="0.35", ls="--", lw=1, label="logged policy's average reward"))
+    if any(p in truth for p in policies):
+        handles.append(plt.Line2D([], [], color="k", lw=1.6, label="ground truth (on-policy)"))
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+               frameon=False, fontsize=8.5)
+    return fig
+
+
 def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
                truth: Mapping[str, float] | None = None) -> Path:
     """Write ``out/report.html`` and ``out/estimates.png`` from an OPE result dict.
@@ -176,35 +226,10 @@ def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
     def ok(e):
         return e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(policies) * max(len(estimators), 1) / 3), 4.5))
-    width = 0.8 / max(len(estimators), 1)
-    for j, est in enumerate(estimators):
-        xs, ys, lo, hi = [], [], [], []
-        for i, p in enumerate(policies):
-            e = result["policies"][p]["estimates"].get(est)
-            if not ok(e):
-                continue
-            v = e["value"]
-            xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(v)
-            lo.append(max(v - (e.get("ci_low") if e.get("ci_low") is not None else v), 0.0))
-            hi.append(max((e.get("ci_high") if e.get("ci_high") is not None else v) - v, 0.0))
-        if xs:
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
-    logged = result.get("logged_value")
-    if logged is not None:
-        ax.axhline(logged, color="0.4", linestyle="--", linewidth=1, label="logged policy's value")
-    for i, p in enumerate(policies):
-        if p in truth:
-            ax.hlines(truth[p], i - 0.45, i + 0.45, colors="k", linewidth=2,
-                      label="ground truth" if not any(q in truth for q in policies[:i]) else None)
-    level = int(round(100 * (1 - result.get("alpha", 0.05))))
-    ax.set_xticks(range(len(policies)), policies, rotation=15)
-    ax.set(ylabel="estimated value", title=f"Off-policy estimates ({level}% bootstrap intervals)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "estimates.png", dpi=90)
-    plt.close(fig)
+    fig = _estimates_figure(plt, result, truth, ok)
+    if fig is not None:
+        fig.savefig(out / "estimates.png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
     nan = float("nan")
     rows = []
     for p in policies:
@@ -239,8 +264,10 @@ def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
             "each estimate reweights logged rewards by the target's probability of the logged action over "
             "the logger's.</p>"
             + (f"<h2>Warnings</h2><ul>{''.join(warn_items)}</ul>" if warn_items else "")
-            + "<img src='estimates.png'>"
-            + _table(rows, ["policy", "estimator", "value", "CI low", "CI high", "ground truth", "status"])
+            + ("<img src='estimates.png'>" if fig is not None else
+               "<p>No estimate can be drawn: every one is unavailable or not identifiable (see the table).</p>")
+            + _table(*_drop_empty_columns(rows, ["policy", "estimator", "value", "CI low", "CI high",
+                                                 "ground truth", "status"]))
             + "<h2>Importance-weight diagnostics</h2>"
             + _table(diag_rows, ["policy", "ESS", "ESS / rounds", "max weight", "mean weight",
                                  "rounds above clip", "target mass never logged", "deterministic logger"]))

@@ -40,6 +40,22 @@ class Case:
     outputs: tuple[str, ...] = ("out",)
 
 
+def truncated_parquet() -> bytes:
+    """The first half of a small Parquet file (a write that was interrupted)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"query": ["heat"] * 50, "ts": [1.0] * 50}), buf)
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+TRUNCATED = ("error: log.parquet: truncated Parquet file (no footer: it does not end with 'PAR1'; "
+             "the write was probably interrupted)")
+
+
 def retrieve(*extra: str) -> list[str]:
     return ["retrieve", "--strategy", "bm25", "--catalog", "c.jsonl", "--queries", "q.jsonl",
             "--out", "out", *extra]
@@ -165,6 +181,16 @@ CASES = [
          "log.jsonl:1: field 'query' must be a string, got int); missing_query: 1 (skipped; e.g. log.jsonl:2: "
          "missing required field 'query')",
          {"x.toml": CONFIG, "log.jsonl": b'{"ts": 3.0, "query": 5, "shown": ["d1"], "clicks": []}\n{"ts": 4.0}\n'}),
+    Case("replay-truncated-parquet", ["replay", "--log", "log.parquet", "--config", "x.toml", "--out", "out"],
+         TRUNCATED, {"x.toml": CONFIG, "log.parquet": truncated_parquet()}),
+    Case("log-check-truncated-parquet", ["log", "check", "log.parquet"], TRUNCATED,
+         {"log.parquet": truncated_parquet()}, ()),
+    Case("ope-truncated-parquet", ["ope", "--log", "log.parquet", "--policy", "x.toml", "--out", "out"], TRUNCATED,
+         {"x.toml": CONFIG, "log.parquet": truncated_parquet()}),
+    Case("log-convert-not-utf8", ["log", "convert", "log.jsonl", "out.parquet", "--strict"],
+         "error: log.jsonl:2: not UTF-8 (byte 0xe9 at column 26); save the file as UTF-8 "
+         "(strict mode: stopping at the first bad record)",
+         {"log.jsonl": LOG + b'{"ts": 2.0, "query": "caf\xe9", "shown": ["d1"], "clicks": []}\n'}, ("out.parquet",)),
     Case("replay-no-log", ["replay", "--log", "log.jsonl", "--config", "x.toml", "--out", "out"],
          "error: log.jsonl: no such click log", {"x.toml": CONFIG}),
     Case("train-ranker-no-log", ["train-ranker", "--log", "events.sqlite", "--out", "out"],
