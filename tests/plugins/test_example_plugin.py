@@ -51,6 +51,10 @@ def test_the_entry_point_is_found_with_its_distribution():
     klass = registry.get("strategy", "trigram")
     assert klass.__module__ == "ltrr_example_trigram"
     assert registry.get("strategy", "ltrr_example_trigram:TrigramTitles") is klass
+    # named by its path in a config, it is still traced to its distribution for the manifest
+    assert registry.plugin_records([("strategy", "ltrr_example_trigram:TrigramTitles")]) == [{
+        "kind": "strategy", "name": "ltrr_example_trigram:TrigramTitles", "source": "path",
+        "target": "ltrr_example_trigram:TrigramTitles", "distribution": "ltrr-example-trigram", "version": "0.1.0"}]
 
 
 @pytest.fixture(scope="module")
