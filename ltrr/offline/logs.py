@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ltrr.errors import DataError
+from ltrr.io import json_error
 from ltrr.reward import RewardSpec, decision_rewards, page_weights
 from ltrr.types import Decision, Plan
 
@@ -324,8 +325,12 @@ class LogReader:
                 self.report.records += 1
                 try:
                     obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    self.report.add("malformed", where, f"invalid JSON ({exc})", self.strict)
+                except json.JSONDecodeError as exc:
+                    self.report.add("malformed", where, json_error(exc), self.strict)
+                    obj = None
+                except UnicodeDecodeError as exc:
+                    self.report.add("malformed", where, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                    f"{exc.start + 1}); save the file as UTF-8", self.strict)
                     obj = None
                 if obj is not None and not isinstance(obj, dict):
                     self.report.add("malformed", where, f"expected a JSON object, got {type(obj).__name__}",

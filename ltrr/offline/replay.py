@@ -174,7 +174,7 @@ def _records_with_progress(it: Iterator[LogRecord], reader: LogReader, enabled: 
         return
     from tqdm import tqdm
 
-    with tqdm(desc="replay", unit=" events", initial=initial, smoothing=0.05) as bar:
+    with tqdm(desc="replay", unit=" events", initial=initial, smoothing=0.05, delay=2.0) as bar:
         last = initial
         for rec in it:
             yield rec

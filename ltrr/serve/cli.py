@@ -66,12 +66,14 @@ def serve(engine_dir, host, port, workers, state_dir, events_path, token_file, f
     """
     import uvicorn
 
+    from ltrr.registry import check_plugin_records
     from ltrr.serve.app import SETTINGS_ENV, TOKEN_ENV
     from ltrr.serve.state import ServeSettings
     from ltrr.store.engine_dir import read_engine_manifest
 
     engine = Path(engine_dir).resolve()
-    read_engine_manifest(engine)  # fail fast, with a clear message, before forking
+    manifest = read_engine_manifest(engine)  # fail fast, with a clear message, before forking
+    check_plugin_records(manifest.get("plugins", []), f"{engine_dir}/manifest.json")
     if token_file:
         tf = Path(token_file)
         if not tf.is_file() or not tf.read_text(encoding="utf-8").strip():

@@ -20,13 +20,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ltrr.builder import context_featurizer, policy_class, ranker_class, strategy_class
+from ltrr import __version__
+from ltrr.builder import components, context_featurizer, policy_class, ranker_class, strategy_class
 from ltrr.catalog import Catalog
 from ltrr.config import parse_config
 from ltrr.context import ContextFeaturizer
 from ltrr.contracts.strategy import LearnsFromFeedback
 from ltrr.errors import PersistenceError
 from ltrr.features import FeatureBuilder
+from ltrr.registry import check_plugin_records, plugin_records
 from ltrr.store.log_contract import open_event_log
 from ltrr.store.persist import (
     Verify,
@@ -66,6 +68,7 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
             config["store"]["events_path"] = ""
             config["store"]["dsn"] = ""  # a connection string may hold a password
             write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
+                           ltrr_version=__version__, plugins=plugin_records(components(engine.config)),
                            feature_schema=engine.features.schema.to_dict(),
                            context_features=list(engine.context.names),
                            strategy_success=engine.success.to_dict(),
@@ -80,6 +83,7 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     overrides keys of the saved ``[store]`` section (e.g. the backend and DSN of a replica)."""
     directory = Path(directory)
     manifest = read_engine_manifest(directory)
+    check_plugin_records(manifest.get("plugins", []), f"{directory}/manifest.json")
     check_files(directory, manifest.get("files", manifest.get("checksums", {})), verify)
     config = parse_config(manifest["config"], f"{directory}/manifest.json", directory)
     overrides = {**(store or {}), **({"events_path": events_path} if events_path is not None else {})}

@@ -116,7 +116,7 @@ def read_manifest(directory: str | os.PathLike, expected_type: str,
     found_type = manifest.get("type")
     if found_type != expected_type:
         raise PersistenceError(
-            f"{directory}: holds a {found_type!r}, expected a {expected_type!r}"
+            f"{directory}: is a saved {found_type!r}, not a saved {expected_type!r}"
         )
     version = manifest.get("format_version")
     if version not in supported_versions:
