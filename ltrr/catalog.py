@@ -247,6 +247,7 @@ class Catalog:
     fields: JsonColumn
     popularity: np.ndarray
     index: IdIndex
+    _field_names: frozenset[str] | None
 
     def __init__(self, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
                  fields: Sequence[Mapping[str, Any]] | JsonColumn, popularity: np.ndarray,
@@ -288,8 +289,10 @@ class Catalog:
             names: set[str] = set()
             for f in self.fields:
                 names.update(f)
-            object.__setattr__(self, "_field_names", frozenset(names))
-        return self._field_names  # type: ignore[return-value]
+            found = frozenset(names)
+            object.__setattr__(self, "_field_names", found)
+            return found
+        return self._field_names
 
     def check_text_fields(self, text_fields: Sequence[str], where: str = "text_fields") -> None:
         """DataError when a name of ``text_fields`` is neither ``title``, ``text`` nor a field of

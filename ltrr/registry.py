@@ -23,6 +23,7 @@ import functools
 import importlib
 import importlib.metadata as md
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,7 +283,7 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
 
 
 @functools.lru_cache(maxsize=1)
-def _packages_distributions() -> dict[str, list[str]]:
+def _packages_distributions() -> Mapping[str, list[str]]:
     return md.packages_distributions()  # reads every installed distribution's metadata: once
 
 
