@@ -1,26 +1,37 @@
-"""Load test of `ltrr serve` on loopback: throughput, latency percentiles, errors, per-stage times.
+"""Load test of `ltrr serve` on loopback: throughput, latency percentiles, failures, CPU per search.
 
-Starts the service as a subprocess on 127.0.0.1 (never another host) against the demo engine
-(every strategy of the default config), then for each worker count runs an open-loop load at a
-fixed request rate for ``--duration`` seconds: searches drawn from the simulated movie query
-stream, feedback (a click on a shown result) for 10% of them. Latency is measured from each
-request's *scheduled* start, so a server that falls behind is charged for the queueing
-(no coordinated omission). The run is bounded: at most rate x duration searches, a hard wall
-clock limit, then the server is stopped. Prints one JSON line per (workers) result.
+Starts the service as subprocesses on 127.0.0.1 (never another host) and, for each deployment,
+runs an open-loop load at a fixed request rate for ``--duration`` seconds: searches drawn from the
+simulated movie query stream — a Zipf law over ``--pool`` distinct queries, so head queries repeat
+as in real logs (the run reports the resulting cache hit rate) — and feedback (a click on a shown
+result) for 10% of them. Latency is measured from each request's *scheduled* start, so a server
+that falls behind is charged for the queueing (no coordinated omission); a request that could not
+be sent in time counts as a failure. The run is bounded: at most rate x duration searches, a hard
+wall clock limit, then the servers are stopped. Prints one JSON line per run and one summary line
+per deployment (median and spread over ``--repeats``, deployments interleaved A B C A B C ...).
+
+Deployments: ``--store sqlite --workers 1 2`` (one `ltrr serve` with N worker processes on one
+SQLite event log) or ``--store postgres --replicas 1 2 3`` (N separate `ltrr serve` processes, as
+on N machines, sharing one PostgreSQL server started from the local binaries; a fresh database per
+run; the load generator spreads requests round-robin over the replicas, as a load balancer would).
 
 There is no reference HTTP implementation of this loop to compare against, so unlike the other
-benchmarks this one reports absolute numbers against the issue's target (>= 200 searches/s with
-p99 <= 50 ms and zero errors on 2 cores).
+benchmarks this one reports absolute numbers, with the conditions (load average at start and end,
+library versions, thread settings, CPU time of the servers and of PostgreSQL).
 
     .venv/bin/python benchmarks/serve.py --duration 60 --rate 200 --workers 1 2
+    .venv/bin/python benchmarks/serve.py --store postgres --replicas 1 2 3 --repeats 3 --duration 30
+    .venv/bin/python benchmarks/serve.py --schemathesis 600        # schemathesis, every check, 10 min
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -46,99 +57,199 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_demo_engine(out: Path) -> Path:
-    from ltrr.config import default_config
+def build_engine(out: Path, config: Path | None, strategies: list[str] | None, policy: str | None) -> Path:
+    """The engine of ``config`` (default: the demo's defaults), optionally keeping only the
+    named ``strategies`` (plans without the others) and with another ``policy`` type."""
+    from ltrr.config import DEFAULT_CONFIG, load_config, parse_config
     from ltrr.engine import Engine
 
-    engine = Engine.from_config(default_config())
+    cfg = load_config(config) if config else parse_config(DEFAULT_CONFIG, "<default config>")
+    if strategies:
+        data = cfg.model_dump(mode="json")
+        data["strategies"] = [sc for sc in data["strategies"] if sc["name"] in strategies]
+        data["policy"]["plans"] = None
+        data["context_features"] = None
+        cfg = parse_config(data, "<benchmark config>")
+    if policy:
+        cfg = cfg.with_policy(policy)
+    engine = Engine.from_config(cfg)
     engine.save(out)
     engine.close()
     return out
 
 
-def queries(n: int, seed: int) -> list[str]:
+def query_streams(n: int, n_warm: int, pool: int, zipf: float, seed: int) -> tuple[list[str], list[str]]:
+    """The measured stream and the warm-up stream: the same universe of ``pool`` distinct
+    queries, Zipf-distributed over their popularity rank, in different orders."""
     from ltrr.catalog import Catalog
     from ltrr.config import default_config
     from simulators.movies import MovieQueryGenerator
 
-    cfg = default_config()
-    gen = MovieQueryGenerator(Catalog.from_jsonl(cfg.catalog.path), seed=seed)
-    return [q.text for q in gen.stream(n, max(n // 4, 1), seed=seed)]
+    gen = MovieQueryGenerator(Catalog.from_jsonl(default_config().catalog.path), seed=seed)
+    measured = [q.text for q in gen.stream(n, pool, seed=seed + 1, zipf_exponent=zipf)]
+    warm = [q.text for q in gen.stream(n_warm, pool, seed=seed + 2, zipf_exponent=zipf)]
+    return measured, warm
+
+
+def hit_rates(warm: list[str], measured: list[str], n_servers: int) -> dict[str, float]:
+    """Fraction of measured requests whose query was sent before (warm-up included): to any
+    server (``stream``), and to the same server (``per_server``: the hit rate of a per-process
+    query cache such as the dense strategy's embedding cache, unbounded at this pool size).
+    Requests go to servers round-robin, as the load generator sends them."""
+    seen_any: set[str] = set()
+    seen: list[set[str]] = [set() for _ in range(n_servers)]
+    for i, q in enumerate(warm):
+        seen_any.add(q)
+        seen[i % n_servers].add(q)
+    hit_any = hit_one = 0
+    for i, q in enumerate(measured):
+        hit_any += q in seen_any
+        hit_one += q in seen[i % n_servers]
+        seen_any.add(q)
+        seen[i % n_servers].add(q)
+    n = max(len(measured), 1)
+    return {"stream": round(hit_any / n, 4), "per_server": round(hit_one / n, 4)}
 
 
 class Conn(threading.local):
-    """One keep-alive HTTP/1.1 connection per load thread (light on the shared CPUs)."""
+    """One keep-alive HTTP/1.1 connection per load thread and server (light on the shared CPUs)."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.c: http.client.HTTPConnection | None = None
+    def __init__(self) -> None:
+        self.conns: dict[int, http.client.HTTPConnection] = {}
 
-    def post(self, path: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    def post(self, port: int, path: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
         data = json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         for attempt in range(2):
-            if self.c is None:
-                self.c = http.client.HTTPConnection(HOST, self.port, timeout=30)
+            c = self.conns.get(port)
+            if c is None:
+                c = self.conns[port] = http.client.HTTPConnection(HOST, port, timeout=30)
             try:
-                self.c.request("POST", path, data, hdrs)
-                r = self.c.getresponse()
-                return r.status, json.loads(r.read() or b"{}")
+                c.request("POST", path, data, hdrs)
+                r = c.getresponse()
+                raw = r.read() or b"{}"
+                try:
+                    return r.status, json.loads(raw)
+                except json.JSONDecodeError:
+                    return r.status, {"detail": raw[:200].decode(errors="replace")}
             except (ConnectionError, http.client.HTTPException):
-                self.c.close()
-                self.c = None
+                c.close()
+                del self.conns[port]
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
 
-def start_server(engine: Path, state: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, "LTRR_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
-    fh = log.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "ltrr.cli", "serve", "--engine", str(engine), "--state",
-                             str(state), "--host", HOST, "--port", str(port), "--workers", str(workers)],
-                            env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
+def wait_ready(port: int, workers: int, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    """Until ``workers`` distinct worker processes answered /readyz 200 (they load in the background)."""
+    ready: set[int] = set()
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             c = http.client.HTTPConnection(HOST, port, timeout=2)
             c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                c.close()
-                # with several workers, each must have loaded its engine: probe until all answer
-                time.sleep(2.0 if workers > 1 else 0.2)
-                return proc, port
-        except OSError:
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            if r.status == 200:
+                ready.add(json.loads(body)["pid"])
+                if len(ready) >= workers:
+                    return
+                continue
+        except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError("server did not become ready")
 
 
+class Deployment:
+    """``n`` replicas (postgres: separate processes, one database) or one server with ``n``
+    workers (sqlite), on free loopback ports."""
+
+    def __init__(self, engine: Path, root: Path, store: str, n: int, dsn: str | None):
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        env = {**os.environ, "LTRR_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
+        count, workers = (n, 1) if store == "postgres" else (1, n)
+        logs = []
+        for r in range(count):
+            port = free_port()
+            log = root / f"server-{r}.log"
+            extra = ["--dsn", dsn] if dsn else []
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ltrr.cli", "serve", "--engine", str(engine), "--state",
+                 str(root / f"state-{r}"), "--host", HOST, "--port", str(port), "--workers", str(workers), *extra],
+                env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs.append(proc)
+            self.ports.append(port)
+            logs.append(log)
+        for proc, port, log in zip(self.procs, self.ports, logs, strict=True):
+            wait_ready(port, workers, proc, log)
+
+    def cpu_seconds(self) -> float:
+        return sum(group_cpu_seconds(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _proc_stat(pid_dir: Path) -> list[str] | None:
+    try:
+        return (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def group_cpu_seconds(pgid: int) -> float:
-    """User+system CPU seconds of every live process in the server's process group (Linux /proc)."""
+    """User+system CPU seconds of every live process in a process group (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after "comm)": state ppid pgrp ... utime(11) stime(12)
+        fields = _proc_stat(d)
+        if fields and int(fields[2]) == pgid:  # fields after "comm)": state ppid pgrp ... utime(11) stime(12)
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
-def run_load(port: int, texts: list[str], rate: float, duration: float, threads: int, seed: int) -> dict:
-    n = int(rate * duration)
+def postgres_cpu_seconds(data_dir: Path | None) -> float:
+    """CPU seconds of a PostgreSQL server: the postmaster (with its exited children) and its
+    live children."""
+    if data_dir is None or not (data_dir / "postmaster.pid").exists():
+        return 0.0
+    master = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        fields = _proc_stat(d)
+        if fields is None:
+            continue
+        if int(d.name) == master:
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+        elif int(fields[1]) == master:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def run_load(ports: list[int], texts: list[str], rate: float, duration: float, threads: int, seed: int) -> dict:
+    n = min(int(rate * duration), len(texts))
     rng = np.random.default_rng(seed)
     give_feedback = rng.random(n) < 0.10
     click_pos = rng.integers(0, 3, n)
-    conn = Conn(port)
+    conn = Conn()
     lat = np.full(n, np.nan)  # from the scheduled start (includes queueing when behind)
     svc = np.full(n, np.nan)  # from the moment the request was sent
     fb_lat: list[float] = []
@@ -147,7 +258,7 @@ def run_load(port: int, texts: list[str], rate: float, duration: float, threads:
     lock = threading.Lock()
     t0 = time.perf_counter() + 0.5
     # bounded in time too: a request that cannot start within 5 s after the load window (the
-    # server fell behind) is not sent, and is counted as unsent
+    # server fell behind) is not sent, and is counted as unsent (a failure)
     hard_stop = t0 + duration + 5.0
     unsent = [0]
 
@@ -160,9 +271,10 @@ def run_load(port: int, texts: list[str], rate: float, duration: float, threads:
             with lock:
                 unsent[0] += 1
             return
+        port = ports[i % len(ports)]
         try:
             sent = time.perf_counter()
-            status, body = conn.post("/search", {"query": texts[i % len(texts)], "k": 10})
+            status, body = conn.post(port, "/search", {"query": texts[i], "k": 10})
             lat[i] = time.perf_counter() - sched
             svc[i] = time.perf_counter() - sent
             if status != 200:
@@ -174,9 +286,10 @@ def run_load(port: int, texts: list[str], rate: float, duration: float, threads:
                     stages.setdefault(k, []).append(v)
             if give_feedback[i]:
                 res = body["results"]
-                events = [{"item": res[min(click_pos[i], len(res) - 1)]["id"], "position": int(min(click_pos[i], len(res) - 1))}] if res else []
+                pos = int(min(click_pos[i], len(res) - 1))
+                events = [{"item": res[pos]["id"], "position": pos}] if res else []
                 f0 = time.perf_counter()
-                fstatus, fbody = conn.post("/feedback", {"event_id": body["event_id"], "events": events},
+                fstatus, fbody = conn.post(port, "/feedback", {"event_id": body["event_id"], "events": events},
                                            {"Authorization": f"Bearer {TOKEN}"})
                 with lock:
                     fb_lat.append(time.perf_counter() - f0)
@@ -200,7 +313,8 @@ def run_load(port: int, texts: list[str], rate: float, duration: float, threads:
         "max_ms": round(float(ok.max()), 2) if ok.size else None,
         "service_p50_ms": round(float(np.nanpercentile(svc, 50) * 1e3), 2) if ok.size else None,
         "service_p99_ms": round(float(np.nanpercentile(svc, 99) * 1e3), 2) if ok.size else None,
-        "errors": len(errors), "error_examples": sorted(set(errors))[:3], "unsent": unsent[0],
+        "errors": len(errors), "unsent": unsent[0], "failures": len(errors) + unsent[0],
+        "saturated": unsent[0] > 0, "error_examples": sorted(set(errors))[:3],
         "feedback": {"count": int(fb.size),
                      "p50_ms": round(float(np.percentile(fb, 50)), 2) if fb.size else None,
                      "p99_ms": round(float(np.percentile(fb, 99)), 2) if fb.size else None},
@@ -209,37 +323,130 @@ def run_load(port: int, texts: list[str], rate: float, duration: float, threads:
     }
 
 
+def conditions() -> dict:
+    """Library versions and native thread settings (ltrr serve pins its pools to 1 thread)."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("numpy", "scipy", "faiss-cpu", "torch", "lightgbm", "fastapi", "uvicorn", "psycopg", "psycopg-pool"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    threads = {v: os.environ.get(v, "1 (set by ltrr serve)") for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                       "OPENBLAS_NUM_THREADS")}
+    return {"python": platform.python_version(), "versions": versions, "threads": threads, "cores": os.cpu_count()}
+
+
+def _summary(rows: list[dict]) -> dict:
+    def med(key: str) -> float | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return round(float(np.median(vals)), 2) if vals else None
+
+    def spread(key: str) -> list[float]:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return [round(float(min(vals)), 2), round(float(max(vals)), 2)] if vals else []
+
+    return {"repeats": len(rows), **{f"{k}_median": med(k) for k in ("searches_per_s", "p50_ms", "p99_ms",
+                                                                        "server_cpu_ms_per_search")},
+            "p99_ms_range": spread("p99_ms"), "searches_per_s_range": spread("searches_per_s"),
+            "failures_total": int(sum(r["failures"] for r in rows)),
+            "load_average_range": [min(r["load_average"][0] for r in rows), max(r["load_average"][1] for r in rows)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=60.0, help="Seconds of sustained load per run.")
     ap.add_argument("--rate", type=float, default=200.0, help="Searches per second (open loop).")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="sqlite: worker processes per run.")
+    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3], help="postgres: replicas per run.")
+    ap.add_argument("--repeats", type=int, default=1, help="Runs per deployment, interleaved.")
     ap.add_argument("--threads", type=int, default=32, help="Load-generator threads.")
-    ap.add_argument("--engine", type=Path, default=None, help="Saved engine (default: build the demo engine).")
+    ap.add_argument("--engine", type=Path, default=None, help="Saved engine (default: build one from --config).")
+    ap.add_argument("--config", type=Path, default=None, help="Engine config (default: the demo's defaults).")
+    ap.add_argument("--strategies", nargs="+", default=None,
+                    help="Keep only these strategies of the config (e.g. bm25 memory: a lighter engine).")
+    ap.add_argument("--policy", default=None, help="Another policy type for the config (e.g. epsilon_greedy).")
+    ap.add_argument("--pool", type=int, default=2000, help="Distinct queries in the stream.")
+    ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent over the queries' popularity rank.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schemathesis", type=float, default=0.0, metavar="SECONDS",
+                    help="Instead of the load: schemathesis with every check against one server.")
     args = ap.parse_args()
     if args.duration <= 0 or args.duration > 600 or args.rate <= 0 or args.rate > 5000:
         raise SystemExit("--duration must be in (0, 600] and --rate in (0, 5000]")
     with tempfile.TemporaryDirectory(prefix="ltrr-serve-bench-") as tmp:
         tmp = Path(tmp)
-        engine = args.engine or build_demo_engine(tmp / "engine")
-        texts = queries(5000, args.seed)
-        for w in args.workers:
-            proc, port = start_server(engine, tmp / f"state-{w}", w, tmp / f"server-{w}.log")
-            try:
-                run_load(port, texts, args.rate, min(args.duration, 3.0), args.threads, args.seed + 1)  # warm-up
-                cpu0 = group_cpu_seconds(proc.pid)
-                res = run_load(port, texts, args.rate, args.duration, args.threads, args.seed)
-                cpu = group_cpu_seconds(proc.pid) - cpu0
-                res["server_cpu_ms_per_search"] = round(1e3 * cpu / max(res["searches"], 1), 3)
-                res["load_average_1m"] = round(os.getloadavg()[0], 2)
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-            print(json.dumps({"bench": "serve", "workers": w, "cores": os.cpu_count(), **res}), flush=True)
+        engine = args.engine or build_engine(tmp / "engine", args.config, args.strategies, args.policy)
+        if args.schemathesis:
+            run_schemathesis(engine, tmp, args.schemathesis, args.seed)
+            return
+        counts = args.replicas if args.store == "postgres" else args.workers
+        n = int(args.rate * args.duration)
+        texts, warm = query_streams(n, int(args.rate * 3.0), args.pool, args.zipf, args.seed)
+        pg = None
+        if args.store == "postgres":
+            from ltrr.store.pg_local import LocalPostgres
+
+            pg = LocalPostgres().start()
+        results: dict[int, list[dict]] = {c: [] for c in counts}
+        try:
+            for rep in range(args.repeats):
+                for c in counts:  # interleaved: 1 2 3 1 2 3 ...
+                    dsn = pg.new_database(f"bench{c}") if pg else None
+                    root = tmp / f"run-{rep}-{c}"
+                    root.mkdir()
+                    load0 = os.getloadavg()[0]
+                    dep = Deployment(engine, root, args.store, c, dsn)
+                    try:
+                        run_load(dep.ports, warm, args.rate, 3.0, args.threads, args.seed + 1)  # warm-up
+                        cpu0, pg0 = dep.cpu_seconds(), postgres_cpu_seconds(pg.data if pg else None)
+                        res = run_load(dep.ports, texts, args.rate, args.duration, args.threads, args.seed)
+                        cpu = dep.cpu_seconds() - cpu0
+                        pg_cpu = postgres_cpu_seconds(pg.data if pg else None) - pg0
+                    finally:
+                        dep.stop()
+                    res["server_cpu_ms_per_search"] = round(1e3 * cpu / max(res["searches"], 1), 3)
+                    res["postgres_cpu_ms_per_search"] = round(1e3 * pg_cpu / max(res["searches"], 1), 3) if pg else None
+                    res["load_average"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # 1-min, start and end
+                    res["cache_hit_rate"] = hit_rates(warm, texts[:res["searches"]], c)
+                    results[c].append(res)
+                    print(json.dumps({"bench": "serve", "store": args.store,
+                                      ("replicas" if pg else "workers"): c, "repeat": rep,
+                                      "query_pool": args.pool, "zipf": args.zipf, **res}), flush=True)
+        finally:
+            if pg is not None:
+                pg.stop()
+        for c in counts:
+            print(json.dumps({"bench": "serve-summary", "store": args.store, ("replicas" if pg else "workers"): c,
+                              **_summary(results[c]), "cache_hit_rate": results[c][0]["cache_hit_rate"],
+                              "conditions": conditions()}), flush=True)
+
+
+def run_schemathesis(engine: Path, tmp: Path, seconds: float, seed: int) -> None:
+    """schemathesis with every check for ``seconds`` against one server; prints its summary."""
+    import re
+
+    dep = Deployment(engine, tmp, "sqlite", 1, None)
+    try:
+        exe = str(Path(sys.executable).with_name("schemathesis"))
+        config = ROOT / "tests" / "ltrr" / "serve" / "schemathesis.toml"
+        cmd = [exe, "--config-file", str(config), "--no-color", "run", f"http://{HOST}:{dep.ports[0]}/openapi.json",
+               "--checks", "all", "-H", f"Authorization: Bearer {TOKEN}", "--max-time", str(int(seconds)),
+               "--workers", "2", "--request-timeout", "30", "--seed", str(seed)]
+        load0 = os.getloadavg()[0]
+        r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=seconds + 600)
+    finally:
+        dep.stop()
+    out = r.stdout + r.stderr
+    m = re.search(r"(\d+) generated, (.*)", out)
+    print(json.dumps({"bench": "schemathesis", "seconds": seconds, "exit_code": r.returncode,
+                      "summary": m.group(0).strip() if m else None,
+                      "failures": re.findall(r"❌ (ST\d+ [^:]+): (\d+)", out),
+                      "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}), flush=True)
+    if r.returncode:
+        print(out[-8000:], file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from ltrr import registry
+from ltrr import progress, registry
 from ltrr.catalog import Catalog
 from ltrr.config import EngineConfig
 from ltrr.context import ContextFeaturizer
 from ltrr.contracts.policy import PlanMenu, Policy
 from ltrr.contracts.ranker import Ranker
 from ltrr.contracts.strategy import CandidateGenerator
+from ltrr.errors import UnknownComponentError
 from ltrr.features import FeatureBuilder, FeatureSchema
-from ltrr.params import validate_params
-from ltrr.store.events import EventLog
+from ltrr.params import Params, validate_params
+from ltrr.store.log_contract import open_event_log
 from ltrr.threads import native_threads, set_native_threads
 
 if TYPE_CHECKING:
@@ -47,16 +48,71 @@ def ranker_class(kind: str) -> type[Ranker]:
     return klass
 
 
-def build_strategy(config: EngineConfig, i: int, catalog: Catalog) -> CandidateGenerator:
-    """Strategy ``config.strategies[i]`` fitted on ``catalog``; a strategy with a ``text_fields``
-    parameter that the config leaves out indexes the catalog's ``text_fields``."""
+def strategy_params(config: EngineConfig, i: int) -> tuple[type[CandidateGenerator], Params]:
+    """The class and validated parameters of strategy ``config.strategies[i]``; a strategy with a
+    ``text_fields`` parameter that the config leaves out indexes the catalog's ``text_fields``."""
     sc = config.strategies[i]
     klass = strategy_class(sc.kind)
     params = dict(sc.params)
     if "text_fields" in klass.Params.model_fields and "text_fields" not in params:
         params["text_fields"] = list(config.catalog.text_fields)
-    p = validate_params(klass.Params, params, f"strategies[{i}] ({sc.name}).params")
-    return klass(p, name=sc.name).fit(catalog)
+    return klass, validate_params(klass.Params, params, f"strategies[{i}] ({sc.name}).params")
+
+
+def build_strategy(config: EngineConfig, i: int, catalog: Catalog) -> CandidateGenerator:
+    """Strategy ``config.strategies[i]`` fitted on ``catalog``."""
+    klass, p = strategy_params(config, i)
+    name = config.strategies[i].name
+    with progress.step(f"fitting {name}", len(catalog)):
+        return klass(p, name=name).fit(catalog)
+
+
+def check_config(config: EngineConfig, catalog: Catalog | None = None, where: str = "<config>") -> None:
+    """Everything :func:`build_engine` checks before its work, without building: every component
+    found in the registry and of its contract, every parameter valid for its component, the plan
+    menu and context features well formed, and (given the ``catalog``) every text field named a
+    field of some item. Raises the first error (ConfigError, UnknownComponentError, DataError)."""
+    from ltrr.errors import ConfigError
+
+    def at(key: str, exc: Exception) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {exc}")
+
+    if catalog is not None:
+        catalog.check_text_fields(config.catalog.text_fields, f"{where}: catalog.text_fields")
+    for i, sc in enumerate(config.strategies):
+        try:
+            _klass, p = strategy_params(config, i)
+        except (UnknownComponentError, TypeError) as exc:
+            raise at(f"strategies[{i}].type", exc) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        fields = p.model_dump().get("text_fields")
+        if catalog is not None and fields:
+            catalog.check_text_fields(list(fields), f"{where}: strategies[{i}] ({sc.name}).params.text_fields")
+    try:
+        klass = policy_class(config.policy.type)
+    except (UnknownComponentError, TypeError) as exc:
+        raise at("policy.type", exc) from None
+    try:
+        validate_params(klass.Params, config.policy.params, "policy.params")
+        plan_menu(config)
+        context_featurizer(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    try:
+        rklass = ranker_class(config.ranker.type)
+    except (UnknownComponentError, TypeError) as exc:
+        raise at("ranker.type", exc) from None
+    try:
+        rklass(FeatureSchema(()), dict(config.ranker.params))  # validates its parameters
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: ranker.params: {exc}") from None
+
+
+def components(config: EngineConfig) -> list[tuple[str, str]]:
+    """Every ``(registry kind, name)`` a config builds (strategies, policy, ranker)."""
+    return ([("strategy", sc.kind) for sc in config.strategies]
+            + [("policy", config.policy.type), ("ranker", config.ranker.type)])
 
 
 def context_featurizer(config: EngineConfig) -> ContextFeaturizer:
@@ -88,7 +144,9 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
     ``prebuilt`` supplies already-fitted strategies by instance name (e.g. one BM25 index shared
     by several simulated engines); a strategy that learns from feedback must not be shared.
     """
-    catalog = catalog or Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
+    if catalog is None:
+        with progress.step(f"reading the catalog {config.catalog.path}"):
+            catalog = Catalog.from_jsonl(config.catalog.path, limit=config.catalog.limit)
     prebuilt = dict(prebuilt or {})
     strategies: dict[str, CandidateGenerator] = {}
     with native_threads(config.threads.batch):  # fitting may use every core ...
@@ -96,6 +154,6 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
             strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
         features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
     set_native_threads(config.threads.search)  # ... searches run on the configured pool size
-    events = EventLog(config.store.events_path, config.store.synchronous)
+    events = open_event_log(config.store)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),
                features, context_featurizer(config), events)

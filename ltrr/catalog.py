@@ -2,7 +2,9 @@
 
 Items are addressed inside ltrr by their row index (``int64``); external string ids are mapped
 at the edges. Text to index is composed from the fields named in config (``text_fields``):
-string values as they are, lists joined with spaces, numbers as decimal text.
+string values as they are, lists joined with spaces, numbers as decimal text. A field is read
+wherever a JSONL record holds it: under ``"fields"`` or at the top level next to ``id``/``title``
+(``{"id": "b1", "title": "...", "author": "..."}``); naming a text field no item has is an error.
 
 Nothing is held as one Python object per item: every string column is one UTF-8 byte buffer
 plus ``int64`` offsets, the structured fields are one compact JSON document per item in the same
@@ -18,7 +20,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, Self, SupportsIndex, TypeVar, cast, overload
 
 import numpy as np
 
@@ -35,6 +37,8 @@ from ltrr.store.persist import (
 
 DEFAULT_TEXT_FIELDS = ("title", "text")
 CATALOG_FORMAT_VERSION = 1
+#: the keys of a catalog record that are not structured fields
+RECORD_KEYS = ("id", "title", "text", "fields", "popularity")
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -71,10 +75,10 @@ class StringColumn(Sequence[str]):
         return raw.decode("utf-8")
 
     @overload
-    def __getitem__(self, i: int) -> Any: ...
+    def __getitem__(self, i: SupportsIndex) -> Any: ...
     @overload
-    def __getitem__(self, i: slice) -> StringColumn: ...
-    def __getitem__(self, i):
+    def __getitem__(self, i: slice) -> Self: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> Any:
         if isinstance(i, slice):
             start, stop, step = i.indices(len(self))
             if step != 1:
@@ -103,7 +107,7 @@ class StringColumn(Sequence[str]):
             for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
                 yield self._decode(buf[lo:hi])
 
-    def concat(self, other: StringColumn) -> StringColumn:
+    def concat(self, other: Self) -> Self:
         end = self.offsets[-1]
         return type(self)(np.concatenate([self.offsets, other.offsets[1:] + end]),
                           np.concatenate([self.data, other.data]))
@@ -111,6 +115,9 @@ class StringColumn(Sequence[str]):
     @property
     def nbytes(self) -> int:
         return int(self.offsets.nbytes + self.data.nbytes)
+
+
+_C = TypeVar("_C", bound=StringColumn)
 
 
 class JsonColumn(StringColumn):
@@ -141,6 +148,10 @@ class _ColumnBuilder:
         self.buf += value.encode("utf-8")
         self.ends.append(len(self.buf))
 
+    @overload
+    def finish(self) -> StringColumn: ...
+    @overload
+    def finish(self, cls: type[_C]) -> _C: ...
     def finish(self, cls: type[StringColumn] = StringColumn) -> StringColumn:
         offsets = np.zeros(len(self.ends) + 1, dtype=np.int64)
         offsets[1:] = self.ends
@@ -189,7 +200,7 @@ class IdIndex(Mapping[str, int]):
         out = np.full(len(keys), -1, dtype=np.int64)
         for i in np.flatnonzero(hi > lo):
             for r in self.rows[lo[i]:hi[i]]:
-                if self.ids[int(r)] == keys[i]:
+                if self.ids[int(r)] == keys[int(i)]:
                     out[i] = r
                     break
         return out
@@ -229,18 +240,20 @@ class Catalog:
         ``float[n]``.
     """
 
-    __slots__ = ("fields", "ids", "index", "popularity", "texts", "titles")
+    __slots__ = ("_field_names", "fields", "ids", "index", "popularity", "texts", "titles")
     ids: StringColumn
     titles: StringColumn
     texts: StringColumn
     fields: JsonColumn
     popularity: np.ndarray
     index: IdIndex
+    _field_names: frozenset[str] | None
 
     def __init__(self, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
-                 fields: Sequence[Mapping[str, Any]], popularity: np.ndarray,
-                 index: IdIndex | None = None):
+                 fields: Sequence[Mapping[str, Any]] | JsonColumn, popularity: np.ndarray,
+                 index: IdIndex | None = None, field_names: Iterable[str] | None = None):
         set_ = object.__setattr__
+        set_(self, "_field_names", None if field_names is None else frozenset(field_names))
         set_(self, "ids", ids if isinstance(ids, StringColumn) else StringColumn.of(map(str, ids)))
         set_(self, "titles", titles if isinstance(titles, StringColumn) else StringColumn.of(titles))
         set_(self, "texts", texts if isinstance(texts, StringColumn) else StringColumn.of(texts))
@@ -269,19 +282,41 @@ class Catalog:
         """Row indices of external ids; unknown ids map to -1."""
         return self.index.rows_of(list(item_ids))
 
+    @property
+    def field_names(self) -> frozenset[str]:
+        """Every key of the items' structured fields (found once, then kept)."""
+        if self._field_names is None:
+            names: set[str] = set()
+            for f in self.fields:
+                names.update(f)
+            found = frozenset(names)
+            object.__setattr__(self, "_field_names", found)
+            return found
+        return self._field_names
+
+    def check_text_fields(self, text_fields: Sequence[str], where: str = "text_fields") -> None:
+        """DataError when a name of ``text_fields`` is neither ``title``, ``text`` nor a field of
+        any item (it would compose empty text for every item)."""
+        unknown = [f for f in text_fields if f not in ("title", "text") and f not in self.field_names]
+        if unknown:
+            known = ", ".join(["title", "text", *sorted(self.field_names)])
+            raise DataError(f"{where}: {unknown[0]!r} is not a field of any of the catalog's "
+                            f"{len(self)} items; its fields: {known}")
+
     # ------------------------------------------------------------------ text
     def compose(self, text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS,
                 rows: range | None = None) -> list[str]:
         """One text per item (of ``rows``, default all) from the named fields (``title``,
         ``text`` or any key of ``fields``)."""
         rows = range(len(self)) if rows is None else rows
+        self.check_text_fields(text_fields)
         if rows.step != 1:
             return [self.compose_one(i, text_fields) for i in rows]
         start, stop = rows.start, max(rows.stop, rows.start)
         needs_fields = any(f not in ("title", "text") for f in text_fields)
         columns = {"title": self.titles, "text": self.texts}
         parts = []
-        field_rows = list(self.fields.slice_values(start, stop)) if needs_fields else None
+        field_rows: list[dict[str, Any]] = list(self.fields.slice_values(start, stop)) if needs_fields else []
         for name in text_fields:
             if name in columns:
                 parts.append(list(columns[name].slice_values(start, stop)))
@@ -310,21 +345,29 @@ class Catalog:
             self.texts.concat(other.texts),
             self.fields.concat(other.fields),
             np.concatenate([self.popularity, other.popularity]),
+            field_names=self.field_names | other.field_names,
         )
 
     # ------------------------------------------------------------------ reading
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Catalog:
+        """A catalog from ``{"id", "title"?, "text"?, "fields"?, "popularity"?}`` mappings; any
+        other key of a record is one of its structured fields."""
         builders = {c: _ColumnBuilder() for c in _COLUMNS}
         popularity: list[float] = []
+        names: set[str] = set()
         for r in records:
+            fields = dict(r.get("fields") or {})
+            fields.update((k, v) for k, v in r.items() if k not in RECORD_KEYS)
             builders["ids"].append(str(r["id"]))
             builders["titles"].append(str(r.get("title") or ""))
             builders["texts"].append(str(r.get("text") or ""))
-            builders["fields"].append(_dump_fields(r.get("fields") or {}))
+            builders["fields"].append(_dump_fields(fields))
             popularity.append(float(r.get("popularity") or 0.0))
+            names.update(fields)
         return cls(builders["ids"].finish(), builders["titles"].finish(), builders["texts"].finish(),
-                   builders["fields"].finish(JsonColumn), np.array(popularity, dtype=np.float64))
+                   builders["fields"].finish(JsonColumn), np.array(popularity, dtype=np.float64),
+                   field_names=names)
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike, limit: int | None = None) -> Catalog:
@@ -332,26 +375,31 @@ class Catalog:
         seen: dict[str, int] = {}
 
         def records() -> Iterator[dict[str, Any]]:
-            for lineno, obj in read_jsonl(path):
+            for lineno, obj in read_jsonl(path, "catalog file"):
                 where = f"{path}:{lineno}"
                 item_id = str(get_field(obj, "id", (str, int), where))
                 if item_id in seen:
                     raise DataError(f"{where}: duplicate id {item_id!r} (first on line {seen[item_id]})")
                 seen[item_id] = lineno
+                fields = get_field(obj, "fields", dict, where, required=False, default={})
+                for key, value in obj.items():  # fields at the top level
+                    if key in RECORD_KEYS:
+                        continue
+                    if key in fields and fields[key] != value:
+                        raise DataError(f"{where}: field {key!r} is both at the top level ({value!r:.40}) "
+                                        f"and under 'fields' ({fields[key]!r:.40}) with different values")
+                    fields[key] = value
                 yield {
                     "id": item_id,
                     "title": get_field(obj, "title", str, where, required=False, default=""),
                     "text": get_field(obj, "text", str, where, required=False, default=""),
-                    "fields": get_field(obj, "fields", dict, where, required=False, default={}),
+                    "fields": fields,
                     "popularity": get_field(obj, "popularity", float, where, required=False, default=0.0),
                 }
                 if limit is not None and len(seen) >= limit:
                     return
 
-        catalog = cls.from_records(records())
-        if len(catalog) == 0:
-            raise DataError(f"{path}: the catalog is empty")
-        return catalog
+        return cls.from_records(records())
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> None:
@@ -373,7 +421,8 @@ class Catalog:
                 path = tmp / f"{name}.npy"
                 np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
                 files[path.name] = file_record(path)
-            write_manifest(tmp, "catalog", CATALOG_FORMAT_VERSION, {}, n_items=len(self), files=files)
+            write_manifest(tmp, "catalog", CATALOG_FORMAT_VERSION, {}, n_items=len(self), files=files,
+                           field_names=sorted(self.field_names))
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *,
@@ -417,8 +466,9 @@ class Catalog:
             raise PersistenceError(f"{directory}: id_hashes.npy / id_rows.npy are corrupt "
                                    "(hashes not sorted or rows out of range)")
         index = IdIndex(columns["ids"], hashes, rows)
-        return cls(columns["ids"], columns["titles"], columns["texts"], columns["fields"],
-                   popularity, index=index)
+        # the loop above built "fields" as a JsonColumn
+        return cls(columns["ids"], columns["titles"], columns["texts"], cast(JsonColumn, columns["fields"]),
+                   popularity, index=index, field_names=manifest.get("field_names"))
 
     @staticmethod
     def verify(directory: str | os.PathLike) -> None:

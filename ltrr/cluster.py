@@ -4,7 +4,12 @@ processes, or a connection to an external scheduler."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ltrr.errors import DataError
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 _NOISY_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
                   "distributed.core", "distributed.http.proxy", "distributed.utils_perf")
@@ -17,7 +22,7 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def local_client(n_workers: int = 2):
+def local_client(n_workers: int = 2) -> Client:
     """A local Dask cluster of ``n_workers`` single-threaded worker *processes* (the per-chunk
     numpy and Parquet decoding hold the GIL often enough that threads would not scale), quiet:
     only errors are logged."""
@@ -40,7 +45,7 @@ def local_client(n_workers: int = 2):
     return Client(cluster)
 
 
-def connect(scheduler: str):
+def connect(scheduler: str) -> Client:
     """A client of an external Dask scheduler (``tcp://host:port``); workers there must be able
     to import ltrr and read the log at the same path."""
     _quiet()
@@ -52,7 +57,7 @@ def connect(scheduler: str):
         raise DataError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def close_client(client) -> None:
+def close_client(client: Client) -> None:
     """Close a client and, when it owns a local cluster, the cluster (workers exit, no kill)."""
     cluster = getattr(client, "cluster", None)
     client.close()

@@ -1,14 +1,21 @@
 """Engine configuration: frozen, validated models built from TOML.
 
 Unknown keys are errors that name the key and the allowed keys; component names are checked
-against the registry when the engine is built. Paths are resolved relative to the config file.
-``ltrr config show`` prints :data:`DEFAULT_CONFIG` (the demo's embedded defaults).
+against the registry when the engine is built (and by ``ltrr config check`` without building).
+Paths in a config file are resolved relative to the config file, and a path that does not exist
+is an error naming the key, the value and what it resolved to. ``ltrr config show`` prints
+:data:`DEFAULT_CONFIG` (the demo's embedded defaults).
+
+The shipped data (the movie catalog, Cranfield) and configs are found in :data:`SHARE_DIR`: the
+checkout when ltrr runs from one (an editable install), else ``<prefix>/share/ltrr`` where a
+wheel installs them; ``$LTRR_HOME`` overrides both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sysconfig
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +26,21 @@ from ltrr.errors import ConfigError
 from ltrr.params import Params, validate_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"
+
+
+def _share_dir() -> Path:
+    """Where ``data/`` and ``configs/`` are: $LTRR_HOME, the checkout, or <prefix>/share/ltrr."""
+    if os.environ.get("LTRR_HOME"):
+        return Path(os.environ["LTRR_HOME"]).resolve()
+    if (REPO_ROOT / "data" / "movies" / "catalog.jsonl").exists():
+        return REPO_ROOT
+    return Path(sysconfig.get_path("data")) / "share" / "ltrr"
+
+
+#: the directory holding the shipped ``data/`` and ``configs/`` (``ltrr data`` prints it)
+SHARE_DIR = _share_dir()
+DATA_DIR = SHARE_DIR / "data"
+CONFIGS_DIR = SHARE_DIR / "configs"
 #: the development data shared beside the repository (MSLR, Open Bandit Dataset, ...) used by
 #: tests and benchmarks; override with LTRR_SHARED_DATA
 SHARED_DATA_DIR = Path(os.environ.get("LTRR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -171,6 +192,20 @@ class StoreConfig(Params):
     #: default); "seeded": drawn from the engine's seed and the event log's length, so a
     #: simulation with the same seed logs the same ids (see ltrr.event_ids)
     event_ids: Literal["random", "seeded"] = "random"
+    #: where decisions, feedback and the journal live: "sqlite" (embedded, one machine) or
+    #: "postgres" (shared by serving replicas; see docs/serving.md)
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    #: PostgreSQL connection string (libpq); empty = $LTRR_STORE_DSN. Never written to a saved engine
+    dsn: str = ""
+    #: connections each process keeps to PostgreSQL (plus one for the learner election)
+    pool_size: int = Field(4, ge=1, le=64)
+    #: serving retention: decisions older than this many seconds are deleted with their feedback
+    #: (0 = keep forever; default 7 days: the 1-day feedback window, then a week for offline
+    #: evaluation — `ltrr log export` keeps more)
+    retention_s: float = Field(7 * 86400.0, ge=0.0)
+    #: serving retention: at most this many decisions are kept, the oldest deleted first, but never
+    #: one still inside the feedback window (0 = no cap; default ~100 GB at ~10 KB per decision)
+    max_events: int = Field(10_000_000, ge=0)
 
 
 class ServeConfig(Params):
@@ -274,15 +309,38 @@ def parse_config(data: dict[str, Any], where: str = "<config>", base_dir: Path |
 
 
 def load_config(path: str | os.PathLike) -> EngineConfig:
-    """Read and validate a TOML engine config."""
+    """Read and validate a TOML engine config; the paths it names must exist (relative ones are
+    resolved against the config file's directory, and an error says so)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a TOML config file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    return parse_config(data, str(path), path.parent)
+    cfg = parse_config(data, str(path), path.parent)
+    _check_paths(data, cfg, path)
+    return cfg
+
+
+def _check_paths(data: dict[str, Any], cfg: EngineConfig, path: Path) -> None:
+    """The files a config names exist: ``catalog.path``, and ``store.events_path``'s directory."""
+    raw = (data.get("catalog") or {}).get("path")
+    if raw is not None and not Path(cfg.catalog.path).is_file():
+        how = "" if os.path.isabs(raw) else f", resolved relative to the config file's directory, is {cfg.catalog.path}"
+        what = "is a directory" if Path(cfg.catalog.path).is_dir() else "does not exist"
+        raise ConfigError(f"{path}: catalog.path {raw!r}{how}: {what}")
+    raw = (data.get("store") or {}).get("events_path")
+    if raw and not Path(cfg.store.events_path).parent.is_dir():
+        how = "" if os.path.isabs(raw) else f", resolved relative to the config file's directory, is {cfg.store.events_path}"
+        raise ConfigError(f"{path}: store.events_path {raw!r}{how}: its directory does not exist")
 
 
 def default_config() -> EngineConfig:

@@ -34,7 +34,7 @@ from ltrr.latency import LatencyTracker
 from ltrr.learner import FeedbackResult, Learner
 from ltrr.ranking.fusion import FusionSpec, fuse
 from ltrr.ranking.interleaving import team_draft
-from ltrr.store.events import EventLog
+from ltrr.store.log_contract import EventStore
 from ltrr.success import StrategySuccess
 from ltrr.types import Candidates, Decision, Feedback, Plan, QueryBatch
 
@@ -52,7 +52,7 @@ class Engine:
     def __init__(self, config: EngineConfig, catalog: Catalog,
                  strategies: Mapping[str, CandidateGenerator], policy: Policy,
                  ranker: Ranker, features: FeatureBuilder,
-                 context: ContextFeaturizer, events: EventLog, *, event_ids: EventIds | None = None):
+                 context: ContextFeaturizer, events: EventStore, *, event_ids: EventIds | None = None):
         self.config = config
         self.catalog = catalog
         self.strategies: Mapping[str, CandidateGenerator] = dict(strategies)
@@ -94,14 +94,16 @@ class Engine:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, events_path: str | None = None,
-             verify: str = "quick") -> Engine:
+             verify: str = "quick", store: dict[str, Any] | None = None) -> Engine:
         """Load an engine directory written by :meth:`save` (``verify``: ``"quick"`` checks every
-        file's size and fingerprint, ``"full"`` also its SHA-256; see ltrr.store.engine_dir)."""
+        file's size and fingerprint, ``"full"`` also its SHA-256; see ltrr.store.engine_dir;
+        ``store``: overrides of its ``[store]`` section, e.g. a serving replica's PostgreSQL backend)."""
         from ltrr.store.engine_dir import load_engine
 
         if verify not in ("quick", "full", "none"):
             raise ValueError(f"verify must be 'quick', 'full' or 'none'; got {verify!r}")
-        return load_engine(cls, directory, events_path=events_path, verify=verify)  # type: ignore[arg-type]
+        return load_engine(cls, directory, events_path=events_path, verify=verify,  # type: ignore[arg-type]
+                           store=store)
 
     def replace_strategy(self, name: str, strategy: CandidateGenerator) -> None:
         """Swap in a new instance of strategy ``name`` (callers hold :attr:`lock`): the mapping

@@ -21,7 +21,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ltrr.config import EngineConfig
-    from ltrr.store.events import EventLog
+    from ltrr.store.log_contract import EventStore
 
 
 class EventIds:
@@ -31,7 +31,7 @@ class EventIds:
         self._rng = None if seed is None else np.random.default_rng(np.random.SeedSequence(seed))
 
     @classmethod
-    def for_config(cls, config: EngineConfig, events: EventLog) -> EventIds:
+    def for_config(cls, config: EngineConfig, events: EventStore) -> EventIds:
         if config.store.event_ids == "seeded":
             return cls([int(config.seed), 0x1D5, events.last_seq()])
         return cls()

@@ -16,7 +16,7 @@ class EpsilonGreedyParams(LinearParams):
     decay_after: int = Field(0, ge=0)
 
 
-class EpsilonGreedy(RidgePlanPolicy):
+class EpsilonGreedy(RidgePlanPolicy[EpsilonGreedyParams]):
     """With probability ``epsilon`` a uniformly random plan, otherwise the plan whose ridge model
     predicts the highest reward (ties -> lowest index).
 

@@ -27,7 +27,7 @@ class FactoredParams(LinearParams):
     alpha: float = Field(0.0, ge=0.0)
 
 
-class FactoredPolicy(Policy):
+class FactoredPolicy(Policy[FactoredParams]):
     """Sizes each strategy with its own contextual model and learns from per-strategy credit.
 
     Model: for each strategy ``s`` and each positive depth ``d`` in its menu, a ridge regression

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from pydantic import Field
 
@@ -17,7 +19,11 @@ class FixedPolicyParams(Params):
     depths: dict[str, int] = Field(default_factory=dict)
 
 
-class FixedPolicy(Policy):
+#: the parameter model of a fixed policy or of a subclass (the fusion baselines)
+FP = TypeVar("FP", bound=FixedPolicyParams)
+
+
+class FixedPolicy(Policy[FP]):
     """Always the same plan, with propensity 1. ``depths`` may lie outside the joint menu."""
 
     type_name = "fixed"

@@ -23,7 +23,7 @@ class WeightedFusionParams(FixedPolicyParams):
     weights: dict[str, float] = Field(default_factory=dict)
 
 
-class ReciprocalRankFusion(FixedPolicy, PageFusion):
+class ReciprocalRankFusion(FixedPolicy[RRFParams], PageFusion):
     """Every strategy at its largest depth (or ``depths``), page ordered by RRF."""
 
     type_name = "rrf"
@@ -33,7 +33,7 @@ class ReciprocalRankFusion(FixedPolicy, PageFusion):
         return FusionSpec("rrf", self.params.k, dict(self.params.weights))
 
 
-class WeightedScoreFusion(FixedPolicy, PageFusion):
+class WeightedScoreFusion(FixedPolicy[WeightedFusionParams], PageFusion):
     """Every strategy at its largest depth (or ``depths``), page ordered by weighted score fusion."""
 
     type_name = "weighted_fusion"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -108,7 +110,11 @@ def menu_action(menu, plan) -> int:
     return menu.action_of(plan.depths)
 
 
-class RidgePlanPolicy(Policy):
+#: the parameter model of a ridge-per-plan policy (each policy extends LinearParams)
+LP = TypeVar("LP", bound=LinearParams)
+
+
+class RidgePlanPolicy(Policy[LP]):
     """Base of the joint policies that keep one ridge model per menu plan (``self.arms``).
 
     It owns what they share: building the models, learning from the chosen plan, warm start from

@@ -16,7 +16,7 @@ class LinUCBParams(LinearParams):
     epsilon: float = Field(0.0, ge=0.0, le=1.0)
 
 
-class LinUCB(RidgePlanPolicy):
+class LinUCB(RidgePlanPolicy[LinUCBParams]):
     """Disjoint LinUCB (Li et al., 2010): each plan in the menu has its own ridge model of reward.
 
     Why per-plan and not a shared model over ``x ⊗ plan features``: with ~16 context features

@@ -13,7 +13,7 @@ class SoftmaxParams(LinearParams):
     temperature: float = Field(0.1, gt=0.0)
 
 
-class SoftmaxPolicy(RidgePlanPolicy):
+class SoftmaxPolicy(RidgePlanPolicy[SoftmaxParams]):
     """Samples plan ``a`` with probability ``exp(mu_a / tau) / sum_b exp(mu_b / tau)`` where
     ``mu_a = theta_a . x`` is plan ``a``'s ridge-regression estimate of reward.
 

@@ -21,7 +21,7 @@ class ThompsonParams(LinearParams):
     propensity_seed: int = Field(0, ge=0)
 
 
-class LinearThompsonSampling(RidgePlanPolicy):
+class LinearThompsonSampling(RidgePlanPolicy[ThompsonParams]):
     """Linear Thompson sampling (Agrawal & Goyal, 2013) with disjoint per-plan models.
 
     A decision draws ``w_a ~ N(theta_a, v^2 A_a^{-1})`` for every plan and plays

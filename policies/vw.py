@@ -36,7 +36,7 @@ def _token(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-class VowpalWabbitPolicy(Policy):
+class VowpalWabbitPolicy(Policy[VowpalWabbitParams]):
     """Contextual bandit learning with Vowpal Wabbit's ``--cb_explore_adf``.
 
     Each decision is one multiline example: a ``shared`` line with the context features

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from ltrr import registry
 from ltrr.config import EngineConfig
+from simulators.click_models import PRESETS as CLICK_PRESETS
 
 DEMO_QUERIES = 2000
 
@@ -42,6 +44,19 @@ def simulate_config(path: str | None) -> EngineConfig:
     return parse_config({**SIMULATE_CONFIG, "policy": DEFAULT_CONFIG["policy"]}, "<ltrr simulate default config>")
 
 
+#: the click models and presets the commands offer
+CLICK_MODELS = registry.names("click_model")
+PRESETS = sorted(CLICK_PRESETS)
+
+
+def checked_config(cfg: EngineConfig, path: str | None) -> EngineConfig:
+    """``cfg`` after :func:`ltrr.builder.check_config` (components and parameters), before work."""
+    from ltrr.builder import check_config
+
+    check_config(cfg, where=path or "<default config>")
+    return cfg
+
+
 def seed_list(seed: int, seeds: int) -> list[int]:
     if seeds < 1:
         raise click.BadParameter(f"must be >= 1; got {seeds}", param_hint="--seeds")
@@ -70,16 +85,19 @@ SEEDS_HELP = "Run this many seeds (seed, seed+1, ...): means and spread over see
 
 
 @click.command()
-@click.option("--queries", "n_queries", default=DEMO_QUERIES, show_default=True,
+@click.option("--queries", "n_queries", default=DEMO_QUERIES, show_default=True, type=click.IntRange(min=1),
               help="Simulated queries per policy.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the query stream, clicks and policies.")
-@click.option("--seeds", "n_seeds", default=1, show_default=True, help=SEEDS_HELP)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the query stream, clicks and policies.")
+@click.option("--seeds", "n_seeds", default=1, show_default=True, type=click.IntRange(min=1), help=SEEDS_HELP)
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Engine config (TOML); default: the embedded demo config (see `ltrr config show`).")
-@click.option("--pool", default=None, type=int, help="Distinct queries in the stream (default: queries/4).")
-@click.option("--click-model", default="pbm", show_default=True, help="Click model: pbm, cascade or dbn.")
-@click.option("--preset", default="navigational", show_default=True,
-              help="Click model parameterization: perfect, navigational or informational.")
+@click.option("--pool", default=None, type=click.IntRange(min=1),
+              help="Distinct queries in the stream (default: queries/4).")
+@click.option("--click-model", default="pbm", show_default=True, type=click.Choice(CLICK_MODELS),
+              help="Click model.")
+@click.option("--preset", default="navigational", show_default=True, type=click.Choice(PRESETS),
+              help="Click model parameterization.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
               help="Directory for report.json and report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
@@ -93,14 +111,18 @@ def demo(n_queries, seed, n_seeds, config, pool, click_model, preset, out, as_js
     hindsight (every plan valued with the ranker on the all-max run), and writes report.json and
     report.html (learning curves, plans and latency over rounds).
     """
+    from ltrr import progress
+    from ltrr.builder import check_config
     from ltrr.catalog import Catalog
     from simulators.movies import MovieQueryGenerator
     from simulators.session import compare_over_seeds
 
     seeds = seed_list(seed, n_seeds)
-    cfg = load_engine_config(config)
+    cfg = checked_config(load_engine_config(config), config)
     t0 = time.perf_counter()
-    catalog = Catalog.from_jsonl(cfg.catalog.path, limit=cfg.catalog.limit)
+    with progress.step(f"reading the catalog {cfg.catalog.path}"):
+        catalog = Catalog.from_jsonl(cfg.catalog.path, limit=cfg.catalog.limit)
+    check_config(cfg, catalog, where=config or "<default config>")
     streams = {s: MovieQueryGenerator(catalog, seed=s).stream(n_queries, pool or max(n_queries // 4, 1), seed=s)
                for s in seeds}
     runs, report = compare_over_seeds(cfg, catalog, streams, click_model, preset)
@@ -116,12 +138,12 @@ def demo(n_queries, seed, n_seeds, config, pool, click_model, preset, out, as_js
 @click.option("--queries", "queries_path", required=True, type=click.Path(dir_okay=False),
               help="Queries JSONL ({qid, query}).")
 @click.option("--qrels", "qrels_path", required=True, type=click.Path(dir_okay=False), help="TREC qrels.")
-@click.option("--rounds", default=3000, show_default=True, help="Queries sampled (with replacement) per run.")
-@click.option("--click-model", default="pbm", show_default=True, help="pbm, cascade or dbn.")
-@click.option("--preset", default="informational", show_default=True,
-              help="perfect, navigational or informational.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--seeds", "n_seeds", default=1, show_default=True, help=SEEDS_HELP)
+@click.option("--rounds", default=3000, show_default=True, type=click.IntRange(min=1),
+              help="Queries sampled (with replacement) per run.")
+@click.option("--click-model", default="pbm", show_default=True, type=click.Choice(CLICK_MODELS))
+@click.option("--preset", default="informational", show_default=True, type=click.Choice(PRESETS))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--seeds", "n_seeds", default=1, show_default=True, type=click.IntRange(min=1), help=SEEDS_HELP)
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Engine config; its catalog path is replaced by --catalog. Default: bm25, dense and "
                    "the click memory under the demo's learned policy.")
@@ -138,14 +160,17 @@ def simulate(catalog_path, queries_path, qrels_path, rounds, click_model, preset
     all_max (every strategy at its largest depth ordered by the learned ranker) and rrf_all_max.
     Writes report.json and report.html (learning curves with a band over seeds, plans, latency).
     """
+    from ltrr.builder import check_config
     from simulators.collections import IRCollection
     from simulators.session import compare_over_seeds
 
     seeds = seed_list(seed, n_seeds)
     cfg = simulate_config(config)
     cfg = cfg.model_copy(update={"catalog": cfg.catalog.model_copy(update={"path": catalog_path, "limit": None})})
+    check_config(cfg, where=config or "<ltrr simulate default config>")
     t0 = time.perf_counter()
     coll = IRCollection.load(catalog_path, queries_path, qrels_path)
+    check_config(cfg, coll.catalog, where=config or "<ltrr simulate default config>")
     streams = {s: coll.stream(rounds, s) for s in seeds}
     runs, report = compare_over_seeds(cfg, coll.catalog, streams, click_model, preset,
                                       relevance="Relevance is the collection's human judgments (qrels); "
@@ -163,7 +188,7 @@ def simulate(catalog_path, queries_path, qrels_path, rounds, click_model, preset
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--queries", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--pool", default=500, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--foreign", is_flag=True, help="Write only query/shown/clicks (a foreign log).")
 @click.option("--frozen", is_flag=True, help="Do not learn from the simulated clicks.")
 def simulate_log(config_path: str | None, out: str, queries: int, pool: int, seed: int, foreign: bool,
@@ -172,6 +197,6 @@ def simulate_log(config_path: str | None, out: str, queries: int, pool: int, see
     from ltrr.config import default_config, load_config
     from simulators.simlog import generate_log
 
-    config = load_config(config_path) if config_path else default_config()
+    config = checked_config(load_config(config_path) if config_path else default_config(), config_path)
     res = generate_log(config, out, queries, pool_size=pool, seed=seed, learn=not frozen, foreign=foreign)
     click.echo(f"wrote {res.records} searches to {out}; mean reward {res.reward.mean():.4f}")

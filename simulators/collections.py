@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ltrr.catalog import Catalog
-from ltrr.errors import DataError
-from ltrr.io import field, read_jsonl, read_qrels
+from ltrr.io import read_qrels, read_queries
 from simulators.movies import SimQuery
 
 _EXAMPLES = 5  # unknown ids quoted in a warning
@@ -46,10 +45,10 @@ class IRCollection:
         corpus, or of queries missing from the queries file, are skipped with a warning that
         gives their count and first examples.
         """
-        catalog = Catalog.from_jsonl(catalog_path)
-        queries = _read_queries(queries_path)
-        known_q = {qid for qid, _ in queries}
+        queries = read_queries(queries_path)  # the small files first: their errors come at once
         raw = read_qrels(qrels_path)
+        catalog = Catalog.from_jsonl(catalog_path)
+        known_q = {qid for qid, _ in queries}
         qrels: dict[str, dict[int, int]] = {}
         missing_docs: list[str] = []
         missing_queries: list[str] = []
@@ -101,19 +100,3 @@ class IRCollection:
             raise ValueError("The collection has no query with a relevant (grade >= 1) document.")
         rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
         return [pool[i] for i in rng.integers(len(pool), size=n)]
-
-
-def _read_queries(path: str | os.PathLike) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    first_line: dict[str, int] = {}
-    for lineno, obj in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        qid = str(field(obj, "qid", (str, int), where))
-        text = field(obj, "query", str, where)
-        if qid in first_line:
-            raise DataError(f"{where}: duplicate qid {qid!r} (first on line {first_line[qid]})")
-        first_line[qid] = lineno
-        out.append((qid, text))
-    if not out:
-        raise DataError(f"{path}: no queries")
-    return out

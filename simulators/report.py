@@ -112,32 +112,41 @@ def plans_figure(runs: Mapping[int, Sequence[SessionResult]], adaptive: Sequence
                 notes.append(f"{name}: {strat} {'ran on every round' if col.flat[0] else 'never ran'}")
             else:
                 varying.append(s)
-        panels.append((name, res, share, varying))
+        learned = np.stack([(r.plan_source == "learned").astype(float) for r in res])
+        if not learned.any() and not varying:
+            notes.append(f"{name}: the baseline plan served every round")
+        panels.append((name, res, share, varying, learned))
     if not panels:
         return None, notes
-    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 2.8 * len(panels)), sharex=True, squeeze=False)
+    # a panel of strategy shares only where something varies (no flat or empty panels)
+    with_share = any(varying or learned.any() for _, _, _, varying, learned in panels)
+    fig, axes = plt.subplots(len(panels), 2 if with_share else 1, figsize=(11 if with_share else 7, 2.8 * len(panels)),
+                             sharex=True, squeeze=False)
     x = np.arange(1, n_rounds + 1)
-    for (name, res, share, varying), (ax_s, ax_c) in zip(panels, axes, strict=True):
-        for i, s in enumerate(varying):
-            curves = np.vstack([_rolling(share[k, :, s], window) for k in range(share.shape[0])])
-            ax_s.plot(x, curves.mean(axis=0), ls=LINE_STYLES[i % len(LINE_STYLES)], lw=1.4, label=strategies[s])
-        learned = np.stack([(r.plan_source == "learned").astype(float) for r in res])
-        if learned.any():
-            curves = np.vstack([_rolling(row, window) for row in learned])
-            ax_s.plot(x, curves.mean(axis=0), color="k", lw=1.0, ls=(0, (1, 1)),
-                      label="learned plan (not the baseline's)")
-        ax_s.set_ylim(-0.02, 1.02)
-        ax_s.set_ylabel("share of rounds")
-        ax_s.set_title(f"{name}: strategies run", fontsize=10)
-        if varying:
+    for (name, res, share, varying, learned), row in zip(panels, axes, strict=True):
+        ax_s, ax_c = (row[0], row[1]) if with_share else (None, row[0])
+        if ax_s is not None and not (varying or learned.any()):
+            ax_s.set_visible(False)
+        elif ax_s is not None:
+            for i, s in enumerate(varying):
+                curves = np.vstack([_rolling(share[k, :, s], window) for k in range(share.shape[0])])
+                ax_s.plot(x, curves.mean(axis=0), ls=LINE_STYLES[i % len(LINE_STYLES)], lw=1.4,
+                          label=strategies[s])
+            if learned.any():
+                curves = np.vstack([_rolling(row_, window) for row_ in learned])
+                ax_s.plot(x, curves.mean(axis=0), color="k", lw=1.0, ls=(0, (1, 1)),
+                          label="learned plan (not the baseline's)")
+            ax_s.set_ylim(-0.02, 1.02)
+            ax_s.set_ylabel("share of rounds")
+            ax_s.set_title(f"{name}: strategies run", fontsize=10)
             ax_s.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+            ax_s.grid(alpha=0.3)
         curves = np.vstack([_rolling(r.n_candidates, window) for r in res])
         ax_c.fill_between(x, curves.min(axis=0), curves.max(axis=0), color="tab:purple", alpha=0.18, lw=0)
         ax_c.plot(x, curves.mean(axis=0), color="tab:purple", lw=1.4)
         ax_c.set_ylabel("candidates drawn")
         ax_c.set_title(f"{name}: candidates (mean of {window}; band: range over seeds)", fontsize=10)
-        for ax in (ax_s, ax_c):
-            ax.grid(alpha=0.3)
+        ax_c.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("round")
     fig.tight_layout()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ltrr import progress
 from ltrr.config import EngineConfig
 from ltrr.engine import Engine
 from ltrr.offline.logs import LogRecord, LogWriter, record_from_decision
@@ -52,7 +53,7 @@ def simulate_log(engine: Engine, queries: Sequence, out: str | os.PathLike, *, s
     rewards = np.zeros(len(queries))
     p_click = np.zeros(len(queries))
     with LogWriter(out, engine.policy.menu.strategies) as writer:
-        for i, q in enumerate(queries):
+        for i, q in enumerate(progress.bar(queries, len(queries), "log simulate", " searches")):
             ts = start_ts + i * SECONDS_PER_QUERY
             d = engine.search(q.text, {"qtype": q.qtype, "qid": q.qid}, k=k, ts=ts)
             grades = np.full((1, k), -1.0)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
@@ -90,6 +90,11 @@ class BM25Params(Params):
     quality_prior
         Weight of a popularity prior: ``score + quality_prior * prior`` for matching documents,
         where ``prior`` is ``log1p(popularity)`` min-max scaled to [0, 1]. 0 turns it off.
+    field_weights
+        Per-field weights (BM25F-style, one length normalisation): a term's frequency in a
+        document is ``sum_f w_f * tf(t, f)`` and its length ``sum_f w_f * len(f)`` over the
+        ``text_fields`` (weight 1 for a field not named), so a title match can count more than
+        a match in the cast list. Empty (the default): plain BM25 over the fields joined.
     """
 
     k1: float = Field(1.5, ge=0.0, allow_inf_nan=False)
@@ -100,6 +105,22 @@ class BM25Params(Params):
     stop_words: bool = False
     strip_accents: bool = False
     quality_prior: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    field_weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _weights_of_indexed_fields(self) -> BM25Params:
+        for name, w in self.field_weights.items():
+            if name not in self.text_fields:
+                raise ValueError(f"field_weights names {name!r}, which is not one of the text_fields "
+                                 f"{list(self.text_fields)}")
+            if not (w > 0 and np.isfinite(w)):
+                raise ValueError(f"field_weights[{name!r}] must be a finite number > 0, got {w!r}")
+        return self
+
+    @property
+    def weighted(self) -> bool:
+        """True when some field's weight is not 1 (the field-weighted index)."""
+        return any(w != 1.0 for w in self.field_weights.values())
 
     @field_validator("text_fields")
     @classmethod
@@ -112,7 +133,7 @@ class BM25Params(Params):
         return value
 
 
-class BM25(CandidateGenerator, ItemScorer, TermWeighted):
+class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     """Okapi BM25 candidate generator (registry name ``"bm25"``).
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
@@ -146,7 +167,11 @@ class BM25(CandidateGenerator, ItemScorer, TermWeighted):
     # ------------------------------------------------------------------ building
     def _fit(self, catalog: Catalog) -> None:
         vocab: dict[str, int] = {}
-        counts, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
+        if self.params.weighted:
+            rows = [range(a, min(a + _FIT_CHUNK, len(catalog))) for a in range(0, len(catalog), _FIT_CHUNK)]
+            counts, doc_len = self._count_weighted(catalog, rows, vocab)
+        else:
+            counts, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
         self.vocab_ = vocab
         self.doc_len_ = doc_len
         self._set_postings(counts)
@@ -173,8 +198,11 @@ class BM25(CandidateGenerator, ItemScorer, TermWeighted):
             )
         if rows.size:
             vocab = dict(self.vocab_)  # grown on a copy, so a failure leaves the index as it was
-            texts = catalog.compose(self.params.text_fields, range(n_old, len(catalog)))
-            new_counts, new_len = self._count([texts], vocab)
+            if self.params.weighted:
+                new_counts, new_len = self._count_weighted(catalog, [range(n_old, len(catalog))], vocab)
+            else:
+                texts = catalog.compose(self.params.text_fields, range(n_old, len(catalog)))
+                new_counts, new_len = self._count([texts], vocab)
             new = new_counts.tocsc()
             n_terms = len(vocab)
             old_ptr = np.r_[self.ptr_, np.full(n_terms - (self.ptr_.size - 1), self.ptr_[-1])]
@@ -221,6 +249,36 @@ class BM25(CandidateGenerator, ItemScorer, TermWeighted):
         if not blocks:
             return sp.csr_matrix((0, n_terms), dtype=np.float32), np.zeros(0, dtype=np.float32)
         out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
+        out.sort_indices()
+        return out, np.concatenate(lens)
+
+    def _count_weighted(self, catalog: Catalog, chunks: Iterable[range], vocab: dict[str, int]
+                        ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:meth:`_count` with per-field weights: each field of a chunk of rows counted on its
+        own, the counts and lengths summed with the fields' weights."""
+        blocks, lens = [], []
+        for rows in chunks:
+            parts = []
+            length = np.zeros(len(rows), dtype=np.float32)
+            for name in self.params.text_fields:
+                w = np.float32(self.params.field_weights.get(name, 1.0))
+                counts, n = self._count([catalog.compose([name], rows)], vocab)
+                parts.append(counts * w)
+                length += n * w
+            width = max(len(vocab), 1)
+            total = parts[0].copy()
+            total.resize((len(rows), width))
+            for part in parts[1:]:
+                part.resize((len(rows), width))
+                total = total + part
+            blocks.append(total.astype(np.float32))
+            lens.append(length)
+        width = max(len(vocab), 1)
+        for b in blocks:
+            b.resize((b.shape[0], width))
+        if not blocks:
+            return sp.csr_matrix((0, width), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
         out.sort_indices()
         return out, np.concatenate(lens)
 

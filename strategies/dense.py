@@ -255,7 +255,7 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, hit.sum(axis=1) / np.maximum(denom, 1), 1.0)
 
 
-class DenseRetriever(CandidateGenerator, ItemScorer):
+class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
     """Semantic candidate generator: cosine similarity of sentence-transformer embeddings.
 
     Registry name ``"dense"``. The query embedding is taken from (or put into) the request's
@@ -265,7 +265,7 @@ class DenseRetriever(CandidateGenerator, ItemScorer):
 
     type_name: ClassVar[str] = "dense"
     format_version: ClassVar[int] = 1
-    Params: ClassVar[type[Params]] = DenseParams
+    Params: ClassVar[type[DenseParams]] = DenseParams
 
     def __init__(self, params: DenseParams | dict[str, Any] | None = None, *, name: str | None = None):
         super().__init__(params, name=name)

@@ -20,14 +20,16 @@ import click
               help="Encoder backend (default: the dense strategy's).")
 @click.option("--embedding-cache/--no-embedding-cache", default=True, show_default=True,
               help="Take item embeddings from (and add them to) the on-disk embedding cache.")
-@click.option("--ef-search", type=int, default=None, help="HNSW efSearch (search-time breadth).")
-@click.option("--nprobe", type=int, default=None, help="IVF lists probed per query.")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None, help="HNSW efSearch (search-time breadth).")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.")
 @click.option("--check-recall", is_flag=True, help="Report recall@k against exact search.")
-@click.option("--k", default=10, show_default=True)
-@click.option("--sample", default=1000, show_default=True, help="Queries sampled for the recall check.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--sample", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Queries sampled for the recall check.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Save the index here.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 def index(catalog_path, load_dir, index_type, text_fields, backend, embedding_cache, ef_search, nprobe,
-          check_recall, k, sample, out):
+          check_recall, k, sample, out, as_json):
     """Build a dense (sentence-transformers + faiss) index and check its recall.
 
     The recall check compares the configured (approximate) index with exact inner-product search
@@ -53,6 +55,13 @@ def index(catalog_path, load_dir, index_type, text_fields, backend, embedding_ca
         dense.set_search_params(ef_search=ef_search, nprobe=nprobe)
     if out:
         dense.save(out)
+    report = run_check(dense, k=k, n_sample=sample) if check_recall else None
+    if as_json:
+        click.echo(json.dumps({"saved": out, "recall": report}))
+        return
+    if out:
         click.echo(f"saved dense index to {out}")
-    if check_recall:
-        click.echo(json.dumps(run_check(dense, k=k, n_sample=sample)))
+    if report is not None:
+        click.echo(f"recall@{report['k']} of the {report['index']} index against exact search: "
+                   f"{report['recall_at_k']:.4f} (min {report['min_recall_at_k']:.4f}) over {report['n_queries']} "
+                   f"sampled items of {report['n_items']}; {report['speedup']:.1f}x the exact search's queries/s")

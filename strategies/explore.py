@@ -80,7 +80,7 @@ class ExplorationParams(Params):
         return value
 
 
-class ExplorationGenerator(CandidateGenerator):
+class ExplorationGenerator(CandidateGenerator[ExplorationParams]):
     """New, category-popular or seeded-random items (registry name ``"explore"``).
 
     Learned state: ``popular_order_`` and ``new_order_`` (item rows, best first) and, when

@@ -79,7 +79,7 @@ class ClickMemoryParams(Params):
     predicted_ctr: float = Field(0.2, gt=0.0, le=1.0)
 
 
-class ClickMemory(CandidateGenerator, LearnsFromFeedback, QueryStatistics, ItemStatistics):
+class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, QueryStatistics, ItemStatistics):
     """Items users clicked for this (normalized) query, best smoothed CTR first."""
 
     type_name = "memory"

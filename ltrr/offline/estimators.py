@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, Required, TypedDict, Unpack
 
 import numpy as np
 
@@ -37,6 +37,8 @@ from ltrr.offline.bootstrap import Interval, bootstrap_interval
 from ltrr.types import Plan
 
 Stats = dict[str, float]
+#: the per-round terms of :class:`RoundTerms`
+TermName = Literal["reward", "weight", "q_factual", "q_target"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,11 +159,25 @@ class BanditLog:
 
     def slice(self, start: int, stop: int) -> BanditLog:
         """Rounds ``start:stop`` (a shard), as views."""
-        cut = lambda a: None if a is None else a[start:stop]  # noqa: E731
         return BanditLog(
-            cut(self.action), cut(self.reward), cut(self.pscore), cut(self.position),
-            cut(self.context),
+            self.action[start:stop], self.reward[start:stop], self.pscore[start:stop],
+            _cut(self.position, start, stop), _cut(self.context, start, stop),
         )
+
+
+def _cut(a: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if a is None else a[start:stop]
+
+
+class LogArrays(TypedDict, total=False):
+    """The keyword arrays of the OBP-style API, as :meth:`RoundTerms.compute` takes them."""
+
+    action_dist: Required[np.ndarray]
+    reward: np.ndarray | None
+    action: np.ndarray | None
+    pscore: np.ndarray | None
+    position: np.ndarray | None
+    estimated_rewards_by_reg_model: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -197,9 +213,14 @@ class RoundTerms:
         return 0
 
     def slice(self, start: int, stop: int) -> RoundTerms:
-        cut = lambda a: None if a is None else a[start:stop]  # noqa: E731
-        return RoundTerms(cut(self.reward), cut(self.weight), cut(self.q_factual),
-                          cut(self.q_target))
+        return RoundTerms(_cut(self.reward, start, stop), _cut(self.weight, start, stop),
+                          _cut(self.q_factual, start, stop), _cut(self.q_target, start, stop))
+
+    def require(self, estimator: str, *fields: TermName) -> tuple[np.ndarray, ...]:
+        """The terms ``fields``, in order; DataError naming the missing inputs when one of them
+        was not computed (its inputs were not given)."""
+        _require(self, estimator, *fields)
+        return tuple(getattr(self, f) for f in fields)
 
     @classmethod
     def compute(
@@ -294,11 +315,11 @@ def _check_distribution(action_dist: np.ndarray) -> None:
     sums = action_dist.sum(axis=1)  # [n, len_list]
     bad = np.abs(sums - 1.0) > 1e-8 + 1e-5  # numpy.allclose's tolerance, as OBP
     if bad.any():
-        i, p = np.unravel_index(_first_bad(bad), sums.shape)
+        row, pos = np.unravel_index(_first_bad(bad), sums.shape)
         raise DataError(
             "action_dist must sum to 1 over actions for every round and position; "
-            f"{int(bad.sum())} (round, position) pairs do not, first ({i}, {p}) sums to "
-            f"{_py(sums[i, p])}."
+            f"{int(bad.sum())} (round, position) pairs do not, first ({row}, {pos}) sums to "
+            f"{_py(sums[row, pos])}."
         )
 
 
@@ -315,10 +336,10 @@ def merge(a: Mapping[str, float], b: Mapping[str, float]) -> Stats:
     return {k: float(a[k]) + float(b[k]) for k in a}
 
 
-def _require(terms: RoundTerms, estimator: str, *fields: str) -> None:
+def _require(terms: RoundTerms, estimator: str, *fields: TermName) -> None:
     missing = [f for f in fields if getattr(terms, f) is None]
     if missing:
-        inputs = set()
+        inputs: set[str] = set()
         for f in missing:
             if f in ("reward", "weight") or (f == "q_factual" and terms.reward is None):
                 inputs.update(("reward", "action", "pscore"))
@@ -346,7 +367,7 @@ class OffPolicyEstimator:
     """
 
     name: ClassVar[str] = ""
-    needs: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[TermName, ...]] = ()
 
     @property
     def label(self) -> str:
@@ -363,14 +384,18 @@ class OffPolicyEstimator:
     def value(self, stats: Mapping[str, float]) -> float:
         raise NotImplementedError
 
+    def _need(self, terms: RoundTerms, *fields: TermName) -> tuple[np.ndarray, ...]:
+        """The terms a hook uses (see :meth:`RoundTerms.require`)."""
+        return terms.require(type(self).__name__, *fields)
+
     # array API (keyword names as in OBP) ------------------------------------------------------
-    def partial(self, **arrays: np.ndarray | None) -> Stats:
+    def partial(self, **arrays: Unpack[LogArrays]) -> Stats:
         """Sufficient statistics (sums) over the given rounds; combine shards with :func:`merge`."""
         terms = RoundTerms.compute(**arrays)
         _require(terms, type(self).__name__, *self.needs)
         return self.partial_terms(terms)
 
-    def estimate_policy_value(self, **arrays: np.ndarray | None) -> float:
+    def estimate_policy_value(self, **arrays: Unpack[LogArrays]) -> float:
         """The target policy's estimated value. Keywords: ``action_dist``, ``reward``,
         ``action``, ``pscore``, ``position``, ``estimated_rewards_by_reg_model``."""
         return self.value(self.partial(**arrays))
@@ -381,7 +406,7 @@ class OffPolicyEstimator:
         alpha: float = 0.05,
         n_bootstrap_samples: int = 10000,
         random_state: int | np.random.Generator = 0,
-        **arrays: np.ndarray | None,
+        **arrays: Unpack[LogArrays],
     ) -> Interval:
         """Percentile bootstrap interval over the per-round terms (OBP's procedure)."""
         terms = RoundTerms.compute(**arrays)
@@ -425,7 +450,7 @@ class IPS(OffPolicyEstimator):
 
     lambda_: float = float("inf")
     name: ClassVar[str] = "ips"
-    needs: ClassVar[tuple[str, ...]] = ("reward", "weight")
+    needs: ClassVar[tuple[TermName, ...]] = ("reward", "weight")
 
     def __post_init__(self) -> None:
         _nonneg_param(self.lambda_, "lambda_", "IPS")
@@ -435,7 +460,8 @@ class IPS(OffPolicyEstimator):
         return self.name if np.isinf(self.lambda_) else f"{self.name}(lambda={self.lambda_:g})"
 
     def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.reward * np.minimum(terms.weight, self.lambda_)
+        r, w = self._need(terms, "reward", "weight")
+        return r * np.minimum(w, self.lambda_)
 
     def partial_terms(self, terms: RoundTerms) -> Stats:
         return {"n": float(terms.n_rounds), "sum_wr": float(self.round_rewards(terms).sum())}
@@ -452,16 +478,18 @@ class SNIPS(OffPolicyEstimator):
     """
 
     name: ClassVar[str] = "snips"
-    needs: ClassVar[tuple[str, ...]] = ("reward", "weight")
+    needs: ClassVar[tuple[TermName, ...]] = ("reward", "weight")
 
     def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.reward * terms.weight / terms.weight.mean()
+        r, w = self._need(terms, "reward", "weight")
+        return r * w / w.mean()
 
     def partial_terms(self, terms: RoundTerms) -> Stats:
+        r, w = self._need(terms, "reward", "weight")
         return {
             "n": float(terms.n_rounds),
-            "sum_wr": float((terms.reward * terms.weight).sum()),
-            "sum_w": float(terms.weight.sum()),
+            "sum_wr": float((r * w).sum()),
+            "sum_w": float(w.sum()),
         }
 
     def value(self, stats: Mapping[str, float]) -> float:
@@ -474,13 +502,15 @@ class DM(OffPolicyEstimator):
     """Direct method: ``mean(sum_a pi_e(a|x) q_hat(x, a))``; low variance, biased by the model."""
 
     name: ClassVar[str] = "dm"
-    needs: ClassVar[tuple[str, ...]] = ("q_target",)
+    needs: ClassVar[tuple[TermName, ...]] = ("q_target",)
 
     def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.q_target
+        (q_target,) = self._need(terms, "q_target")
+        return q_target
 
     def partial_terms(self, terms: RoundTerms) -> Stats:
-        return {"n": float(terms.n_rounds), "sum_q": float(terms.q_target.sum())}
+        (q_target,) = self._need(terms, "q_target")
+        return {"n": float(terms.n_rounds), "sum_q": float(q_target.sum())}
 
     def value(self, stats: Mapping[str, float]) -> float:
         return _ratio(stats["sum_q"], stats["n"])
@@ -493,12 +523,14 @@ class _ModelPlusCorrection(OffPolicyEstimator):
         raise NotImplementedError
 
     def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        return terms.q_target + self._correction(terms)
+        (q_target,) = self._need(terms, "q_target")
+        return q_target + self._correction(terms)
 
     def partial_terms(self, terms: RoundTerms) -> Stats:
+        (q_target,) = self._need(terms, "q_target")
         return {
             "n": float(terms.n_rounds),
-            "sum_q": float(terms.q_target.sum()),
+            "sum_q": float(q_target.sum()),
             "sum_wres": float(self._correction(terms).sum()),
         }
 
@@ -515,7 +547,7 @@ class DR(_ModelPlusCorrection):
 
     lambda_: float = float("inf")
     name: ClassVar[str] = "dr"
-    needs: ClassVar[tuple[str, ...]] = ("reward", "weight", "q_factual", "q_target")
+    needs: ClassVar[tuple[TermName, ...]] = ("reward", "weight", "q_factual", "q_target")
 
     def __post_init__(self) -> None:
         _nonneg_param(self.lambda_, "lambda_", "DR")
@@ -525,7 +557,8 @@ class DR(_ModelPlusCorrection):
         return self.name if np.isinf(self.lambda_) else f"{self.name}(lambda={self.lambda_:g})"
 
     def _correction(self, terms: RoundTerms) -> np.ndarray:
-        return np.minimum(terms.weight, self.lambda_) * (terms.reward - terms.q_factual)
+        r, w, q_factual = self._need(terms, "reward", "weight", "q_factual")
+        return np.minimum(w, self.lambda_) * (r - q_factual)
 
 
 
@@ -534,18 +567,20 @@ class SNDR(OffPolicyEstimator):
     """Self-normalized DR: ``mean(q_target) + sum(w (r - q_factual)) / sum(w)``."""
 
     name: ClassVar[str] = "sndr"
-    needs: ClassVar[tuple[str, ...]] = ("reward", "weight", "q_factual", "q_target")
+    needs: ClassVar[tuple[TermName, ...]] = ("reward", "weight", "q_factual", "q_target")
 
     def round_rewards(self, terms: RoundTerms) -> np.ndarray:
-        res = terms.weight * (terms.reward - terms.q_factual)
-        return terms.q_target + res / terms.weight.mean()
+        r, w, q_factual, q_target = self._need(terms, "reward", "weight", "q_factual", "q_target")
+        res = w * (r - q_factual)
+        return q_target + res / w.mean()
 
     def partial_terms(self, terms: RoundTerms) -> Stats:
+        r, w, q_factual, q_target = self._need(terms, "reward", "weight", "q_factual", "q_target")
         return {
             "n": float(terms.n_rounds),
-            "sum_q": float(terms.q_target.sum()),
-            "sum_wres": float((terms.weight * (terms.reward - terms.q_factual)).sum()),
-            "sum_w": float(terms.weight.sum()),
+            "sum_q": float(q_target.sum()),
+            "sum_wres": float((w * (r - q_factual)).sum()),
+            "sum_w": float(w.sum()),
         }
 
     def value(self, stats: Mapping[str, float]) -> float:
@@ -561,7 +596,7 @@ class SwitchDR(_ModelPlusCorrection):
 
     tau: float = 1.0
     name: ClassVar[str] = "switch-dr"
-    needs: ClassVar[tuple[str, ...]] = ("reward", "weight", "q_factual", "q_target")
+    needs: ClassVar[tuple[TermName, ...]] = ("reward", "weight", "q_factual", "q_target")
 
     def __post_init__(self) -> None:
         _nonneg_param(self.tau, "tau", "SwitchDR")
@@ -571,8 +606,9 @@ class SwitchDR(_ModelPlusCorrection):
         return self.name if self.tau == 1.0 else f"{self.name}(tau={self.tau:g})"
 
     def _correction(self, terms: RoundTerms) -> np.ndarray:
-        keep = terms.weight <= self.tau
-        return np.where(keep, terms.weight * (terms.reward - terms.q_factual), 0.0)
+        r, w, q_factual = self._need(terms, "reward", "weight", "q_factual")
+        keep = w <= self.tau
+        return np.where(keep, w * (r - q_factual), 0.0)
 
 
 
@@ -762,7 +798,8 @@ class FactoredIPS:
         pi = np.take_along_axis(target_marginals, depth_index[:, :, None], axis=2)[:, :, 0]
         return pi / strategy_pscore
 
-    def _terms(self, strategy_reward, depth_index, strategy_pscore, target_marginals):
+    def _terms(self, strategy_reward: np.ndarray, depth_index: np.ndarray, strategy_pscore: np.ndarray,
+               target_marginals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         w = self.weights(depth_index, strategy_pscore, target_marginals)
         r = np.asarray(strategy_reward, dtype=np.float64)
         if r.shape != w.shape:

@@ -26,16 +26,21 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ltrr.errors import DataError
+from ltrr.io import json_error
 from ltrr.reward import RewardSpec, decision_rewards, page_weights
 from ltrr.types import Decision, Plan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 #: Parquet row-group size of the writer; also the unit of sharding and of bootstrap seeding
 ROW_GROUP_ROWS = 65_536
@@ -84,6 +89,14 @@ class LogRecord:
     @property
     def has_plan(self) -> bool:
         return self.plan is not None
+
+    def ope_inputs(self) -> tuple[Plan, np.ndarray]:
+        """The plan and context features ``x`` off-policy evaluation needs; DataError naming the
+        record when it lacks either (a foreign record)."""
+        if self.plan is None or self.x is None:
+            raise DataError(f"{self.where}: no plan/propensities/x: a foreign record cannot be "
+                            "evaluated off-policy")
+        return self.plan, self.x
 
     def to_json(self) -> dict[str, Any]:
         """The record as one JSON object of the log format."""
@@ -312,8 +325,12 @@ class LogReader:
                 self.report.records += 1
                 try:
                     obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    self.report.add("malformed", where, f"invalid JSON ({exc})", self.strict)
+                except json.JSONDecodeError as exc:
+                    self.report.add("malformed", where, json_error(exc), self.strict)
+                    obj = None
+                except UnicodeDecodeError as exc:
+                    self.report.add("malformed", where, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                    f"{exc.start + 1}); save the file as UTF-8", self.strict)
                     obj = None
                 if obj is not None and not isinstance(obj, dict):
                     self.report.add("malformed", where, f"expected a JSON object, got {type(obj).__name__}",
@@ -328,7 +345,8 @@ class LogReader:
                     yield rec
 
     def _parquet_batches(self, start_row: int = 0, row_groups: Sequence[int] | None = None,
-                         columns: Sequence[str] | None = None):
+                         columns: Sequence[str] | None = None
+                         ) -> Iterator[tuple[int, tuple[int, int], pa.RecordBatch]]:
         """Yield ``(first_row, chunk_key, pyarrow.RecordBatch)`` from ``start_row`` (only
         ``columns`` that exist in the file, when given)."""
         import pyarrow as pa
@@ -462,32 +480,33 @@ class BanditBatch:
 
     @classmethod
     def from_records(cls, recs: Sequence[LogRecord], key: tuple[int, int]) -> BanditBatch:
-        names = recs[0].plan.strategies
-        for r in recs:
-            if r.plan.strategies != names:
-                raise DataError(f"{r.where}: plan over strategies {list(r.plan.strategies)}, but "
+        inputs = [r.ope_inputs() for r in recs]
+        plans, xs = [p for p, _ in inputs], [x for _, x in inputs]
+        names = plans[0].strategies
+        for r, p in zip(recs, plans, strict=True):
+            if p.strategies != names:
+                raise DataError(f"{r.where}: plan over strategies {list(p.strategies)}, but "
                                 f"earlier records use {list(names)}")
-        d = {len(r.x) for r in recs}
+        d = {len(x) for x in xs}
         if len(d) != 1:
             raise DataError(f"{recs[0].where}: context features 'x' have different lengths {sorted(d)} in one log")
-        sr = None
-        if all(r.strategy_rewards is not None for r in recs):
-            sr = np.stack([r.strategy_rewards for r in recs])
-        return cls(key, names, np.array([r.plan.depths for r in recs], dtype=np.int64),
-                   np.array([r.plan.propensity for r in recs]),
-                   np.array([r.plan.strategy_propensities for r in recs]),
-                   np.stack([r.x for r in recs]),
+        given = [r.strategy_rewards for r in recs if r.strategy_rewards is not None]
+        sr = np.stack(given) if len(given) == len(recs) else None
+        return cls(key, names, np.array([p.depths for p in plans], dtype=np.int64),
+                   np.array([p.propensity for p in plans]),
+                   np.array([p.strategy_propensities for p in plans]),
+                   np.stack(xs),
                    np.array([r.reward if r.reward is not None else float(bool(r.clicks)) for r in recs]),
                    sr, np.array([len(r.clicks) for r in recs], dtype=np.int64))
 
 
-def _struct_fields(col) -> list[str]:
+def _struct_fields(col: pa.ChunkedArray | pa.Array) -> list[str]:
     import pyarrow as pa
 
     return [f.name for f in col.type] if pa.types.is_struct(col.type) else []
 
 
-def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader) -> BanditBatch | None:
+def _columnar_parquet(batch: pa.RecordBatch, row0: int, key: tuple[int, int], reader: LogReader) -> BanditBatch | None:
     """Validate a Parquet record batch with array operations and keep the usable rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -498,7 +517,7 @@ def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader)
     report.records += n
     ok = np.ones(n, dtype=bool)
 
-    def flag(kind: str, bad: np.ndarray, message) -> None:
+    def flag(kind: str, bad: np.ndarray | np.bool_, message: Callable[[int], str]) -> None:
         rows = np.flatnonzero(bad & ok)
         for i in rows[:MAX_EXAMPLES]:
             report.add(kind, f"{reader.path}:row {row0 + int(i)}", message(int(i)), strict)
@@ -572,9 +591,9 @@ def _columnar_parquet(batch, row0: int, key: tuple[int, int], reader: LogReader)
     if "strategy_rewards" in names and strategies:
         # per-strategy rewards only when every usable row has them: a missing one is not a 0
         src = batch.column("strategy_rewards")
-        missing = np.asarray(src.is_null().to_numpy(zero_copy_only=False))
+        null_rows = np.asarray(src.is_null().to_numpy(zero_copy_only=False))
         have = set(_struct_fields(src))
-        if not missing[good].any() and all(s in have for s in strategies):
+        if not null_rows[good].any() and all(s in have for s in strategies):
             fields = [src.field(s) for s in strategies]
             if not any(np.asarray(f.is_null().to_numpy(zero_copy_only=False))[good].any() for f in fields):
                 sr = np.stack([f.fill_null(0.0).to_numpy(zero_copy_only=False) for f in fields],
@@ -611,7 +630,7 @@ class LogWriter:
         self.row_group_rows = int(row_group_rows)
         self.n_written = 0
         self._buf: list[LogRecord] = []
-        self._pq = None
+        self._pq: pq.ParquetWriter | None = None
         self._fh = self.path.open("w", encoding="utf-8") if self.format == "jsonl" else None
 
     def write(self, rec: LogRecord) -> None:
@@ -623,7 +642,7 @@ class LogWriter:
                 self._flush()
         self.n_written += 1
 
-    def _schema(self):
+    def _schema(self) -> pa.Schema:
         import pyarrow as pa
 
         s = self.strategies
@@ -645,20 +664,20 @@ class LogWriter:
             return
         recs = self._buf
         if not self.strategies:
-            with_plan = next((r for r in recs if r.plan is not None), None)
-            self.strategies = with_plan.plan.strategies if with_plan else ("none",)
+            first_plan = next((r.plan for r in recs if r.plan is not None), None)
+            self.strategies = first_plan.strategies if first_plan is not None else ("none",)
         schema = self._schema()
 
-        def plan_of(r):
+        def plan_of(r: LogRecord) -> dict[str, int] | None:
             return None if r.plan is None else dict(zip(r.plan.strategies, r.plan.depths, strict=True))
 
-        def props_of(r):
+        def props_of(r: LogRecord) -> dict[str, Any] | None:
             if r.plan is None:
                 return None
             return {"plan": r.plan.propensity,
                     "strategies": dict(zip(r.plan.strategies, r.plan.strategy_propensities, strict=True))}
 
-        def sr_of(r):
+        def sr_of(r: LogRecord) -> dict[str, float] | None:
             if r.plan is None or r.strategy_rewards is None:
                 return None
             return dict(zip(r.plan.strategies, (float(v) for v in r.strategy_rewards), strict=True))
@@ -743,7 +762,8 @@ def export_event_log(events_path: str | os.PathLike, out: str | os.PathLike, rew
             for ev, clicks in log.iter_events(batch=batch):
                 rec = record_from_decision(ev, [i for i, v in clicks.items() if v > 0], reward,
                                            writer.n_written)
-                writer.strategies = writer.strategies or rec.plan.strategies
+                if not writer.strategies and rec.plan is not None:
+                    writer.strategies = rec.plan.strategies
                 writer.write(rec)
             return writer.n_written
     finally:

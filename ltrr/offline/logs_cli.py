@@ -42,8 +42,9 @@ def _foreign(path: str, log_format: str | None, map_entries, mapping_file):
 @log.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Stop at the first bad record.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a summary.")
 @_format_options
-def check(path: str, strict: bool, log_format, map_entries, mapping_file) -> None:
+def check(path: str, strict: bool, as_json: bool, log_format, map_entries, mapping_file) -> None:
     """Validate a log and report its problems with file:line examples.
 
     Exit status: 0 when the log is clean, 1 when it has problems (bad records were found, or
@@ -61,9 +62,9 @@ def check(path: str, strict: bool, log_format, map_entries, mapping_file) -> Non
                 "skipped": alog.skipped, "n_actions": alog.n_actions, "len_list": alog.len_list,
                 "context_features": int(alog.context.shape[1]),
                 "deterministic_logger": bool((alog.pscore >= 1.0).all())}
-        click.echo(f"{info['records']} records, {len(alog)} usable ({fmt}); {alog.n_actions} actions, "
+        click.echo(json.dumps(info) if as_json else
+                   f"{info['records']} records, {len(alog)} usable ({fmt}); {alog.n_actions} actions, "
                    f"{alog.len_list} positions, {info['context_features']} context features")
-        click.echo(json.dumps(info))
         if info["deterministic_logger"]:
             click.echo("problem: every propensity is 1 (a deterministic logger): the log supports no "
                        "inverse-propensity evaluation of other policies", err=True)
@@ -72,8 +73,8 @@ def check(path: str, strict: bool, log_format, map_entries, mapping_file) -> Non
     reader = LogReader(path, strict=strict)
     n_plan = sum(1 for rec in reader if rec.plan is not None)
     reader.report.check_nonempty()
-    click.echo(reader.report.summary())
-    click.echo(json.dumps(reader.report.to_dict() | {"with_plan": n_plan, "format": "ltrr"}))
+    click.echo(json.dumps(reader.report.to_dict() | {"with_plan": n_plan, "format": "ltrr"}) if as_json
+               else f"{reader.report.summary()}; {n_plan} with plan and propensities")
     if reader.report.skipped or any(reader.report.counts.values()):
         sys.exit(1)
 

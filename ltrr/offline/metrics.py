@@ -91,12 +91,14 @@ def _query_values(ranked_grades: np.ndarray, judged_grades: np.ndarray,
     """Every measure for one query; ``ranked_grades`` follow the run's order."""
     rel = ranked_grades >= 1
     n_rel = int(np.count_nonzero(judged_grades >= 1))
-    out = []
+    out: list[float] = []
     for m in measures:
         top = rel if m.k is None else rel[: m.k]
         if m.kind == "R":
             out.append(np.count_nonzero(top) / n_rel)
         elif m.kind == "P":
+            if m.k is None:  # parse_measure never builds one
+                raise ValueError(f"Measure {m}: P needs a cutoff, e.g. 'P@10'")
             out.append(np.count_nonzero(top) / m.k)
         elif m.kind == "RR":
             hits = np.flatnonzero(top)

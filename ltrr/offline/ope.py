@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -63,6 +63,9 @@ from ltrr.offline.terms import (
     shared_key,
 )
 
+if TYPE_CHECKING:
+    from ltrr.contracts.policy import PlanMenu, Policy
+
 DEFAULT_RIDGE = 1.0
 
 
@@ -70,7 +73,7 @@ DEFAULT_RIDGE = 1.0
 # targets
 
 
-def load_policy(source: str | os.PathLike):
+def load_policy(source: str | os.PathLike) -> Policy:
     """A policy from a TOML engine config, a saved engine directory or a saved policy directory."""
     from ltrr import registry
 
@@ -92,7 +95,7 @@ def load_policy(source: str | os.PathLike):
     return build_policy(load_config(path))
 
 
-def _cached_policy(source: str):
+def _cached_policy(source: str) -> Policy:
     """``load_policy`` cached per process (Dask workers load each target once), keyed by the
     source's modification time so a re-saved policy is reloaded."""
     path = Path(source)
@@ -101,7 +104,7 @@ def _cached_policy(source: str):
 
 
 @lru_cache(maxsize=16)
-def _load_cached(source: str, _mtime_ns: int):
+def _load_cached(source: str, _mtime_ns: int) -> Policy:
     return load_policy(source)
 
 
@@ -110,7 +113,23 @@ def target_specs(sources: Sequence[str]) -> list[TargetSpec]:
     return parse_targets(policies=[str(s) for s in sources])
 
 
-def batch_probabilities(policy, X: np.ndarray) -> np.ndarray:
+class _OnePlan(Protocol):
+    """The fixed policy: always its menu plan ``action`` (-1 when the menu lacks it)."""
+
+    action: int
+
+
+class _Arms(Protocol):
+    theta: np.ndarray  # float64[n_plans, n_features]: one ridge model per menu plan
+
+
+class _PlanArms(Protocol):
+    """A policy with one ridge model per menu plan (epsilon-greedy, softmax)."""
+
+    arms: _Arms
+
+
+def batch_probabilities(policy: Policy, X: np.ndarray) -> np.ndarray:
     """``float[n, n_plans]``: the policy's distribution for every row of ``X``.
 
     Closed forms for the fixed, epsilon-greedy and softmax policies (one matrix product; equal
@@ -126,17 +145,18 @@ def batch_probabilities(policy, X: np.ndarray) -> np.ndarray:
     if bad.any():
         policy.probabilities(X[int(np.flatnonzero(bad)[0])])  # names the offending feature
     if kind == "fixed":
+        action = cast(_OnePlan, policy).action
         p = np.zeros((n, k))
-        if policy.action >= 0:
-            p[:, policy.action] = 1.0
+        if action >= 0:
+            p[:, action] = 1.0
         return p
     if kind == "epsilon_greedy":
         eps = float(policy.params.epsilon)
         p = np.full((n, k), eps / k)
-        p[np.arange(n), np.argmax(X @ policy.arms.theta.T, axis=1)] += 1.0 - eps
+        p[np.arange(n), np.argmax(X @ cast(_PlanArms, policy).arms.theta.T, axis=1)] += 1.0 - eps
         return p
     if kind == "softmax":
-        z = (X @ policy.arms.theta.T) / float(policy.params.temperature)
+        z = (X @ cast(_PlanArms, policy).arms.theta.T) / float(policy.params.temperature)
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
@@ -182,7 +202,7 @@ def reward_model_partial(batch: BanditBatch, folds: int = 1, seed: int = 0) -> d
     fold = fold_of(batch, folds, seed)
     plans, inverse = _unique_rows(batch.depths)
 
-    def stats(mask: np.ndarray):
+    def stats(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xx, xr, cnt = np.zeros((folds, d, d)), np.zeros((folds, d)), np.zeros(folds, dtype=np.int64)
         for k in range(folds):
             m = mask & (fold == k)
@@ -225,7 +245,7 @@ class RewardModel:
 
     @classmethod
     def solve(cls, stats: Mapping[str, Any], ridge: float = DEFAULT_RIDGE) -> RewardModel:
-        def fit(xx, xr, cnt):
+        def fit(xx: np.ndarray, xr: np.ndarray, cnt: np.ndarray) -> np.ndarray:
             K, d = xr.shape
             if K == 1:
                 return np.linalg.solve(xx[0] + ridge * np.eye(d), xr[0])[None]
@@ -287,7 +307,7 @@ class Plan2Context:
     thresholds: Thresholds = Thresholds()
 
 
-def _factored_inputs(batch: BanditBatch, menu, P: np.ndarray):
+def _factored_inputs(batch: BanditBatch, menu: PlanMenu, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Depth indices, per-strategy logged propensities and the target's marginals per depth."""
     n, S = batch.depths.shape
     opts = [sorted(set(menu.plans[:, s].tolist()) | {0}) for s in range(S)]
@@ -305,7 +325,8 @@ def _factored_inputs(batch: BanditBatch, menu, P: np.ndarray):
 
 
 def _target_terms(batch: BanditBatch, ctx: Plan2Context, spec: TargetSpec, fold: np.ndarray,
-                  q_logged: np.ndarray | None, logged_plans: set[tuple[int, ...]]):
+                  q_logged: np.ndarray | None, logged_plans: set[tuple[int, ...]]
+                  ) -> tuple[RoundTerms, dict[str, float], np.ndarray | None]:
     """The target's per-round terms, its diagnostic sums and (when asked) factored weights."""
     policy = _cached_policy(spec.source)
     menu = policy.menu
@@ -360,7 +381,7 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
                 tgt["rounds"]["strategy_reward"] = batch.strategy_reward
         for est in ests:
             if isinstance(est, FactoredIPS):
-                if fact is None:
+                if fact is None or batch.strategy_reward is None:  # fact needs strategy rewards
                     continue
                 cols = {"n": np.ones(n)}
                 for s in range(fact.shape[1]):
@@ -385,10 +406,10 @@ def estimate_partial(batch: BanditBatch, ctx: Plan2Context, logged_plans: set[tu
         # estimators share columns (every one has the count n; SNIPS and SNDR the weight sum; IPS
         # and SNIPS the weighted reward): one product per distinct column, one weighting for all
         boot = poisson_replicate_sums(np.stack(blocks, axis=1), ctx.n_boot, ctx.seed, batch.key)
-        cols: dict[tuple[str, str], list[int]] = {}
+        columns_of: dict[tuple[str, str], list[int]] = {}
         for name, label, j in layout:
-            cols.setdefault((name, label), []).append(j)
-        for (name, label), idx in cols.items():
+            columns_of.setdefault((name, label), []).append(j)
+        for (name, label), idx in columns_of.items():
             out["targets"][name][label]["boot"] = boot[:, idx]
     return out
 
@@ -491,7 +512,9 @@ def finalize(stats: dict[str, Any], ctx: Plan2Context, report: LogReport, alpha:
 
 
 def shard_reward_model(path: str, row_groups: Sequence[int] | None, strict: bool = False,
-                       folds: int = 1, seed: int = 0):
+                       folds: int = 1, seed: int = 0) -> tuple[dict[str, Any] | None, LogReport]:
+    """Pass 1 over one shard (all of the log when ``row_groups`` is None): the reward model's
+    sufficient statistics (None when no record carries a plan) and the log report."""
     reader = LogReader(path, strict=strict)
     stats = None
     for batch in reader.batches(row_groups):
@@ -500,7 +523,8 @@ def shard_reward_model(path: str, row_groups: Sequence[int] | None, strict: bool
 
 
 def shard_estimates(path: str, row_groups: Sequence[int] | None, ctx: Plan2Context, strict: bool = False,
-                    logged_plans: frozenset[tuple[int, ...]] = frozenset()):
+                    logged_plans: frozenset[tuple[int, ...]] = frozenset()) -> dict[str, Any] | None:
+    """Pass 2 over one shard: every target's column sums (None when no record carries a plan)."""
     reader = LogReader(path, strict=strict)
     stats = None
     for batch in reader.batches(row_groups):
@@ -508,8 +532,9 @@ def shard_estimates(path: str, row_groups: Sequence[int] | None, ctx: Plan2Conte
     return stats
 
 
-def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport) -> None:
-    """Stop before estimating when the log is empty, unusable or has impossible propensities."""
+def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport) -> dict[str, Any]:
+    """Stop before estimating when the log is empty, unusable or has impossible propensities;
+    else return ``model_stats`` (then known to be present)."""
     report.check_nonempty()
     if report.counts.get("bad_propensity"):
         raise DataError(f"{report.examples['bad_propensity'][0]} ({report.counts['bad_propensity']} records "
@@ -517,6 +542,7 @@ def check_pass1(log: str, model_stats: dict[str, Any] | None, report: LogReport)
     if model_stats is None:
         raise DataError(f"{log}: no record carries a plan, propensities and x; off-policy evaluation "
                         "needs a log written by ltrr")
+    return model_stats
 
 
 def plan_context(model_stats: dict[str, Any], targets: Sequence[TargetSpec], estimators: Sequence[str],
@@ -586,8 +612,9 @@ def evaluate(log: str | os.PathLike, targets: Sequence[TargetSpec], *,
                                 reward_model=reward_model, bootstrap_method=bootstrap_method,
                                 thresholds=thresholds)
     model_stats, report = shard_reward_model(log, None, strict, reward_model.folds, seed)
-    check_pass1(log, model_stats, report)
-    ctx, logged = plan_context(model_stats, targets, estimators, reward_model, n_bootstrap, seed,
+    pooled = check_pass1(log, model_stats, report)
+    ctx, logged = plan_context(pooled, targets, estimators, reward_model, n_bootstrap, seed,
                                bootstrap_method, thresholds)
     stats = shard_estimates(log, None, ctx, strict, logged)
+    assert stats is not None, "pass 1 found records with a plan, so pass 2 reads at least one batch"
     return finalize(stats, ctx, report, alpha)

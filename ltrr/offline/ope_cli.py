@@ -105,9 +105,10 @@ def format_table(result: dict) -> str:
 @click.option("--strict", is_flag=True, help="Stop at the first bad record instead of skipping it.")
 @click.option("--out", "out_dir", default="ope-report", show_default=True, type=click.Path(file_okay=False),
               help="Directory for ope.json, report.html and estimates.png (written whole or not at all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (ope.json) instead of tables.")
 def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_models, estimators,
         reward_model, folds, reward_params, estimated_rewards, n_bootstrap, bootstrap_method, alpha, seed,
-        shards, scheduler, min_ess_fraction, weight_clip, truth, strict, out_dir) -> None:
+        shards, scheduler, min_ess_fraction, weight_clip, truth, strict, out_dir, as_json) -> None:
     """Estimate target policies' values from a log of another policy (IPS, SNIPS, DM, DR, SNDR,
     switch-DR, factored IPS), with bootstrap intervals and weight diagnostics."""
     from ltrr.offline.diagnostics import Thresholds
@@ -145,6 +146,11 @@ def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_mod
         write_json(tmp / "ope.json", result)
         ope_report(tmp, result, truths)
     log = result["log"]
+    if log["problems"]:
+        click.echo("log problems: " + json.dumps(log["problems"]), err=True)
+    if as_json:
+        click.echo((out / "ope.json").read_text(encoding="utf-8"))
+        return
     boot = result["bootstrap"]
     click.echo(f"{result['rounds']} rounds evaluated ({log['skipped']} records skipped; format "
                f"{log.get('format', 'ltrr')}); logged policy's average reward {result['logged_value']:.4f}; "
@@ -153,6 +159,4 @@ def ope(log_path, log_format, map_entries, mapping_file, policies, dists, vw_mod
                + (f" cross-fitted over {result['reward_model']['folds']} folds"
                   if result["reward_model"].get("cross_fitted") else ""))
     click.echo(format_table(result))
-    if log["problems"]:
-        click.echo("log problems: " + json.dumps(log["problems"]), err=True)
-    click.echo(json.dumps({"json": str(out / "ope.json"), "report": str(out / "report.html")}))
+    click.echo(f"wrote {out / 'ope.json'} and {out / 'report.html'}")

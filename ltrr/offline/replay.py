@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -89,11 +89,13 @@ class ReplayMetrics:
             self.cum_bandit += 1
             w["bandit"] += 1
             wt = float(step.ips_weight or 0.0)
-            w["logged"] += step.logged_reward
-            w["ips"] += wt * step.logged_reward
+            logged = step.logged_reward
+            assert logged is not None, "the learner logs a reward with every bandit-feedback step"
+            w["logged"] += logged
+            w["ips"] += wt * logged
             w["w"] += wt
-            self.cum_logged += step.logged_reward
-            self.cum_ips += wt * step.logged_reward
+            self.cum_logged += logged
+            self.cum_ips += wt * logged
             self.cum_w += wt
         else:
             self.cum_full += 1
@@ -172,7 +174,7 @@ def _records_with_progress(it: Iterator[LogRecord], reader: LogReader, enabled: 
         return
     from tqdm import tqdm
 
-    with tqdm(desc="replay", unit=" events", initial=initial, smoothing=0.05) as bar:
+    with tqdm(desc="replay", unit=" events", initial=initial, smoothing=0.05, delay=2.0) as bar:
         last = initial
         for rec in it:
             yield rec
@@ -205,8 +207,8 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
         restore_loop_state(engine, state["engine"])
         start = Position(int(state["records"]), int(state["byte"]))
         reader.report = _report_from(state["report"])
-        with metrics_path.open("r+b") as fh:
-            fh.truncate(int(state["metrics_bytes"]))
+        with metrics_path.open("r+b") as raw:
+            raw.truncate(int(state["metrics_bytes"]))
     else:
         if (out / "events.sqlite").exists():
             for suffix in ("", "-wal", "-shm"):
@@ -261,7 +263,7 @@ def replay(config: EngineConfig, log: str | os.PathLike, out: str | os.PathLike,
     return ReplayResult(out, reader.position.records, seconds, resumed_from, reader.report, summary)
 
 
-def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh, ckpt: Path,
+def _checkpoint(engine: Engine, reader: LogReader, metrics: ReplayMetrics, fh: TextIO, ckpt: Path,
                 log: str | os.PathLike) -> None:
     fh.flush()
     os.fsync(fh.fileno())

@@ -16,101 +16,195 @@ from typing import Any
 
 import numpy as np
 
+from ltrr.reporting import html_page, html_table, pyplot
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_pyplot = pyplot
+_table = html_table
+_page = html_page
 
 
-def _table(rows: list[list[Any]], head: list[str]) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape(str(v))
-
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for r in rows:
-        out.append("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>")
-    return "\n".join(out) + "</table>"
+def _constant(values: np.ndarray) -> bool:
+    """True when a series holds one value (NaNs aside): a panel of it would be a flat line."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size == 0 or bool(np.allclose(v, v[0], rtol=0, atol=1e-12))
 
 
-_STYLE = ("<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-          "img{max-width:100%}.note{color:#555}</style>")
+def _small_multiples(plt, panels: list[tuple[str, np.ndarray, np.ndarray, str]], xlabel: str,
+                     ncols: int = 3, sharey: bool = False, ylim: tuple[float, float] | None = None):
+    """One line per panel (``(title, x, y, ylabel)``), panels in rows of ``ncols``."""
+    n = len(panels)
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, 2.9 * rows), squeeze=False, sharex=True,
+                             sharey=sharey)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        title, x, y, ylabel = panels[k]
+        ax.plot(x, y, color="C0", lw=1.6, marker="." if len(x) <= 40 else None)
+        ax.set_title(title, fontsize=9.5)
+        if k % cols == 0 or not sharey:
+            ax.set_ylabel(ylabel, fontsize=9)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return fig
 
 
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"{_STYLE}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+def _drop_empty_columns(rows: list[list[Any]], head: list[str]) -> tuple[list[list[Any]], list[str]]:
+    """The table without the columns that are NaN on every row (e.g. bandit-feedback numbers of a
+    log without propensities)."""
+    keep = [j for j in range(len(head))
+            if not all(isinstance(r[j], float) and np.isnan(r[j]) for r in rows)] if rows else list(range(len(head)))
+    return [[r[j] for j in keep] for r in rows], [head[j] for j in keep]
 
 
 def replay_report(out: str | os.PathLike) -> Path:
-    """Write ``out/report.html`` with ``cumulative.png`` and ``strategy_share.png``."""
+    """Write ``out/report.html`` with ``cumulative.png`` and ``strategy_share.png``.
+
+    Small multiples, one line per panel: the chosen plan's reward per window and its cumulative
+    regret against the best plan per record and against the best fixed plan (one panel when the
+    two are the same); each strategy's share of queries per query type, leaving out strategies
+    whose share never changes (named in a note instead of drawn as flat lines).
+    """
     out = Path(out)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
     summary = json.loads((out / "summary.json").read_text())
     plt = _pyplot()
+    notes: list[str] = []
     x = np.array([m["records"] for m in lines], dtype=float)
-    reward = np.array([m["full_information"]["cumulative_reward"] for m in lines])
-    regret = np.array([m["full_information"]["cumulative_regret"] for m in lines])
-    regret_fixed = np.array([m["full_information"].get("cumulative_regret_vs_best_fixed_plan", np.nan)
-                             for m in lines])
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    ax[0].plot(x, reward, label="chosen plan")
-    ax[0].plot(x, reward + regret, label="best plan per record (oracle)", linestyle="--")
-    ax[0].plot(x, reward + regret_fixed, label="best fixed plan so far", linestyle=":")
-    ax[0].set(title="Cumulative reward (full-information)", xlabel="records", ylabel="reward")
-    ax[0].legend()
-    ax[1].plot(x, regret, color="C3", label="vs best plan per record")
-    ax[1].plot(x, regret_fixed, color="C4", label="vs best fixed plan")
-    ax[1].set(title="Cumulative regret (full-information)", xlabel="records", ylabel="regret")
-    ax[1].legend()
-    fig.tight_layout()
-    fig.savefig(out / "cumulative.png", dpi=90)
-    plt.close(fig)
+    fi = [m["full_information"] for m in lines]
+    chosen = np.array([f["chosen_plan_reward"] for f in fi], dtype=float)
+    best = np.array([f["best_plan_in_hindsight_reward"] for f in fi], dtype=float)
+    regret = np.array([f["cumulative_regret"] for f in fi], dtype=float)
+    regret_fixed = np.array([f.get("cumulative_regret_vs_best_fixed_plan", np.nan) for f in fi], dtype=float)
+    panels = [("reward of the chosen plan (window mean)", x, chosen, "reward per record"),
+              ("best plan per record minus chosen (window mean)", x, best - chosen, "reward per record")]
+    if np.allclose(regret, regret_fixed, equal_nan=False):
+        panels.append(("cumulative regret vs the best plan per record\n(= vs the best fixed plan)", x, regret,
+                       "regret"))
+    else:
+        panels += [("cumulative regret vs the best plan per record", x, regret, "regret"),
+                   ("cumulative regret vs the best fixed plan", x, regret_fixed, "regret")]
+    kept = []
+    for p in panels:
+        if _constant(p[2]):
+            notes.append(f"{p[0].splitlines()[0]}: {np.nanmax(p[2]):.4g} throughout (not drawn)")
+        else:
+            kept.append(p)
+    if kept:
+        fig = _small_multiples(plt, kept, "records", ncols=len(kept) if len(kept) <= 4 else 3)
+        fig.savefig(out / "cumulative.png", dpi=90)
+        plt.close(fig)
 
     strategies = sorted({s for m in lines for qt in m["strategy_share"].values() for s in qt})
     qtypes = sorted({qt for m in lines for qt in m["strategy_share"]})
-    fig, axes = plt.subplots(1, max(len(strategies), 1), figsize=(5.5 * max(len(strategies), 1), 4),
-                             squeeze=False)
-    for j, s in enumerate(strategies):
-        a = axes[0, j]
+    share = {(s, qt): np.array([m["strategy_share"].get(qt, {}).get(s, np.nan) for m in lines], dtype=float)
+             for s in strategies for qt in qtypes}
+    varying = []
+    for s in strategies:
+        if all(_constant(share[s, qt]) for qt in qtypes) and _constant(np.concatenate([share[s, qt] for qt in qtypes])):
+            v = np.concatenate([share[s, qt] for qt in qtypes])
+            v = v[np.isfinite(v)]
+            notes.append(f"{s}: share {v[0] if v.size else float('nan'):.3g} on every query type and window (not drawn)")
+        else:
+            varying.append(s)
+    share_panels = [(f"{s} · {qt}" if len(varying) > 1 else qt, x, share[s, qt], f"share using {s}")
+                    for s in varying for qt in qtypes if not _constant(share[s, qt])]
+    for s in varying:
         for qt in qtypes:
-            ys = [m["strategy_share"].get(qt, {}).get(s, np.nan) for m in lines]
-            a.plot(x, ys, marker=".", label=qt)
-        a.set(title=f"share of queries using {s}", xlabel="records", ylabel="share", ylim=(-0.05, 1.05))
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "strategy_share.png", dpi=90)
-    plt.close(fig)
+            if _constant(share[s, qt]) and np.isfinite(share[s, qt]).any():
+                notes.append(f"{s} on {qt} queries: share {np.nanmax(share[s, qt]):.3g} throughout (not drawn)")
+    if share_panels:
+        fig = _small_multiples(plt, share_panels, "records", ncols=3, sharey=True, ylim=(-0.03, 1.03))
+        fig.savefig(out / "strategy_share.png", dpi=90)
+        plt.close(fig)
 
     rows = []
     for m in lines:
-        fi = m["full_information"]
+        f = m["full_information"]
         bf = m.get("bandit_feedback", {})
-        rows.append([m["records"], m["policy_learning"], fi["chosen_plan_reward"],
-                     fi["best_plan_in_hindsight_reward"], fi["clicked_recall_of_chosen_plan"] or float("nan"),
+        rows.append([m["records"], m["policy_learning"], f["chosen_plan_reward"],
+                     f["best_plan_in_hindsight_reward"], f["clicked_recall_of_chosen_plan"] or float("nan"),
                      bf.get("logged_reward", float("nan")), bf.get("ips_value_of_replayed_policy", float("nan"))])
     log = summary["log"]
     problems = "".join(f"<li>{html.escape(k)}: {v} (e.g. {html.escape(log['examples'][k][0])})</li>"
                        for k, v in log["problems"].items())
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    share_title = (f"Share of queries using {varying[0]}, per query type" if len(varying) == 1
+                   else "Strategy share per query type")
     body = (f"<p>{summary['records']} records ({log['valid']} usable, {log['skipped']} skipped); "
             f"{summary['full_information_records']} taught the policy with full information, "
             f"{summary['bandit_feedback_records']} with bandit feedback; {summary['records_per_s']:.0f} "
-            f"records/s.</p><p class='note'>{html.escape(summary['notes'])}</p>"
+            f"records/s. Windows of {lines[0]['window_records'] if lines else 0} records.</p>"
+            f"<p class='note'>{html.escape(summary['notes'])}</p>"
             + (f"<h2>Log problems</h2><ul>{problems}</ul>" if problems else "")
-            + "<h2>Reward and regret</h2><img src='cumulative.png'>"
-            "<h2>Strategy share per query type</h2><img src='strategy_share.png'>"
-            "<h2>Per window</h2>"
-            + _table(rows, ["records", "policy learning", "chosen reward (FI)", "best in hindsight (FI)",
-                            "clicked recall (FI)", "logged reward (BF)", "IPS value (BF)"]))
+            + ("<h2>Reward and regret (full-information)</h2><img src='cumulative.png'>" if kept else "")
+            + (f"<h2>{html.escape(share_title)}</h2><img src='strategy_share.png'>" if share_panels else "")
+            + (f"<h2>Not drawn (constant)</h2><ul class='note'>{note_html}</ul>" if notes else "")
+            + "<h2>Per window</h2>"
+            + _table(*_drop_empty_columns(rows, ["records", "policy learning", "chosen reward (FI)",
+                                                 "best in hindsight (FI)", "clicked recall (FI)",
+                                                 "logged reward (BF)", "IPS value (BF)"])))
     path = out / "report.html"
     path.write_text(_page("ltrr replay", body), encoding="utf-8")
     return path
+
+
+def _estimates_figure(plt, result: Mapping[str, Any], truth: Mapping[str, float], ok) -> Any:
+    """Forest plots, one panel per target policy (small multiples sharing the value axis):
+    estimators down the side, each estimate a point with its interval; the logged policy's value
+    (dashed) and the policy's ground truth (solid, when known) as vertical lines; the legend
+    below the panels, never over the data. None when no estimate can be drawn."""
+    policies = [p for p in result["policies"]
+                if any(ok(e) for e in result["policies"][p]["estimates"].values())]
+    if not policies:
+        return None
+    estimators = sorted({e for p in policies for e, v in result["policies"][p]["estimates"].items() if ok(v)})
+    cols = min(len(policies), 3)
+    rows = -(-len(policies) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.32 * len(estimators) * rows + 1.6 * rows),
+                             squeeze=False, sharex=True, sharey=True)
+    logged = result.get("logged_value")
+    level = int(round(100 * (1 - result.get("alpha", 0.05))))
+    for k, ax in enumerate(axes.flat):
+        if k >= len(policies):
+            ax.set_visible(False)
+            continue
+        p = policies[k]
+        for i, est in enumerate(estimators):
+            e = result["policies"][p]["estimates"].get(est)
+            if not ok(e):
+                continue
+            v = e["value"]
+            lo = e.get("ci_low") if e.get("ci_low") is not None else v
+            hi = e.get("ci_high") if e.get("ci_high") is not None else v
+            ax.plot([lo, hi], [i, i], color="C0", lw=2.2, solid_capstyle="butt")
+            ax.plot([v], [i], "o", color="C0", ms=5)
+        if logged is not None:
+            ax.axvline(logged, color="0.35", ls="--", lw=1)
+        if p in truth:
+            ax.axvline(truth[p], color="k", ls="-", lw=1.6)
+        ax.set_title(p, fontsize=10)
+        ax.set_yticks(range(len(estimators)), estimators)
+        ax.set_ylim(len(estimators) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"estimated value ({level}% bootstrap interval)")
+    handles = [plt.Line2D([], [], color="C0", marker="o", lw=2.2, label=f"estimate and {level}% interval")]
+    if logged is not None:
+        handles.append(plt.Line2D([], [], color="0.35", ls="--", lw=1, label="logged policy's average reward"))
+    if any(p in truth for p in policies):
+        handles.append(plt.Line2D([], [], color="k", lw=1.6, label="ground truth (on-policy)"))
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+               frameon=False, fontsize=8.5)
+    return fig
 
 
 def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
@@ -132,35 +226,10 @@ def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
     def ok(e):
         return e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(policies) * max(len(estimators), 1) / 3), 4.5))
-    width = 0.8 / max(len(estimators), 1)
-    for j, est in enumerate(estimators):
-        xs, ys, lo, hi = [], [], [], []
-        for i, p in enumerate(policies):
-            e = result["policies"][p]["estimates"].get(est)
-            if not ok(e):
-                continue
-            v = e["value"]
-            xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(v)
-            lo.append(max(v - (e.get("ci_low") if e.get("ci_low") is not None else v), 0.0))
-            hi.append(max((e.get("ci_high") if e.get("ci_high") is not None else v) - v, 0.0))
-        if xs:
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=est)
-    logged = result.get("logged_value")
-    if logged is not None:
-        ax.axhline(logged, color="0.4", linestyle="--", linewidth=1, label="logged policy's value")
-    for i, p in enumerate(policies):
-        if p in truth:
-            ax.hlines(truth[p], i - 0.45, i + 0.45, colors="k", linewidth=2,
-                      label="ground truth" if not any(q in truth for q in policies[:i]) else None)
-    level = int(round(100 * (1 - result.get("alpha", 0.05))))
-    ax.set_xticks(range(len(policies)), policies, rotation=15)
-    ax.set(ylabel="estimated value", title=f"Off-policy estimates ({level}% bootstrap intervals)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "estimates.png", dpi=90)
-    plt.close(fig)
+    fig = _estimates_figure(plt, result, truth, ok)
+    if fig is not None:
+        fig.savefig(out / "estimates.png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
     nan = float("nan")
     rows = []
     for p in policies:
@@ -195,8 +264,10 @@ def ope_report(out: str | os.PathLike, result: Mapping[str, Any],
             "each estimate reweights logged rewards by the target's probability of the logged action over "
             "the logger's.</p>"
             + (f"<h2>Warnings</h2><ul>{''.join(warn_items)}</ul>" if warn_items else "")
-            + "<img src='estimates.png'>"
-            + _table(rows, ["policy", "estimator", "value", "CI low", "CI high", "ground truth", "status"])
+            + ("<img src='estimates.png'>" if fig is not None else
+               "<p>No estimate can be drawn: every one is unavailable or not identifiable (see the table).</p>")
+            + _table(*_drop_empty_columns(rows, ["policy", "estimator", "value", "CI low", "CI high",
+                                                 "ground truth", "status"]))
             + "<h2>Importance-weight diagnostics</h2>"
             + _table(diag_rows, ["policy", "ESS", "ESS / rounds", "max weight", "mean weight",
                                  "rounds above clip", "target mass never logged", "deterministic logger"]))

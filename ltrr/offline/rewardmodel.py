@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -84,8 +84,9 @@ def parse_params(entries: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def base_model(kind: str, seed: int, params: Mapping[str, Any], binary: bool):
-    """A fresh scikit-learn-compatible estimator."""
+def base_model(kind: str, seed: int, params: Mapping[str, Any], binary: bool) -> Any:
+    """A fresh scikit-learn-compatible estimator (``Any``: scikit-learn and LightGBM ship no
+    type information)."""
     p = {**DEFAULT_PARAMS[kind], **params}
     if kind == "ridge":
         from sklearn.linear_model import Ridge
@@ -105,7 +106,14 @@ def _features(log: ActionLog, rows: np.ndarray, action: np.ndarray, ac: np.ndarr
     return np.concatenate([log.context[rows], ac[action]], axis=1)
 
 
-def _predict(model, X: np.ndarray) -> np.ndarray:
+class Predictor(Protocol):
+    """A fitted model: scikit-learn and LightGBM estimators (classifiers also have
+    ``predict_proba``, whose positive-class column is used) and :class:`_Constant`."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def _predict(model: Predictor, X: np.ndarray) -> np.ndarray:
     if hasattr(model, "predict_proba"):
         return model.predict_proba(X)[:, 1]
     return model.predict(X)

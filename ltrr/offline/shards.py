@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,8 +37,14 @@ from ltrr.offline.ope import (
 from ltrr.offline.outcomes import record_outcomes
 from ltrr.offline.targets import TargetSpec
 
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
-#: loggers that a local cluster would otherwise fill with INFO lines on every start and stop
+    from ltrr.engine import Engine
+    from ltrr.offline.diagnostics import Thresholds
+    from ltrr.offline.rewardmodel import RewardModelSpec
+
+
 def shard_row_groups(path: str, shards: int) -> list[list[int]]:
     """Contiguous, balanced lists of row groups (at most ``shards`` of them)."""
     n = LogReader(path).n_row_groups()
@@ -50,7 +56,8 @@ def shard_row_groups(path: str, shards: int) -> list[list[int]]:
 
 def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Sequence[str],
                      n_bootstrap: int, seed: int, alpha: float, strict: bool, shards: int,
-                     client: Any = None, reward_model, bootstrap_method: str, thresholds) -> dict[str, Any]:
+                     client: Client | None = None, reward_model: RewardModelSpec, bootstrap_method: str,
+                     thresholds: Thresholds) -> dict[str, Any]:
     """:func:`ltrr.offline.ope.evaluate` with both passes mapped over shards on Dask."""
     from ltrr.offline.logs import log_format
 
@@ -59,7 +66,7 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
                         "to Parquet first (ltrr log convert)")
     groups = shard_row_groups(log, shards)
     own = client is None
-    if own:
+    if client is None:
         client = local_client(min(shards, 2))
     try:
         k = len(groups)
@@ -72,16 +79,17 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
             report = rep if report is None else report.merge(rep)
         if report is None:
             report = LogReader(log).report
-        check_pass1(log, model_stats, report)
-        ctx, logged = plan_context(model_stats, targets, estimators, reward_model, n_bootstrap, seed,
+        pooled = check_pass1(log, model_stats, report)
+        ctx, logged = plan_context(pooled, targets, estimators, reward_model, n_bootstrap, seed,
                                    bootstrap_method, thresholds)
-        futures = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
-                             pure=False)
-        stats = None
-        for part in client.gather(futures):
+        parts = client.map(shard_estimates, [log] * k, groups, [ctx] * k, [strict] * k, [logged] * k,
+                           pure=False)
+        sums = None
+        for part in client.gather(parts):
             if part is not None:
-                stats = merge_estimates(stats, part)
-        result = finalize(stats, ctx, report, alpha)
+                sums = merge_estimates(sums, part)
+        assert sums is not None, "pass 1 found records with a plan, so pass 2 reads at least one batch"
+        result = finalize(sums, ctx, report, alpha)
         result["shards"] = k
         return result
     finally:
@@ -93,10 +101,10 @@ def sharded_evaluate(log: str, targets: Sequence[TargetSpec], *, estimators: Seq
 # full-information statistics: every menu plan's outcome on every logged search
 
 
-_ENGINES: dict[str, Any] = {}
+_ENGINES: dict[str, Engine] = {}
 
 
-def _engine(engine_dir: str):
+def _engine(engine_dir: str) -> Engine:
     from ltrr.engine import Engine
 
     if engine_dir not in _ENGINES:
@@ -135,7 +143,7 @@ def merge_plan_statistics(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[s
             "best": a["best"] + b["best"], "report": a["report"].merge(b["report"])}
 
 
-def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any = None,
+def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Client | None = None,
                     strict: bool = False) -> dict[str, Any]:
     """Every menu plan's mean full-information reward and recall over a log, the best fixed plan
     in hindsight and the per-record oracle; shard-parallel on Dask when ``shards > 1``."""
@@ -143,7 +151,7 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
     if shards > 1:
         groups = shard_row_groups(log, shards)
         own = client is None
-        if own:
+        if client is None:
             client = local_client(min(shards, 2))
         try:
             futures = client.map(plan_statistics_partial, [engine_dir] * len(groups), [log] * len(groups),
@@ -154,6 +162,8 @@ def plan_statistics(engine_dir: str, log: str, *, shards: int = 1, client: Any =
         finally:
             if own:
                 close_client(client)
+        if stats is None:  # no row groups to map over
+            raise DataError(f"{log}: the log is empty (no records); nothing to replay or evaluate")
     else:
         stats = plan_statistics_partial(engine_dir, log, None, strict)
     stats["report"].check_nonempty()

@@ -15,6 +15,7 @@ probabilities of its actions are the target's distribution.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,11 @@ class TargetSpec:
     kind: str = "policy"
 
 
-def parse_targets(policies=(), dists=(), vw_models=()) -> list[TargetSpec]:
+def parse_targets(policies: Sequence[str | os.PathLike] = (), dists: Sequence[str | os.PathLike] = (),
+                  vw_models: Sequence[str | os.PathLike] = ()) -> list[TargetSpec]:
     """Specs from ``[NAME=]PATH`` options, with names from the file names made unique."""
-    out, seen = [], set()
+    out: list[TargetSpec] = []
+    seen: set[str] = set()
     for kind, items in (("policy", policies), ("dist", dists), ("vw", vw_models)):
         for item in items:
             name, sep, src = str(item).partition("=")

@@ -36,12 +36,14 @@ from ltrr.offline.estimators import (
 ESTIMATOR_NAMES = ("ips", "snips", "dm", "dr", "sndr", "switch-dr", "factored-ips")
 BOOTSTRAP_METHODS = ("poisson", "obp")
 MODEL_BASED = frozenset({"dm", "dr", "sndr", "switch-dr"})
+#: every estimator of the table: the OBP-style ones and the factored (per-strategy) IPS
+Estimator = OffPolicyEstimator | FactoredIPS
 
 
-def make_estimators(names: Sequence[str]) -> list[OffPolicyEstimator | FactoredIPS]:
-    table = {"ips": IPS(), "snips": SNIPS(), "dm": DM(), "dr": DR(), "sndr": SNDR(),
+def make_estimators(names: Sequence[str]) -> list[Estimator]:
+    table: dict[str, Estimator] = {"ips": IPS(), "snips": SNIPS(), "dm": DM(), "dr": DR(), "sndr": SNDR(),
              "switch-dr": SwitchDR(), "factored-ips": FactoredIPS(), "factored-snips": FactoredIPS(True)}
-    out: list[OffPolicyEstimator | FactoredIPS] = []
+    out: list[Estimator] = []
     for name in names:
         if name not in table:
             raise ConfigError(f"Unknown estimator {name!r}; known: {', '.join(table)}")
@@ -62,18 +64,21 @@ def columns(est: OffPolicyEstimator, t: RoundTerms) -> dict[str, np.ndarray]:
     if isinstance(est, IPS):
         return {"n": one, "sum_wr": est.round_rewards(t)}
     if isinstance(est, SNIPS):
-        return {"n": one, "sum_wr": t.reward * t.weight, "sum_w": t.weight}
+        r, w = t.require(est.label, "reward", "weight")
+        return {"n": one, "sum_wr": r * w, "sum_w": w}
     if isinstance(est, DM):
-        return {"n": one, "sum_q": t.q_target}
+        (q_target,) = t.require(est.label, "q_target")
+        return {"n": one, "sum_q": q_target}
     if isinstance(est, DR | SwitchDR):
-        return {"n": one, "sum_q": t.q_target, "sum_wres": est._correction(t)}
+        (q_target,) = t.require(est.label, "q_target")
+        return {"n": one, "sum_q": q_target, "sum_wres": est._correction(t)}
     if isinstance(est, SNDR):
-        return {"n": one, "sum_q": t.q_target, "sum_wres": t.weight * (t.reward - t.q_factual),
-                "sum_w": t.weight}
+        r, w, q_factual, q_target = t.require(est.label, "reward", "weight", "q_factual", "q_target")
+        return {"n": one, "sum_q": q_target, "sum_wres": w * (r - q_factual), "sum_w": w}
     raise ConfigError(f"no column form for estimator {est.label!r}")
 
 
-def shared_key(est, key: str) -> str:
+def shared_key(est: Estimator, key: str) -> str:
     """A name for the quantity behind column ``key`` of ``est``, equal across estimators that
     hold the same per-round quantity (so the bootstrap weighs each distinct column once)."""
     if key == "n":
@@ -93,7 +98,7 @@ def shared_key(est, key: str) -> str:
     return f"{est.label}/{key}"
 
 
-def safe_value(est, keys: Sequence[str], sums: np.ndarray) -> float:
+def safe_value(est: Estimator, keys: Sequence[str], sums: np.ndarray) -> float:
     """An estimate from column sums; NaN when it has no weight (e.g. a bootstrap replicate)."""
     try:
         return est.value(dict(zip(keys, np.asarray(sums).tolist(), strict=True)))
@@ -101,7 +106,7 @@ def safe_value(est, keys: Sequence[str], sums: np.ndarray) -> float:
         return float("nan")
 
 
-def entry_from_sums(est, keys: Sequence[str], sums: np.ndarray, boot: np.ndarray | None,
+def entry_from_sums(est: Estimator, keys: Sequence[str], sums: np.ndarray, boot: np.ndarray | None,
                     alpha: float) -> dict[str, Any]:
     """``{"value", "ci_low", "ci_high", "status"}`` from merged column sums (Poisson replicates)."""
     try:

@@ -41,8 +41,10 @@ def _schema_from_log(events, pairs, log_path):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Ranker directory to write.")
 @click.option("--debias", type=click.Choice(["none", "position", "ipw"]), default=None,
               help="Position-bias correction (default: the engine's ranker params, else 'position').")
-@click.option("--n-estimators", type=int, default=None, help="Boosting rounds (upper bound with early stopping).")
-@click.option("--window", default=20000, show_default=True, help="Most recent events with clicks to train on.")
+@click.option("--n-estimators", type=click.IntRange(min=1), default=None,
+              help="Boosting rounds (upper bound with early stopping).")
+@click.option("--window", default=20000, show_default=True, type=click.IntRange(min=1),
+              help="Most recent events with clicks to train on.")
 @click.option("--seed", type=int, default=None, help="Seed of LightGBM and of the held-out query split.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar over boosting rounds.")
 def train_ranker(log_path, engine_dir, schema_path, out, debias, n_estimators, window, seed, progress):
@@ -93,8 +95,8 @@ def train_ranker(log_path, engine_dir, schema_path, out, debias, n_estimators, w
 @click.argument("query")
 @click.option("--engine", "engine_dir", required=True, type=click.Path(file_okay=False),
               help="Saved engine directory.")
-@click.option("--k", default=10, show_default=True, help="Results to explain.")
-@click.option("--top", default=None, type=int, help="Keep the N largest contributions per result.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Results to explain.")
+@click.option("--top", default=None, type=click.IntRange(min=1), help="Keep the N largest contributions per result.")
 def explain(query, engine_dir, k, top):
     """Search QUERY and explain each result: provenance and per-feature contributions."""
     from ltrr.engine import Engine

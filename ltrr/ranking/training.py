@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +114,14 @@ def count_unexpected_nan(X: np.ndarray, schema: FeatureSchema) -> dict[str, int]
     return {schema.names[c]: int(k) for c, k in zip(cols, counts, strict=True) if k}
 
 
-def _progress_callback(total: int, desc: str):
+def _progress_callback(total: int, desc: str) -> tuple[Callable[[Any], None], Any]:
+    """A LightGBM callback that advances a tqdm bar by one tree per call, and the bar (typed
+    ``Any``: neither library ships type information)."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="tree", leave=False)
 
-    def callback(env) -> None:
+    def callback(env: Any) -> None:
         bar.update(1)
         if env.evaluation_result_list:
             _, metric, value, _ = env.evaluation_result_list[0][:4]
@@ -186,7 +188,7 @@ def fit_from_clicks(ranker: LambdaMARTRanker, data: ClickTrainingSet, *, progres
     }
     if exam is not None:
         report["examination"] = [round(float(v), 4) for v in exam]
-    if valid_arg is not None and ranker.booster_ is not None:
+    if valid is not None and valid_arg is not None and ranker.booster_ is not None:
         best = ranker.booster_.best_score.get("valid", {})
         report["valid_ndcg@10"] = float(best.get("ndcg@10", float("nan")))
         model = mean_ndcg_of_groups(ranker.score(valid.X), valid.y, valid.groups)

@@ -52,11 +52,17 @@ class Counter(_Family):
 
     def __init__(self, name: str, help_: str, labels: Sequence[str] = ()):
         super().__init__(name, help_, labels)
-        self._values: dict[tuple[str, ...], float] = {}
+        # a counter without labels is exported at 0 before its first increment
+        self._values: dict[tuple[str, ...], float] = {} if self.label_names else {(): 0.0}
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
         with self._lock:
             self._values[labels] = self._values.get(labels, 0.0) + amount
+
+    def declare(self, *labels: str) -> None:
+        """Export ``labels`` at 0 until first incremented (a known series is visible at zero)."""
+        with self._lock:
+            self._values.setdefault(labels, 0.0)
 
     def value(self, *labels: str) -> float:
         with self._lock:
@@ -92,7 +98,9 @@ class Histogram(_Family):
     def __init__(self, name: str, help_: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS):
         super().__init__(name, help_, labels)
         self.buckets = tuple(sorted(buckets))
-        self._data: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts, then sum, count
+        # per-bucket counts, then sum, count; exported at 0 without labels, as counters are
+        self._data: dict[tuple[str, ...], list[float]] = {} if self.label_names else {
+            (): [0.0] * (len(self.buckets) + 2)}
 
     def observe(self, value: float, *labels: str) -> None:
         with self._lock:
@@ -153,7 +161,10 @@ class ServeMetrics:
         self.journal_applied = Counter("ltrr_journal_entries_applied_total",
                                        "Feedback journal entries this process learned from.")
         self.apply_errors = Counter("ltrr_journal_apply_errors_total",
-                                    "Journal entries that failed to apply (logged and skipped).")
+                                    "Failed attempts to apply a journal entry (retried, then refused).")
+        self.journal_refused = Counter("ltrr_journal_refused_total",
+                                       "Journal entries refused with a reason (not learned from; see /admin/status).")
+        self.pruned = Counter("ltrr_events_pruned_total", "Decisions deleted by the event log's retention.")
         self.ranker_retrains = Counter("ltrr_ranker_retrains_total", "Online ranker retrainings.")
         self.snapshots = Counter("ltrr_snapshots_total", "State snapshots written.")
         self.reloads = Counter("ltrr_engine_reloads_total", "Engines swapped in (admin reload or following the learner).")
@@ -167,6 +178,7 @@ class ServeMetrics:
         lines: list[str] = []
         for fam in (self.requests, self.latency, self.stages, self.plans, self.strategies, self.feedback,
                     self.feedback_lag, self.policy_updates, self.journal_applied, self.apply_errors,
-                    self.ranker_retrains, self.snapshots, self.reloads, *self.gauges):
+                    self.journal_refused, self.pruned, self.ranker_retrains, self.snapshots, self.reloads,
+                    *self.gauges):
             lines += fam.render(extra)
         return "\n".join(lines) + "\n"

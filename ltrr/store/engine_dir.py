@@ -20,14 +20,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ltrr.builder import context_featurizer, policy_class, ranker_class, strategy_class
+from ltrr import __version__
+from ltrr.builder import components, context_featurizer, policy_class, ranker_class, strategy_class
 from ltrr.catalog import Catalog
 from ltrr.config import parse_config
 from ltrr.context import ContextFeaturizer
 from ltrr.contracts.strategy import LearnsFromFeedback
 from ltrr.errors import PersistenceError
 from ltrr.features import FeatureBuilder
-from ltrr.store.events import EventLog
+from ltrr.registry import check_plugin_records, plugin_records
+from ltrr.store.log_contract import open_event_log
 from ltrr.store.persist import (
     Verify,
     atomic_directory,
@@ -64,7 +66,9 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
             config = engine.config.model_dump(mode="json")
             config["catalog"]["path"] = "catalog"
             config["store"]["events_path"] = ""
+            config["store"]["dsn"] = ""  # a connection string may hold a password
             write_manifest(tmp, "engine", ENGINE_FORMAT_VERSION, {}, config=config,
+                           ltrr_version=__version__, plugins=plugin_records(components(engine.config)),
                            feature_schema=engine.features.schema.to_dict(),
                            context_features=list(engine.context.names),
                            strategy_success=engine.success.to_dict(),
@@ -73,15 +77,19 @@ def save_engine(engine: Engine, directory: str | os.PathLike) -> None:
 
 
 def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str | None = None,
-                verify: Verify = "quick") -> E:
+                verify: Verify = "quick", store: dict[str, Any] | None = None) -> E:
     """Load an engine directory; every file is checked against its manifest record (``verify``:
-    ``"quick"`` sizes and fingerprints, ``"full"`` every SHA-256 too, ``"none"``)."""
+    ``"quick"`` sizes and fingerprints, ``"full"`` every SHA-256 too, ``"none"``). ``store``
+    overrides keys of the saved ``[store]`` section (e.g. the backend and DSN of a replica)."""
     directory = Path(directory)
     manifest = read_engine_manifest(directory)
+    check_plugin_records(manifest.get("plugins", []), f"{directory}/manifest.json")
     check_files(directory, manifest.get("files", manifest.get("checksums", {})), verify)
     config = parse_config(manifest["config"], f"{directory}/manifest.json", directory)
-    if events_path is not None:
-        config = config.model_copy(update={"store": config.store.model_copy(update={"events_path": events_path})})
+    overrides = {**(store or {}), **({"events_path": events_path} if events_path is not None else {})}
+    if overrides:
+        config = config.model_copy(update={"store": config.store.model_validate(
+            {**config.store.model_dump(), **overrides})})
     if Path(config.catalog.path).is_dir():
         catalog = Catalog.load(config.catalog.path, verify="none")  # its files were just checked
     else:  # format 1 engines hold a copy of the JSONL
@@ -91,18 +99,24 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     policy = policy_class(config.policy.type).load(directory / "policy")
     features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
     ranker = ranker_class(config.ranker.type).load(directory / "ranker", expected_schema=features.schema)
-    events = EventLog(config.store.events_path, config.store.synchronous)
+    events = open_event_log(config.store)
     names = manifest.get("context_features")
     context = ContextFeaturizer(names) if names is not None else context_featurizer(config)
     engine = cls(config, catalog, strategies, policy, ranker, features, context, events)
     set_native_threads(config.threads.search)  # searches run on the configured pool size
+    _restore_loop_records(engine, manifest)
+    return engine
+
+
+def _restore_loop_records(engine: Engine, manifest: dict[str, Any]) -> None:
+    """What the loop accumulates beside the models (success rates, the incumbent's evidence and
+    switches, the latency histograms), from an engine or state manifest."""
     if "strategy_success" in manifest:
         engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
     if "incumbent" in manifest:
         engine.incumbent.restore(manifest["incumbent"])
     if "latency" in manifest:
         engine.latency.restore(manifest["latency"])
-    return engine
 
 
 def read_engine_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -161,12 +175,7 @@ def load_state(engine: Engine, directory: str | os.PathLike) -> dict[str, Any]:
         engine.policy = policy
         engine.ranker = ranker
         engine.learner.restore(learner)
-        if "strategy_success" in manifest:
-            engine.success = StrategySuccess.from_dict(manifest["strategy_success"])
-        if "incumbent" in manifest:
-            engine.incumbent.restore(manifest["incumbent"])
-        if "latency" in manifest:
-            engine.latency.restore(manifest["latency"])
+        _restore_loop_records(engine, manifest)
     return dict(manifest.get("meta", {}))
 
 

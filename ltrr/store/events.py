@@ -1,4 +1,5 @@
-"""The decision/feedback event log, in SQLite (WAL).
+"""The decision/feedback event log in SQLite (WAL): the embedded default implementation of
+:class:`ltrr.store.log_contract.EventStore`.
 
 Each decision is one row: query, context, context features ``x``, plan with propensities, the
 candidate union with provenance, the ranker features of every candidate as served (feature
@@ -8,17 +9,30 @@ so the same feedback sent twice is stored once. Arrays are stored as ``.npy`` by
 
 from __future__ import annotations
 
-import io
-import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from ltrr.store.log_contract import (
+    EventStore,
+    JournalEntry,
+    LoggedEvent,
+    PruneResult,
+    check_synchronous,
+    decision_row,
+    decode_event,
+    journal_entry,
+    journal_payload,
+    pack_arrays,
+    unpack_arrays,
+)
+from ltrr.types import Decision, FeedbackEvent
 
-from ltrr.types import Candidates, Decision, FeedbackEvent, Plan
+__all__ = ["EventLog", "JournalEntry", "LoggedEvent"]
+
+_pack, _unpack = pack_arrays, unpack_arrays  # the names older code and tests use
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -51,86 +65,20 @@ CREATE TABLE IF NOT EXISTS feedback_journal (
     first INTEGER NOT NULL,
     events TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS feedback_journal_event ON feedback_journal (event_id);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS journal_refused (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 
-#: raw array blob: magic, uint32 header length, JSON header {name: [dtype, shape, offset]}, bytes.
-#: ~15x cheaper to write than an npz (a zip member per array) — it is on every search's path.
-_RAW_MAGIC = b"LTRRARR1"
+class EventLog(EventStore):
+    """Append-only decision log with idempotent feedback, in one SQLite file (WAL)."""
 
-
-def _pack(**arrays: np.ndarray) -> bytes:
-    header: dict[str, list] = {}
-    chunks: list[bytes] = []
-    offset = 0
-    for name, a in arrays.items():
-        a = np.asarray(a)
-        if a.dtype.hasobject:
-            raise TypeError(f"array {name!r} has dtype object; the event log stores numeric arrays only")
-        header[name] = [a.dtype.str, list(a.shape), offset]
-        chunks.append(a.tobytes(order="C"))
-        offset += a.nbytes
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return b"".join([_RAW_MAGIC, len(head).to_bytes(4, "little"), head, *chunks])
-
-
-def _unpack(blob: bytes) -> dict[str, np.ndarray]:
-    if not blob.startswith(_RAW_MAGIC):  # rows written before the raw format: npz
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    n = int.from_bytes(blob[8:12], "little")
-    header = json.loads(blob[12:12 + n])
-    base = 12 + n
-    out = {}
-    for name, (dtype, shape, offset) in header.items():
-        dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        out[name] = np.frombuffer(blob, dtype=dt, count=count, offset=base + offset).reshape(shape).copy()
-    return out
-
-
-@dataclass(frozen=True)
-class LoggedEvent:
-    """A decision as read back from the log."""
-
-    seq: int
-    event_id: str
-    ts: float
-    query: str
-    context: dict[str, Any]
-    plan: Plan
-    page_ids: tuple[str, ...]
-    model_versions: dict[str, str]
-    x: np.ndarray
-    candidates: Candidates
-    features: np.ndarray
-    page_rows: np.ndarray
-    page_idx: np.ndarray
-    credited: bool
-    #: the team of each page item when the page was interleaved (empty otherwise)
-    teams: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
-    #: what each strategy cost in ms (empty for decisions logged without it)
-    strategy_ms: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One feedback call that changed something, in log order (``seq`` increases).
-
-    ``events`` are only the feedback events that were new; ``first`` is True when this call
-    closed the event for the policy (its first feedback, possibly empty). Replaying the journal
-    from a sequence number reproduces exactly the learning that happened after it.
-    """
-
-    seq: int
-    event_id: str
-    ts: float
-    first: bool
-    events: tuple[FeedbackEvent, ...]
-
-
-class EventLog:
-    """Append-only decision log with idempotent feedback."""
+    backend = "sqlite"
 
     def __init__(self, path: str = "", synchronous: str = "NORMAL"):
         self.path = path or ":memory:"
@@ -144,23 +92,11 @@ class EventLog:
         self._db.executescript(_SCHEMA)
 
     def append(self, d: Decision) -> None:
-        c = d.candidates
-        where = {int(v): i for i, v in enumerate(c.items)}
-        page_idx = np.array([where[int(r)] for r in d.page], dtype=np.int64)
-        extra = {} if d.teams is None else {"teams": np.asarray(d.teams, dtype=np.int8)}
-        if d.strategy_ms is not None:
-            extra["strategy_ms"] = np.asarray(d.strategy_ms, dtype=np.float64)
-        arrays = _pack(x=np.asarray(d.x, dtype=np.float64), items=c.items, scores=c.scores, ranks=c.ranks,
-                       features=d.features, page=d.page, page_scores=d.page_scores, page_idx=page_idx,
-                       **extra)
+        row = decision_row(d)
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (event_id, ts, query, context, plan, page, model_versions, arrays)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (d.event_id, d.ts, d.query, json.dumps(dict(d.context), default=str),
-                 json.dumps({**d.plan.to_dict(), "strategies": list(c.strategies)}),
-                 json.dumps(list(d.page_ids)), json.dumps(dict(d.model_versions)), arrays),
-            )
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def get(self, event_id: str) -> LoggedEvent | None:
         with self._lock:
@@ -170,16 +106,7 @@ class EventLog:
         return None if row is None else self._decode(row)
 
     def _decode(self, row: Sequence[Any]) -> LoggedEvent:
-        seq, event_id, ts, query, context, plan, page, versions, blob, credited = row
-        plan_d = json.loads(plan)
-        a = _unpack(blob)
-        strategies = tuple(plan_d.get("strategies") or plan_d["depths"].keys())
-        cands = Candidates(strategies, a["items"], a["scores"], a["ranks"])
-        return LoggedEvent(seq, event_id, ts, query, json.loads(context), Plan.from_dict(plan_d),
-                           tuple(json.loads(page)), json.loads(versions), a["x"], cands,
-                           a["features"], a["page"], a["page_idx"], bool(credited),
-                           a.get("teams", np.empty(0, dtype=np.int8)),
-                           a.get("strategy_ms", np.empty(0, dtype=np.float64)))
+        return decode_event(row)
 
     def _insert_feedback(self, event_id: str, events: Sequence[FeedbackEvent], ts: float) -> list[FeedbackEvent]:
         """Insert feedback rows inside the caller's transaction; return the ones that were new."""
@@ -250,9 +177,8 @@ class EventLog:
         so acknowledged feedback can be fsynced without paying that on every logged search.
         """
         with self._lock:
+            check_synchronous(synchronous)
             if synchronous is not None and self.path != ":memory:":
-                if synchronous not in ("NORMAL", "FULL"):
-                    raise ValueError(f"synchronous must be 'NORMAL' or 'FULL'; got {synchronous!r}")
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -262,7 +188,7 @@ class EventLog:
                     (event_id,)).rowcount == 1
                 entry = None
                 if new or first:
-                    payload = json.dumps([[e.item, e.kind, e.position, float(e.value)] for e in new])
+                    payload = journal_payload(new)
                     cur = self._db.execute(
                         "INSERT INTO feedback_journal (event_id, ts, first, events) VALUES (?, ?, ?, ?)",
                         (event_id, float(ts), int(first), payload))
@@ -282,14 +208,14 @@ class EventLog:
             rows = self._db.execute(
                 "SELECT seq, event_id, ts, first, events FROM feedback_journal WHERE seq > ?"
                 " ORDER BY seq LIMIT ?", (int(seq), int(limit))).fetchall()
-        return [JournalEntry(int(s), eid, float(ts), bool(first),
-                             tuple(FeedbackEvent(item, kind, pos, val) for item, kind, pos, val in json.loads(evs)))
-                for s, eid, ts, first, evs in rows]
+        return [journal_entry(*row) for row in rows]
 
     def journal_head(self) -> int:
         """The latest journal sequence number (0 when empty)."""
         with self._lock:
-            return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM feedback_journal").fetchone()[0])
+            # the sequence counter, not MAX(seq): retention may have deleted every entry
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feedback_journal'").fetchone()
+            return int(row[0]) if row else 0
 
     def iter_events(self, after_seq: int = 0, batch: int = 1000) -> Iterator[tuple[LoggedEvent, dict[str, float]]]:
         """Every decision after ``after_seq`` in log order, with its per-item feedback sums,
@@ -334,6 +260,49 @@ class EventLog:
                 self._db.execute("ROLLBACK")
                 raise
         return int(n)
+
+    def refuse_journal(self, seq: int, reason: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO journal_refused (seq, ts, reason) VALUES (?, ?, ?)",
+                             (int(seq), time.time(), reason))
+
+    def journal_refusals(self, limit: int = 100) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT seq, reason FROM journal_refused ORDER BY seq DESC LIMIT ?",
+                                    (int(limit),)).fetchall()
+        return [(int(s), r) for s, r in rows]
+
+    def prune(self, *, older_than: float | None, max_events: int | None, keep_journal_after: int,
+              keep_since: float | None = None) -> PruneResult:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cut = 0
+                if older_than is not None:
+                    row = self._db.execute("SELECT MAX(seq) FROM events WHERE ts < ?", (float(older_than),)).fetchone()
+                    cut = int(row[0] or 0)
+                if max_events:
+                    row = self._db.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                           (int(max_events),)).fetchone()
+                    by_size = int(row[0]) if row else 0
+                    if keep_since is not None:  # never a decision that may still get feedback
+                        young = self._db.execute("SELECT MIN(seq) FROM events WHERE ts >= ?",
+                                                 (float(keep_since),)).fetchone()[0]
+                        by_size = min(by_size, int(young) - 1) if young is not None else by_size
+                    cut = max(cut, by_size)
+                n_fb = self._db.execute("DELETE FROM feedback WHERE event_id IN"
+                                        " (SELECT event_id FROM events WHERE seq <= ?)", (cut,)).rowcount
+                n_j = self._db.execute(
+                    "DELETE FROM feedback_journal WHERE seq <= ? AND (ts < ? OR NOT EXISTS"
+                    " (SELECT 1 FROM events e WHERE e.event_id = feedback_journal.event_id AND e.seq > ?))",
+                    (int(keep_journal_after), float(older_than) if older_than is not None else float("-inf"), cut),
+                ).rowcount
+                n_ev = self._db.execute("DELETE FROM events WHERE seq <= ?", (cut,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return PruneResult(int(n_ev), int(n_fb), int(n_j))
 
     def put_meta(self, key: str, value: str) -> None:
         """Store a small named value with the log (e.g. a feature schema by fingerprint, so

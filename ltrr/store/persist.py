@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,8 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``target`` atomically."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    # the writer's pid in the name: a leftover of a killed writer is recognised and removed later
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -42,6 +44,41 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temp_dirs(parent: str | os.PathLike, name: str, *, any_owner: bool = False) -> list[Path]:
+    """Remove what interrupted saves of ``name`` left in ``parent`` (a writer killed between
+    creating its temporary directory and renaming it): ``.NAME.tmp-PID-*``, ``.NAME.old-PID``
+    and ``NAME-PID`` directories whose process PID is gone. With ``any_owner`` (the caller holds
+    the lock every writer needs), every ``.NAME.tmp-*`` and ``.NAME.old-*`` directory, whoever
+    wrote it. Returns the directories removed."""
+    parent = Path(parent)
+    pattern = re.compile(rf"^\.?{re.escape(name)}(\.tmp|\.old)?-(\d+)?")
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or not entry.is_dir():
+            continue
+        temp = m.group(1) is not None and entry.name.startswith(".")
+        pid = int(m.group(2)) if m.group(2) else None
+        if (any_owner and temp) or (pid is not None and pid != os.getpid() and not _alive(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -79,7 +116,7 @@ def read_manifest(directory: str | os.PathLike, expected_type: str,
     found_type = manifest.get("type")
     if found_type != expected_type:
         raise PersistenceError(
-            f"{directory}: holds a {found_type!r}, expected a {expected_type!r}"
+            f"{directory}: is a saved {found_type!r}, not a saved {expected_type!r}"
         )
     version = manifest.get("format_version")
     if version not in supported_versions:

@@ -129,7 +129,7 @@ class StructuredResult:
     interpretation_ids: np.ndarray
 
 
-class StructuredSearch(CandidateGenerator, QueryStatistics):
+class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
     """Query understanding + fielded retrieval (registry name ``"structured"``).
 
     Learned state: the tagger's dictionaries (``tagger_``) and the popularity ``prior_``.

@@ -8,18 +8,18 @@ from pathlib import Path
 import click
 
 from ltrr.errors import DataError
+from ltrr.io import text_lines
 
 
 def read_sessions(path: str | Path) -> list[list[str]]:
     """Sessions from a text file: one query a line, a blank line ends a session."""
     sessions: list[list[str]] = [[]]
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            q = line.strip()
-            if q:
-                sessions[-1].append(q)
-            elif sessions[-1]:
-                sessions.append([])
+    for _lineno, line in text_lines(path, "labels file"):
+        q = line.strip()
+        if q:
+            sessions[-1].append(q)
+        elif sessions[-1]:
+            sessions.append([])
     sessions = [s for s in sessions if s]
     if not sessions:
         raise DataError(f"{path}: no queries (expected one query a line, blank lines between sessions)")
@@ -34,11 +34,12 @@ def read_sessions(path: str | Path) -> list[list[str]]:
                    "(default: sessions generated from the movie query stream).")
 @click.option("--indexer", type=click.Choice(["kmeans", "trie", "hybrid"]), default="hybrid",
               show_default=True, help="Label tree of the XR-Linear model.")
-@click.option("--k", default=10, show_default=True, help="Completions to show.")
-@click.option("--sessions", "n_sessions", default=6000, show_default=True,
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="Completions to show.")
+@click.option("--sessions", "n_sessions", default=6000, show_default=True, type=click.IntRange(min=1),
               help="Generated sessions (without --labels).")
-@click.option("--pool", default=3000, show_default=True, help="Distinct generated queries (without --labels).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--pool", default=3000, show_default=True, type=click.IntRange(min=1),
+              help="Distinct generated queries (without --labels).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Load the completer from this directory if it exists, else train and save it there.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a list.")
@@ -49,6 +50,7 @@ def complete(prefix, previous, labels_path, indexer, k, n_sessions, pool, seed, 
     n-grams and the previous query's words, and only completions that start with the prefix
     are shown (frequent ones fill a short list, marked "popular").
     """
+    from ltrr import progress
     from strategies.xmr.complete import QueryCompleter, movie_sessions
 
     if model_dir and Path(model_dir).exists():
@@ -60,9 +62,12 @@ def complete(prefix, previous, labels_path, indexer, k, n_sessions, pool, seed, 
             from ltrr.catalog import Catalog
             from ltrr.config import default_config
 
-            catalog = Catalog.from_jsonl(default_config().catalog.path)
-            sessions = movie_sessions(catalog, n_sessions, seed=seed, pool_size=pool)
-        model = QueryCompleter({"indexer": indexer, "seed": seed}).fit(sessions)
+            with progress.step("reading the movie catalog"):
+                catalog = Catalog.from_jsonl(default_config().catalog.path)
+            with progress.step("generating query sessions", n_sessions, "sessions"):
+                sessions = movie_sessions(catalog, n_sessions, seed=seed, pool_size=pool)
+        with progress.step(f"training the completer ({indexer} tree)", len(sessions), "sessions"):
+            model = QueryCompleter({"indexer": indexer, "seed": seed}).fit(sessions)
         if model_dir:
             model.save(model_dir)
     res = model.complete([previous], [prefix], k)

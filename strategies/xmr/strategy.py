@@ -84,7 +84,7 @@ def _config(p: XRLinearParams) -> XRConfig:
                     transform=p.transform, threads=p.train_threads)
 
 
-class XRLinear(CandidateGenerator, Retrainable):
+class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
     """XR-Linear tree over catalog rows; see the module docstring."""
 
     type_name = "xmr"

@@ -154,7 +154,7 @@ def test_load_rejects_other_components(tmp_path, small) -> None:
     from strategies.bm25 import BM25
 
     BM25().fit(small).save(tmp_path / "bm25")
-    with pytest.raises(PersistenceError, match=r"holds a 'bm25', expected a 'catalog'"):
+    with pytest.raises(PersistenceError, match=r"is a saved 'bm25', not a saved 'catalog'"):
         Catalog.load(tmp_path / "bm25")
     with pytest.raises(PersistenceError, match="not a saved ltrr component"):
         Catalog.load(tmp_path / "nothing")

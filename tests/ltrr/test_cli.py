@@ -78,10 +78,10 @@ def test_retrieve_and_evaluate_reproduce_cranfield_bm25_reference(runner, tmp_pa
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["evaluate", "--run", str(run), "--qrels", str(cran / "qrels.txt"), "--json"])
     assert res.exit_code == 0, res.output
-    m = json.loads(res.output)
+    m = json.loads(res.output)["mean"]
     assert round(m["nDCG@10"], 3) == 0.485
-    assert round(m["Recall@100"], 3) == 0.717
-    assert round(m["MAP"], 3) == 0.385
+    assert round(m["R@100"], 3) == 0.717
+    assert round(m["AP"], 3) == 0.385
 
 
 def test_config_show_prints_defaults(runner):

@@ -42,6 +42,11 @@ def test_invalid_toml_names_file(tmp_path):
 def test_relative_paths_resolve_against_config_dir(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('[catalog]\npath = "cat.jsonl"\n[[strategies]]\nname = "bm25"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value) == (f"{p}: catalog.path 'cat.jsonl', resolved relative to the config file's "
+                              f"directory, is {tmp_path / 'cat.jsonl'}: does not exist")
+    (tmp_path / "cat.jsonl").write_text('{"id": "a"}\n')
     assert load_config(p).catalog.path == str(tmp_path / "cat.jsonl")
 
 

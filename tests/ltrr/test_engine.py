@@ -149,7 +149,7 @@ def test_load_rejects_corrupted_or_foreign_directory(engine, tmp_path):
     with pytest.raises(PersistenceError, match=r"eng: missing file policy/menu\.json"):
         Engine.load(tmp_path / "eng")
     engine.strategies["memory"].save(tmp_path / "mem")
-    with pytest.raises(PersistenceError, match=r"holds a 'memory', expected a 'engine'"):
+    with pytest.raises(PersistenceError, match=r"is a saved 'memory', not a saved 'engine'"):
         Engine.load(tmp_path / "mem")
 
 

@@ -31,16 +31,6 @@ def _config(path, retrain_every: int):
     }, "test")
 
 
-def _director_query(catalog) -> tuple[str, int]:
-    """A director with exactly one film among the 800 (the query then has one right answer)."""
-    directors = catalog.compose(["directors"])
-    counts: dict[str, int] = {}
-    for d in directors:
-        counts[d] = counts.get(d, 0) + 1
-    for row, d in enumerate(directors):
-        if d.strip() and counts[d] == 1 and len(d.split()) >= 2:
-            return d, row
-    raise AssertionError("no single-film director in the fixture")
 
 
 @pytest.fixture()
@@ -57,9 +47,9 @@ def test_config_default_never_retrains(movie_catalog_path):
         _config(movie_catalog_path, -1)
 
 
-def _click_until_retrained(engine, small_movies):
+def _click_until_retrained(engine, small_movies, director):
     """Three clicks on a film xmr cannot find for the query; returns the new xmr model."""
-    query, target = _director_query(small_movies)
+    query, target = director
     item = small_movies.ids[target]
     old = engine.strategies["xmr"]
     assert target not in old.retrieve([query], 50).ids[0]  # titles alone cannot match the name
@@ -86,13 +76,14 @@ def _click_until_retrained(engine, small_movies):
     return new
 
 
-def test_after_n_clicks_the_engine_serves_a_new_xmr_model_that_learned_them(engine, small_movies):
-    assert _click_until_retrained(engine, small_movies) is engine.strategies["xmr"]
+def test_after_n_clicks_the_engine_serves_a_new_xmr_model_that_learned_them(engine, small_movies,
+                                                                          single_film_director):
+    assert _click_until_retrained(engine, small_movies, single_film_director) is engine.strategies["xmr"]
 
 
-def test_a_saved_engine_keeps_the_retrained_model(engine, small_movies, tmp_path):
-    query, target = _director_query(small_movies)
-    _click_until_retrained(engine, small_movies)
+def test_a_saved_engine_keeps_the_retrained_model(engine, small_movies, tmp_path, single_film_director):
+    query, target = single_film_director
+    _click_until_retrained(engine, small_movies, single_film_director)
     engine.save(tmp_path / "eng")
     back = Engine.load(tmp_path / "eng")
     try:
@@ -102,8 +93,8 @@ def test_a_saved_engine_keeps_the_retrained_model(engine, small_movies, tmp_path
         back.close()
 
 
-def test_old_model_keeps_serving_while_the_new_one_trains(engine, small_movies, monkeypatch):
-    query, target = _director_query(small_movies)
+def test_old_model_keeps_serving_while_the_new_one_trains(engine, small_movies, monkeypatch, single_film_director):
+    query, target = single_film_director
     item = small_movies.ids[target]
     old = engine.strategies["xmr"]
     real_fit = XRLinear.fit_pairs

@@ -85,9 +85,9 @@ def test_unknown_docs_and_queries_warn_with_count_and_examples(tmp_path):
     ("queries", [QUERIES[0], "{not json\n"], r"queries.jsonl:2: invalid JSON"),
     ("queries", [QUERIES[0], {"qid": "2"}], r"queries.jsonl:2: missing required field 'query'"),
     ("queries", [QUERIES[0], QUERIES[0]], r"queries.jsonl:2: duplicate qid '1' \(first on line 1\)"),
-    ("queries", [], r"queries.jsonl: no queries"),
+    ("queries", [], r"queries.jsonl: the queries file is empty \(no JSON records\)"),
     ("corpus", [DOCS[0], {"title": "t"}], r"corpus.jsonl:2: missing required field 'id'"),
-    ("qrels", "1 0 d1 1\n1 d2 1\n", r"qrels.txt:2: a qrels line needs 4 columns"),
+    ("qrels", "1 0 d1 1\n1 d2 1\n", r"qrels.txt:2: a qrels file line needs 4 columns"),
     ("qrels", "1 0 d1 high\n", r"qrels.txt:1: grade must be an integer, got 'high'"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, which, content, match):

@@ -181,7 +181,7 @@ def test_bad_k_is_rejected(fitted, k) -> None:
         ({"text_fields": ["title", " "]}, r"'text_fields' parameter .*non-empty field names"),
         ({"text_fields": ["title", "title"]}, r"'text_fields' parameter .*twice"),
         ({"text_fields": "title"}, r"'text_fields' parameter"),
-        ({"k3": 1.0}, r"unknown key 'k3'; allowed keys: b, epsilon, k1, quality_prior"),
+        ({"k3": 1.0}, r"unknown key 'k3'; allowed keys: b, epsilon, field_weights, k1, quality_prior"),
     ],
 )
 def test_bad_params_name_the_key(params, message) -> None:
@@ -447,3 +447,48 @@ def test_negative_idf_floor_reproduces_rank_bm25_even_below_zero() -> None:
         np.testing.assert_array_equal(ids, reference_ranking(ref_scores))
         np.testing.assert_allclose(scores, ref_scores[ids], rtol=1e-6)
     assert model.retrieve(["alpha"], 5).scores[0, 0] < 0
+
+
+# ---------------------------------------------------------------------------- field weights
+def test_integer_field_weights_equal_repeating_the_field(small_movies) -> None:
+    """BM25F with weight 2 on the title (tf = 2 tf_title + tf_rest, length likewise) is plain BM25
+    over documents whose title appears twice: the exact oracle of the weighted index."""
+    n = 400
+    fields = ["title", "directors", "genres"]
+    weighted = BM25({"text_fields": fields, "field_weights": {"title": 2.0}}).fit(
+        Catalog(small_movies.ids[:n], small_movies.titles[:n], small_movies.texts[:n],
+                small_movies.fields[:n], small_movies.popularity[:n]))
+    doubled = Catalog(small_movies.ids[:n], small_movies.titles[:n], small_movies.texts[:n],
+                      [{**f, "title_again": t} for f, t in zip(small_movies.fields[:n], small_movies.titles[:n],
+                                                               strict=True)], small_movies.popularity[:n])
+    plain = BM25({"text_fields": ["title", "title_again", "directors", "genres"]}).fit(doubled)
+    queries = ["the godfather", "love story", "drama", "war", "john ford western", "zzz"]
+    a, b = weighted.retrieve(queries, 30), plain.retrieve(queries, 30)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    rows = np.arange(n)[None, :].repeat(len(queries), 0)
+    np.testing.assert_allclose(weighted.score_items(queries, rows), plain.score_items(queries, rows), rtol=1e-5)
+
+
+def test_field_weights_survive_save_load_and_add_items(small_movies, tmp_path) -> None:
+    params = {"text_fields": ["title", "directors"], "field_weights": {"title": 3.0, "directors": 0.5}}
+    full = BM25(params).fit(small_movies)
+    part = BM25(params).fit(Catalog(small_movies.ids[:500], small_movies.titles[:500], small_movies.texts[:500],
+                                    small_movies.fields[:500], small_movies.popularity[:500]))
+    part.add_items(small_movies, np.arange(500, len(small_movies)))
+    qs = ["alien", "the love", "john"]
+    np.testing.assert_array_equal(full.retrieve(qs, 20).ids, part.retrieve(qs, 20).ids)
+    np.testing.assert_allclose(full.retrieve(qs, 20).scores, part.retrieve(qs, 20).scores, rtol=1e-6)
+    full.save(tmp_path / "b")
+    back = BM25.load(tmp_path / "b")
+    assert back.params.field_weights == {"title": 3.0, "directors": 0.5}
+    np.testing.assert_array_equal(back.retrieve(qs, 20).scores, full.retrieve(qs, 20).scores)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({"cast": 2.0}, "field_weights names 'cast', which is not one of the text_fields ['title', 'directors']"),
+    ({"title": 0.0}, "field_weights['title'] must be a finite number > 0, got 0.0"),
+])
+def test_field_weights_errors(weights, message) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        BM25({"text_fields": ["title", "directors"], "field_weights": weights})

@@ -1,4 +1,5 @@
-"""Every registered strategy, and a plug-in registered here, honours the candidate-generator
+"""Every registered strategy, a plug-in registered here and the example plug-in installed by its
+entry point (tests/plugins/example_trigram, installed by tests/conftest.py) honours the candidate-generator
 contract: bad ``k`` refused with one message, blank and non-ASCII queries handled, a batch of N
 answered as N batches of 1, rows sorted with unique ids, ``k`` beyond the corpus padded, seeded
 fits deterministic, save -> load identical, and learned state (clicks observed, a retrained model)
@@ -52,6 +53,8 @@ class TitlePrefix(CandidateGenerator):
 
 
 PLUGIN = "conformance_title_prefix"
+#: the example package's entry point ([project.entry-points."ltrr.strategies"] trigram = ...)
+ENTRY_POINT_PLUGIN = "trigram"
 registry.register("strategy", PLUGIN, TitlePrefix)
 
 #: small parameters per strategy so the suite stays fast (defaults otherwise)
@@ -92,8 +95,10 @@ def _same(a: RetrievalResult, b: RetrievalResult) -> None:
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6, atol=1e-7)
 
 
-def test_the_suite_covers_every_registered_strategy_and_the_plugin():
+def test_the_suite_covers_every_registered_strategy_and_the_plugins():
     assert PLUGIN in NAMES
+    assert ENTRY_POINT_PLUGIN in NAMES
+    assert registry.provenance("strategy", ENTRY_POINT_PLUGIN).source == "entry_point"
     assert {"bm25", "memory", "dense", "xmr", "structured", "explore"} <= set(NAMES)
 
 

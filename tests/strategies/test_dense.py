@@ -324,20 +324,18 @@ def test_embedding_cache_is_keyed_by_backend_and_can_be_turned_off(tmp_path, mon
     assert off.fit(cat).last_encode == {"cached": 0, "encoded": 12}
 
 
-def test_progress_bar_says_what_is_encoded_and_what_came_from_the_cache(tmp_path, monkeypatch):
-    from strategies import encoder as enc_mod
-
-    monkeypatch.setattr(enc_mod, "PROGRESS_MIN_TEXTS", 5)
+def test_progress_bar_says_what_is_encoded_and_what_came_from_the_cache(tmp_path, monkeypatch, capsys):
     import strategies.dense as dense_mod
 
     monkeypatch.setattr(dense_mod, "PROGRESS_MIN_TEXTS", 5)
-    descs: list[str] = []
-    enc = get_encoder(backend=BACKEND)
-    encode = enc.encode
-    monkeypatch.setattr(enc, "encode", lambda texts, bs, progress=None, desc=None:
-                        descs.append((progress, desc)) or encode(texts, bs, progress, desc))
     params = {"text_fields": FIELDS, "embedding_cache_dir": str(tmp_path)}
     DenseRetriever(params).fit(Catalog.from_jsonl(CATALOG, limit=10))
+    first = capsys.readouterr().err
     DenseRetriever(params).fit(Catalog.from_jsonl(CATALOG, limit=16))
-    assert descs == [(True, "encoding 10 catalog texts (0 from the embedding cache)"),
-                     (True, "encoding 6 catalog texts (10 from the embedding cache)")]
+    second = capsys.readouterr().err
+    assert "encoding 10 catalog texts (0 from the embedding cache)" in first
+    assert "10/10" in first
+    assert "encoding 6 catalog texts (10 from the embedding cache)" in second
+    assert "6/6" in second and "10/10" not in second
+    DenseRetriever(params).fit(Catalog.from_jsonl(CATALOG, limit=16))
+    assert "16 catalog texts, all from the embedding cache" in capsys.readouterr().err

@@ -10,9 +10,12 @@ def test_index_check_recall_reports_exact_recall(tmp_path, repo_root):
     cat = tmp_path / "c.jsonl"
     cat.write_text("\n".join(src) + "\n")
     res = CliRunner().invoke(main, ["index", "--catalog", str(cat), "--index", "flat", "--text-fields",
-                                    "title", "--check-recall", "--sample", "50", "--out", str(tmp_path / "idx")])
+                                    "title", "--check-recall", "--sample", "50", "--out", str(tmp_path / "idx"),
+                                    "--json"])
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output.strip().splitlines()[-1])
+    out = json.loads(res.stdout)
+    assert out["saved"] == str(tmp_path / "idx")
+    report = out["recall"]
     assert report["index"] == "flat" and report["n_items"] == 150
     assert report["recall_at_k"] == 1.0
     assert (tmp_path / "idx" / "index.faiss").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from ltrr.errors import DataError
 
@@ -116,7 +117,7 @@ def dense_rank(values: np.ndarray) -> np.ndarray:
     return inverse.ravel().astype(np.int64)
 
 
-def label_encode(values) -> np.ndarray:
+def label_encode(values: npt.ArrayLike) -> np.ndarray:
     """Codes of the sorted distinct values (scikit-learn's ``LabelEncoder``)."""
     _, inverse = np.unique(np.asarray(values), return_inverse=True)
     return inverse.ravel().astype(np.int64)

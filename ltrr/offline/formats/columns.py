@@ -24,12 +24,16 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ltrr.errors import ConfigError, DataError
 from ltrr.offline.formats.actionlog import ActionLog, dense_rank, one_hot_drop_first
 from ltrr.offline.formats.tables import numeric_column, read_table, require_columns, table_kind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 KEYS = ("action", "reward", "cost", "propensity", "position", "context")
 DEFAULT_NAMES = {"action": ("action", "action_id"), "reward": ("reward",), "cost": ("cost",),
@@ -71,18 +75,22 @@ class ColumnMapping:
         unknown = sorted(set(data) - set(KEYS))
         if unknown:
             raise ConfigError(f"{where}: unknown column-mapping key {unknown[0]!r}; allowed keys: {', '.join(KEYS)}")
+        names: dict[str, str] = {}
+        context: tuple[str, ...] | None = None
         for k, v in data.items():
-            ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) if k == "context" else isinstance(v, str)
-            if not ok:
+            if k == "context" and isinstance(v, list) and all(isinstance(x, str) for x in v):
+                context = tuple(v)
+            elif k != "context" and isinstance(v, str):
+                names[k] = v
+            else:
                 kind = "a list of column names" if k == "context" else "a column name (string)"
                 raise ConfigError(f"{where}: the mapping's {k!r} must be {kind}; got {v!r}")
         if "reward" in data and "cost" in data:
             raise ConfigError(f"{where}: give either 'reward' or 'cost' in the column mapping, not both")
-        ctx = data.get("context")
-        return cls(**{k: v for k, v in data.items() if k != "context"},
-                   context=tuple(ctx) if ctx is not None else None)
+        return cls(action=names.get("action"), reward=names.get("reward"), cost=names.get("cost"),
+                   propensity=names.get("propensity"), position=names.get("position"), context=context)
 
-    def resolve(self, names: Sequence[str], path: str | os.PathLike) -> ColumnMapping:
+    def resolve(self, names: Sequence[str], path: str | os.PathLike) -> ResolvedColumns:
         """Fill unset fields from the standard names; raise when a required one is missing."""
         def pick(key: str) -> str | None:
             given = getattr(self, key)
@@ -93,19 +101,36 @@ class ColumnMapping:
         action, propensity, position = pick("action"), pick("propensity"), pick("position")
         reward = self.reward if self.reward is not None else (None if self.cost is not None else pick("reward"))
         cost = self.cost if self.cost is not None else (pick("cost") if reward is None else None)
-        missing = [k for k, v in (("action", action), ("reward or cost", reward or cost),
-                                  ("propensity", propensity)) if v is None]
-        if missing:
+        outcome = reward or cost
+        if action is None or outcome is None or propensity is None:
+            missing = [k for k, v in (("action", action), ("reward or cost", outcome),
+                                      ("propensity", propensity)) if v is None]
             raise DataError(f"{path}: no column for {', '.join(missing)}; name them with --map KEY=COLUMN "
                             f"(keys: {', '.join(KEYS)}) or --mapping FILE.toml; the file has {list(names)[:12]}")
         if self.context is None:
             context = ("x",) if "x" in names else tuple(n for n in names if fnmatch.fnmatch(n, "x_*"))
         else:
             context = tuple(c for pat in self.context for c in (fnmatch.filter(names, pat) or [pat]))
-        return ColumnMapping(action, reward, cost, propensity, position, context)
+        return ResolvedColumns(action, reward, cost, propensity, position, context, outcome,
+                               negate=not reward)
 
 
-def _line0(path) -> int:
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """A :class:`ColumnMapping` resolved against a table: the required columns are named, and
+    the rewards are ``outcome``'s values (negated when ``negate``: it is the cost column)."""
+
+    action: str
+    reward: str | None
+    cost: str | None
+    propensity: str
+    position: str | None
+    context: tuple[str, ...]
+    outcome: str
+    negate: bool
+
+
+def _line0(path: str | os.PathLike) -> int:
     kind = table_kind(path)
     return {"csv": 2, "jsonl": 1}.get(kind, 0)
 
@@ -139,8 +164,8 @@ def read_columns(path: str | os.PathLike, mapping: ColumnMapping | None = None) 
             raise DataError(f"{path}:{where} {lines[i]}: column {m.action!r} is empty")
         uniq, action = np.unique(np.asarray(raw, dtype=str), return_inverse=True)
         labels, action, n_actions = tuple(uniq.tolist()), action.ravel().astype(np.int64), len(uniq)
-    reward = (numeric_column(table, m.reward, path, line0=line0) if m.reward
-              else -numeric_column(table, m.cost, path, line0=line0))
+    outcome = numeric_column(table, m.outcome, path, line0=line0)
+    reward = -outcome if m.negate else outcome
     pscore = numeric_column(table, m.propensity, path, line0=line0)
     position = (dense_rank(numeric_column(table, m.position, path, integer=True, line0=line0))
                 if m.position else np.zeros(n, dtype=np.int64))
@@ -150,7 +175,7 @@ def read_columns(path: str | os.PathLike, mapping: ColumnMapping | None = None) 
                      int(position.max()) + 1, None, None, lines, where, labels).validate()
 
 
-def _context_block(table, name: str, path, line0: int) -> np.ndarray:
+def _context_block(table: pa.Table, name: str, path: str | os.PathLike, line0: int) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 

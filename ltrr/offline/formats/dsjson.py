@@ -71,7 +71,7 @@ def hash_features(feats: Mapping[str, float], bits: int) -> tuple[np.ndarray, np
     return idx, np.fromiter(feats.values(), dtype=np.float64, count=len(feats))
 
 
-def _events(path) -> Iterator[tuple[int, str, dict]]:
+def _events(path: str | os.PathLike) -> Iterator[tuple[int, str, dict[str, Any]]]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -100,7 +100,7 @@ def read_dsjson(path: str | os.PathLike, hash_bits: int = DEFAULT_HASH_BITS) -> 
             continue
         c = obj.get("c")
         multi = c.get("_multi") if isinstance(c, Mapping) else None
-        if not isinstance(multi, list) or not multi:
+        if not isinstance(c, Mapping) or not isinstance(multi, list) or not multi:
             raise DataError(f"{where}: no actions: a DSJSON CB event needs 'c' with a non-empty '_multi' list")
         missing = [k for k in LABEL_KEYS if k not in obj]
         if missing:
@@ -144,10 +144,10 @@ def read_dsjson(path: str | os.PathLike, hash_bits: int = DEFAULT_HASH_BITS) -> 
     if n == 0:
         msg = f" ({skipped} events marked _skipLearn)" if skipped else ""
         raise DataError(f"{path}: no contextual-bandit events{msg}; nothing to evaluate")
-    n_actions = max(p.size for p in pmfs)
+    n_actions = max(pmf.size for pmf in pmfs)
     logged = np.zeros((n, n_actions))
-    for i, p in enumerate(pmfs):
-        logged[i, : p.size] = p
+    for i, pmf in enumerate(pmfs):
+        logged[i, : pmf.size] = pmf
     has_pmf = not np.isnan(logged).any()
     context = np.zeros((n, 1 << hash_bits))
     for i, (idx, val) in enumerate(feats):

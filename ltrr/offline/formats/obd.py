@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ltrr.errors import DataError
 from ltrr.offline.formats.actionlog import ActionLog, dense_rank, label_encode, one_hot_drop_first
 from ltrr.offline.formats.tables import numeric_column, read_table, require_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REQUIRED = ["item_id", "position", "click", "propensity_score"]
 
@@ -29,7 +33,7 @@ def is_obd_header(columns: list[str]) -> bool:
     return "item_id" in columns and sum(c in columns for c in REQUIRED) >= 2
 
 
-def _is_numeric(col) -> bool:
+def _is_numeric(col: pa.ChunkedArray) -> bool:
     import pyarrow as pa
 
     return pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ltrr.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 PARQUET_MAGIC = b"PAR1"
 
@@ -50,7 +55,7 @@ def check_parquet(path: str | os.PathLike) -> Path:
     return p
 
 
-def read_table(path: str | os.PathLike, columns: list[str] | None = None):
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     """A whole table (pyarrow) from CSV, JSON lines or Parquet, by suffix."""
     import pyarrow as pa
 
@@ -95,14 +100,15 @@ def _arrow_message(exc: Exception) -> str:
     return text[:300]
 
 
-def require_columns(table, path: str | os.PathLike, needed: list[str], what: str) -> None:
+def require_columns(table: pa.Table, path: str | os.PathLike, needed: list[str], what: str) -> None:
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} needed by {what}; the file has "
                         f"{table.column_names[:12]}{' ...' if len(table.column_names) > 12 else ''}")
 
 
-def numeric_column(table, name: str, path: str | os.PathLike, *, integer: bool = False, line0: int = 2):
+def numeric_column(table: pa.Table, name: str, path: str | os.PathLike, *, integer: bool = False,
+                   line0: int = 2) -> np.ndarray:
     """A column as float64 (or int64) numpy, with the first null or non-number named by line."""
     import numpy as np
     import pyarrow as pa

@@ -199,7 +199,9 @@ def test_convert_obd_to_the_normalized_columns_layout_and_back(tmp_path):
     for name in ("action", "position", "reward", "pscore", "context"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     res = _cli("log", "check", OBD)
-    assert res.exit_code == 0 and '"format": "obd"' in res.output and "80 actions, 3 positions" in res.output
+    assert res.exit_code == 0 and "(obd); 80 actions, 3 positions" in res.output
+    res = _cli("log", "check", OBD, "--json")
+    assert res.exit_code == 0 and '"format": "obd"' in res.output
 
 
 def test_factored_ips_without_strategy_rewards_is_unavailable_not_zero(sim_logs, tmp_path):

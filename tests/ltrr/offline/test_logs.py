@@ -157,7 +157,9 @@ def test_log_cli_check_convert_and_bad_input(sim_logs, tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["log", "check", str(sim_logs["ltrr.jsonl"])])
     assert res.exit_code == 0, res.output
-    assert '"with_plan": 300' in res.output and "300 records, 300 usable" in res.output
+    assert res.stdout.startswith("300 records, 300 usable") and res.stdout.endswith("; 300 with plan and propensities\n")
+    res = runner.invoke(main, ["log", "check", str(sim_logs["ltrr.jsonl"]), "--json"])
+    assert json.loads(res.stdout)["with_plan"] == 300
     out = tmp_path / "c.parquet"
     res = runner.invoke(main, ["log", "convert", str(sim_logs["foreign.jsonl"]), str(out), "--row-group-rows", "100"])
     assert res.exit_code == 0, res.output

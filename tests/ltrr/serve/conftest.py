@@ -15,6 +15,7 @@ import pytest
 
 from ltrr.config import DATA_DIR, parse_config
 from ltrr.engine import Engine
+from ltrr.store.pg_local import find_pg_bin, shared_server
 
 TOKEN = "test-token-0123456789"
 #: every plan runs BM25, so every search shows items that can be clicked
@@ -54,8 +55,9 @@ class Server:
     """`ltrr serve` in a subprocess on a free loopback port."""
 
     def __init__(self, engine_dir: Path, state_dir: Path, *args: str, token: str | None = TOKEN,
-                 workers: int = 1):
-        self.engine_dir, self.state_dir, self.args, self.workers = engine_dir, state_dir, args, workers
+                 workers: int = 1, dsn: str | None = None):
+        self.engine_dir, self.state_dir, self.workers = engine_dir, state_dir, workers
+        self.args = (*args, "--dsn", dsn) if dsn else args
         self.token = token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,6 +65,10 @@ class Server:
         self.log = state_dir.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 60.0) -> Server:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> Server:
+        """Start the process without waiting (several replicas load at the same time)."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         env.pop("LTRR_TOKEN", None)
         if self.token:
@@ -73,13 +79,22 @@ class Server:
             [sys.executable, "-m", "ltrr.cli", "serve", "--engine", str(self.engine_dir), "--state",
              str(self.state_dir), "--port", str(self.port), "--workers", str(self.workers), *self.args],
             env=env, stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> Server:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
+        ready: set[int] = set()  # workers load in the background: wait until each one is ready
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200:
-                    return self
+                r = httpx.get(self.url + "/readyz", timeout=1.0)
+                if r.status_code == 200:
+                    ready.add(r.json()["pid"])
+                    if len(ready) >= self.workers:
+                        return self
+                    continue
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
@@ -103,6 +118,14 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self._log_fh.close()
+
+
+@pytest.fixture
+def pg_dsn() -> str:
+    """A fresh, empty database on a real PostgreSQL server started for the test session."""
+    if find_pg_bin() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl/postgres) on this machine")
+    return shared_server().new_database()
 
 
 @pytest.fixture

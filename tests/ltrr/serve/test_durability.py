@@ -15,17 +15,28 @@ from .conftest import build_engine
 QUERIES = ["drama", "comedy", "crime", "war", "western", "romance", "thriller", "adventure"]
 
 
+def call(method: str, url: str, **kw) -> httpx.Response:
+    """One request as a client should make it: a 503 (a worker still loading, e.g. one the
+    server restarted after a crash; it says Retry-After) is retried for up to 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = httpx.request(method, url, timeout=30, **kw)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        time.sleep(float(r.headers.get("retry-after", "1")) / 4)
+
+
 def status(url: str, headers: dict) -> dict:
-    r = httpx.get(url + "/admin/status", headers=headers, timeout=10)
+    r = call("GET", url + "/admin/status", headers=headers)
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def search_and_click(url: str, headers: dict, i: int) -> tuple[str, str]:
-    page = httpx.post(url + "/search", json={"query": QUERIES[i % len(QUERIES)]}, timeout=30).json()
+    page = call("POST", url + "/search", json={"query": QUERIES[i % len(QUERIES)]}).json()
     item = page["results"][0]["id"]
-    r = httpx.post(url + "/feedback", json={"event_id": page["event_id"], "events": [{"item": item}]},
-                   headers=headers, timeout=30)
+    r = call("POST", url + "/feedback", json={"event_id": page["event_id"], "events": [{"item": item}]},
+             headers=headers)
     assert r.status_code == 200, r.text
     return page["event_id"], item
 

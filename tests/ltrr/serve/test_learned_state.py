@@ -32,15 +32,6 @@ def _config():
     }, "test")
 
 
-def _director_query(catalog) -> tuple[str, int]:
-    directors = catalog.compose(["directors"])
-    counts: dict[str, int] = {}
-    for d in directors:
-        counts[d] = counts.get(d, 0) + 1
-    for row, d in enumerate(directors):
-        if d.strip() and counts[d] == 1 and len(d.split()) >= 2:
-            return d, row
-    raise AssertionError("no single-film director in the fixture")
 
 
 def _xmr_finds(engine: Engine, query: str, target: int) -> bool:
@@ -55,9 +46,9 @@ def engine_dir(tmp_path):
     return tmp_path / "engine"
 
 
-def test_snapshot_restore_keeps_the_retrained_model_and_its_click_buffer(engine_dir, tmp_path):
+def test_snapshot_restore_keeps_the_retrained_model_and_its_click_buffer(engine_dir, tmp_path, single_film_director):
     engine = Engine.load(engine_dir)
-    query, target = _director_query(engine.catalog)
+    query, target = single_film_director  # the engine's catalog is the same first 800 films
     assert not _xmr_finds(engine, query, target)
     for step in range(4):  # 3 clicks retrain; the 4th waits in the new model's buffer
         d = engine.search(query, k=100, ts=float(step))
@@ -73,15 +64,23 @@ def test_snapshot_restore_keeps_the_retrained_model_and_its_click_buffer(engine_
         e.close()
 
 
-def test_a_follower_serves_the_model_the_learner_retrained(engine_dir, tmp_path):
-    settings = ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / "state"), poll_s=0.05,
-                             snapshot_every_s=0.05)
-    learner, follower = ServingState(settings), ServingState(settings)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_follower_serves_the_model_the_learner_retrained(engine_dir, tmp_path, backend, request,
+                                                          single_film_director):
+    """SQLite: two workers on one state directory. PostgreSQL: two replicas, each with its own
+    state directory, sharing only the database (the model travels as a published snapshot)."""
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+
+    def settings(name: str) -> ServeSettings:
+        return ServeSettings(engine_dir=str(engine_dir), state_dir=str(tmp_path / (name if dsn else "state")),
+                             poll_s=0.05, snapshot_every_s=0.05, dsn=dsn)
+
+    learner, follower = ServingState(settings("a")), ServingState(settings("b"))
     learner.start()
     follower.start()
     try:
         assert learner.is_learner and not follower.is_learner
-        query, target = _director_query(learner.engine.catalog)
+        query, target = single_film_director
         item = learner.engine.catalog.ids[target]
         assert not _xmr_finds(follower.engine, query, target)
         for step in range(3):  # feedback arrives at the follower too: it only stores it
