@@ -17,7 +17,9 @@ accepts H0.
 while the engine's decayed realized page gain (the clicks part of the reward, without the cost)
 stays at least ``(1 - alpha)`` times what the baseline plan is estimated to earn over the same
 rounds; otherwise the baseline plan is served. The estimate is the baseline plan's own mean gain
-on the rounds it served. The choice is a deterministic function of the history, so the logged
+on the rounds it served. The gate has hysteresis: the learned policy takes over from the
+baseline plan only once the realized gain exceeds the bound by ``resume_rounds`` rounds of the
+baseline's mean gain, so it does not flip on every round whose gain crosses the bound. The choice is a deterministic function of the history, so the logged
 propensity stays exact (the learned policy's, or 1 for the baseline plan).
 
 Every switch is recorded with its time, round and evidence (:attr:`Incumbent.switches`), shown
@@ -145,17 +147,30 @@ class PlanGate:
     def baseline_mean(self) -> float | None:
         return self.gain_baseline / self.n_baseline if self.n_baseline > 0 else None
 
-    def learned_allowed(self) -> bool:
-        """Whether the learned policy may choose the next plan: the decayed realized gain plus
-        a worst-case next round (gain 0) covers ``(1 - alpha)`` of the baseline's estimate over
-        every round, this one included."""
-        if not self.config.gate_plans:
-            return True
+    def slack(self) -> float | None:
+        """How far the decayed realized gain, with a worst-case next round (gain 0), exceeds
+        ``(1 - alpha)`` of the baseline's estimate over every round, this one included; None
+        before the baseline served ``min_baseline_rounds``."""
         mean = self.baseline_mean()
         if mean is None or self.n_baseline < self.config.min_baseline_rounds:
-            return False
+            return None
         rounds = self.n_baseline + self.n_learned + self.pending + 1.0
-        return self.gain_baseline + self.gain_learned >= (1.0 - self.config.alpha) * rounds * mean
+        return self.gain_baseline + self.gain_learned - (1.0 - self.config.alpha) * rounds * mean
+
+    def learned_allowed(self, serving_learned: bool = True) -> bool:
+        """Whether the learned policy may choose the next plan: the conservative condition
+        (:meth:`slack` >= 0) while it serves; to take over from the baseline plan, a slack of
+        ``resume_rounds`` rounds of the baseline's mean gain (hysteresis: a switch needs
+        evidence, not one lucky round)."""
+        if not self.config.gate_plans:
+            return True
+        slack = self.slack()
+        if slack is None:
+            return False
+        if serving_learned:
+            return slack >= 0.0
+        mean = self.baseline_mean() or 0.0
+        return slack >= self.config.resume_rounds * mean
 
     def served(self) -> None:
         """A search was answered (its gain arrives with its feedback)."""
@@ -199,7 +214,7 @@ class Incumbent:
 
     def plans_allowed(self, ts: float) -> bool:
         """The plan gate's decision for the next search (a change is recorded as a switch)."""
-        allowed = self.plans.learned_allowed()
+        allowed = self.plans.learned_allowed(self.learned_plans)
         if allowed != self.learned_plans:
             p = self.plans
             self.record_switch("policy", "promote" if allowed else "demote", ts, {
@@ -235,6 +250,6 @@ class Incumbent:
         mean = self.plans.baseline_mean()
         return {"ranking": self.ranker.serving, "ranking_test": self.ranker.test.to_dict(),
                 "interleaved_comparisons": self.ranker.comparisons,
-                "learned_plans_allowed": self.plans.learned_allowed(),
+                "learned_plans_allowed": self.plans.learned_allowed(self.learned_plans),
                 "baseline_plan_gain": None if mean is None else round(mean, 5),
                 "switches": len(self.switches)}

@@ -82,6 +82,42 @@ def test_plan_gate_keeps_the_gain_within_alpha_of_the_baseline():
     assert recovered == 8
 
 
+def test_plan_gate_takes_over_from_the_baseline_only_with_a_margin_of_evidence():
+    cfg = IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10, resume_rounds=2.0)
+    gate = PlanGate(cfg)
+    for _ in range(10):
+        gate.served()
+        gate.observe(True, 0.5)
+    # slack = 5.0 - 0.9 * 11 * 0.5 = 0.05: enough to keep serving, not to take over
+    assert gate.slack() == pytest.approx(0.05)
+    assert gate.learned_allowed(serving_learned=True)
+    assert not gate.learned_allowed(serving_learned=False)
+    # each baseline round adds 0.05 of slack: taking over needs 2 rounds of gain (1.0)
+    extra = 0
+    while not gate.learned_allowed(serving_learned=False):
+        gate.served()
+        gate.observe(True, 0.5)
+        extra += 1
+    assert extra == 19  # 0.05 * (1 + 19) = 1.0
+
+
+def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
+    inc = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10))
+    for t in range(2000):
+        inc.plans.served()
+        learned = inc.plans_allowed(float(t))
+        # the learned policy earns 0.85 of the baseline's 0.5: it spends the slack, then waits
+        inc.plans.observe(not learned, 0.425 if learned else 0.5)
+    flips = len(inc.switches)
+    no_margin = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10, resume_rounds=0.0))
+    for t in range(2000):
+        no_margin.plans.served()
+        learned = no_margin.plans_allowed(float(t))
+        no_margin.plans.observe(not learned, 0.425 if learned else 0.5)
+    assert 2 <= flips <= 60 < len(no_margin.switches)
+    assert all(sw["component"] == "policy" for sw in inc.switches)
+
+
 def test_plan_gate_counts_rounds_without_feedback_as_earning_nothing():
     gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=1))
     for _ in range(20):
