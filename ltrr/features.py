@@ -100,7 +100,7 @@ class FeatureSchema:
 
 #: features that can only raise an item's score as they grow (+1) or fall (-1); suffixes apply to
 #: every strategy's columns. Popularity, query hints and click-memory impressions are left free.
-_INCREASING_SUFFIXES = ("_score", "_found", "_rr", "_match", "_ctr")
+_INCREASING_SUFFIXES = ("_score", "_found", "_rr", "_match", "_ctr", "_clicks")
 _INCREASING = ("fused_rrf", "bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap",
                "title_trigram_overlap", "n_found_by")
 _DECREASING_SUFFIXES = ("_rank",)
@@ -117,6 +117,18 @@ def monotone_directions(schema: FeatureSchema) -> list[int]:
         else:
             out.append(0)
     return out
+
+
+def click_memory_columns(schema: FeatureSchema) -> list[int]:
+    """Columns of ``schema`` computed from the engine's own past clicks on a (query, item) pair:
+    every column of a strategy with click statistics (``s_ctr`` in the schema: the click memory),
+    its provenance (``s_score``, ``s_rank``, ``s_found``, ``s_rr``) and its counts (``s_ctr``,
+    ``s_impressions``, ``s_clicks``). They record where the engine showed the item before as
+    much as how good it is (see :class:`~ltrr.ranking.lambdamart.LambdaMARTParams.memory_in_trees`)."""
+    memory = [n[: -len("_ctr")] for n in schema.names if n.endswith("_ctr")]
+    wanted = {f"{m}_{suffix}" for m in memory
+              for suffix in ("score", "rank", "found", "rr", "ctr", "impressions", "clicks")}
+    return [i for i, n in enumerate(schema.names) if n in wanted]
 
 
 def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:

@@ -63,11 +63,13 @@ def test_values_equal_their_oracles(small_movies, bm25, memory):
     np.testing.assert_array_equal(col["bm25_found"], cands.found[:, 0])
     # click memory: impressions/clicks of the (query, item) pair, CTR NaN when never shown
     where = {int(r): i for i, r in enumerate(items)}
-    assert col["memory_impressions"][where[4]] == pytest.approx(2.0)
+    # (impressions weighted by the examination of the position shown: 1/2 then 1/1)
+    assert col["memory_impressions"][where[4]] == pytest.approx(1.5)
     assert col["memory_clicks"][where[4]] == pytest.approx(2.0)
-    assert col["memory_ctr"][where[6]] == pytest.approx(1.0)
+    # the memory's smoothed CTR: (clicks + 0.05 * 5) / (impressions + 5)
+    assert col["memory_ctr"][where[6]] == pytest.approx((1.0 + 0.25) / (0.5 + 5.0))
     if 3 in where:
-        assert col["memory_ctr"][where[3]] == 0.0
+        assert col["memory_ctr"][where[3]] == pytest.approx(0.25 / (1.0 + 5.0))
     unseen = ~np.isin(items, [3, 4, 5, 6])
     assert np.isnan(col["memory_ctr"][unseen]).all() and (col["memory_impressions"][unseen] == 0).all()
     # the film whose title is the query: every title token and trigram overlaps
