@@ -136,8 +136,13 @@ class RewardConfig(Params):
     #: 0.813 to 0.829 and from 0.731 to 0.760 (seeds 0 / 1) with the same or fewer candidates
     credit: Literal["full", "split"] = "split"
     #: reward subtracted per millisecond of the plan's estimated latency (each strategy pays for its
-    #: own in the per-strategy credit): plans that only cost time lose to cheaper equal pages
-    latency_weight: float = Field(0.001, ge=0.0)
+    #: own in the per-strategy credit): plans that only cost time lose to cheaper equal pages.
+    #: 0.0001 by default, a tie-breaker: at 0.001 a dense query encoding (~13.5 ms declared) cost
+    #: 0.0135 reward, more than the click-DCG its better pages earn under noisy clicks, and the
+    #: policy dropped dense where it is the best strategy (CISI, PBM informational, seed 0: the
+    #: learned page 0.379 at 0.001, 0.449 at 0.0001, dense alone 0.438; the movie demo, 2000
+    #: queries: 0.780 and 0.783 final-window nDCG@10; docs/learning.md)
+    latency_weight: float = Field(0.0001, ge=0.0)
 
 
 class IncumbentConfig(Params):
@@ -181,9 +186,10 @@ class IncumbentConfig(Params):
     #: promotion), the learned policy resumes only when the realized gain exceeds the
     #: conservative bound by this many rounds of the baseline's mean gain. Without it the gate
     #: flips on every round whose gain crosses the bound (measured: 80 switches in 1230 rounds
-    #: on Cranfield, PBM informational); with 5 a switch needs ~5 / alpha baseline rounds of
-    #: evidence
-    resume_rounds: float = Field(5.0, ge=0.0)
+    #: on Cranfield, PBM informational); with 10 a switch back needs ~10 / alpha baseline rounds
+    #: of evidence, more than the random walk of one round's noisy page gain (sd ~ its mean)
+    #: covers in a few hundred rounds
+    resume_rounds: float = Field(10.0, ge=0.0)
 
     @property
     def enabled(self) -> bool:

@@ -14,7 +14,9 @@ whose source is not in the engine is not in the schema. Groups, in order:
 * ``s_ctr``, ``s_impressions``, ``s_clicks``, per strategy declaring
   :class:`~ltrr.contracts.strategy.ItemStatistics` (the click memory): decayed counts of the
   (query, item) pair (impressions weighted by the examination of the position shown) and the
-  strategy's smoothed CTR of them; CTR is NaN for a pair never shown;
+  strategy's smoothed CTR of them (``ItemStatistics.smoothed_ctr``: for the click memory its
+  prior CTR for a pair never shown, so an item below every page so far sits between the clicked
+  and the shown-but-ignored ones);
 * ``bm25_title``, ``bm25_text``: Okapi BM25 of the query against the title and the indexed text;
   ``bm25_text_frac``: ``bm25_text`` over the largest BM25 the query's terms reach in the corpus
   (each term's best document weight, summed), a lexical score on one [0, 1] scale for every query;
@@ -119,15 +121,16 @@ def monotone_directions(schema: FeatureSchema) -> list[int]:
     return out
 
 
-def click_memory_columns(schema: FeatureSchema) -> list[int]:
-    """Columns of ``schema`` computed from the engine's own past clicks on a (query, item) pair:
-    every column of a strategy with click statistics (``s_ctr`` in the schema: the click memory),
-    its provenance (``s_score``, ``s_rank``, ``s_found``, ``s_rr``) and its counts (``s_ctr``,
-    ``s_impressions``, ``s_clicks``). They record where the engine showed the item before as
-    much as how good it is (see :class:`~ltrr.ranking.lambdamart.LambdaMARTParams.memory_in_trees`)."""
+def click_exposure_columns(schema: FeatureSchema) -> list[int]:
+    """Columns of ``schema`` that depend on how much the engine showed a (query, item) pair
+    before, for every strategy with click statistics (``s_ctr`` in the schema: the click memory):
+    its provenance (``s_score``, ``s_rank``, ``s_found``, ``s_rr``: the memory lists an item once
+    it has clicks, which an item shown on top collects first) and its raw counts
+    (``s_impressions``, ``s_clicks``). ``s_ctr`` is not among them: smoothed and examination-
+    weighted, it estimates attractiveness wherever the item was shown (see
+    :class:`~ltrr.ranking.lambdamart.LambdaMARTParams.memory_in_trees`)."""
     memory = [n[: -len("_ctr")] for n in schema.names if n.endswith("_ctr")]
-    wanted = {f"{m}_{suffix}" for m in memory
-              for suffix in ("score", "rank", "found", "rr", "ctr", "impressions", "clicks")}
+    wanted = {f"{m}_{suffix}" for m in memory for suffix in ("score", "rank", "found", "rr", "impressions", "clicks")}
     return [i for i, n in enumerate(schema.names) if n in wanted]
 
 
@@ -310,7 +313,9 @@ class FeatureBuilder:
             stats = live[name]
             assert isinstance(stats, ItemStatistics), name
             imp, clk = stats.item_stats(text, items)
-            out[:, col[f"{name}_ctr"]] = np.where(imp > 0, stats.smoothed_ctr(imp, clk), np.nan)
+            # the strategy's own estimate for every pair: the click memory's prior for a pair
+            # never shown, so "never shown" ranks between clicked and shown-but-ignored
+            out[:, col[f"{name}_ctr"]] = stats.smoothed_ctr(imp, clk)
             out[:, col[f"{name}_impressions"]] = imp
             out[:, col[f"{name}_clicks"]] = clk
         for field, idx in (("title", self._title), ("text", self._text)):

@@ -7,9 +7,9 @@ it keeps that prior and learns a correction on top of it: the boosting starts fr
 of the row, so serving adds it back exactly), the trees are monotone in every feature whose
 direction is known (:func:`ltrr.features.monotone_directions`), and small leaves are forbidden —
 so a few hundred noisy clicks move the fused order only where they agree. The click memory's
-columns are withheld from the trees by default (``memory_in_trees``): its evidence enters through
-its list's rank in the prior, because those counts also record where the engine showed an item
-before, a loop the trees would learn. Saved as LightGBM's own text model plus the JSON feature
+provenance and raw counts are withheld from the trees by default (``memory_in_trees``): its
+evidence enters through its list's rank in the prior and its smoothed CTR, because those counts
+also record where the engine showed an item before, a loop the trees would learn. Saved as LightGBM's own text model plus the JSON feature
 schema; no pickle.
 
 ``fit`` is the plain learner: whatever rows, labels, per-row weights and display positions it is
@@ -33,7 +33,7 @@ from pydantic import Field
 
 from ltrr.contracts.ranker import Ranker
 from ltrr.errors import DataError, PersistenceError
-from ltrr.features import FeatureSchema, click_memory_columns, monotone_directions
+from ltrr.features import FeatureSchema, click_exposure_columns, monotone_directions
 from ltrr.params import Params, validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
 
@@ -85,17 +85,14 @@ class LambdaMARTParams(Params):
     #: keep serving the fusion prior unless the trained model's nDCG@10 on the held-out clicks
     #: beats the prior's by more than this margin (None = always take the trained model)
     min_valid_gain: float | None = None
-    #: whether the trees may split on the click memory's columns
-    #: (:func:`ltrr.features.click_memory_columns`). Off by default: the memory's evidence then
-    #: enters only through its list's rank in the fusion prior. Those counts say where the engine
-    #: showed an item before as much as how good it is (examination weighting corrects the
-    #: position of each impression, not the exposure itself), and position debiasing of the
-    #: current page cannot separate them: an engine serving a stable order trains on pages where
-    #: the memory's columns and the display position move together, and the trees learn to keep
-    #: what was on top on top. Measured (Cranfield, PBM informational, seed 1, bm25 + dense +
-    #: memory, the ranker on the all-at-max union, final 500 rounds): with the columns 0.476-0.552
-    #: depending on their monotone directions, only the memory's CTR and rank 0.556, withheld
-    #: 0.570, RRF of the same union 0.563 (docs/learning.md)
+    #: whether the trees may split on the click memory's exposure-dependent columns
+    #: (:func:`ltrr.features.click_exposure_columns`: its provenance and raw counts). Off by
+    #: default: the memory's evidence then enters through its list's rank in the fusion prior and
+    #: its smoothed, examination-weighted CTR (monotone). Those counts say where the engine showed
+    #: an item before as much as how good it is, and position debiasing of the current page
+    #: cannot separate them: an engine serving a stable order trains on pages where they and the
+    #: display position move together, and the trees learn to keep what was on top on top.
+    #: Measured on Cranfield (docs/learning.md)
     memory_in_trees: bool = False
 
 
@@ -116,7 +113,7 @@ class LambdaMARTRanker(Ranker):
         self.best_iteration_ = 0
         self._rank_cols = np.array([i for i, n in enumerate(schema.names) if n.endswith("_rank")
                                     and n != "best_rank"], dtype=np.int64)
-        self._withheld = np.array([] if self.params.memory_in_trees else click_memory_columns(schema),
+        self._withheld = np.array([] if self.params.memory_in_trees else click_exposure_columns(schema),
                                   dtype=np.int64)
 
     @property

@@ -61,7 +61,7 @@ def test_values_equal_their_oracles(small_movies, bm25, memory):
     not_found = ~cands.found[:, 0]
     assert np.isnan(col["bm25_score"][not_found]).all() and np.isnan(col["bm25_rank"][not_found]).all()
     np.testing.assert_array_equal(col["bm25_found"], cands.found[:, 0])
-    # click memory: impressions/clicks of the (query, item) pair, CTR NaN when never shown
+    # click memory: impressions/clicks of the (query, item) pair
     where = {int(r): i for i, r in enumerate(items)}
     # (impressions weighted by the examination of the position shown: 1/2 then 1/1)
     assert col["memory_impressions"][where[4]] == pytest.approx(1.5)
@@ -71,7 +71,8 @@ def test_values_equal_their_oracles(small_movies, bm25, memory):
     if 3 in where:
         assert col["memory_ctr"][where[3]] == pytest.approx(0.25 / (1.0 + 5.0))
     unseen = ~np.isin(items, [3, 4, 5, 6])
-    assert np.isnan(col["memory_ctr"][unseen]).all() and (col["memory_impressions"][unseen] == 0).all()
+    # a pair never shown gets the memory's prior CTR (between clicked and shown-but-ignored)
+    assert (col["memory_ctr"][unseen] == pytest.approx(0.05)) and (col["memory_impressions"][unseen] == 0).all()
     # the film whose title is the query: every title token and trigram overlaps
     assert col["title_overlap"][where[12]] == pytest.approx(1.0)
     assert col["title_trigram_overlap"][where[12]] == pytest.approx(1.0)

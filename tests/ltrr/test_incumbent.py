@@ -137,7 +137,7 @@ def _config(path, **over):
         "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 100},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 30, "min_data_in_leaf": 5}},
-        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20},
+        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20, "resume_rounds": 1.0},
         "store": {"event_ids": "seeded"},
     }
     data.update(over)

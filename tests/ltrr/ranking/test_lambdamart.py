@@ -165,38 +165,37 @@ MEMORY_SCHEMA = FeatureSchema(("bm25_score", "bm25_rank", "bm25_found", "memory_
 
 
 def memory_problem(seed=0, n_q=80, m=12):
-    """Clicks that follow the click memory's counts exactly, and a content feature ``x`` that
-    predicts them only partly."""
+    """Clicks that follow the click memory's raw counts exactly, a CTR column that says nothing,
+    and a content feature ``x`` that predicts the clicks only partly."""
     rng = np.random.default_rng(seed)
     n = n_q * m
     X = np.full((n, len(MEMORY_SCHEMA.names)), np.nan, dtype=np.float32)
     rank = np.tile(np.arange(1, m + 1), n_q).astype(np.float32)
-    X[:, 0], X[:, 1], X[:, 2], X[:, 6] = 1.0 / rank, rank, 1.0, 1.0 / (60 + rank)
+    X[:, 0], X[:, 1], X[:, 2], X[:, 6], X[:, 7] = 1.0 / rank, rank, 1.0, 1.0 / (60 + rank), 0.0
+    X[:, 5], X[:, 8] = 0.0, X[:, 6]
     clicks = rng.poisson(1.0, n).astype(np.float32)
-    X[:, 9], X[:, 10], X[:, 11] = (clicks + 0.25) / 5.0, 5.0, clicks
-    X[:, 7], X[:, 2] = 0.0, 1.0
-    X[:, 8] = X[:, 6]
+    X[:, 9], X[:, 10], X[:, 11] = 0.05, 5.0 - clicks, clicks
     X[:, 12] = clicks + rng.normal(0, 1.5, n)
     y = (clicks >= 2).astype(np.float32)
     return X, y, np.full(n_q, m)
 
 
-def test_click_memory_columns_are_withheld_from_the_trees_by_default():
-    from ltrr.features import click_memory_columns
+def test_the_click_memorys_exposure_columns_are_withheld_from_the_trees_by_default():
+    from ltrr.features import click_exposure_columns
 
-    assert [MEMORY_SCHEMA.names[i] for i in click_memory_columns(MEMORY_SCHEMA)] == [
-        "memory_score", "memory_rank", "memory_found", "memory_rr", "memory_ctr", "memory_impressions", "memory_clicks"]
+    withheld_names = ["memory_score", "memory_rank", "memory_found", "memory_rr", "memory_impressions", "memory_clicks"]
+    assert [MEMORY_SCHEMA.names[i] for i in click_exposure_columns(MEMORY_SCHEMA)] == withheld_names
     X, y, groups = memory_problem()
     params = {"n_estimators": 20, "min_data_in_leaf": 5}
     withheld = LambdaMARTRanker(MEMORY_SCHEMA, params).fit(X, y, groups)
     seen = LambdaMARTRanker(MEMORY_SCHEMA, {**params, "memory_in_trees": True}).fit(X, y, groups)
     used = dict(zip(MEMORY_SCHEMA.names, withheld.booster_.feature_importance("split"), strict=True))
-    assert used["x"] > 0 and all(used[n] == 0 for n in ("memory_ctr", "memory_impressions", "memory_clicks"))
+    assert used["x"] > 0 and all(used[n] == 0 for n in withheld_names)
     seen_used = dict(zip(MEMORY_SCHEMA.names, seen.booster_.feature_importance("split"), strict=True))
-    assert seen_used["memory_ctr"] + seen_used["memory_clicks"] > 0
+    assert seen_used["memory_impressions"] + seen_used["memory_clicks"] > 0
     # changing the memory's counts moves the scores of the ranker that sees them only
     other = X.copy()
-    other[:, 9:12] = other[::-1, 9:12]
+    other[:, 10:12] = other[::-1, 10:12]
     np.testing.assert_array_equal(withheld.score(other), withheld.score(X))
     assert not np.allclose(seen.score(other), seen.score(X))
     # the memory's rank still counts in the fusion prior the trees start from
