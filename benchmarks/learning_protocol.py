@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning import code_version, collection_dir, conditions, dense_with_cached_vectors  # noqa: E402
 
-from ltrr.config import EngineConfig, load_config, parse_config  # noqa: E402
+from ltrr.config import EngineConfig, parse_config  # noqa: E402
 
 SAFETY_WINDOW, SAFETY_FROM, FINAL = 200, 500, 500
 
@@ -140,8 +140,8 @@ def summary(paths: list[Path], label: str | None = None) -> None:
     for r in rows:
         if r["click_model"] != "any":
             groups.setdefault((r["collection"], r["click_model"], r["preset"]), {}).setdefault(r["seed"], {})[r["policy"]] = r
-    head = (f"| collection | clicks | preset | seeds | learned final | cands share | bm25 | dense | RRF menu | "
-            f"margin [min, max] | all_max − RRF [min, max] | worst window ratio | ranker promoted |")
+    head = ("| collection | clicks | preset | seeds | learned final | cands share | bm25 | dense | RRF menu | "
+            "margin [min, max] | all_max − RRF [min, max] | worst window ratio | ranker promoted |")
     print(head)
     print("|" + "|".join(["---"] * (head.count("|") - 1)) + "|")
     fails = {"a": 0, "b": 0, "c": 0}
