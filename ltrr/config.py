@@ -182,9 +182,9 @@ class IncumbentConfig(Params):
     gain_half_life: float = Field(1000.0, ge=0.0)
     #: rounds the baseline plan serves (with feedback) before the learned policy may choose
     min_baseline_rounds: int = Field(50, ge=1)
-    #: hysteresis of the plan gate: once the baseline plan took over (or before the first
-    #: promotion), the learned policy resumes only when the realized gain exceeds the
-    #: conservative bound by this many rounds of the baseline's mean gain. Without it the gate
+    #: hysteresis of the plan gate: once the baseline plan took over from the learned policy,
+    #: the learned policy resumes only when the realized gain exceeds the conservative bound by
+    #: this many rounds of the baseline's mean gain (the first promotion needs the bound only). Without it the gate
     #: flips on every round whose gain crosses the bound (measured: 80 switches in 1230 rounds
     #: on Cranfield, PBM informational); with 10 a switch back needs ~10 / alpha baseline rounds
     #: of evidence, more than the random walk of one round's noisy page gain (sd ~ its mean)

@@ -17,9 +17,10 @@ accepts H0.
 while the engine's decayed realized page gain (the clicks part of the reward, without the cost)
 stays at least ``(1 - alpha)`` times what the baseline plan is estimated to earn over the same
 rounds; otherwise the baseline plan is served. The estimate is the baseline plan's own mean gain
-on the rounds it served. The gate has hysteresis: the learned policy takes over from the
-baseline plan only once the realized gain exceeds the bound by ``resume_rounds`` rounds of the
-baseline's mean gain, so it does not flip on every round whose gain crosses the bound. The choice is a deterministic function of the history, so the logged
+on the rounds it served. The gate has hysteresis: once the baseline plan took over from the
+learned policy, the learned policy takes over again only when the realized gain exceeds the
+bound by ``resume_rounds`` rounds of the baseline's mean gain, so it does not flip on every
+round whose gain crosses the bound. The choice is a deterministic function of the history, so the logged
 propensity stays exact (the learned policy's, or 1 for the baseline plan).
 
 Every switch is recorded with its time, round and evidence (:attr:`Incumbent.switches`), shown
@@ -138,6 +139,9 @@ class PlanGate:
     gain_learned: float = 0.0
     #: decayed rounds served without feedback yet (counted with gain 0: pessimistic)
     pending: float = 0.0
+    #: whether the baseline plan ever took over from the learned policy (from then on, the
+    #: learned policy resumes only with ``resume_rounds`` of slack)
+    demoted: bool = False
 
     @property
     def decay(self) -> float:
@@ -159,15 +163,15 @@ class PlanGate:
 
     def learned_allowed(self, serving_learned: bool = True) -> bool:
         """Whether the learned policy may choose the next plan: the conservative condition
-        (:meth:`slack` >= 0) while it serves; to take over from the baseline plan, a slack of
-        ``resume_rounds`` rounds of the baseline's mean gain (hysteresis: a switch needs
-        evidence, not one lucky round)."""
+        (:meth:`slack` >= 0) while it serves and for its first promotion; to take over again
+        after the baseline plan took over, a slack of ``resume_rounds`` rounds of the
+        baseline's mean gain (hysteresis: a switch back needs evidence, not one lucky round)."""
         if not self.config.gate_plans:
             return True
         slack = self.slack()
         if slack is None:
             return False
-        if serving_learned:
+        if serving_learned or not self.demoted:
             return slack >= 0.0
         mean = self.baseline_mean() or 0.0
         return slack >= self.config.resume_rounds * mean
@@ -216,6 +220,7 @@ class Incumbent:
         """The plan gate's decision for the next search (a change is recorded as a switch)."""
         allowed = self.plans.learned_allowed(self.learned_plans)
         if allowed != self.learned_plans:
+            self.plans.demoted = self.plans.demoted or not allowed
             p = self.plans
             self.record_switch("policy", "promote" if allowed else "demote", ts, {
                 "baseline_gain": round(p.gain_baseline, 4), "baseline_rounds": round(p.n_baseline, 2),
@@ -231,7 +236,8 @@ class Incumbent:
                 "ranker": {"serving": r.serving, "comparisons": r.comparisons, "wins": r.test.wins,
                            "losses": r.test.losses},
                 "plans": {"n_baseline": p.n_baseline, "gain_baseline": p.gain_baseline,
-                          "n_learned": p.n_learned, "gain_learned": p.gain_learned, "pending": p.pending}}
+                          "n_learned": p.n_learned, "gain_learned": p.gain_learned, "pending": p.pending,
+                          "demoted": p.demoted}}
 
     def restore(self, d: dict[str, Any]) -> None:
         self.rounds = int(d.get("rounds", 0))
@@ -244,6 +250,7 @@ class Incumbent:
         p = d.get("plans", {})
         for key in ("n_baseline", "gain_baseline", "n_learned", "gain_learned", "pending"):
             setattr(self.plans, key, float(p.get(key, 0.0)))
+        self.plans.demoted = bool(p.get("demoted", False))
 
     def status(self) -> dict[str, Any]:
         """What is served now and on what evidence (``/metrics``, reports)."""

@@ -88,9 +88,11 @@ def test_plan_gate_takes_over_from_the_baseline_only_with_a_margin_of_evidence()
     for _ in range(10):
         gate.served()
         gate.observe(True, 0.5)
-    # slack = 5.0 - 0.9 * 11 * 0.5 = 0.05: enough to keep serving, not to take over
+    # slack = 5.0 - 0.9 * 11 * 0.5 = 0.05: enough to keep serving and for a first promotion ...
     assert gate.slack() == pytest.approx(0.05)
-    assert gate.learned_allowed(serving_learned=True)
+    assert gate.learned_allowed(serving_learned=True) and gate.learned_allowed(serving_learned=False)
+    # ... but not to take over again once the baseline plan took over
+    gate.demoted = True
     assert not gate.learned_allowed(serving_learned=False)
     # each baseline round adds 0.05 of slack: taking over needs 2 rounds of gain (1.0)
     extra = 0
@@ -137,7 +139,7 @@ def _config(path, **over):
         "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
         "policy": {"type": "epsilon_greedy", "params": {"epsilon": 0.1}, "budget": 100},
         "ranker": {"retrain_every": 40, "params": {"n_estimators": 30, "min_data_in_leaf": 5}},
-        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20, "resume_rounds": 1.0},
+        "incumbent": {"min_effect": 0.1, "min_baseline_rounds": 20, "min_holdout_queries": 20},
         "store": {"event_ids": "seeded"},
     }
     data.update(over)
