@@ -82,8 +82,9 @@ class LogStep:
     clicks), known because strategies are deterministic. ``chosen`` is the plan the policy picked
     for the query before learning from it. ``mode`` says how the policy learned:
     ``"full-information"`` (foreign log: every plan's reward) or ``"bandit-feedback"`` (ltrr log:
-    only the logged plan's reward, with ``ips_weight`` = the policy's probability of the logged
-    plan over its logged propensity).
+    the logged plan's reward, with ``ips_weight`` = the policy's probability of the logged
+    plan over its logged propensity; the policy's update is the one the live engine made, the
+    page-valued reward of every plan under ``policy.learning = "full_information"``).
     """
 
     mode: str
@@ -236,7 +237,7 @@ class Learner:
                 on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
                 interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
                                 int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
-        plan_rewards = self.full_information(logged, clicked) if entry.first else None
+        plan_rewards = self.full_information(logged.query, clicked) if entry.first else None
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
                         x=logged.x, plan=logged.plan if entry.first and plan_rewards is None else None,
@@ -247,9 +248,9 @@ class Learner:
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
-    def full_information(self, logged: LoggedEvent, clicked: np.ndarray) -> np.ndarray | None:
-        """The reward of every menu plan on this decision's clicks (``policy.learning =
-        "full_information"``), or None when the policy learns bandit feedback (by config, or
+    def full_information(self, query: str, clicked: np.ndarray) -> np.ndarray | None:
+        """The reward of every menu plan on the clicks of a search for ``query`` (``policy.learning
+        = "full_information"``), or None when the policy learns bandit feedback (by config, or
         because it cannot learn full information). One retrieval per strategy at its largest
         menu depth, outside the engine lock; each plan is valued by the clicked items on the
         page it would have shown, at their positions there (:func:`ltrr.reward.plan_page_rewards`)."""
@@ -258,7 +259,7 @@ class Learner:
         if (engine.config.policy.learning != "full_information" or not policy.adaptive
                 or type(policy)._warm_start is Policy._warm_start):
             return None
-        return plan_page_outcomes(engine, QueryBatch((logged.query,)), clicked, self.plan_latency())
+        return plan_page_outcomes(engine, QueryBatch((query,)), clicked, self.plan_latency())
 
     def plan_latency(self) -> np.ndarray:
         """Every menu plan's latency (ms) as the reward prices it: the strategies' declared
@@ -325,8 +326,13 @@ class Learner:
             logged_reward = float(record.reward) if record.reward is not None else computed
             p_now = engine.policy.probabilities(x)
             ips_weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
-            lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan=plan, reward=logged_reward,
-                            strategy_rewards=per_strategy, success_depths=depths,
+            # the policy learns as the live engine did: every plan's page-valued reward under
+            # ``policy.learning = "full_information"``, else the logged plan's reward
+            page_rewards = self.full_information(query, clicked_rows)
+            lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x,
+                            plan=plan if page_rewards is None else None,
+                            reward=logged_reward if page_rewards is None else None,
+                            strategy_rewards=per_strategy, plan_rewards=page_rewards, success_depths=depths,
                             success_hits=np.asarray(drew.any(axis=0)))
         else:
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan_rewards=out.rewards,
