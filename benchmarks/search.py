@@ -48,6 +48,8 @@ from simulators.environment import run_session  # noqa: E402
 from simulators.movies import MovieQueryGenerator  # noqa: E402
 from simulators.session import make_click_model  # noqa: E402
 
+N_WARM = 20  # untimed first searches (never repeated in the timed rounds)
+
 
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": round(float(np.median(values)), 3), "min": round(float(np.min(values)), 3),
@@ -117,14 +119,14 @@ def main() -> None:
             engine.save(args.save)
         seen = {q.text for q in train}
         pool = [q.text for q in MovieQueryGenerator(catalog, seed=args.seed + 1000).sample_pool(
-            args.queries * (args.repeats + 1) + len(seen))]
+            args.queries * args.repeats + N_WARM + len(seen))]
         fresh = [q for q in pool if q not in seen]
-        need = args.queries * (args.repeats + 1)
+        need = args.queries * args.repeats + N_WARM
         if len(fresh) < need:
             raise SystemExit(f"only {len(fresh)} unseen distinct queries; need {need}")
-        for q in fresh[:20]:  # first-call allocations (these queries are not timed again)
+        for q in fresh[:N_WARM]:  # first-call allocations (these queries are not timed again)
             engine.search(q)
-        fresh = fresh[args.queries:]
+        fresh = fresh[N_WARM:]
         cond = conditions()
         load_start = load_average()
         rounds = []
