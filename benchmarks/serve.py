@@ -4,7 +4,7 @@ Starts the service as subprocesses on 127.0.0.1 (never another host) and, for ea
 runs an open-loop load at a fixed request rate for ``--duration`` seconds: searches drawn from the
 simulated movie query stream — a Zipf law over ``--pool`` distinct queries, so head queries repeat
 as in real logs (the run reports the resulting cache hit rate) — and feedback (a click on a shown
-result) for 10% of them. Latency is measured from each request's *scheduled* start, so a server
+result) for 10% of them (``--feedback``). Latency is measured from each request's *scheduled* start, so a server
 that falls behind is charged for the queueing (no coordinated omission); a request that could not
 be sent in time counts as a failure. The run is bounded: at most rate x duration searches, a hard
 wall clock limit, then the servers are stopped. Prints one JSON line per run and one summary line
@@ -252,10 +252,11 @@ def postgres_cpu_seconds(data_dir: Path | None) -> float:
     return total
 
 
-def run_load(ports: list[int], texts: list[str], rate: float, duration: float, threads: int, seed: int) -> dict:
+def run_load(ports: list[int], texts: list[str], rate: float, duration: float, threads: int, seed: int,
+             feedback: float = 0.10) -> dict:
     n = min(int(rate * duration), len(texts))
     rng = np.random.default_rng(seed)
-    give_feedback = rng.random(n) < 0.10
+    give_feedback = rng.random(n) < feedback
     click_pos = rng.integers(0, 3, n)
     conn = Conn()
     lat = np.full(n, np.nan)  # from the scheduled start (includes queueing when behind)
@@ -383,6 +384,8 @@ def main() -> None:
     ap.add_argument("--policy", default=None, help="Another policy type for the config (e.g. epsilon_greedy).")
     ap.add_argument("--pool", type=int, default=2000, help="Distinct queries in the stream.")
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent over the queries' popularity rank.")
+    ap.add_argument("--feedback", type=float, default=0.10,
+                    help="Fraction of searches followed by a click sent to /feedback (the server learns).")
     ap.add_argument("--distinct", action="store_true",
                     help="Cold: every query distinct (warm-up included), instead of the Zipf mix.")
     ap.add_argument("--seed", type=int, default=0)
@@ -403,6 +406,7 @@ def main() -> None:
                                         args.distinct)
         mix = ({"queries": "distinct (cold)"} if args.distinct
                else {"query_pool": args.pool, "zipf": args.zipf})
+        mix["feedback_fraction"] = args.feedback
         pg = None
         if args.store == "postgres":
             from ltrr.store.pg_local import LocalPostgres
@@ -420,9 +424,9 @@ def main() -> None:
                         load0 = os.getloadavg()[0]
                         dep = Deployment(engine, root, args.store, c, dsn)
                         try:
-                            run_load(dep.ports, warm, rate, 3.0, args.threads, args.seed + 1)  # warm-up
+                            run_load(dep.ports, warm, rate, 3.0, args.threads, args.seed + 1, args.feedback)  # warm-up
                             cpu0, pg0 = dep.cpu_seconds(), postgres_cpu_seconds(pg.data if pg else None)
-                            res = run_load(dep.ports, texts, rate, args.duration, args.threads, args.seed)
+                            res = run_load(dep.ports, texts, rate, args.duration, args.threads, args.seed, args.feedback)
                             cpu = dep.cpu_seconds() - cpu0
                             pg_cpu = postgres_cpu_seconds(pg.data if pg else None) - pg0
                         finally:
