@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -132,7 +133,7 @@ class ChunkedWeights:
 
     @classmethod
     def load(cls, directory: Path, prefix: str, n_features: int, mmap: bool = False) -> ChunkedWeights:
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         arrs = {name: np.load(directory / f"{prefix}_{name}.npy", mmap_mode=mode, allow_pickle=False)
                 for name in _FIELDS}
         return cls(**arrs, n_features=n_features)
