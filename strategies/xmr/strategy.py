@@ -159,7 +159,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
         # identical query strings become one training row with all their clicked items
         uniq: dict[str, int] = {}
         qrow = np.array([uniq.setdefault(t.strip().lower(), len(uniq)) for t in texts], dtype=np.int64)
-        first = {}
+        first: dict[str, str] = {}
         for t in texts:
             first.setdefault(t.strip().lower(), t)
         uniq_texts = list(first.values())
@@ -229,6 +229,8 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
 
     # ------------------------------------------------------------------ persistence
     def _save(self, directory: Path) -> None:
+        if self.model_ is None or self.featurizer_ is None:
+            raise RuntimeError(f"{self.name}: save called before fit.")
         self.featurizer_.save(directory)
         self.model_.save(directory)
         (directory / "click_pairs.json").write_text(

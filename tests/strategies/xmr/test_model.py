@@ -154,3 +154,13 @@ def test_batches_larger_than_a_block_equal_block_by_block(trained, monkeypatch):
     monkeypatch.setattr(XRModel, "BATCH", 7)
     ids7, scores7 = model.predict(q, k=10)
     assert np.array_equal(ids, ids7) and np.array_equal(scores, scores7)
+
+
+@pytest.mark.parametrize("use", ["predict", "weights", "save"])
+def test_an_unfitted_model_says_so(use, tmp_path):
+    model = XRModel()
+    calls = {"predict": lambda: model.predict(sp.csr_matrix((2, 3)), k=5),
+             "weights": lambda: model.weights, "save": lambda: model.save(tmp_path)}
+    with pytest.raises(RuntimeError, match="XRModel has no label tree: fit or load it first"):
+        calls[use]()
+    assert not any(tmp_path.iterdir())
