@@ -43,7 +43,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
-from ltrr.errors import ConfigError, DataError, PersistenceError
+from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
@@ -637,7 +637,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     def _check_fitted(self) -> dict[str, int]:
         """The vocabulary, or an error if neither fit nor load ran."""
         if self.vocab_ is None:
-            raise ConfigError(f"{self.name} is not fitted; call fit(catalog) or load(directory) first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         return self.vocab_
 
     # ------------------------------------------------------------------ persistence

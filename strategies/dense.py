@@ -35,7 +35,7 @@ from pydantic import Field
 
 from ltrr.catalog import DEFAULT_TEXT_FIELDS, Catalog
 from ltrr.contracts.strategy import CandidateGenerator, ItemScorer
-from ltrr.errors import ConfigError, PersistenceError
+from ltrr.errors import ConfigError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.store.persist import read_manifest
 from ltrr.threads import current_native_threads
@@ -375,6 +375,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
         self.index_ = self._new_index(vectors.shape[1]).build(vectors)
         self.embeddings_ = vectors
         self.n_items_ = vectors.shape[0]
+        self.fitted_ = True
         return self
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
@@ -384,7 +385,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
         stored embeddings stay aligned with catalog rows.
         """
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: add_items needs a fitted index; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) before add_items")
         rows = np.unique(np.asarray(new_rows, dtype=np.int64))
         expected = np.arange(self.n_items_, len(catalog), dtype=np.int64)
         if rows.size != np.asarray(new_rows).size or not np.array_equal(rows, expected):
@@ -403,7 +404,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: retrieve needs a fitted index; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         ids, scores = self.index_.search(self.embed_queries(queries), k)
         return RetrievalResult(ids, scores)
 
@@ -448,7 +449,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
     # ----------------------------------------------------------------- persistence
     def _save(self, directory: Path) -> None:
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: nothing to save; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) before save")
         self.index_.write(directory / INDEX_FILE)
         np.save(directory / EMBEDDINGS_FILE, np.asarray(self.embeddings_), allow_pickle=False)
 

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator
-from ltrr.errors import LtrrError
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from ltrr.text import normalize_query
 from ltrr.types import QueryBatch, RetrievalResult
@@ -138,7 +138,7 @@ class ExplorationGenerator(CandidateGenerator[ExplorationParams]):
     def _orders(self) -> tuple[np.ndarray, np.ndarray]:
         """``popular_order_`` and ``new_order_``, or an error if neither fit nor load ran."""
         if self.popular_order_ is None or self.new_order_ is None:
-            raise LtrrError(f"{self.name} is not fitted: call fit(catalog) first")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         return self.popular_order_, self.new_order_
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:

@@ -73,6 +73,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
     """Items users clicked for this (normalized) query, best smoothed CTR first."""
 
     type_name = "memory"
+    requires_fit = False  # answers from the clicks it has observed, with or without a catalog
     Params = ClickMemoryParams
     query_stat_names = ("memory_hits", "memory_ctr")
 

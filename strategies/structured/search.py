@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, QueryStatistics
-from ltrr.errors import LtrrError
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 from strategies.structured.tagger import FIELDS, FieldTagger, Interpretation, TaggerConfig, postings
@@ -266,7 +266,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
     def _fitted(self) -> tuple[FieldTagger, np.ndarray]:
         """The tagger and the popularity prior, or an error if neither fit nor load ran."""
         if self.tagger_ is None or self.prior_ is None:
-            raise LtrrError(f"{self.name} is not fitted: call fit(catalog) first")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         return self.tagger_, self.prior_
 
     # ------------------------------------------------------------------ persistence

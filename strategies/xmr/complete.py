@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from ltrr.errors import DataError
+from ltrr.errors import DataError, NotFittedError
 from ltrr.params import validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from strategies.xmr.features import TfidfFeaturizer
@@ -214,7 +214,7 @@ class QueryCompleter:
                  fill: bool = True) -> Completions:
         """Top-``k`` completions of each prefix given the previous query ("" when none)."""
         if self.model_ is None or self.featurizer_ is None:
-            raise RuntimeError("QueryCompleter.complete called before fit.")
+            raise NotFittedError("QueryCompleter is not fitted: call fit or load before complete")
         if len(previous) != len(prefixes):
             raise DataError(f"complete needs one previous query per prefix; got {len(previous)} and {len(prefixes)}.")
         if k < 1:
@@ -252,7 +252,7 @@ class QueryCompleter:
     def save(self, directory: str | Path) -> None:
         """A directory: manifest, labels + counts (JSON / npy), features, the XR model."""
         if self.model_ is None or self.featurizer_ is None:
-            raise RuntimeError("QueryCompleter.save called before fit.")
+            raise NotFittedError("QueryCompleter is not fitted: call fit before save")
         with atomic_directory(directory) as tmp:
             write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(mode="json"),
                            n_labels=len(self.labels_))

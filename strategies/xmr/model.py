@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
@@ -143,7 +144,7 @@ class XRModel:
     def _fitted_tree(self) -> ClusterTree:
         """The label tree; a model that was neither fitted nor loaded has none."""
         if self.tree is None:
-            raise RuntimeError("XRModel has no label tree: fit or load it first.")
+            raise NotFittedError("XRModel is not fitted (no label tree): call fit or load first")
         return self.tree
 
     # ------------------------------------------------------------------ training

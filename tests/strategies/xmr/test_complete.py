@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ltrr.catalog import Catalog
-from ltrr.errors import DataError
+from ltrr.errors import DataError, NotFittedError
 from strategies.xmr.cli import complete as complete_cmd
 from strategies.xmr.complete import (
     QueryCompleter,
@@ -121,8 +121,8 @@ def test_cli_uses_the_previous_query(tmp_path):
 
 def test_an_unfitted_completer_refuses_to_save_and_to_complete(tmp_path):
     completer = QueryCompleter()
-    with pytest.raises(RuntimeError, match="QueryCompleter.save called before fit"):
+    with pytest.raises(NotFittedError, match="QueryCompleter is not fitted: call fit before save"):
         completer.save(tmp_path / "c")
     assert not (tmp_path / "c").exists()
-    with pytest.raises(RuntimeError, match="QueryCompleter.complete called before fit"):
+    with pytest.raises(NotFittedError, match="QueryCompleter is not fitted: call fit or load before complete"):
         completer.complete([""], ["the"])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ltrr.errors import NotFittedError
 from strategies.xmr.indexer import balanced_kmeans_codes, build_tree
 from strategies.xmr.model import XRConfig, XRModel, _transform, pifa
 
@@ -161,6 +162,6 @@ def test_an_unfitted_model_says_so(use, tmp_path):
     model = XRModel()
     calls = {"predict": lambda: model.predict(sp.csr_matrix((2, 3)), k=5),
              "weights": lambda: model.weights, "save": lambda: model.save(tmp_path)}
-    with pytest.raises(RuntimeError, match="XRModel has no label tree: fit or load it first"):
+    with pytest.raises(NotFittedError, match=r"XRModel is not fitted \(no label tree\): call fit or load first"):
         calls[use]()
     assert not any(tmp_path.iterdir())
