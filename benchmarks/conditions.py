@@ -6,11 +6,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 from ltrr.threads import native_thread_report
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the sources that decide a simulated result (a benchmark adds its own file)
+CODE_DIRS = ("ltrr", "simulators", "strategies", "policies")
 
 LIBRARIES = ("numpy", "scipy", "faiss-cpu", "torch", "sentence-transformers", "onnxruntime",
              "lightgbm", "threadpoolctl")
@@ -34,3 +41,21 @@ def conditions(extra: tuple[str, ...] = ()) -> dict:
     """Versions, the thread settings of every loaded pool, cores and the 1/5/15-min load."""
     return {"versions": versions(extra), "threads": native_thread_report().as_dict(),
             "cores": os.cpu_count(), "load_average": load_average()}
+
+
+def code_version(extra: tuple[str, ...] = ()) -> str:
+    """Git commit plus a hash of the Python sources that decide the results (``CODE_DIRS`` and
+    ``extra`` paths relative to the repo root), so a result cache keyed by it is invalidated by
+    any code change, committed or not."""
+    h = hashlib.sha1()
+    for entry in (*CODE_DIRS, *extra):
+        p = ROOT / entry
+        for f in sorted([p] if p.is_file() else p.rglob("*.py")):
+            h.update(f.relative_to(ROOT).as_posix().encode())
+            h.update(f.read_bytes())
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = "nogit"
+    return f"{head}+{h.hexdigest()[:10]}"

@@ -89,7 +89,10 @@ def main() -> None:
             print(json.dumps(line), flush=True)
         run_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         print(json.dumps({"bench": "latency_plans", "seed": seed, "wall_s": round(wall, 1),
-                          "cpu_s": round(run_cpu, 1), "start": start, "end_load_average": conditions()["load_average"]}),
+                          "cpu_s": round(run_cpu, 1), "start": start,
+                          # the engines pin their pools at construction: the end line shows the
+                          # thread settings the searches ran with (the start line: before any engine)
+                          "end": conditions()}),
               flush=True)
     learned = cfg.policy.type
     summary = {"bench": "latency_plans", "summary": True, "seeds": args.seeds}

@@ -42,7 +42,6 @@ import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -52,9 +51,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.conditions import code_version  # noqa: E402
 from ltrr.config import DATA_DIR, SHARED_DATA_DIR, EngineConfig, load_config  # noqa: E402
-
-CODE_DIRS = ("ltrr", "simulators", "strategies", "policies", "benchmarks/learning.py")
 
 
 def collection_dir(name: str) -> Path:
@@ -64,22 +62,6 @@ def collection_dir(name: str) -> Path:
             return d
     raise SystemExit(f"no collection {name!r}: looked for corpus.jsonl in {name}, {DATA_DIR / name}, "
                      f"{SHARED_DATA_DIR / 'ir' / name}")
-
-
-def code_version() -> str:
-    """Git commit plus a hash of the Python sources that decide the results (dirty trees differ)."""
-    h = hashlib.sha1()
-    for entry in CODE_DIRS:
-        p = ROOT / entry
-        for f in sorted([p] if p.is_file() else p.rglob("*.py")):
-            h.update(f.relative_to(ROOT).as_posix().encode())
-            h.update(f.read_bytes())
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        head = "nogit"
-    return f"{head}+{h.hexdigest()[:10]}"
 
 
 def conditions(ranker_threads: int) -> dict:
@@ -154,7 +136,8 @@ def run_one(config, catalog, prebuilt, stream, policy: tuple[str, dict, bool], c
     type_, params, _learns = policy
     cfg = config.model_copy(update={"seed": seed}).with_policy(type_, params)
     t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    engine = Engine.from_config(cfg, catalog=catalog, prebuilt=prebuilt)
+    engine = Engine.from_config(cfg, catalog=catalog,  # own query caches per run
+                                prebuilt={n: s.with_fresh_caches() for n, s in prebuilt.items()})
     res = run_session(engine, stream, make_click_model(click_model, preset), seed=seed)
     retrains = getattr(engine, "n_ranker_fits", engine.ranker.n_fits_)
     engine.close()
@@ -221,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     base = base.model_copy(update={"ranker": ranker, "incumbent": base.incumbent.model_copy(update=NO_INCUMBENT)})
     config_hash = hashlib.sha1(json.dumps([base.model_dump(mode="json"), args.rounds], sort_keys=True,
                                           default=str).encode()).hexdigest()[:12]
-    version = code_version()
+    version = code_version(("benchmarks/learning.py",))
     done = set()
     out = Path(args.out) if args.out else None
     if out is not None and out.exists():

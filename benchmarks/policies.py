@@ -41,6 +41,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # single-threaded BLAS: small matrices, shared machine
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -52,6 +53,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.conditions import code_version  # noqa: E402
 from ltrr import registry  # noqa: E402
 from ltrr.builder import plan_menu  # noqa: E402
 from ltrr.contracts.policy import PlanMenu  # noqa: E402
@@ -347,20 +349,32 @@ def movies(args: argparse.Namespace) -> None:
     gen = MovieQueryGenerator(catalog, seed=args.seed)
     stream = gen.stream(rounds, max(rounds // 4, 1), seed=args.seed)
     qtypes = np.array([q.qtype for q in stream])
-    shared = shared_strategies(config, catalog, cache / "strategies")
+    # every cached result is keyed by the code version and a hash of the full config (and of the
+    # run's own policy and reward overrides, below): a change to either recomputes it
+    version = code_version(("benchmarks/policies.py",))
+    config_hash = hashlib.sha1(json.dumps([config.model_dump(mode="json"), rounds, args.seed, args.prefix],
+                                          sort_keys=True, default=str).encode()).hexdigest()[:12]
+    shared = shared_strategies(config, catalog, cache / f"strategies_{version}")
     cost = config.reward.cost_per_candidate
     menu = plan_menu(config)
     plans = valued_plans(menu)  # the menu's plans first, then the fixed baselines outside it
     plan_index = {tuple(p): a for a, p in enumerate(plans.tolist())}
-    tag = f"r{rounds}_s{args.seed}"
+    tag = f"r{rounds}_s{args.seed}_{version}_{config_hash}"
     click_model = make_click_model("pbm", "navigational")
-    ranker_table_path = cache / f"all_max_table_{tag}.npz"  # the common full-information table
+
+    def run_paths(label: str, type_: str, params: dict) -> tuple[Path, Path]:
+        """A run's trace and hindsight-table files, keyed by ``tag`` and the run's own settings."""
+        run_hash = hashlib.sha1(json.dumps([type_, params, MOVIE_REWARD_OVERRIDES.get(label)], sort_keys=True,
+                                           default=str).encode()).hexdigest()[:8]
+        return cache / f"{label}_{tag}_{run_hash}.npz", cache / f"{label}_table_{tag}_{run_hash}.npz"
+
+    ranker_table_path = run_paths("all_max", "fixed", {})[1]  # the common full-information table
     fusion = {"rrf", "weighted_fusion"}  # runs whose pages the ranker does not order: no table
 
     def run(label: str, type_: str, params: dict) -> dict | None:
         """One online run; ranker-ordered runs also record their own hindsight table (every
         plan's value on every round, in the run's own world; the run itself is unchanged)."""
-        path, table_path = cache / f"{label}_{tag}.npz", cache / f"{label}_table_{tag}.npz"
+        path, table_path = run_paths(label, type_, params)
         record = type_ not in fusion
         if path.exists() and (table_path.exists() or not record):
             with np.load(path, allow_pickle=False) as z:
@@ -374,7 +388,10 @@ def movies(args: argparse.Namespace) -> None:
         if label in MOVIE_REWARD_OVERRIDES:
             run_config = run_config.model_copy(update={"reward": run_config.reward.model_copy(
                 update=MOVIE_REWARD_OVERRIDES[label])})
-        engine = Engine.from_config(run_config, catalog=catalog, prebuilt=shared)
+        # each run gets its own query caches (the fitted indexes are shared read-only): a run
+        # must not answer from embeddings a previous run computed
+        engine = Engine.from_config(run_config, catalog=catalog,
+                                    prebuilt={name: s.with_fresh_caches() for name, s in shared.items()})
         rec = None
         part = stream[: args.prefix] if args.prefix else stream
         if record:

@@ -88,7 +88,51 @@ def mslr_parity(repeats: int, n_estimators: int) -> None:
              train_s=round(min(times[name]), 4), overhead=round(min(times[name]) / base - 1.0, 4))
 
 
-def scoring_latency(n_requests: int, seed: int) -> None:
+def full_vs_raw(ranker: LambdaMARTRanker, fb: FeatureBuilder, unions: list, n: int, repeats: int) -> None:
+    """The ranker's full path (features + ``score`` + top 10) against raw ``Booster.predict`` on
+    the same, precomputed feature matrix with the same thread count (issue 14: <= 2x), per
+    request interleaved (full, raw, full, raw ...), CPU time (``time.thread_time``) and wall;
+    per round the median over requests, then the median and [min, max] over ``repeats``."""
+    booster, threads = ranker.booster_, ranker.params.num_threads
+    mats = [fb.build(QueryBatch((text,)), c) for text, c in unions]
+    rounds: dict[str, list[float]] = {"full_cpu": [], "raw_cpu": [], "full_wall": [], "raw_wall": [],
+                                      "features_cpu": []}
+    load_start = os.getloadavg()
+    for _ in range(repeats):
+        per: dict[str, list[float]] = {k: [] for k in rounds}
+        for (text, c), F in zip(unions, mats, strict=True):
+            c0, w0 = time.thread_time(), time.perf_counter()
+            X = fb.build(QueryBatch((text,)), c)
+            c1 = time.thread_time()
+            s = ranker.score(X)
+            np.argsort(-s, kind="stable")[:10]
+            c2, w2 = time.thread_time(), time.perf_counter()
+            booster.predict(F, num_iteration=ranker.best_iteration_ or None, num_threads=threads)
+            c3, w3 = time.thread_time(), time.perf_counter()
+            per["full_cpu"].append((c2 - c0) * 1e3)
+            per["features_cpu"].append((c1 - c0) * 1e3)
+            per["full_wall"].append((w2 - w0) * 1e3)
+            per["raw_cpu"].append((c3 - c2) * 1e3)
+            per["raw_wall"].append((w3 - w2) * 1e3)
+        for k, v in per.items():
+            rounds[k].append(float(np.median(v)))
+
+    def spread(v: list[float]) -> dict[str, float]:
+        return {"median": round(float(np.median(v)), 4), "min": round(min(v), 4), "max": round(max(v), 4)}
+
+    ratio = float(np.median(rounds["full_cpu"])) / float(np.median(rounds["raw_cpu"]))
+    emit(bench="full_path_vs_booster_predict", candidates=n, requests=len(unions), repeats=repeats,
+         features=len(fb.schema.names), trees=ranker.best_iteration_, num_threads=threads,
+         **{f"{k}_ms": spread(v) for k, v in rounds.items()},
+         cpu_ratio_full_over_raw=round(ratio, 2),
+         cpu_ratio_per_round=[round(a / b, 2) for a, b in zip(rounds["full_cpu"], rounds["raw_cpu"], strict=True)],
+         target_ratio=2.0, met=bool(ratio <= 2.0), lightgbm=lgb.__version__, numpy=np.__version__,
+         cache="none (features rebuilt for every request)",
+         load_avg_start=[round(x, 2) for x in load_start],
+         load_avg_end=[round(x, 2) for x in os.getloadavg()])
+
+
+def scoring_latency(n_requests: int, seed: int, repeats: int = 3) -> None:
     catalog = Catalog.from_jsonl(ROOT / "data" / "movies" / "catalog.jsonl")
     bm25 = BM25({"text_fields": MOVIE_TEXT_FIELDS}, name="bm25").fit(catalog)
     memory = ClickMemory(name="memory").fit(catalog)
@@ -142,6 +186,7 @@ def scoring_latency(n_requests: int, seed: int) -> None:
                     cpu.append((c2 - c0) * 1e3)
                     feat.append((t1 - t0) * 1e3)
             best.append(min(walls))
+        full_vs_raw(ranker, fb, unions, n, repeats)
         m50, m99 = METARANK_MS[n]
         for kind, values in (("wall", lat), ("cpu", cpu), ("wall_best_of_3", best)):
             p50, p99 = float(np.percentile(values, 50)), float(np.percentile(values, 99))
@@ -163,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.skip_mslr:
         mslr_parity(args.repeats, args.n_estimators)
-    scoring_latency(args.requests, args.seed)
+    scoring_latency(args.requests, args.seed, args.repeats)
 
 
 if __name__ == "__main__":

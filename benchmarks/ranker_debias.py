@@ -178,7 +178,8 @@ def movies_online(args) -> None:
             ranker = base.ranker.model_copy(update={"retrain_every": every,
                                                     "params": {"debias": mode, "seed": args.seed}})
             cfg = base.with_policy("fixed", {}).model_copy(update={"ranker": ranker, "seed": args.seed})
-            engine = Engine.from_config(cfg, catalog=catalog, prebuilt=shared)
+            engine = Engine.from_config(cfg, catalog=catalog,  # own query caches per run
+                                        prebuilt={n: s.with_fresh_caches() for n, s in shared.items()})
             for name, strat in engine.strategies.items():
                 if not getattr(strat, "stateful", False):
                     shared.setdefault(name, strat)

@@ -118,6 +118,15 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM``, which restarts at exec (``ru_maxrss`` keeps the
+    parent's RSS at the fork, a floor of ~1 GB once the driver has generated the 1M catalog)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -4,11 +4,13 @@ Starts the service as subprocesses on 127.0.0.1 (never another host) and, for ea
 runs an open-loop load at a fixed request rate for ``--duration`` seconds: searches drawn from the
 simulated movie query stream — a Zipf law over ``--pool`` distinct queries, so head queries repeat
 as in real logs (the run reports the resulting cache hit rate) — and feedback (a click on a shown
-result) for 10% of them. Latency is measured from each request's *scheduled* start, so a server
+result) for 10% of them (``--feedback``). Latency is measured from each request's *scheduled* start, so a server
 that falls behind is charged for the queueing (no coordinated omission); a request that could not
 be sent in time counts as a failure. The run is bounded: at most rate x duration searches, a hard
 wall clock limit, then the servers are stopped. Prints one JSON line per run and one summary line
-per deployment (median and spread over ``--repeats``, deployments interleaved A B C A B C ...).
+per deployment and rate (median and spread over ``--repeats``, deployments interleaved A B C A B
+C ...). ``--distinct`` sends only distinct queries (cold: every query-keyed cache misses), and
+several ``--rate`` values find the highest rate whose p99 stays under a latency target.
 
 Deployments: ``--store sqlite --workers 1 2`` (one `ltrr serve` with N worker processes on one
 SQLite event log) or ``--store postgres --replicas 1 2 3`` (N separate `ltrr serve` processes, as
@@ -20,6 +22,7 @@ benchmarks this one reports absolute numbers, with the conditions (load average 
 library versions, thread settings, CPU time of the servers and of PostgreSQL).
 
     .venv/bin/python benchmarks/serve.py --duration 60 --rate 200 --workers 1 2
+    .venv/bin/python benchmarks/serve.py --distinct --rate 5 10 --workers 1 2 --repeats 3  # cold
     .venv/bin/python benchmarks/serve.py --store postgres --replicas 1 2 3 --repeats 3 --duration 30
     .venv/bin/python benchmarks/serve.py --schemathesis 600        # schemathesis, every check, 10 min
 """
@@ -78,14 +81,19 @@ def build_engine(out: Path, config: Path | None, strategies: list[str] | None, p
     return out
 
 
-def query_streams(n: int, n_warm: int, pool: int, zipf: float, seed: int) -> tuple[list[str], list[str]]:
+def query_streams(n: int, n_warm: int, pool: int, zipf: float, seed: int,
+                  distinct: bool = False) -> tuple[list[str], list[str]]:
     """The measured stream and the warm-up stream: the same universe of ``pool`` distinct
-    queries, Zipf-distributed over their popularity rank, in different orders."""
+    queries, Zipf-distributed over their popularity rank, in different orders; with
+    ``distinct``, ``n + n_warm`` distinct queries instead (no query is sent twice: cold)."""
     from ltrr.catalog import Catalog
     from ltrr.config import default_config
     from simulators.movies import MovieQueryGenerator
 
     gen = MovieQueryGenerator(Catalog.from_jsonl(default_config().catalog.path), seed=seed)
+    if distinct:
+        texts = [q.text for q in gen.sample_pool(n + n_warm, seed=seed + 3)]
+        return texts[n_warm:], texts[:n_warm]
     measured = [q.text for q in gen.stream(n, pool, seed=seed + 1, zipf_exponent=zipf)]
     warm = [q.text for q in gen.stream(n_warm, pool, seed=seed + 2, zipf_exponent=zipf)]
     return measured, warm
@@ -244,10 +252,11 @@ def postgres_cpu_seconds(data_dir: Path | None) -> float:
     return total
 
 
-def run_load(ports: list[int], texts: list[str], rate: float, duration: float, threads: int, seed: int) -> dict:
+def run_load(ports: list[int], texts: list[str], rate: float, duration: float, threads: int, seed: int,
+             feedback: float = 0.10) -> dict:
     n = min(int(rate * duration), len(texts))
     rng = np.random.default_rng(seed)
-    give_feedback = rng.random(n) < 0.10
+    give_feedback = rng.random(n) < feedback
     click_pos = rng.integers(0, 3, n)
     conn = Conn()
     lat = np.full(n, np.nan)  # from the scheduled start (includes queueing when behind)
@@ -351,13 +360,18 @@ def _summary(rows: list[dict]) -> dict:
                                                                         "server_cpu_ms_per_search")},
             "p99_ms_range": spread("p99_ms"), "searches_per_s_range": spread("searches_per_s"),
             "failures_total": int(sum(r["failures"] for r in rows)),
+            "unsent_total": int(sum(r["unsent"] for r in rows)),
+            "stages_ms_p50_median": {k: round(float(np.median([r["stages_ms"][k]["p50"] for r in rows
+                                                                 if k in r["stages_ms"]])), 3)
+                                     for k in sorted({k for r in rows for k in r["stages_ms"]})},
             "load_average_range": [min(r["load_average"][0] for r in rows), max(r["load_average"][1] for r in rows)]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=60.0, help="Seconds of sustained load per run.")
-    ap.add_argument("--rate", type=float, default=200.0, help="Searches per second (open loop).")
+    ap.add_argument("--rate", type=float, nargs="+", default=[200.0],
+                    help="Searches per second (open loop); several rates run interleaved.")
     ap.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="sqlite: worker processes per run.")
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3], help="postgres: replicas per run.")
@@ -370,12 +384,16 @@ def main() -> None:
     ap.add_argument("--policy", default=None, help="Another policy type for the config (e.g. epsilon_greedy).")
     ap.add_argument("--pool", type=int, default=2000, help="Distinct queries in the stream.")
     ap.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent over the queries' popularity rank.")
+    ap.add_argument("--feedback", type=float, default=0.10,
+                    help="Fraction of searches followed by a click sent to /feedback (the server learns).")
+    ap.add_argument("--distinct", action="store_true",
+                    help="Cold: every query distinct (warm-up included), instead of the Zipf mix.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--schemathesis", type=float, default=0.0, metavar="SECONDS",
                     help="Instead of the load: schemathesis with every check against one server.")
     args = ap.parse_args()
-    if args.duration <= 0 or args.duration > 600 or args.rate <= 0 or args.rate > 5000:
-        raise SystemExit("--duration must be in (0, 600] and --rate in (0, 5000]")
+    if not 0 < args.duration <= 600 or not all(0 < r <= 5000 for r in args.rate):
+        raise SystemExit("--duration must be in (0, 600] and every --rate in (0, 5000]")
     with tempfile.TemporaryDirectory(prefix="ltrr-serve-bench-") as tmp:
         tmp = Path(tmp)
         engine = args.engine or build_engine(tmp / "engine", args.config, args.strategies, args.policy)
@@ -383,44 +401,52 @@ def main() -> None:
             run_schemathesis(engine, tmp, args.schemathesis, args.seed)
             return
         counts = args.replicas if args.store == "postgres" else args.workers
-        n = int(args.rate * args.duration)
-        texts, warm = query_streams(n, int(args.rate * 3.0), args.pool, args.zipf, args.seed)
+        n = int(max(args.rate) * args.duration)
+        texts, warm_all = query_streams(n, int(max(args.rate) * 3.0), args.pool, args.zipf, args.seed,
+                                        args.distinct)
+        mix = ({"queries": "distinct (cold)"} if args.distinct
+               else {"query_pool": args.pool, "zipf": args.zipf})
+        mix["feedback_fraction"] = args.feedback
         pg = None
         if args.store == "postgres":
             from ltrr.store.pg_local import LocalPostgres
 
             pg = LocalPostgres().start()
-        results: dict[int, list[dict]] = {c: [] for c in counts}
+        results: dict[tuple[int, float], list[dict]] = {(c, r): [] for r in args.rate for c in counts}
         try:
             for rep in range(args.repeats):
-                for c in counts:  # interleaved: 1 2 3 1 2 3 ...
-                    dsn = pg.new_database(f"bench{c}") if pg else None
-                    root = tmp / f"run-{rep}-{c}"
-                    root.mkdir()
-                    load0 = os.getloadavg()[0]
-                    dep = Deployment(engine, root, args.store, c, dsn)
-                    try:
-                        run_load(dep.ports, warm, args.rate, 3.0, args.threads, args.seed + 1)  # warm-up
-                        cpu0, pg0 = dep.cpu_seconds(), postgres_cpu_seconds(pg.data if pg else None)
-                        res = run_load(dep.ports, texts, args.rate, args.duration, args.threads, args.seed)
-                        cpu = dep.cpu_seconds() - cpu0
-                        pg_cpu = postgres_cpu_seconds(pg.data if pg else None) - pg0
-                    finally:
-                        dep.stop()
-                    res["server_cpu_ms_per_search"] = round(1e3 * cpu / max(res["searches"], 1), 3)
-                    res["postgres_cpu_ms_per_search"] = round(1e3 * pg_cpu / max(res["searches"], 1), 3) if pg else None
-                    res["load_average"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # 1-min, start and end
-                    res["cache_hit_rate"] = hit_rates(warm, texts[:res["searches"]], c)
-                    results[c].append(res)
-                    print(json.dumps({"bench": "serve", "store": args.store,
-                                      ("replicas" if pg else "workers"): c, "repeat": rep,
-                                      "query_pool": args.pool, "zipf": args.zipf, **res}), flush=True)
+                for rate in args.rate:
+                    for c in counts:  # interleaved: 1 2 3 1 2 3 ...
+                        dsn = pg.new_database(f"bench{c}") if pg else None
+                        root = tmp / f"run-{rep}-{rate:g}-{c}"
+                        root.mkdir()
+                        warm = warm_all[:int(rate * 3.0)]
+                        load0 = os.getloadavg()[0]
+                        dep = Deployment(engine, root, args.store, c, dsn)
+                        try:
+                            run_load(dep.ports, warm, rate, 3.0, args.threads, args.seed + 1, args.feedback)  # warm-up
+                            cpu0, pg0 = dep.cpu_seconds(), postgres_cpu_seconds(pg.data if pg else None)
+                            res = run_load(dep.ports, texts, rate, args.duration, args.threads, args.seed, args.feedback)
+                            cpu = dep.cpu_seconds() - cpu0
+                            pg_cpu = postgres_cpu_seconds(pg.data if pg else None) - pg0
+                        finally:
+                            dep.stop()
+                        res["server_cpu_ms_per_search"] = round(1e3 * cpu / max(res["searches"], 1), 3)
+                        res["postgres_cpu_ms_per_search"] = (round(1e3 * pg_cpu / max(res["searches"], 1), 3)
+                                                             if pg else None)
+                        res["load_average"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # 1-min, start/end
+                        res["cache_hit_rate"] = hit_rates(warm, texts[:res["searches"]], c)
+                        results[(c, rate)].append(res)
+                        print(json.dumps({"bench": "serve", "store": args.store,
+                                          ("replicas" if pg else "workers"): c, "repeat": rep, **mix, **res}),
+                              flush=True)
         finally:
             if pg is not None:
                 pg.stop()
-        for c in counts:
+        for (c, rate), rows in results.items():
             print(json.dumps({"bench": "serve-summary", "store": args.store, ("replicas" if pg else "workers"): c,
-                              **_summary(results[c]), "cache_hit_rate": results[c][0]["cache_hit_rate"],
+                              "target_rps": rate, **mix, **_summary(rows),
+                              "cache_hit_rate": rows[0]["cache_hit_rate"],
                               "conditions": conditions()}), flush=True)
 
 

@@ -45,8 +45,12 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 _COLUMNS = ("ids", "titles", "texts", "fields")
 
 
-class StringColumn(Sequence[str]):
-    """``n`` strings as one UTF-8 buffer (``uint8``) and ``n + 1`` offsets (``int64``)."""
+_V = TypeVar("_V")
+
+
+class StringColumn(Sequence[_V]):
+    """``n`` strings as one UTF-8 buffer (``uint8``) and ``n + 1`` offsets (``int64``); a read
+    decodes one (``_V``: ``str`` here, a ``dict`` in :class:`JsonColumn`)."""
 
     __slots__ = ("data", "offsets")
 
@@ -120,7 +124,7 @@ class StringColumn(Sequence[str]):
 _C = TypeVar("_C", bound=StringColumn)
 
 
-class JsonColumn(StringColumn):
+class JsonColumn(StringColumn[dict[str, Any]]):
     """One JSON object per item (``{}`` stored as zero bytes); a read returns a fresh ``dict``."""
 
     __slots__ = ()
@@ -241,9 +245,9 @@ class Catalog:
     """
 
     __slots__ = ("_field_names", "fields", "ids", "index", "popularity", "texts", "titles")
-    ids: StringColumn
-    titles: StringColumn
-    texts: StringColumn
+    ids: StringColumn[str]
+    titles: StringColumn[str]
+    texts: StringColumn[str]
     fields: JsonColumn
     popularity: np.ndarray
     index: IdIndex
@@ -450,7 +454,7 @@ class Catalog:
             except ValueError as exc:
                 raise PersistenceError(f"{path}: not a readable .npy array ({exc})") from None
 
-        columns = {}
+        columns: dict[str, StringColumn[Any]] = {}
         for name in _COLUMNS:
             offsets, data = arr(f"{name}.offsets"), arr(f"{name}.utf8")
             if verify != "none":

@@ -9,6 +9,10 @@ class ConfigError(LtrrError, ValueError):
     """A configuration file or parameter is invalid."""
 
 
+class NotFittedError(LtrrError, RuntimeError):
+    """A component was used (retrieve, predict, save) before it was fitted or loaded."""
+
+
 class DataError(LtrrError, ValueError):
     """An input file (catalog, queries, qrels, click log) is malformed."""
 

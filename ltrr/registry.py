@@ -127,8 +127,8 @@ def get(kind: str, name: str) -> Any:
             f"Unknown {kind} {name!r}; registered {kind} names: {', '.join(names(kind))}"
             + (f" (or a 'module:Class' path; {name!r} has no ':')" if "." in name and ":" not in name else "")
         )
-    if isinstance(target, md.EntryPoint):
-        return _load_entry_point(kind, name, target)
+    if isinstance(target, InstalledEntryPoint):
+        return _load_entry_point(kind, name, target.ep)
     if isinstance(target, str):
         return _import_path(kind, name, target)
     return target
@@ -146,9 +146,9 @@ def provenance(kind: str, name: str) -> Provenance:
     target = _lookup(kind, name)
     if target is None:
         get(kind, name)  # raises the unknown-name error
-    if isinstance(target, md.EntryPoint):
-        dist = target.dist
-        return Provenance(kind, name, target.value, "entry_point",
+    if isinstance(target, InstalledEntryPoint):
+        dist = target.ep.dist
+        return Provenance(kind, name, target.ep.value, "entry_point",
                           dist.metadata["Name"] if dist is not None else None,
                           dist.version if dist is not None else None)
     path = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
@@ -217,20 +217,30 @@ def _lookup(kind: str, name: str) -> Any:
     return None
 
 
-_EP_CACHE: dict[str, dict[str, md.EntryPoint]] = {}
+@dataclass(frozen=True)
+class InstalledEntryPoint:
+    """An installed entry point, whichever ``importlib.metadata`` made it: once a library has
+    imported the ``importlib_metadata`` backport (dask does), the standard library's
+    ``entry_points()`` also returns the backport's ``EntryPoint`` objects, so the registry
+    marks its own rather than testing their class."""
+
+    ep: Any
+
+
+_EP_CACHE: dict[str, dict[str, InstalledEntryPoint]] = {}
 _EP_PATH: list[str] = []
 
 
-def _entry_points(kind: str) -> dict[str, md.EntryPoint]:
+def _entry_points(kind: str) -> dict[str, InstalledEntryPoint]:
     """The installed entry points of ``kind``'s group, by name (read once per ``sys.path``)."""
     if sys.path != _EP_PATH:  # a plug-in installed or put on the path since the last read
         _EP_CACHE.clear()
         _packages_distributions.cache_clear()
         _EP_PATH[:] = sys.path
     if kind not in _EP_CACHE:
-        found: dict[str, md.EntryPoint] = {}
+        found: dict[str, InstalledEntryPoint] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUPS[kind]):
-            found.setdefault(ep.name, ep)  # the first on sys.path wins, as imports do
+            found.setdefault(ep.name, InstalledEntryPoint(ep))  # the first on sys.path wins, as imports do
         _EP_CACHE[kind] = found
     return _EP_CACHE[kind]
 
@@ -242,7 +252,7 @@ def refresh() -> None:
     _packages_distributions.cache_clear()
 
 
-def _load_entry_point(kind: str, name: str, ep: md.EntryPoint) -> Any:
+def _load_entry_point(kind: str, name: str, ep: Any) -> Any:
     dist = f" of the distribution {ep.dist.metadata['Name']}" if ep.dist is not None else ""
     try:
         return ep.load()

@@ -65,7 +65,7 @@ class SessionResult:
                 "clicks_per_query": float(self.clicks[mask].mean()) if mask.any() else float("nan"),
             }
         all_mask = np.ones(len(self.qtypes), dtype=bool)
-        out = stats(all_mask)
+        out: dict[str, Any] = stats(all_mask)
         out["policy"] = self.policy
         out["mean_depth_drawn"] = float(self.depth_drawn.mean())
         out["latency_p50_ms"] = float(np.percentile(self.latency_ms, 50))

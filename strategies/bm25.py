@@ -43,7 +43,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
-from ltrr.errors import ConfigError, DataError, PersistenceError
+from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
@@ -151,18 +151,19 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         super().__init__(params, name=name)
         p = self.params
         self.analyzer = Analyzer(stem=p.stem, stop_words=p.stop_words, strip_accents=p.strip_accents)
-        self.vocab_: dict[str, int] | None = None
-        self.ptr_: np.ndarray | None = None
-        self.docs_: np.ndarray | None = None
-        self.tf_: np.ndarray | None = None
-        self.scores_: np.ndarray | None = None
-        self.prior_: np.ndarray | None = None
-        self.doc_len_: np.ndarray | None = None
+        self.vocab_: dict[str, int] | None = None  # None until fit or load
+        # an index of no term and no document until then
+        self.ptr_ = np.zeros(1, dtype=np.int64)
+        self.docs_ = np.empty(0, dtype=np.int32)
+        self.tf_ = np.empty(0, dtype=np.float32)
+        self.scores_ = np.empty(0, dtype=np.float32)
+        self.prior_ = np.empty(0, dtype=np.float64)
+        self.doc_len_ = np.empty(0, dtype=np.float32)
         self._local = threading.local()
 
     @property
     def n_docs(self) -> int:
-        return 0 if self.doc_len_ is None else int(self.doc_len_.size)
+        return int(self.doc_len_.size)
 
     # ------------------------------------------------------------------ building
     def _fit(self, catalog: Catalog) -> None:
@@ -184,7 +185,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         The term counts of the old items are kept; idf, average length and every score are
         recomputed from them, so the result equals a fresh ``fit(catalog)``.
         """
-        if self.ptr_ is None or self.vocab_ is None:
+        if self.vocab_ is None:
             self.fit(catalog)
             return
         n_old = self.n_docs
@@ -284,7 +285,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     def _set_postings(self, counts: sp.csr_matrix) -> None:
         """Term-major postings from a ``docs x vocab`` count matrix."""
-        n_terms = len(self.vocab_)
+        n_terms = len(self.vocab_ or {})
         csc = counts.tocsc()  # a counting sort by term; documents stay ascending in each list
         del counts
         csc.sort_indices()
@@ -370,7 +371,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     def _terms_of(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """A query's known term ids (ascending, unique) and how many times each occurs."""
         n: dict[int, int] = {}
-        for j in map(self.vocab_.get, tokens):
+        for j in map(self._check_fitted().get, tokens):
             if j is not None:
                 n[j] = n.get(j, 0) + 1
         terms = sorted(n)
@@ -450,7 +451,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if long_t.size == 0:  # every touched document is a candidate
             return self._touched_top_k(terms, weights, k), -np.inf
         rows = self.long_row_[long_t]
-        sc, cand, touched = self._scratch(), None, []
+        sc, cand = self._scratch(), None
+        touched: list[np.ndarray] = []
         try:
             for t, w in zip(terms[~long].tolist(), weights[~long].tolist(), strict=True):
                 d = docs[ptr[t]:ptr[t + 1]]
@@ -465,7 +467,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             part, top, known = sc.short[cand], sc.top[cand], sc.known[cand]
         finally:
             sc.clear(cand)
-        prior = qp * self.prior_[cand] if qp > 0 else 0.0
+        prior = qp * self.prior_[cand] if qp > 0 else np.zeros(cand.size)
         caps = long_w * self.cap_[long_t]
         bound = float(caps.sum())
         # lower: what is known; upper: plus each long term's cap where its top list missed
@@ -473,7 +475,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if cand.size < k:
             return None, -np.inf
         upper = lower + (bound - known)
-        touched = cand
+        touched_docs = cand
         # exact scores, first for the candidates with the best upper bounds: their k-th best
         # prunes the rest, which are scored only if their upper bound reaches it
         first = np.argpartition(-upper, 16 * k)[: 16 * k] if cand.size > 16 * k else np.arange(cand.size)
@@ -510,7 +512,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         t = int(long_t[i])
         a, e = ptr[t], ptr[t + 1]
         above = docs[a:e][scores[a:e] >= need[i]]
-        extra = above[~_isin_sorted(above, touched)] if above.size else above
+        extra = above[~_isin_sorted(above, touched_docs)] if above.size else above
         if extra.size > _DENSE_EXTRA_RATIO * self.n_docs:
             return None, theta
         if extra.size:
@@ -617,24 +619,26 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     def term_weights(self) -> TermWeights:
         """Every (document, term) BM25 weight as a ``[n_docs, n_terms]`` CSR matrix (``float32``
         scores, ``int32`` indices): the postings transposed once, then cached and shared."""
-        self._check_fitted()
+        vocab = self._check_fitted()
         cached = getattr(self, "_term_weights", None)
         if cached is None or cached[0] is not self.scores_:
             shape = (self.n_docs, self.ptr_.size - 1)
             csr = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape).tocsr()
             cached = self._term_weights = (self.scores_, csr)
-        return TermWeights(cached[1], self.vocab_, self.analyzer, tuple(self.params.text_fields))
+        return TermWeights(cached[1], vocab, self.analyzer, tuple(self.params.text_fields))
 
     def cost_ms(self, k: int) -> float:
         """Expected ms per query: a fixed overhead plus the postings a 3-token query reads."""
-        if self.ptr_ is None:
+        if self.vocab_ is None:
             return super().cost_ms(k)
         # constants measured single-threaded by benchmarks/bm25.py
         return 0.04 + 3 * self.postings_per_token_ * 6e-6 + 0.0005 * k
 
-    def _check_fitted(self) -> None:
-        if self.ptr_ is None or self.vocab_ is None:
-            raise ConfigError(f"{self.name} is not fitted; call fit(catalog) or load(directory) first.")
+    def _check_fitted(self) -> dict[str, int]:
+        """The vocabulary, or an error if neither fit nor load ran."""
+        if self.vocab_ is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
+        return self.vocab_
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
@@ -644,13 +648,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
                 "long_row": self.long_row_, "top_docs": self.top_docs_, "top_scores": self.top_scores_}
 
     def _manifest_extra(self) -> dict[str, Any]:
-        return {"n_terms": len(self.vocab_ or {}), "n_postings": int(self.ptr_[-1]) if self.ptr_ is not None else 0,
-                "avgdl": self.avgdl_ if self.ptr_ is not None else 0.0,
+        return {"n_terms": len(self.vocab_ or {}), "n_postings": int(self.ptr_[-1]),
+                "avgdl": self.avgdl_ if self.vocab_ is not None else 0.0,
                 "postings_per_token": getattr(self, "postings_per_token_", 0.0)}
 
     def _save(self, directory: Path) -> None:
-        self._check_fitted()
-        terms = sorted(self.vocab_, key=self.vocab_.__getitem__)
+        vocab = self._check_fitted()
+        terms = sorted(vocab, key=vocab.__getitem__)
         (directory / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
         for name, arr in self._state().items():
             np.save(directory / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
@@ -671,9 +675,10 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         n_terms = len(terms) if isinstance(terms, list) else -1
         n_post = int(ptr[-1]) if ptr.size else -1
         shapes = {name: a.shape for name, a in arrays.items()}
-        expected = {"postings_ptr": (n_terms + 1,), "postings_docs": (n_post,), "postings_tf": (n_post,),
-                    "postings_scores": (n_post,), "doc_len": (n_items,), "prior": (n_items,),
-                    "idf": (n_terms,), "max_score": (n_terms,), "cap": (n_terms,), "long_row": (n_terms,)}
+        expected: dict[str, tuple[int, ...]] = {
+            "postings_ptr": (n_terms + 1,), "postings_docs": (n_post,), "postings_tf": (n_post,),
+            "postings_scores": (n_post,), "doc_len": (n_items,), "prior": (n_items,),
+            "idf": (n_terms,), "max_score": (n_terms,), "cap": (n_terms,), "long_row": (n_terms,)}
         n_long = int((arrays["long_row"] >= 0).sum()) if shapes["long_row"] == (n_terms,) else -1
         expected["top_docs"] = expected["top_scores"] = (n_long, shapes["top_docs"][-1])
         wrong = {n: s for n, s in expected.items() if shapes[n] != s}

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from ltrr.catalog import DEFAULT_TEXT_FIELDS, Catalog
 from ltrr.contracts.strategy import CandidateGenerator, ItemScorer
-from ltrr.errors import ConfigError, PersistenceError
+from ltrr.errors import ConfigError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.store.persist import read_manifest
 from ltrr.threads import current_native_threads
@@ -59,7 +59,7 @@ IndexType = Literal["flat", "hnsw", "ivf"]
 #: as torch (mean overlap@10 = 1.0 on Cranfield and on the movie catalog, Cranfield nDCG@10
 #: unchanged) for ~1/3 of its CPU per query (benchmarks/encoder.py); int8 is faster but agreed
 #: less (0.91 on Cranfield), so it stays opt-in
-DEFAULT_DENSE_BACKEND = "onnx"
+DEFAULT_DENSE_BACKEND: Backend = "onnx"
 #: measured single-query encode CPU ms on one thread (benchmarks/encoder.py), the planning hint
 ENCODE_MS = {"torch": 12.0, "onnx": 4.0, "onnx-int8": 1.5}
 
@@ -153,9 +153,9 @@ class VectorIndex:
         if self.kind == "flat":
             return faiss.IndexFlatIP(self.dim)
         if self.kind == "hnsw":
-            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = self.ef_construction
-            return inner
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            return hnsw
         n = train.shape[0]
         nlist = self.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
         if nlist > n:
@@ -190,10 +190,10 @@ class VectorIndex:
             self.ef_search = int(ef_search)
         if nprobe is not None:
             self.nprobe = int(nprobe)
-        inner = faiss.downcast_index(self.index.index)
-        if self.kind == "hnsw":
+        inner = faiss.downcast_index(self.index.index)  # the concrete class of ``kind``
+        if isinstance(inner, faiss.IndexHNSW):
             inner.hnsw.efSearch = self.ef_search
-        elif self.kind == "ivf":
+        elif isinstance(inner, faiss.IndexIVF):
             inner.nprobe = min(self.nprobe, inner.nlist)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +331,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
             desc += f" ({n_cached:,} from the embedding cache)"
         p = self.params
         if todo.size and store is not None and (p.encode_workers > 1 or p.encode_scheduler):
-            encode_on_cluster([texts[i] for i in todo], enc.model_name, enc.backend,
+            encode_on_cluster([texts[i] for i in todo.tolist()], enc.model_name, enc.backend,
                               p.embedding_cache_dir, p.batch_size, workers=p.encode_workers,
                               scheduler=p.encode_scheduler, chunk=p.encode_chunk, progress=show)
             out, found = store.lookup(texts)
@@ -354,7 +354,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
                     bar.update(int(part.size))
             if bar is not None:
                 bar.close()
-        elif show:
+        elif show and store is not None:
             print(f"{self.name}: {len(texts):,} {what} texts, all from the embedding cache "
                   f"({store.directory})", file=sys.stderr)
         return out
@@ -375,6 +375,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
         self.index_ = self._new_index(vectors.shape[1]).build(vectors)
         self.embeddings_ = vectors
         self.n_items_ = vectors.shape[0]
+        self.fitted_ = True
         return self
 
     def add_items(self, catalog: Catalog, new_rows: np.ndarray) -> None:
@@ -384,7 +385,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
         stored embeddings stay aligned with catalog rows.
         """
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: add_items needs a fitted index; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) before add_items")
         rows = np.unique(np.asarray(new_rows, dtype=np.int64))
         expected = np.arange(self.n_items_, len(catalog), dtype=np.int64)
         if rows.size != np.asarray(new_rows).size or not np.array_equal(rows, expected):
@@ -403,7 +404,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: retrieve needs a fitted index; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         ids, scores = self.index_.search(self.embed_queries(queries), k)
         return RetrievalResult(ids, scores)
 
@@ -448,7 +449,7 @@ class DenseRetriever(CandidateGenerator[DenseParams], ItemScorer):
     # ----------------------------------------------------------------- persistence
     def _save(self, directory: Path) -> None:
         if self.index_ is None:
-            raise ConfigError(f"{self.name}: nothing to save; call fit first.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) before save")
         self.index_.write(directory / INDEX_FILE)
         np.save(directory / EMBEDDINGS_FILE, np.asarray(self.embeddings_), allow_pickle=False)
 

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator
-from ltrr.errors import LtrrError
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from ltrr.text import normalize_query
 from ltrr.types import QueryBatch, RetrievalResult
@@ -135,10 +135,14 @@ class ExplorationGenerator(CandidateGenerator[ExplorationParams]):
             vids = vids[:-1]
         return None
 
+    def _orders(self) -> tuple[np.ndarray, np.ndarray]:
+        """``popular_order_`` and ``new_order_``, or an error if neither fit nor load ran."""
+        if self.popular_order_ is None or self.new_order_ is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
+        return self.popular_order_, self.new_order_
+
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
-        if self.popular_order_ is None:
-            raise LtrrError(f"{self.name} is not fitted: call fit(catalog) first")
-        k_eff = min(k, self.params.max_k, self.popular_order_.size)
+        k_eff = min(k, self.params.max_k, self._orders()[0].size)
         out = RetrievalResult.empty(len(queries), k)
         for qi, text in enumerate(queries.texts):
             if not text.strip():
@@ -151,9 +155,10 @@ class ExplorationGenerator(CandidateGenerator[ExplorationParams]):
 
     def _pick(self, text: str, k: int) -> np.ndarray:
         mode = self.params.mode
+        popular, new = self._orders()
         if mode == "random":
-            return self._rng(text).choice(self.popular_order_.size, size=k, replace=False).astype(np.int64)
-        order = self.popular_order_ if mode == "popular" else self.new_order_
+            return self._rng(text).choice(popular.size, size=k, replace=False).astype(np.int64)
+        order = popular if mode == "popular" else new
         mask = self.category_mask(text)
         if mask is not None:
             order = order[mask[order]]
@@ -169,8 +174,9 @@ class ExplorationGenerator(CandidateGenerator[ExplorationParams]):
 
     # ------------------------------------------------------------------ persistence
     def _save(self, directory: Path) -> None:
-        np.save(directory / "popular_order.npy", self.popular_order_, allow_pickle=False)
-        np.save(directory / "new_order.npy", self.new_order_, allow_pickle=False)
+        popular, new = self._orders()
+        np.save(directory / "popular_order.npy", popular, allow_pickle=False)
+        np.save(directory / "new_order.npy", new, allow_pickle=False)
         if self.tagger_ is not None:
             self.tagger_.save(directory)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
     """Items users clicked for this (normalized) query, best smoothed CTR first."""
 
     type_name = "memory"
+    requires_fit = False  # answers from the clicks it has observed, with or without a catalog
     Params = ClickMemoryParams
     query_stat_names = ("memory_hits", "memory_ctr")
 
@@ -257,7 +259,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
             clk_out[hit] = clk[pos[hit]]
         return imp_out, clk_out
 
-    def query_stats(self, texts: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    def query_stats(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``
         (decayed clicks / impressions over all of the query's items, 0 when unseen)."""
         hits = np.zeros(len(texts))

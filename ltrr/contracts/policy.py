@@ -75,7 +75,7 @@ class PlanMenu:
                     tuple(strategy_propensities) if strategy_propensities is not None else (),
                     int(action), policy, estimated)
 
-    def action_of(self, depths: Sequence[int]) -> int:
+    def action_of(self, depths: Sequence[int] | np.ndarray) -> int:
         """Index of the plan with these depths, or -1 if it is not in the menu."""
         hit = np.flatnonzero((self.plans == np.asarray(depths)).all(axis=1))
         return int(hit[0]) if hit.size else -1

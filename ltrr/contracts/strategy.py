@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ltrr.catalog import Catalog
-from ltrr.errors import ConfigError, PersistenceError
+from ltrr.errors import ConfigError, NotFittedError, PersistenceError
 from ltrr.params import Params as BaseParams
 from ltrr.params import validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
@@ -54,6 +54,10 @@ class CandidateGenerator(ABC, Generic[P]):
 
     type_name: ClassVar[str] = "base"
     format_version: ClassVar[int] = 1
+    #: False for a strategy that answers (and saves) before any ``fit``, e.g. a click memory that
+    #: learns from feedback alone; otherwise ``retrieve`` and ``save`` before ``fit``/``load``
+    #: raise :class:`~ltrr.errors.NotFittedError`
+    requires_fit: ClassVar[bool] = True
     Params: ClassVar[type[BaseParams]] = BaseParams
     params: P
 
@@ -63,18 +67,26 @@ class CandidateGenerator(ABC, Generic[P]):
         self.params = params
         self.name = name or self.type_name
         self.n_items_ = 0
+        self.fitted_ = False
 
     # ----------------------------------------------------------------- protocol
     def fit(self, catalog: Catalog) -> Self:
         """Build the index over ``catalog`` (items addressed by row)."""
         self._fit(catalog)
         self.n_items_ = len(catalog)
+        self.fitted_ = True
         return self
+
+    def _check_ready(self, action: str) -> None:
+        if self.requires_fit and not self.fitted_:
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) "
+                                 f"before {action}")
 
     def retrieve(self, queries: QueryBatch | Sequence[str] | str, k: int) -> RetrievalResult:
         """Top-``k`` items per query, best first. Blank queries get an empty (padded) row."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ConfigError(f"The 'k' parameter of {self.name} must be an int in [0, inf). Got {k!r} instead.")
+        self._check_ready("retrieve")
         batch = QueryBatch.of(queries)
         k = int(k)
         if len(batch) == 0 or k == 0:
@@ -110,6 +122,7 @@ class CandidateGenerator(ABC, Generic[P]):
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> None:
         """Save atomically as a directory (manifest.json + the strategy's own open-format files)."""
+        self._check_ready("save")
         with atomic_directory(directory) as tmp:
             self._save(tmp)
             write_manifest(tmp, self.type_name, self.format_version,
@@ -126,6 +139,7 @@ class CandidateGenerator(ABC, Generic[P]):
             obj._load(Path(directory), manifest)
         except FileNotFoundError as exc:
             raise PersistenceError(f"{directory}: missing file {Path(exc.filename).name}") from None
+        obj.fitted_ = True
         return obj
 
     def _manifest_extra(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, QueryStatistics
-from ltrr.errors import LtrrError
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 from strategies.structured.tagger import FIELDS, FieldTagger, Interpretation, TaggerConfig, postings
@@ -151,7 +151,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
         self._tag_one = lru_cache(maxsize=8192)(self._tag_uncached)
 
     def _tag_uncached(self, text: str) -> tuple[Interpretation, ...]:
-        return tuple(self.tagger_.tag([text])[0])
+        return tuple(self._fitted()[0].tag([text])[0])
 
     # ------------------------------------------------------------------ building
     def _fit(self, catalog: Catalog) -> None:
@@ -164,7 +164,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
     # ------------------------------------------------------------------ understanding
     def tag(self, query: str) -> list[Interpretation]:
         """Every reading the tagger finds for ``query``, most likely first (no relaxations)."""
-        self._check_fitted()
+        self._fitted()
         return list(self._tag_one(str(query)))
 
     def interpret(self, query: str) -> list[Interpretation]:
@@ -175,7 +175,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
         run = {frozenset(s.value_id for s in r.slots): r for r in readings[: p.max_interpretations]}
         if run and p.relax:
             # a relaxation may equal a reading that skipped a word; keep the likelier of the two
-            for r in self.tagger_.relax(readings[0], p.relax_penalty, p.relax_depth):
+            for r in self._fitted()[0].relax(readings[0], p.relax_penalty, p.relax_depth):
                 key = frozenset(s.value_id for s in r.slots)
                 if r.likelihood >= p.min_likelihood and (key not in run or r.likelihood > run[key].likelihood):
                     run[key] = r
@@ -210,7 +210,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
         return f"structured:{self.name}"
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
-        self._check_fitted()
+        self._fitted()
         n = len(queries)
         out = RetrievalResult.empty(n, k)
         which = np.full((n, k), PAD_ID, dtype=np.int64)
@@ -231,7 +231,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
         """Matches of the interpretations (most likely first), merged (best score per item), top
         ``k``. Stops once ``k`` items score above what any remaining reading could reach."""
         p = self.params
-        t = self.tagger_
+        t, prior = self._fitted()
         person = FIELDS.index("person")
         ceiling = 1.0 + p.popularity_weight + p.role_weight  # prior and role bonus are <= 1
         got_items: list[np.ndarray] = []
@@ -253,7 +253,7 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
             bonus = np.bincount(inv, weights=role_w, minlength=uniq.size)[full] / n_people
             match = uniq[full]
             got_items.append(match)
-            got_scores.append(it.likelihood * (1.0 + p.popularity_weight * self.prior_[match]
+            got_scores.append(it.likelihood * (1.0 + p.popularity_weight * prior[match]
                                                + p.role_weight * bonus))
             got_src.append(np.full(match.size, a, dtype=np.int64))
             items, scores, src = _best_per_item(np.concatenate(got_items), np.concatenate(got_scores),
@@ -263,15 +263,17 @@ class StructuredSearch(CandidateGenerator[StructuredParams], QueryStatistics):
     def cost_ms(self, k: int) -> float:
         return 0.3 + 0.002 * k
 
-    def _check_fitted(self) -> None:
-        if self.tagger_ is None:
-            raise LtrrError(f"{self.name} is not fitted: call fit(catalog) first")
+    def _fitted(self) -> tuple[FieldTagger, np.ndarray]:
+        """The tagger and the popularity prior, or an error if neither fit nor load ran."""
+        if self.tagger_ is None or self.prior_ is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
+        return self.tagger_, self.prior_
 
     # ------------------------------------------------------------------ persistence
     def _save(self, directory: Path) -> None:
-        self._check_fitted()
-        self.tagger_.save(directory)
-        np.save(directory / "prior.npy", self.prior_, allow_pickle=False)
+        tagger, prior = self._fitted()
+        tagger.save(directory)
+        np.save(directory / "prior.npy", prior, allow_pickle=False)
 
     def _load(self, directory: Path, manifest: dict[str, Any]) -> None:
         self.tagger_ = FieldTagger(self.params.tagger_config()).load(directory)

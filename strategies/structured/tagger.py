@@ -258,13 +258,13 @@ class FieldTagger:
         n_values, n_items = len(names), len(catalog)
         r = np.asarray(rows, dtype=np.int64)
         k = np.asarray(cols, dtype=np.int64)
-        w = np.asarray(role_w, dtype=np.float64)
+        wt = np.asarray(role_w, dtype=np.float64)
         # one entry per (value, item): a person credited twice keeps the best role
-        order = np.lexsort((-w, k, r))
+        order = np.lexsort((-wt, k, r))
         first = np.ones(order.size, dtype=bool)
         first[1:] = (r[order][1:] != r[order][:-1]) | (k[order][1:] != k[order][:-1])
         keep = order[first]
-        roles = sp.csr_matrix((w[keep], (r[keep], k[keep])), shape=(n_values, n_items))
+        roles = sp.csr_matrix((wt[keep], (r[keep], k[keep])), shape=(n_values, n_items))
         roles.sort_indices()
         self.value_field_ = np.asarray(codes, dtype=np.int64)
         self.value_name_ = names

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,6 +69,19 @@ class ChunkedWeights:
     def nnz(self) -> int:
         return int(self.value.size)
 
+    def _entries(self, want: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For searched ``(parent, feature)`` keys ``want``: the positions in ``want`` that have
+        weights (``hit``), the flat indices of those weights (``entry``, grouped per hit) and how
+        many each hit has (``count``)."""
+        pos = np.searchsorted(self.keys, want)
+        hit = np.flatnonzero(self.keys[pos] == want)  # the sentinel keeps pos in range
+        row = pos[hit]
+        start = self.ptr[row]
+        count = self.ptr[row + 1] - start
+        ends = np.cumsum(count)
+        entry = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(start - ends + count, count)
+        return hit, entry, count
+
     def margins(self, x: sp.csr_matrix, parents: np.ndarray, slot_start: np.ndarray,
                 size: int) -> np.ndarray:
         """``x_q . w_c`` for the children ``c`` of each beam node, without bias.
@@ -90,16 +104,9 @@ class ChunkedWeights:
             return np.zeros(size)
         nzi = np.arange(total) + np.repeat(x.indptr[pq] - ends + cnt, cnt)
         pair = np.repeat(order, cnt)
-        want = pflat[pair] * self.n_features + x.indices[nzi]
-        pos = np.searchsorted(self.keys, want)
-        hit = np.flatnonzero(self.keys[pos] == want)
+        hit, entry, count = self._entries(pflat[pair] * self.n_features + x.indices[nzi])
         if hit.size == 0:
             return np.zeros(size)
-        row = pos[hit]
-        start = self.ptr[row]
-        count = self.ptr[row + 1] - start
-        ends = np.cumsum(count)
-        entry = np.arange(int(ends[-1])) + np.repeat(start - ends + count, count)
         target = np.repeat(slot_start.ravel()[pair[hit]], count) + self.child[entry]
         vals = self.value[entry] * np.repeat(x.data[nzi[hit]], count)
         return np.bincount(target, weights=vals, minlength=size)
@@ -111,16 +118,9 @@ class ChunkedWeights:
         m = indices.size
         if self.keys.size == 1 or m == 0:
             return np.zeros(size)
-        want = (parents[:, None] * self.n_features + indices).ravel()
-        pos = np.searchsorted(self.keys, want)
-        hit = np.flatnonzero(self.keys[pos] == want)
+        hit, entry, count = self._entries((parents[:, None] * self.n_features + indices).ravel())
         if hit.size == 0:
             return np.zeros(size)
-        row = pos[hit]
-        start = self.ptr[row]
-        count = self.ptr[row + 1] - start
-        ends = np.cumsum(count)
-        entry = np.arange(int(ends[-1])) + np.repeat(start - ends + count, count)
         q, r = np.divmod(hit, m)
         target = np.repeat(base[q], count) + self.child[entry]
         vals = self.value[entry] * np.repeat(data[r], count)
@@ -133,7 +133,7 @@ class ChunkedWeights:
 
     @classmethod
     def load(cls, directory: Path, prefix: str, n_features: int, mmap: bool = False) -> ChunkedWeights:
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         arrs = {name: np.load(directory / f"{prefix}_{name}.npy", mmap_mode=mode, allow_pickle=False)
                 for name in _FIELDS}
         return cls(**arrs, n_features=n_features)

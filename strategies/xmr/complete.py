@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from ltrr.errors import DataError
+from ltrr.errors import DataError, NotFittedError
 from ltrr.params import validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_manifest
 from strategies.xmr.features import TfidfFeaturizer
@@ -213,8 +213,8 @@ class QueryCompleter:
     def complete(self, previous: Sequence[str], prefixes: Sequence[str], k: int = 10,
                  fill: bool = True) -> Completions:
         """Top-``k`` completions of each prefix given the previous query ("" when none)."""
-        if self.model_ is None:
-            raise RuntimeError("QueryCompleter.complete called before fit.")
+        if self.model_ is None or self.featurizer_ is None:
+            raise NotFittedError("QueryCompleter is not fitted: call fit or load before complete")
         if len(previous) != len(prefixes):
             raise DataError(f"complete needs one previous query per prefix; got {len(previous)} and {len(prefixes)}.")
         if k < 1:
@@ -251,6 +251,8 @@ class QueryCompleter:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:
         """A directory: manifest, labels + counts (JSON / npy), features, the XR model."""
+        if self.model_ is None or self.featurizer_ is None:
+            raise NotFittedError("QueryCompleter is not fitted: call fit before save")
         with atomic_directory(directory) as tmp:
             write_manifest(tmp, self.type_name, self.format_version, self.params.model_dump(mode="json"),
                            n_labels=len(self.labels_))
@@ -286,8 +288,8 @@ def movie_sessions(catalog: Any, n_sessions: int, seed: int = 0, pool_size: int 
 
     pool = MovieQueryGenerator(catalog, seed=seed).sample_pool(pool_size)
     by_film: dict[int, list[int]] = {}
-    for j, q in enumerate(pool):
-        for f, g in q.relevant.items():
+    for j, pq in enumerate(pool):
+        for f, g in pq.relevant.items():
             if g >= 3:
                 by_film.setdefault(f, []).append(j)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
@@ -296,7 +298,7 @@ def movie_sessions(catalog: Any, n_sessions: int, seed: int = 0, pool_size: int 
     perm = rng.permutation(len(pool))
 
     def draw() -> int:
-        return int(perm[min(np.searchsorted(cdf, rng.random()), len(pool) - 1)])
+        return int(perm[min(int(np.searchsorted(cdf, rng.random())), len(pool) - 1)])
 
     sessions = []
     for _ in range(n_sessions):

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -92,7 +93,6 @@ class TfidfFeaturizer:
                              f"Got {max_terms!r} instead.")
         self.max_features = max_features
         self.max_terms = max_terms
-        self._ids: dict | None = None  # fit-time token ids, kept only inside fit_transform
         self.word_vocab_: dict[str, int] = {}
         self.char_vocab_: dict[str, int] = {}
         self.idf_: np.ndarray = np.empty(0)
@@ -113,14 +113,13 @@ class TfidfFeaturizer:
             self._fit_ids(texts)
         except _TooManyWords:
             return self.fit_slow(texts)
-        finally:
-            self._ids = None
         return self
 
-    def _fit_ids(self, texts: Sequence[str]) -> None:
+    def _fit_ids(self, texts: Sequence[str]) -> dict[str, Any]:
         """Fit on integer ids: words get ids in order of appearance, word n-grams are packed
         into one int64 (21 bits a word), a word's character n-grams are listed once per
-        distinct word; document frequencies are counted per chunk of texts and merged."""
+        distinct word; document frequencies are counted per chunk of texts and merged. Returns
+        the texts' token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
         w2c: list[list[int]] = []       # character n-gram ids of each word id
         cid: dict[str, int] = {}
@@ -192,14 +191,14 @@ class TfidfFeaturizer:
         self.char_vocab_ = {c_str[i]: offset + j for j, i in enumerate(c_order)}
         df = np.concatenate([w_df[w_order], c_df[c_order]]).astype(np.float64)
         self.idf_ = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        # what the vectorized transform of the same texts needs
+        # returned: what the vectorized transform of the same texts needs
         wcol = np.full(w_keep.size, -1, dtype=np.int64)
         wcol[w_order] = np.arange(len(w_order))
         korder = np.argsort(w_keep)
         ccol = np.full(max(len(cid), 1), -1, dtype=np.int64)
         ccol[c_keep[c_order]] = offset + np.arange(len(c_order))
-        self._ids = {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
-                     "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
+        return {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
+                "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
 
     def _cap_terms(self, keys: np.ndarray, df: np.ndarray, decode) -> tuple[np.ndarray, np.ndarray]:
         """``max_features`` of the terms: the most frequent; at the cut, ties go to the
@@ -217,11 +216,9 @@ class TfidfFeaturizer:
         """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
         (the same matrix as ``fit(texts).transform(texts)``)."""
         try:
-            self._fit_ids(texts)
+            st = self._fit_ids(texts)
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
-            self._ids = None
             return self.fit_slow(texts).transform(texts)
-        st, self._ids = self._ids, None
         blocks = []
         for ids32, lens in st["chunks"]:
             ids = ids32.astype(np.int64)

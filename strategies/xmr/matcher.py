@@ -428,7 +428,9 @@ def _blocks(act: sp.csc_matrix, row_nnz: np.ndarray, child_ptr: np.ndarray,
     nchild = np.diff(child_ptr)
     cost = 24.0 * nnz_p + 32.0 * (nnz_p + per_col) * nchild + 4.0 * per_col.astype(np.float64) ** 2
     order = np.argsort(per_col, kind="stable")
-    out, group, acc, first = [], [], 0.0, 0
+    out: list[np.ndarray] = []
+    group: list[int] = []
+    acc, first = 0.0, 0
     for p in order.tolist():
         if group and (acc + cost[p] > budget_bytes or per_col[p] > spread * max(first, 1)):
             out.append(np.sort(np.asarray(group, dtype=np.int64)))

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
@@ -140,6 +141,12 @@ class XRModel:
         self.fit_cpu_s_: dict[str, float] = {}  # CPU seconds of the last fit: tree, matchers
         self._cache: dict = {}  # per-level arrays derived from the tree and biases, for search
 
+    def _fitted_tree(self) -> ClusterTree:
+        """The label tree; a model that was neither fitted nor loaded has none."""
+        if self.tree is None:
+            raise NotFittedError("XRModel is not fitted (no label tree): call fit or load first")
+        return self.tree
+
     # ------------------------------------------------------------------ training
     def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
             tree: ClusterTree | None = None) -> XRModel:
@@ -202,7 +209,7 @@ class XRModel:
         Each level scores only the children of the beam's nodes (see
         :class:`~strategies.xmr.chunked.ChunkedWeights`), laid out per query in one padded row.
         """
-        tree = self.tree
+        tree = self._fitted_tree()
         n = x.shape[0]
         levels = tree.n_levels if levels is None else levels
         nodes = np.zeros((n, 1), dtype=np.int64)
@@ -250,7 +257,7 @@ class XRModel:
         key = ("bias_pad", t, width)
         cached = self._cache.get(key)
         if cached is None or cached[0] is not self.biases[t]:
-            cp = self.tree.child_ptr[t]
+            cp = self._fitted_tree().child_ptr[t]
             ar = np.arange(width)
             idx = cp[:-1, None] + ar
             pad = np.where(ar < np.diff(cp)[:, None], self.biases[t][np.minimum(idx, cp[-1] - 1)], -np.inf)
@@ -262,14 +269,15 @@ class XRModel:
     def _nchild(self) -> list[np.ndarray]:
         cached = self._cache.get("nchild")
         if cached is None or cached[0] is not self.tree:
-            cached = (self.tree, [np.diff(cp) for cp in self.tree.child_ptr])
+            tree = self._fitted_tree()
+            cached = (tree, [np.diff(cp) for cp in tree.child_ptr])
             self._cache["nchild"] = cached
         return cached[1]
 
     def _beam_one(self, indices: np.ndarray, data: np.ndarray, beam: int,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_beam` for a single query, on 1-D arrays (serving latency is call overhead)."""
-        tree = self.tree
+        tree = self._fitted_tree()
         nodes = np.zeros(1, dtype=np.int64)
         scores = np.zeros(1)
         last = tree.n_levels - 1
@@ -296,8 +304,7 @@ class XRModel:
 
     def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` labels (``int64``, -1 padded) and scores (``float32``, -inf padded) per row."""
-        if self.tree is None:
-            raise RuntimeError("XRModel.predict called before fit.")
+        tree = self._fitted_tree()
         beam = self.config.beam if beam is None else beam
         if beam < 1:
             raise ValueError(f"The 'beam' parameter must be an int in [1, inf). Got {beam!r} instead.")
@@ -307,30 +314,32 @@ class XRModel:
             nodes, scores = self._beam_one(x.indices, x.data, beam, k)
             labels = np.full((1, k), -1, dtype=np.int64)
             out = np.full((1, k), -np.inf, dtype=np.float32)
-            labels[0, :nodes.size] = self.tree.label_order[nodes]
+            labels[0, :nodes.size] = tree.label_order[nodes]
             out[0, :nodes.size] = np.exp(scores)
             return labels, out
         parts = [self._beam(x[i:i + self.BATCH], beam, k=k) for i in range(0, x.shape[0], self.BATCH)]
         nodes = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int64)
         scores = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, k))
-        labels = np.where(nodes >= 0, self.tree.label_order[np.maximum(nodes, 0)], -1)
+        labels = np.where(nodes >= 0, tree.label_order[np.maximum(nodes, 0)], -1)
         return labels, np.where(nodes >= 0, np.exp(scores), -np.inf).astype(np.float32)
 
     @property
     def weights(self) -> list[sp.csr_matrix]:
         """Each level's ``(n_features, n_nodes)`` weight matrix (without the bias row)."""
-        return [c.to_csr(cp) for c, cp in zip(self.chunks, self.tree.child_ptr, strict=True)]
+        tree = self._fitted_tree()
+        return [c.to_csr(cp) for c, cp in zip(self.chunks, tree.child_ptr, strict=True)]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
         """``xr_config.json`` + ``tree.json`` + ``label_order.npy``; per level ``t`` the chunked
         weights ``L<t>_{keys,ptr,child,value}.npy`` and the bias weights ``b<t>.npy``."""
+        tree = self._fitted_tree()
         directory = Path(directory)
         (directory / "xr_config.json").write_text(json.dumps(asdict(self.config), indent=2))
         (directory / "tree.json").write_text(json.dumps({
-            **self.tree.to_json(), "n_features": self.n_features, "n_labels": self.n_labels,
+            **tree.to_json(), "n_features": self.n_features, "n_labels": self.n_labels,
         }))
-        np.save(directory / "label_order.npy", self.tree.label_order, allow_pickle=False)
+        np.save(directory / "label_order.npy", tree.label_order, allow_pickle=False)
         for t, (c, b) in enumerate(zip(self.chunks, self.biases, strict=True)):
             c.save(directory, f"L{t}")
             np.save(directory / f"b{t}.npy", b, allow_pickle=False)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, Retrainable
-from ltrr.errors import ConfigError, DataError
+from ltrr.errors import ConfigError, DataError, NotFittedError
 from ltrr.params import validate_params
 from ltrr.types import QueryBatch, RetrievalResult
 from strategies.xmr.features import TfidfFeaturizer
@@ -138,6 +138,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
                           f"({len(catalog)} items as pseudo-queries, cold start).", stacklevel=2)
         self._train(catalog, queries, rows)
         self.n_items_ = len(catalog)
+        self.fitted_ = True
         return self
 
     def _train(self, catalog: Catalog, queries: list[str], rows: np.ndarray) -> None:
@@ -159,7 +160,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
         # identical query strings become one training row with all their clicked items
         uniq: dict[str, int] = {}
         qrow = np.array([uniq.setdefault(t.strip().lower(), len(uniq)) for t in texts], dtype=np.int64)
-        first = {}
+        first: dict[str, str] = {}
         for t in texts:
             first.setdefault(t.strip().lower(), t)
         uniq_texts = list(first.values())
@@ -175,7 +176,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
     # ------------------------------------------------------------------ serving
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         if self.model_ is None or self.featurizer_ is None:
-            raise RuntimeError(f"{self.name}: retrieve called before fit.")
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) or load(directory) first")
         x = queries.cached(f"xmr-tfidf:{self.name}:{id(self.featurizer_)}", self.featurizer_.transform)
         ids, scores = self.model_.predict(x, k)
         # a query sharing no feature with the training queries has only bias scores: no match
@@ -229,6 +230,8 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
 
     # ------------------------------------------------------------------ persistence
     def _save(self, directory: Path) -> None:
+        if self.model_ is None or self.featurizer_ is None:
+            raise NotFittedError(f"{self.name} is not fitted: call fit(catalog) before save")
         self.featurizer_.save(directory)
         self.model_.save(directory)
         (directory / "click_pairs.json").write_text(

@@ -121,7 +121,9 @@ def position_weighted_embeddings(labels: Sequence[str], n_max: int = 3, start_we
     L2-normalized.
     """
     vocab: dict[str, int] = {}
-    rows, cols, vals = [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for i, text in enumerate(labels):
         acc: dict[int, float] = {}
         for w, word in enumerate(text.split()):

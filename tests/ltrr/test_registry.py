@@ -111,3 +111,23 @@ def test_missing_plugins_of_a_manifest_get_an_install_hint():
                               "loaded here (strategy 'local_mod:Mine': cannot import module 'local_mod' (No "
                               "module named 'local_mod')); make the module 'local_mod' importable (it was not "
                               "part of an installed distribution when the engine was saved)")
+
+
+def test_entry_points_load_after_a_library_imported_the_importlib_metadata_backport(fake_distribution):
+    """dask imports the ``importlib_metadata`` backport, after which the standard library's
+    ``entry_points()`` returns the backport's EntryPoint objects: they are loaded all the same."""
+    pytest.importorskip("importlib_metadata")
+    import subprocess
+
+    code = textwrap.dedent('''
+        import importlib.metadata as md
+        import dask  # noqa: F401  (brings the backport's finder)
+        from ltrr import registry
+        registry.refresh()
+        klass = registry.get("policy", "greedy_plugin")
+        print(klass.__name__, registry.provenance("policy", "greedy_plugin").distribution)
+    ''')
+    env = {**__import__("os").environ, "PYTHONPATH": str(fake_distribution)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["GreedyPolicy", "ltrr-fake-plugins"]

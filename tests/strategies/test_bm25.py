@@ -17,7 +17,7 @@ from rank_bm25 import BM25Okapi
 
 from ltrr import registry
 from ltrr.catalog import Catalog
-from ltrr.errors import ConfigError, DataError, PersistenceError
+from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.io import read_qrels, read_queries
 from ltrr.types import PAD_ID
 from strategies.bm25 import BM25
@@ -190,7 +190,7 @@ def test_bad_params_name_the_key(params, message) -> None:
 
 
 def test_unfitted_model_says_so() -> None:
-    with pytest.raises(ConfigError, match="bm25 is not fitted"):
+    with pytest.raises(NotFittedError, match="bm25 is not fitted"):
         BM25().retrieve(["wing"], 3)
 
 

@@ -16,7 +16,7 @@ import pytest
 from ltrr import registry
 from ltrr.catalog import Catalog
 from ltrr.contracts.strategy import CandidateGenerator, LearnsFromFeedback, Retrainable
-from ltrr.errors import ConfigError
+from ltrr.errors import ConfigError, NotFittedError
 from ltrr.params import Params
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
 
@@ -100,6 +100,24 @@ def test_the_suite_covers_every_registered_strategy_and_the_plugins():
     assert ENTRY_POINT_PLUGIN in NAMES
     assert registry.provenance("strategy", ENTRY_POINT_PLUGIN).source == "entry_point"
     assert {"bm25", "memory", "dense", "xmr", "structured", "explore"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_use_before_fit_is_one_clear_error_or_an_answer(name, tmp_path):
+    """retrieve and save before fit/load raise NotFittedError naming the strategy, or (a
+    strategy declaring ``requires_fit = False``, the click memory) answer: never an
+    AttributeError from an index that is not there."""
+    s = registry.get("strategy", name)(PARAMS.get(name), name=name)
+    if not s.requires_fit:
+        assert s.retrieve(["love"], 5).ids.shape == (1, 5)
+        s.save(tmp_path / "s")
+        return
+    with pytest.raises(NotFittedError, match=rf"^{name} is not fitted: call fit\(catalog\) or "
+                                             rf"load\(directory\) before retrieve$"):
+        s.retrieve(["love"], 5)
+    with pytest.raises(NotFittedError, match=rf"^{name} is not fitted: .* before save$"):
+        s.save(tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("fitted", NAMES, indirect=True)

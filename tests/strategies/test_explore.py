@@ -8,7 +8,7 @@ import pytest
 
 from ltrr import registry
 from ltrr.catalog import Catalog
-from ltrr.errors import ConfigError
+from ltrr.errors import ConfigError, NotFittedError
 from strategies.explore import ExplorationGenerator
 
 
@@ -74,3 +74,12 @@ def test_save_load_and_errors(catalog, tmp_path) -> None:
         ExplorationGenerator({"category_fields": ["person"]})
     with pytest.raises(ConfigError, match=r"The 'k' parameter of explore must be an int"):
         ExplorationGenerator().fit(catalog).retrieve(["x"], -2)
+
+
+def test_an_unfitted_generator_refuses_to_save_and_to_retrieve(tmp_path) -> None:
+    g = ExplorationGenerator(name="explore")
+    with pytest.raises(NotFittedError, match="explore is not fitted: call fit"):
+        g.save(tmp_path / "g")
+    assert not (tmp_path / "g").exists()
+    with pytest.raises(NotFittedError, match="explore is not fitted: call fit"):
+        g.retrieve(["war"], 3)

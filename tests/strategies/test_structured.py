@@ -10,7 +10,7 @@ import pytest
 from ltrr import registry
 from ltrr.catalog import Catalog
 from ltrr.context import ContextFeaturizer
-from ltrr.errors import ConfigError, LtrrError, PersistenceError
+from ltrr.errors import ConfigError, NotFittedError, PersistenceError
 from strategies.structured import StructuredSearch
 from strategies.structured.tagger import edit_distance
 
@@ -148,7 +148,7 @@ def test_registry_and_param_errors(tiny) -> None:
         StructuredSearch({"fields": ["actor"]})
     with pytest.raises(ConfigError, match=r"unknown key 'fuzz'"):
         StructuredSearch({"fuzz": True})
-    with pytest.raises(LtrrError, match=r"structured is not fitted: call fit\(catalog\) first"):
+    with pytest.raises(NotFittedError, match=r"structured is not fitted: call fit\(catalog\) or load\(directory\) before retrieve"):
         StructuredSearch().retrieve(["war"], 3)
 
 

@@ -230,3 +230,20 @@ def test_click_retrain_schedule_grows_to_its_interval_and_round_trips():
         ClickRetrainSchedule(first=0)
     with pytest.raises(ValueError, match=r"'growth' parameter .* Got 0.5 instead."):
         ClickRetrainSchedule(growth=0.5)
+
+
+def test_training_builds_a_new_ranker_and_leaves_the_serving_one_untouched(trained_log):
+    """Models are swapped whole: ``trained`` fits a fresh object, so a search scoring with the
+    serving ranker meanwhile never sees new trees with an old iteration count or version."""
+    schema = trained_log.features.schema
+    data = training_set(trained_log.events.training_events(10_000), schema)
+    serving = trained_log.ranker.__class__(schema, {"n_estimators": 10, "min_data_in_leaf": 5,
+                                                    "min_valid_gain": None})
+    before = (serving.booster_, serving.best_iteration_, serving.version_)
+    X = data.X[: 20]
+    scores = serving.score(X)
+    fresh, report = serving.trained(data)
+    assert fresh is not serving and fresh.is_fitted
+    assert (serving.booster_, serving.best_iteration_, serving.version_) == before
+    np.testing.assert_array_equal(serving.score(X), scores)
+    assert report["model_version"] == fresh.version_ != serving.version_

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from ltrr.catalog import Catalog
-from ltrr.errors import DataError
+from ltrr.errors import DataError, NotFittedError
 from strategies.xmr.cli import complete as complete_cmd
 from strategies.xmr.complete import (
     QueryCompleter,
@@ -117,3 +117,12 @@ def test_cli_uses_the_previous_query(tmp_path):
     empty.write_text("\n\n", encoding="utf-8")
     res = runner.invoke(complete_cmd, ["--prefix", "s", "--labels", str(empty)])
     assert res.exit_code != 0 and "no queries" in str(res.exception)
+
+
+def test_an_unfitted_completer_refuses_to_save_and_to_complete(tmp_path):
+    completer = QueryCompleter()
+    with pytest.raises(NotFittedError, match="QueryCompleter is not fitted: call fit before save"):
+        completer.save(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(NotFittedError, match="QueryCompleter is not fitted: call fit or load before complete"):
+        completer.complete([""], ["the"])

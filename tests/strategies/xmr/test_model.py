@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ltrr.errors import NotFittedError
 from strategies.xmr.indexer import balanced_kmeans_codes, build_tree
 from strategies.xmr.model import XRConfig, XRModel, _transform, pifa
 
@@ -154,3 +155,13 @@ def test_batches_larger_than_a_block_equal_block_by_block(trained, monkeypatch):
     monkeypatch.setattr(XRModel, "BATCH", 7)
     ids7, scores7 = model.predict(q, k=10)
     assert np.array_equal(ids, ids7) and np.array_equal(scores, scores7)
+
+
+@pytest.mark.parametrize("use", ["predict", "weights", "save"])
+def test_an_unfitted_model_says_so(use, tmp_path):
+    model = XRModel()
+    calls = {"predict": lambda: model.predict(sp.csr_matrix((2, 3)), k=5),
+             "weights": lambda: model.weights, "save": lambda: model.save(tmp_path)}
+    with pytest.raises(NotFittedError, match=r"XRModel is not fitted \(no label tree\): call fit or load first"):
+        calls[use]()
+    assert not any(tmp_path.iterdir())

@@ -8,7 +8,7 @@ import pytest
 
 from ltrr import registry
 from ltrr.catalog import Catalog
-from ltrr.errors import ConfigError, DataError
+from ltrr.errors import ConfigError, DataError, NotFittedError
 from simulators.movies import MovieQueryGenerator
 from strategies.xmr import XRLinear, train_from_pairs
 
@@ -153,3 +153,9 @@ def test_added_items_are_retrievable_and_learned_pairs_survive(movies):
     s.add_items(grown, np.array([300]))
     assert s.retrieve(["quantum llama parade"], 1).ids[0, 0] == 300
     assert s.retrieve(["rosebud sled film"], 1).ids[0, 0] == 9
+
+
+def test_an_unfitted_strategy_refuses_to_save(tmp_path):
+    with pytest.raises(NotFittedError, match=r"xmr is not fitted: call fit\(catalog\) or load\(directory\) before save"):
+        XRLinear(name="xmr").save(tmp_path / "s")
+    assert not (tmp_path / "s").exists()
