@@ -33,6 +33,21 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB (``VmHWM``, which restarts at exec; ``ru_maxrss`` would
+    carry the parent's RSS at the time of the fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

@@ -36,7 +36,6 @@ import importlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -51,6 +50,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.conditions import peak_rss_mb  # noqa: E402
 from ltrr.catalog import Catalog  # noqa: E402
 
 VOCAB = 200_000
@@ -117,17 +117,6 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB: ``VmHWM``, which restarts at exec (``ru_maxrss`` keeps the
-    parent's RSS at the fork, a floor of ~1 GB once the driver has generated the 1M catalog)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def latencies(fn: Callable[[str], object], queries: list[str]) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from benchmarks.conditions import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 PECOS_VENV = ROOT / "work" / "pecos-venv"
@@ -106,17 +107,6 @@ else:
 '''
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS in MB (``VmHWM``, which restarts at exec; ``ru_maxrss`` would
-    carry the parent's RSS at the time of the fork)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def pin_threads(n: int) -> dict[str, str]:
