@@ -73,7 +73,9 @@ def test_a_journal_entry_the_learner_cannot_apply_is_refused_durably_not_skipped
         out = follower.feedback(Feedback.clicks(d.event_id, [d.page_ids[0]]))
         assert out["journal_seq"] == 1 and out["applied"] is False
         deadline = time.monotonic() + 30
-        while not learner.engine.events.journal_refusals() and time.monotonic() < deadline:
+        # the refusal is written, then the learner's position moves past the entry: wait for both
+        while (not learner.engine.events.journal_refusals() or learner.applied_seq < 1) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         [(seq, reason)] = learner.engine.events.journal_refusals()
         assert seq == 1 and "context features; this engine's policy uses 3" in reason
