@@ -116,7 +116,6 @@ def test_missing_plugins_of_a_manifest_get_an_install_hint():
 def test_entry_points_load_after_a_library_imported_the_importlib_metadata_backport(fake_distribution):
     """dask imports the ``importlib_metadata`` backport, after which the standard library's
     ``entry_points()`` returns the backport's EntryPoint objects: they are loaded all the same."""
-    pytest.importorskip("importlib_metadata")
     import subprocess
 
     code = textwrap.dedent('''

@@ -13,9 +13,8 @@ import json
 
 import numpy as np
 import pytest
+import vowpalwabbit as vw  # noqa: E402  (a core dependency: never skipped)
 from click.testing import CliRunner
-
-vw = pytest.importorskip("vowpalwabbit")
 
 TIERS = ("free", "pro", "team")
 ITEMS = ("news", "sports", "music", "films")

@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
+# the parity reference and what it reads with: dev dependencies, installed by `make test`
+# (a missing one fails the suite rather than skipping the comparison)
+import obp.dataset as obp_dataset  # noqa: E402
+import obp.ope as obp_ope  # noqa: E402
+import obp.policy as obp_policy  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest
+import sklearn.linear_model as linear_model  # noqa: E402
 from click.testing import CliRunner
 
 from ltrr.config import SHARED_DATA_DIR
-
-obp_ope = pytest.importorskip("obp.ope", reason="obp 0.4.1 (the parity reference) is not installed")
-obp_dataset = pytest.importorskip("obp.dataset")
-obp_policy = pytest.importorskip("obp.policy")
-pd = pytest.importorskip("pandas")
-linear_model = pytest.importorskip("sklearn.linear_model")
 
 OBD_DIR = SHARED_DATA_DIR / "obd"
 if not (OBD_DIR / "random/all/all.csv").exists():

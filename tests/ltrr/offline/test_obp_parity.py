@@ -14,7 +14,13 @@ reason, never silently.
 from __future__ import annotations
 
 import numpy as np
+
+# the parity reference (obp 0.4.1) and what it reads with: dev dependencies installed by
+# `make test`; a missing one fails the suite rather than skipping the comparison
+import obp.ope as obp_ope  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest
+import sklearn.linear_model as linear_model  # noqa: E402
 
 from ltrr.config import SHARED_DATA_DIR
 from ltrr.offline.estimators import (
@@ -28,14 +34,6 @@ from ltrr.offline.estimators import (
     estimate,
     merge,
 )
-
-obp_ope = pytest.importorskip(
-    "obp.ope", reason="obp 0.4.1 (the parity reference, `pip install --no-deps obp==0.4.1` plus "
-                      "the dev extra) is not installed"
-)
-pd = pytest.importorskip("pandas", reason="pandas is needed to read the Open Bandit Dataset CSV")
-linear_model = pytest.importorskip("sklearn.linear_model",
-                                   reason="scikit-learn fits the reward model")
 
 OBD = SHARED_DATA_DIR / "obd/random/all/all.csv"
 if not OBD.exists():
