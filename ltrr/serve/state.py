@@ -201,7 +201,7 @@ class ServingState:
                 try:
                     self.start()
                     return
-                except Exception:
+                except Exception:  # start() logged it and set start_error (/readyz shows it): retry
                     self._teardown()
                     self._stop.wait(2.0)
 

@@ -25,7 +25,6 @@ gone: TCP keepalives bound the wait).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -49,6 +48,7 @@ from ltrr.store.log_contract import (
     journal_entry,
     journal_payload,
 )
+from ltrr.store.persist import sha256_file
 from ltrr.types import Decision, FeedbackEvent
 
 #: TCP keepalives: a learner whose machine vanished loses its lock within ~idle + interval x count s
@@ -403,7 +403,7 @@ class PostgresSnapshots:
         for dirpath, _dirs, names in os.walk(directory):
             for name in sorted(names):
                 p = Path(dirpath) / name
-                digest = _sha256(p)
+                digest = sha256_file(p)
                 files[p.relative_to(directory).as_posix()] = digest
                 blobs[digest] = p
         with conn.transaction():
@@ -436,7 +436,7 @@ class PostgresSnapshots:
             files: dict[str, str] = json.loads(row[0])
             need = set()
             for rel, digest in files.items():
-                if cache is not None and (cache / rel).is_file() and _sha256(cache / rel) == digest:
+                if cache is not None and (cache / rel).is_file() and sha256_file(cache / rel) == digest:
                     continue
                 need.add(digest)
             data: dict[str, bytes] = dict(conn.execute("SELECT sha256, data FROM ltrr_blobs WHERE sha256 = ANY(%s)",
@@ -463,10 +463,3 @@ class PostgresSnapshots:
             row = conn.execute("DELETE FROM ltrr_requests WHERE name = %s RETURNING value", (name,)).fetchone()
         return None if row is None else row[0]
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
