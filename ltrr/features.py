@@ -63,6 +63,10 @@ SCHEMA_VERSION = 3
 RRF_K = 60.0
 
 _WORD = re.compile(r"\w+")
+#: the last columns of every schema, in order (one block :meth:`FeatureBuilder.build` fills)
+_TAIL = ("bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
+         "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
+         "query_single_token", "n_found_by", "best_rank")
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
 _SPACES = re.compile(r"\s+")
 
@@ -191,31 +195,96 @@ def _trigrams(text: str) -> list[str]:
     return [s[i:i + 3] for i in range(len(s) - 2)] if len(s) > 3 else []
 
 
-def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
-    return sp.csr_matrix((np.ones_like(m.data, dtype=np.float32), m.indices, m.indptr), shape=m.shape)
+def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
+    """How many times each in-vocabulary token occurs, by column."""
+    counts: dict[int, int] = {}
+    for t in tokens:
+        j = vocab.get(t)
+        if j is not None:
+            counts[j] = counts.get(j, 0) + 1
+    return counts
 
 
-class _FieldIndex:
-    """BM25 term scores (docs x vocab CSR) of one field, from a lexical strategy's
-    :meth:`~ltrr.contracts.strategy.TermWeighted.term_weights`: a query's scores for any set of
-    items are one sparse row gather and one matrix-vector product; the numbers equal the
-    strategy's own ``score_items`` (tested).
+@dataclass(frozen=True)
+class _QueryTerms:
+    """One query's terms in :class:`_LexicalMatches`' stacked columns."""
+
+    #: stacked columns, ascending (title terms, then text terms, then trigrams)
+    cols: np.ndarray
+    #: each column's count in the query (float64; 1 for a trigram)
+    counts: np.ndarray
+    #: each column's field (0 title, 1 text, 2 trigram)
+    fields: np.ndarray
+    #: distinct title tokens, distinct text tokens, distinct trigrams (known or not)
+    distinct: tuple[int, int, int]
+    #: the largest BM25 the query's text terms reach in the corpus (each term's best document)
+    reach: float
+
+
+class _LexicalMatches:
+    """The title BM25, text BM25 and title-trigram matrices (each docs x terms) side by side in
+    one CSR, columns offset per field: a union's rows are gathered once per query and the three
+    fields' matches counted by one ``bincount`` each, with no vocabulary-sized vector.
+
+    Only the query's own terms are added, per row in column order from 0.0, in float64: the
+    sum ``scipy``'s CSR x dense-vector product forms (its other terms are ``w * 0``, which move no
+    sum), so the values equal ``rows @ counts`` bit for bit (tested against that oracle).
     """
 
-    def __init__(self, weights: TermWeights):
-        self.analyze = weights.analyze
-        self.vocab = weights.vocabulary
-        self.scores = weights.weights.tocsr()
-        self.present = _binary(self.scores)
+    def __init__(self, title: TermWeights, text: TermWeights, trigrams: sp.csr_matrix,
+                 trigram_vocab: Mapping[str, int]):
+        self._title, self._text, self._tri_vocab = title, text, trigram_vocab
+        blocks = [title.weights.tocsr(), text.weights.tocsr(), trigrams.tocsr()]
+        self._offsets = [0, blocks[0].shape[1], blocks[0].shape[1] + blocks[1].shape[1]]
+        stacked = sp.hstack(blocks, format="csr", dtype=np.float32)
+        stacked.sort_indices()
+        self._indptr = stacked.indptr.astype(np.int64)
+        self._indices = stacked.indices
+        self._data = stacked.data
+        # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale)
+        self._text_term_best = np.maximum(np.asarray(blocks[1].max(axis=0).todense()).ravel(), 0.0)
 
-    def query(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """Dense term-count and term-indicator vectors of the query, and its distinct tokens."""
-        toks = self.analyze(text)
-        counts = np.zeros(self.scores.shape[1], dtype=np.float64)
-        ids = [self.vocab[t] for t in toks if t in self.vocab]
-        if ids:
-            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1.0)
-        return counts, (counts > 0).astype(np.float32), len(set(toks))
+    def query(self, text: str) -> _QueryTerms:
+        """The query's terms in every field."""
+        title_toks, text_toks = self._title.analyze(text), self._text.analyze(text)
+        grams = set(_trigrams(text)) if text.strip() else set()
+        title_c = _term_counts(title_toks, self._title.vocabulary)
+        text_c = _term_counts(text_toks, self._text.vocabulary)
+        tri = sorted(j for j in map(self._tri_vocab.get, grams) if j is not None)
+        title_ids, text_ids = sorted(title_c), sorted(text_c)
+        o_title, o_text, o_tri = self._offsets
+        cols = [o_title + j for j in title_ids] + [o_text + j for j in text_ids] + [o_tri + j for j in tri]
+        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri)
+        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri)
+        best = self._text_term_best
+        reach = 0.0
+        for j in text_ids:
+            reach += text_c[j] * float(best[j])
+        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), np.array(counts, dtype=np.float64),
+                           np.array(fields, dtype=np.int64), (len(set(title_toks)), len(set(text_toks)), len(grams)),
+                           reach)
+
+    def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Per field (title, text, trigram) and candidate: the sum of ``weight x count`` over the
+        query's terms in the candidate's row (``float64[3, n]``) and how many of the query's
+        terms the row holds (``int64[3, n]``)."""
+        n = items.shape[0]
+        cols = q.cols
+        if cols.size == 0:
+            return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
+        starts = self._indptr[items]
+        lens = self._indptr[items + 1] - starts
+        row_end = np.cumsum(lens)
+        # positions of every stored entry of the candidates' rows, row after row
+        pos = np.arange(int(row_end[-1])) + np.repeat(starts - row_end + lens, lens)
+        entry_cols = self._indices[pos]
+        j = np.searchsorted(cols, entry_cols)
+        np.minimum(j, cols.size - 1, out=j)
+        hit = np.flatnonzero(cols[j] == entry_cols)
+        j = j[hit]
+        bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
+        sums = np.bincount(bins, weights=self._data[pos[hit]] * q.counts[j], minlength=3 * n)
+        return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
 
 
 class FeatureBuilder:
@@ -255,20 +324,17 @@ class FeatureBuilder:
                     break
         if text_weights is None:
             text_weights = bm25_cls({"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog).term_weights()
-        self._title = _FieldIndex(bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights())
-        self._text = _FieldIndex(text_weights)
-        # per term, its largest weight over the documents (the ``bm25_text_frac`` scale)
-        self._text_term_best = np.maximum(np.asarray(self._text.scores.max(axis=0).todense()).ravel(), 0.0)
+        title_weights = bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights()
         tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for title in catalog.titles:
             ids = {tri_vocab.setdefault(g, len(tri_vocab)) for g in _trigrams(title)}
             indices.extend(sorted(ids))
             indptr.append(len(indices))
-        self._tri_vocab = tri_vocab
-        self._title_tri = sp.csr_matrix(
+        title_tri = sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
             shape=(len(catalog), max(len(tri_vocab), 1)))
+        self._lexical = _LexicalMatches(title_weights, text_weights, title_tri, tri_vocab)
         self._match = [n for n, s in instances.items() if isinstance(s, ItemScorer) and n != reused]
         self._memory = [n for n, s in instances.items() if isinstance(s, ItemStatistics)]
         names: list[str] = []
@@ -278,11 +344,14 @@ class FeatureBuilder:
         names += [f"{n}_match" for n in self._match]
         for n in self._memory:
             names += [f"{n}_ctr", f"{n}_impressions", f"{n}_clicks"]
-        names += ["bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
-                  "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
-                  "query_single_token", "n_found_by", "best_rank"]
+        names += _TAIL
         self.schema = FeatureSchema(tuple(names))
-        self._col = {n: i for i, n in enumerate(names)}
+        col = {n: i for i, n in enumerate(names)}
+        self._n_features = len(names)
+        self._fused_col = col["fused_rrf"]
+        self._match_cols = [(n, col[f"{n}_match"]) for n in self._match]
+        self._memory_cols = [(n, col[f"{n}_ctr"], col[f"{n}_impressions"], col[f"{n}_clicks"]) for n in self._memory]
+        self._tail = col[_TAIL[0]]
 
     def build(self, query: str | QueryBatch, cands: Candidates,
               strategies: Mapping[str, CandidateGenerator] | None = None) -> np.ndarray:
@@ -293,58 +362,52 @@ class FeatureBuilder:
         live = self._instances if strategies is None else strategies
         text = batch.texts[0]
         n, s = len(cands), len(self.strategies)
-        out = np.empty((n, len(self.schema.names)), dtype=np.float32)
+        out = np.empty((n, self._n_features), dtype=np.float32)
         if n == 0:
             return out
-        col = self._col
         items = cands.items
+        ranks = cands.ranks
+        found = ~np.isnan(ranks)
         out[:, 0: 3 * s: 3] = cands.scores
-        out[:, 1: 3 * s: 3] = cands.ranks
-        found = cands.found
+        out[:, 1: 3 * s: 3] = ranks
         out[:, 2: 3 * s: 3] = found
-        rr = reciprocal_ranks(cands.ranks)
+        rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
-        out[:, col["fused_rrf"]] = rr.sum(axis=1)
-        for name in self._match:
+        out[:, self._fused_col] = rr.sum(axis=1)
+        for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
-            out[:, col[f"{name}_match"]] = scorer.score_items(batch, items[None, :])[0]
-        for name in self._memory:
+            out[:, c] = scorer.score_items(batch, items[None, :])[0]
+        for name, c_ctr, c_imp, c_clk in self._memory_cols:
             stats = live[name]
             assert isinstance(stats, ItemStatistics), name
             imp, clk = stats.item_stats(text, items)
             # the strategy's own estimate for every pair: the click memory's prior for a pair
             # never shown, so "never shown" ranks between clicked and shown-but-ignored
-            out[:, col[f"{name}_ctr"]] = stats.smoothed_ctr(imp, clk)
-            out[:, col[f"{name}_impressions"]] = imp
-            out[:, col[f"{name}_clicks"]] = clk
-        for field, idx in (("title", self._title), ("text", self._text)):
-            counts, present, n_tok = idx.query(text)
-            rows = idx.scores[items]
-            out[:, col[f"bm25_{field}"]] = rows @ counts
-            if field == "text":
-                # the largest BM25 these query terms reach in the corpus: each term's best document
-                reach = float(counts @ self._text_term_best)
-                out[:, col["bm25_text_frac"]] = out[:, col["bm25_text"]] / reach if reach > 0 else 0.0
-            hit = _binary(rows) @ present
-            out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
-        grams = set(_trigrams(text)) if text.strip() else set()
-        n_grams = len(grams)
-        known = np.array(sorted(j for j in map(self._tri_vocab.get, grams) if j is not None), dtype=np.int64)
-        if known.size:
-            vec = np.zeros(self._title_tri.shape[1], dtype=np.float32)
-            vec[known] = 1.0
-            out[:, col["title_trigram_overlap"]] = (self._title_tri[items] @ vec) / n_grams
-        else:
-            out[:, col["title_trigram_overlap"]] = 0.0
-        out[:, col["log_popularity"]] = self.log_pop[items]
-        toks = _WORD.findall(text.lower())
-        stripped = text.strip()
-        out[:, col["query_tokens"]] = len(toks)
-        out[:, col["query_chars"]] = len(stripped)
-        out[:, col["query_digit_frac"]] = sum(c.isdigit() for c in stripped) / max(len(stripped), 1)
-        out[:, col["query_has_year"]] = 1.0 if _YEAR.search(text) else 0.0
-        out[:, col["query_single_token"]] = 1.0 if len(toks) == 1 else 0.0
-        out[:, col["n_found_by"]] = found.sum(axis=1)
-        out[:, col["best_rank"]] = np.fmin.reduce(cands.ranks, axis=1) if s else np.nan
+            out[:, c_ctr] = stats.smoothed_ctr(imp, clk)
+            out[:, c_imp] = imp
+            out[:, c_clk] = clk
+        q = self._lexical.query(text)
+        sums, hits = self._lexical.match(items, q)
+        t = self._tail
+        out[:, t] = sums[0]  # bm25_title
+        out[:, t + 1] = sums[1]  # bm25_text
+        out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
+        n_title, n_text, n_grams = q.distinct
+        out[:, t + 3] = hits[0].astype(np.float32) / n_title if n_title else 0.0  # title_overlap
+        out[:, t + 4] = hits[1].astype(np.float32) / n_text if n_text else 0.0  # text_overlap
+        out[:, t + 5] = hits[2].astype(np.float32) / n_grams if n_grams else 0.0  # title_trigram_overlap
+        out[:, t + 6] = self.log_pop[items]
+        out[:, t + 7: t + 12] = _query_hints(text)
+        out[:, t + 12] = found.sum(axis=1)  # n_found_by
+        out[:, t + 13] = np.fmin.reduce(ranks, axis=1) if s else np.nan  # best_rank
         return out
+
+
+def _query_hints(text: str) -> tuple[float, ...]:
+    """``query_tokens``, ``query_chars``, ``query_digit_frac``, ``query_has_year``,
+    ``query_single_token`` of one query."""
+    toks = _WORD.findall(text.lower())
+    stripped = text.strip()
+    return (len(toks), len(stripped), sum(map(str.isdigit, stripped)) / max(len(stripped), 1),
+            1.0 if _YEAR.search(text) else 0.0, 1.0 if len(toks) == 1 else 0.0)
