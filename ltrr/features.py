@@ -42,6 +42,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,8 +142,7 @@ def click_exposure_columns(schema: FeatureSchema) -> list[int]:
 def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
     """``1 / (RRF_K + rank)`` in float64, 0 where the rank is NaN or inf (not found)."""
     r = np.asarray(ranks, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
+    return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
 
 
 class ProvenanceColumns:
@@ -205,8 +205,7 @@ def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
     return counts
 
 
-@dataclass(frozen=True)
-class _QueryTerms:
+class _QueryTerms(NamedTuple):
     """One query's terms in :class:`_LexicalMatches`' stacked columns."""
 
     #: stacked columns, ascending (title terms, then text terms, then trigrams)
@@ -239,6 +238,8 @@ class _LexicalMatches:
         stacked = sp.hstack(blocks, format="csr", dtype=np.float32)
         stacked.sort_indices()
         self._indptr = stacked.indptr.astype(np.int64)
+        self._ends = self._indptr[1:]
+        self._n_cols = stacked.shape[1]
         self._indices = stacked.indices
         self._data = stacked.data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale)
@@ -272,18 +273,20 @@ class _LexicalMatches:
         cols = q.cols
         if cols.size == 0:
             return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
-        starts = self._indptr[items]
-        lens = self._indptr[items + 1] - starts
+        starts = self._indptr.take(items)
+        lens = self._ends.take(items) - starts
         row_end = np.cumsum(lens)
         # positions of every stored entry of the candidates' rows, row after row
-        pos = np.arange(int(row_end[-1])) + np.repeat(starts - row_end + lens, lens)
-        entry_cols = self._indices[pos]
-        j = np.searchsorted(cols, entry_cols)
-        np.minimum(j, cols.size - 1, out=j)
-        hit = np.flatnonzero(cols[j] == entry_cols)
+        pos = np.arange(int(row_end[-1]))
+        pos += np.repeat(starts - row_end + lens, lens)
+        # which query term each entry is (-1: none), from a lookup table over the stacked columns
+        table = np.full(self._n_cols, -1, dtype=np.int8 if cols.size < 128 else np.int32)
+        table[cols] = np.arange(cols.size)
+        j = table.take(self._indices.take(pos))
+        hit = np.flatnonzero(j >= 0)
         j = j[hit]
         bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
-        sums = np.bincount(bins, weights=self._data[pos[hit]] * q.counts[j], minlength=3 * n)
+        sums = np.bincount(bins, weights=self._data.take(pos[hit]) * q.counts[j], minlength=3 * n)
         return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
 
 
@@ -367,7 +370,7 @@ class FeatureBuilder:
             return out
         items = cands.items
         ranks = cands.ranks
-        found = ~np.isnan(ranks)
+        found = ranks == ranks  # not NaN
         out[:, 0: 3 * s: 3] = cands.scores
         out[:, 1: 3 * s: 3] = ranks
         out[:, 2: 3 * s: 3] = found
@@ -390,14 +393,14 @@ class FeatureBuilder:
         q = self._lexical.query(text)
         sums, hits = self._lexical.match(items, q)
         t = self._tail
-        out[:, t] = sums[0]  # bm25_title
-        out[:, t + 1] = sums[1]  # bm25_text
+        out[:, t: t + 2] = sums[:2].T  # bm25_title, bm25_text
         out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
-        n_title, n_text, n_grams = q.distinct
-        out[:, t + 3] = hits[0].astype(np.float32) / n_title if n_title else 0.0  # title_overlap
-        out[:, t + 4] = hits[1].astype(np.float32) / n_text if n_text else 0.0  # text_overlap
-        out[:, t + 5] = hits[2].astype(np.float32) / n_grams if n_grams else 0.0  # title_trigram_overlap
-        out[:, t + 6] = self.log_pop[items]
+        # title_overlap, text_overlap, title_trigram_overlap: matched / distinct query terms, in
+        # float32 (a field without query terms has no match: 0 / 1)
+        overlap = hits.astype(np.float32)
+        overlap /= np.array([max(d, 1) for d in q.distinct], dtype=np.float32)[:, None]
+        out[:, t + 3: t + 6] = overlap.T
+        out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
         out[:, t + 12] = found.sum(axis=1)  # n_found_by
         out[:, t + 13] = np.fmin.reduce(ranks, axis=1) if s else np.nan  # best_rank
