@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -233,6 +233,10 @@ class _LexicalMatches:
     def __init__(self, title: TermWeights, text: TermWeights, trigrams: sp.csr_matrix,
                  trigram_vocab: Mapping[str, int]):
         self._title, self._text, self._tri_vocab = title, text, trigram_vocab
+        # analyzers that differ at most in folding accents give an ASCII query the same tokens
+        a, b = title.analyze, text.analyze
+        self._same_ascii_tokens = (isinstance(a, Analyzer) and isinstance(b, Analyzer)
+                                   and replace(a, strip_accents=False) == replace(b, strip_accents=False))
         blocks = [title.weights.tocsr(), text.weights.tocsr(), trigrams.tocsr()]
         self._offsets = [0, blocks[0].shape[1], blocks[0].shape[1] + blocks[1].shape[1]]
         stacked = sp.hstack(blocks, format="csr", dtype=np.float32)
@@ -240,6 +244,7 @@ class _LexicalMatches:
         self._indptr = stacked.indptr.astype(np.int64)
         self._ends = self._indptr[1:]
         self._n_cols = stacked.shape[1]
+        self._key_index = np.arange(128, dtype=np.int8)
         self._indices = stacked.indices
         self._data = stacked.data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale)
@@ -247,16 +252,18 @@ class _LexicalMatches:
 
     def query(self, text: str) -> _QueryTerms:
         """The query's terms in every field."""
-        title_toks, text_toks = self._title.analyze(text), self._text.analyze(text)
-        grams = set(_trigrams(text)) if text.strip() else set()
+        title_toks = self._title.analyze(text)
+        text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text.analyze(text)
+        grams = set(_trigrams(text))
         title_c = _term_counts(title_toks, self._title.vocabulary)
         text_c = _term_counts(text_toks, self._text.vocabulary)
-        tri = sorted(j for j in map(self._tri_vocab.get, grams) if j is not None)
-        title_ids, text_ids = sorted(title_c), sorted(text_c)
-        o_title, o_text, o_tri = self._offsets
-        cols = [o_title + j for j in title_ids] + [o_text + j for j in text_ids] + [o_tri + j for j in tri]
-        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri)
-        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri)
+        tri = set(map(self._tri_vocab.get, grams))
+        tri.discard(None)
+        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(tri)
+        _, o_text, o_tri = self._offsets
+        cols = title_ids + [o_text + j for j in text_ids] + [o_tri + j for j in tri_ids]
+        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri_ids)
+        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri_ids)
         best = self._text_term_best
         reach = 0.0
         for j in text_ids:
@@ -281,7 +288,7 @@ class _LexicalMatches:
         pos += np.repeat(starts - row_end + lens, lens)
         # which query term each entry is (-1: none), from a lookup table over the stacked columns
         table = np.full(self._n_cols, -1, dtype=np.int8 if cols.size < 128 else np.int32)
-        table[cols] = np.arange(cols.size)
+        table[cols] = self._key_index[: cols.size] if cols.size < 128 else np.arange(cols.size)
         j = table.take(self._indices.take(pos))
         hit = np.flatnonzero(j >= 0)
         j = j[hit]
@@ -402,8 +409,17 @@ class FeatureBuilder:
         out[:, t + 3: t + 6] = overlap.T
         out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
-        out[:, t + 12] = found.sum(axis=1)  # n_found_by
-        out[:, t + 13] = np.fmin.reduce(ranks, axis=1) if s else np.nan  # best_rank
+        if s:
+            # n_found_by, best_rank: a column at a time (S is a handful; a reduce along a short
+            # axis costs more than S - 1 whole-column operations)
+            n_found, best = found[:, 0].astype(np.float32), ranks[:, 0].copy()
+            for k in range(1, s):
+                n_found += found[:, k]
+                np.fmin(best, ranks[:, k], out=best)
+            out[:, t + 12] = n_found
+            out[:, t + 13] = best
+        else:
+            out[:, t + 12: t + 14] = (0.0, np.nan)
         return out
 
 
