@@ -25,8 +25,11 @@ whose source is not in the engine is not in the schema. Groups, in order:
 * ``log_popularity``; query hints ``query_tokens``, ``query_chars``, ``query_digit_frac``,
   ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
 
-Every group is a handful of numpy/scipy operations over the whole union: sparse row gathers and
-sparse-matrix x vector products, no Python loop over candidates. A candidate's row depends on the
+Every group is a handful of numpy operations over the whole union, no Python loop over candidates:
+the lexical groups gather the candidates' rows of one CSR holding the title BM25, text BM25 and
+title-trigram matrices side by side and count the query's terms in them with ``bincount``
+(:class:`_LexicalMatches`), so a request costs no vocabulary-sized vector and no sparse-matrix
+indexing. A candidate's row depends on the
 query and on that candidate alone (never on the other candidates of the union), so the page any
 smaller plan would have shown can be recomputed from a max-depth decision by rewriting the
 provenance columns only (:class:`ProvenanceColumns`, used by ``simulators.hindsight``).
@@ -42,7 +45,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -227,7 +230,10 @@ class _LexicalMatches:
 
     Only the query's own terms are added, per row in column order from 0.0, in float64: the
     sum ``scipy``'s CSR x dense-vector product forms (its other terms are ``w * 0``, which move no
-    sum), so the values equal ``rows @ counts`` bit for bit (tested against that oracle).
+    sum), so the values equal ``rows @ counts`` bit for bit (tests/ltrr/test_features_reference.py).
+    The ``bm25_text_frac`` scale is summed term by term in column order; a BLAS dot product over
+    the vocabulary may group three or more terms differently, which can move that float64 sum by
+    an ulp (the float32 feature, in the queries tested, never).
     """
 
     def __init__(self, title: TermWeights, text: TermWeights, trigrams: sp.csr_matrix,
@@ -259,7 +265,7 @@ class _LexicalMatches:
         text_c = _term_counts(text_toks, self._text.vocabulary)
         tri = set(map(self._tri_vocab.get, grams))
         tri.discard(None)
-        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(tri)
+        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(cast("set[int]", tri))
         _, o_text, o_tri = self._offsets
         cols = title_ids + [o_text + j for j in text_ids] + [o_tri + j for j in tri_ids]
         counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri_ids)
