@@ -31,7 +31,8 @@ title-trigram matrices side by side and count the query's terms in them with ``b
 (:class:`_LexicalMatches`), so a request costs no vocabulary-sized vector and no sparse-matrix
 indexing. A candidate's row depends on the query and on that candidate alone (never on the other
 candidates of the union), so the page any smaller plan would have shown can be recomputed from a
-max-depth decision by rewriting the provenance columns only (:class:`ProvenanceColumns`, used by :mod:`ltrr.ranking.plan_pages`).
+max-depth decision by rewriting the provenance columns only (:class:`ProvenanceColumns`, used by
+``simulators.hindsight``).
 
 :func:`monotone_directions` gives the direction in which each feature can only raise the score
 (LightGBM ``monotone_constraints``): a higher rank in any strategy's list, a better text match or
