@@ -47,6 +47,7 @@ from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
+from strategies.bm25_postings import Postings, PostingsBuilder
 
 __all__ = ["BM25", "BM25Params"]
 
@@ -57,6 +58,8 @@ _LONG_DF = 4096
 _TOP_LIST = 512
 # Documents tokenized at a time while fitting (bounds the memory held as Python strings).
 _FIT_CHUNK = 8192
+# Tokens pooled into one term-major block while fitting (bounds the blocks' count and size).
+_BLOCK_TOKENS = 1 << 22
 # Past this share of the corpus, the documents above a scanned threshold are left to the
 # touched-documents path.
 _DENSE_EXTRA_RATIO = 1 / 16
@@ -170,12 +173,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         vocab: dict[str, int] = {}
         if self.params.weighted:
             rows = [range(a, min(a + _FIT_CHUNK, len(catalog))) for a in range(0, len(catalog), _FIT_CHUNK)]
-            counts, doc_len = self._count_weighted(catalog, rows, vocab)
+            postings, doc_len = self._count_weighted(catalog, rows, vocab)
         else:
-            counts, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
+            postings, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
         self.vocab_ = vocab
         self.doc_len_ = doc_len
-        self._set_postings(counts)
+        self.ptr_, self.docs_, self.tf_ = postings.ptr, postings.docs, postings.tf
+        del postings
         self._set_prior(catalog)
         self._build_scores()
 
@@ -200,14 +204,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if rows.size:
             vocab = dict(self.vocab_)  # grown on a copy, so a failure leaves the index as it was
             if self.params.weighted:
-                new_counts, new_len = self._count_weighted(catalog, [range(n_old, len(catalog))], vocab)
+                new, new_len = self._count_weighted(catalog, [range(n_old, len(catalog))], vocab)
             else:
                 texts = catalog.compose(self.params.text_fields, range(n_old, len(catalog)))
-                new_counts, new_len = self._count([texts], vocab)
-            new = new_counts.tocsc()
+                new, new_len = self._count([texts], vocab)
             n_terms = len(vocab)
             old_ptr = np.r_[self.ptr_, np.full(n_terms - (self.ptr_.size - 1), self.ptr_[-1])]
-            new_ptr = np.r_[new.indptr, np.full(n_terms + 1 - new.indptr.size, new.indptr[-1])]
+            new_ptr = np.r_[new.ptr, np.full(n_terms + 1 - new.ptr.size, new.ptr[-1])]
             old_df, new_df = np.diff(old_ptr), np.diff(new_ptr)
             ptr = np.r_[0, np.cumsum(old_df + new_df)].astype(np.int64)
             # each term's old postings, then its new ones (new rows are all larger)
@@ -216,7 +219,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             docs = np.empty(ptr[-1], dtype=np.int32)
             tf = np.empty(ptr[-1], dtype=np.float32)
             docs[old_at], tf[old_at] = self.docs_, self.tf_
-            docs[new_at], tf[new_at] = new.indices + n_old, new.data
+            docs[new_at], tf[new_at] = new.docs + n_old, new.tf
             self.vocab_ = vocab
             self.ptr_, self.docs_, self.tf_ = ptr, docs, tf
             self.doc_len_ = np.concatenate([self.doc_len_, new_len])
@@ -224,74 +227,67 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         self._build_scores()
         self.n_items_ = len(catalog)
 
-    def _count(self, chunks: Iterable[list[str]], vocab: dict[str, int]
-               ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """``docs x vocab`` term counts (``float32``, ``int32`` indices) of the texts, a chunk of
-        texts at a time, and each text's length in tokens (``float32``); unseen terms are
-        appended to ``vocab`` in first-seen order."""
-        blocks, lens = [], []
+    def _token_ids(self, texts: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The texts' tokens as term ids (``int32``, text after text) and each text's length;
+        unseen terms are appended to ``vocab`` in first-seen order."""
+        tokens = self.analyzer.many(texts)
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        # a missing term gets the next id, in first-seen order; the whole pass runs in C
+        ids = defaultdict(count(len(vocab)).__next__, vocab)
+        cols = np.fromiter(map(ids.__getitem__, chain.from_iterable(tokens)), dtype=np.int32,
+                           count=int(lengths.sum()))
+        vocab.update(ids)
+        return cols, lengths
+
+    def _count(self, chunks: Iterable[list[str]], vocab: dict[str, int]) -> tuple[Postings, np.ndarray]:
+        """Term-major counts of the texts (``Postings``, rows from 0), a chunk of texts at a time
+        (only one chunk's tokens live as Python strings), and each text's length in tokens
+        (``float32``). Chunks' term ids are pooled into blocks of ``_BLOCK_TOKENS`` before each
+        block is made term-major, so few blocks wait for the final assembly."""
+        builder = PostingsBuilder()
+        lens: list[np.ndarray] = []
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
+        n_pending = 0
         for texts in chunks:
-            tokens = self.analyzer.many(texts)
-            lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-            # a missing term gets the next id, in first-seen order; the whole pass runs in C
-            ids = defaultdict(count(len(vocab)).__next__, vocab)
-            cols = np.fromiter(map(ids.__getitem__, chain.from_iterable(tokens)), dtype=np.int32,
-                               count=int(lengths.sum()))
-            vocab.update(ids)
+            cols, lengths = self._token_ids(texts, vocab)
             lens.append(lengths.astype(np.float32))
-            del tokens
-            rows = np.repeat(np.arange(lengths.size, dtype=np.int32), lengths)
-            block = sp.coo_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)),
-                                  shape=(lengths.size, max(len(vocab), 1))).tocsr()
-            block.sum_duplicates()
-            blocks.append(block)
-        n_terms = max(len(vocab), 1)
-        blocks = [sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.shape[0], n_terms)) for b in blocks]
-        if not blocks:
-            return sp.csr_matrix((0, n_terms), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
-        out.sort_indices()
-        return out, np.concatenate(lens)
+            pending.append((cols, lengths))
+            n_pending += cols.size
+            if n_pending >= _BLOCK_TOKENS:
+                builder.add_tokens(*_pooled(pending), len(vocab))
+                pending, n_pending = [], 0
+        if pending:
+            builder.add_tokens(*_pooled(pending), len(vocab))
+        doc_len = np.concatenate(lens) if lens else np.zeros(0, dtype=np.float32)
+        return builder.build(max(len(vocab), 1)), doc_len
 
     def _count_weighted(self, catalog: Catalog, chunks: Iterable[range], vocab: dict[str, int]
-                        ) -> tuple[sp.csr_matrix, np.ndarray]:
+                        ) -> tuple[Postings, np.ndarray]:
         """:meth:`_count` with per-field weights: each field of a chunk of rows counted on its
         own, the counts and lengths summed with the fields' weights."""
-        blocks, lens = [], []
+        builder = PostingsBuilder()
+        lens = []
         for rows in chunks:
-            parts = []
+            total: sp.csr_matrix | None = None
             length = np.zeros(len(rows), dtype=np.float32)
             for name in self.params.text_fields:
                 w = np.float32(self.params.field_weights.get(name, 1.0))
-                counts, n = self._count([catalog.compose([name], rows)], vocab)
-                parts.append(counts * w)
-                length += n * w
-            width = max(len(vocab), 1)
-            total = parts[0].copy()
-            total.resize((len(rows), width))
-            for part in parts[1:]:
-                part.resize((len(rows), width))
-                total = total + part
-            blocks.append(total.astype(np.float32))
+                cols, n = self._token_ids(catalog.compose([name], rows), vocab)
+                part = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), cols, np.r_[0, np.cumsum(n)]),
+                                     shape=(len(rows), max(len(vocab), 1)))
+                part.sum_duplicates()
+                part.data *= w
+                length += n.astype(np.float32) * w
+                if total is None:
+                    total = part
+                else:
+                    total.resize(part.shape)
+                    total = total + part
+            if total is not None:
+                builder.add_matrix(total)
             lens.append(length)
-        width = max(len(vocab), 1)
-        for b in blocks:
-            b.resize((b.shape[0], width))
-        if not blocks:
-            return sp.csr_matrix((0, width), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
-        out.sort_indices()
-        return out, np.concatenate(lens)
-
-    def _set_postings(self, counts: sp.csr_matrix) -> None:
-        """Term-major postings from a ``docs x vocab`` count matrix."""
-        n_terms = len(self.vocab_ or {})
-        csc = counts.tocsc()  # a counting sort by term; documents stay ascending in each list
-        del counts
-        csc.sort_indices()
-        self.ptr_ = csc.indptr[: n_terms + 1].astype(np.int64)
-        self.docs_ = csc.indices.astype(np.int32, copy=False)
-        self.tf_ = csc.data.astype(np.float32, copy=False)
+        doc_len = np.concatenate(lens) if lens else np.zeros(0, dtype=np.float32)
+        return builder.build(max(len(vocab), 1)), doc_len
 
     def _set_prior(self, catalog: Catalog) -> None:
         pop = np.log1p(np.maximum(np.asarray(catalog.popularity, dtype=np.float64), 0.0))
@@ -312,7 +308,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         rel_len = doc_len / avgdl if avgdl > 0 else np.zeros_like(doc_len)
         norm = p.k1 * (1 - p.b + p.b * rel_len)
         scores = np.empty(tf.size, dtype=np.float32)
-        step = 1 << 22  # postings at a time: bounded float64 temporaries
+        step = 1 << 20  # postings at a time: bounded float64 temporaries
         for a in range(0, tf.size, step):
             e = min(a + step, tf.size)
             term = np.searchsorted(ptr, np.arange(a, e), side="right") - 1
@@ -351,7 +347,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         df = np.diff(ptr)
         nonempty = np.flatnonzero(df > 0)
         # postings a query token reads on average, tokens drawn like corpus tokens
-        cf = np.add.reduceat(self.tf_, ptr[nonempty], dtype=np.float64) if nonempty.size else np.zeros(0)
+        cf = _segment_sums(self.tf_, ptr, nonempty)
         read = np.minimum(df[nonempty], _LONG_DF + _TOP_LIST)
         self.postings_per_token_ = float(read @ cf / cf.sum()) if cf.sum() > 0 else 0.0
         self._post_init()
@@ -698,6 +694,28 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         self.avgdl_ = float(manifest.get("avgdl", 0.0))
         self.postings_per_token_ = float(manifest.get("postings_per_token", 0.0))
         self._post_init()
+
+
+def _segment_sums(values: np.ndarray, ptr: np.ndarray, segments: np.ndarray, step: int = 1 << 22) -> np.ndarray:
+    """``values[ptr[s]:ptr[s + 1]].sum()`` in float64 for each of ``segments`` (non-empty,
+    ascending), reading ``values`` a bounded slice at a time (never a float64 copy of it all)."""
+    out = np.zeros(segments.size, dtype=np.float64)
+    starts, ends = ptr[segments], ptr[segments + 1]
+    a = 0
+    while a < segments.size:
+        # the segments starting within the next step of values (at least one)
+        e = max(int(np.searchsorted(starts, starts[a] + step, side="left")), a + 1)
+        lo, hi = int(starts[a]), int(ends[e - 1])
+        out[a:e] = np.add.reduceat(values[lo:hi].astype(np.float64), starts[a:e] - lo)
+        a = e
+    return out
+
+
+def _pooled(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One block's term ids and lengths from consecutive chunks' ``(ids, lengths)``."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _add_at(acc: np.ndarray, docs: np.ndarray, scores: np.ndarray, weight: float) -> None:
