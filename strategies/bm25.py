@@ -67,6 +67,11 @@ _DENSE_EXTRA_RATIO = 1 / 16
 # path reads, plus this many (its fixed cost in postings summed); measured on the benchmarks.
 _PRUNE_GAIN = 4
 _PRUNE_MIN = 16384
+# Top-k thresholds from block maxima past this many scores per needed one (see _top_k).
+_TOP_BLOCK_MIN = 64
+_TOP_BLOCKS = 4
+# Zero the whole accumulator (one memset) instead of the touched rows past 1/this of the corpus.
+_CLEAR_DENSE = 8
 # Relative slack on bound comparisons, far above float64 rounding of a few-term sum.
 _BOUND_SLACK = 1e-9
 
@@ -525,33 +530,58 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         only the documents that can reach it before the top k is chosen."""
         ptr, docs, scores = self.ptr_, self.docs_, self.scores_
         acc = self._scratch().short
-        lists = [docs[ptr[t]:ptr[t + 1]] for t in terms.tolist()]
+        starts, ends = ptr[terms].tolist(), ptr[terms + 1].tolist()
+        found = np.concatenate([docs[a:e] for a, e in zip(starts, ends, strict=True)])
+        vals = np.concatenate([scores[a:e] for a, e in zip(starts, ends, strict=True)], dtype=np.float64)
+        weights_l = weights.tolist()
+        if max(weights_l) != 1 or min(weights_l) != 1:
+            vals *= np.repeat(weights, np.subtract(ends, starts))
         try:
-            for d, t, w in zip(lists, terms.tolist(), weights.tolist(), strict=True):
-                _add_at(acc, d, scores[ptr[t]:ptr[t + 1]], w)
-            totals = []
-            for d in lists:
-                totals.append(acc[d])
-                acc[d] = 0
-        except BaseException:
-            acc[:] = 0
-            raise
-        found, total = np.concatenate(lists), np.concatenate(totals)
-        floor = -np.inf
+            # one scatter for every list: each document's terms are summed in list order
+            np.add.at(acc, found, vals)
+            total = acc.take(found)
+            floor = self._list_bound(acc, starts, ends, k)
+        finally:
+            if found.size * _CLEAR_DENSE > acc.size:
+                acc.fill(0)
+            else:
+                acc[found] = 0
         if self._nonneg and theta > -np.inf:
-            floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
-        keep = total >= floor if floor > 0 else total != 0  # a repeat of a listed document reads 0
-        return self._finish(found[keep], total[keep], k)
+            floor = max(floor, theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta))
+        # a document in m of the lists is listed m times, with its whole total each time
+        return self._finish(found, total, k, repeats=len(starts), floor=floor)
 
-    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of scored documents; a document whose terms sum to 0 is not a match."""
+    def _list_bound(self, acc: np.ndarray, starts: list[int], ends: list[int], k: int) -> float:
+        """A lower bound on the k-th best total (prior included) of a multi-term query: the
+        k-th best among the documents of one list (distinct documents, so no more than the k-th
+        of all), its shortest list of at least k documents, the one with the highest idf,
+        whose documents most often lead. -inf when no list is long enough or scores may be 0
+        (a 0 total is not a match)."""
+        sizes = [e - a for a, e in zip(starts, ends, strict=True)]
+        fit = [(m, i) for i, m in enumerate(sizes) if m >= k]
+        if len(sizes) < 2 or not fit or not self._positive:
+            return -np.inf
+        m, i = min(fit)
+        if m * len(sizes) > sum(sizes):  # the shortest fitting list is most of the postings
+            return -np.inf
+        probe = self.docs_[starts[i]:ends[i]]
+        got = acc.take(probe)
+        qp = self.params.quality_prior
+        if qp > 0:
+            got += qp * self.prior_[probe]
+        return float(np.partition(got, m - k)[m - k])
+
+    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int, repeats: int = 1,
+                floor: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of scored documents (each listed at most ``repeats`` times), keeping only
+        scores >= ``floor``; a document whose terms sum to 0 is not a match."""
         if not self._positive:
             keep = total != 0
             docs, total = docs[keep], total[keep]
         qp = self.params.quality_prior
         if qp > 0 and docs.size:
             total = total + qp * self.prior_[docs]
-        top = _top_k(docs, total, k)
+        top = _top_k(docs, total, k, repeats, floor)
         return docs[top].astype(np.int64), total[top]
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
@@ -764,12 +794,40 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def _top_k(docs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` best of ``scores``: higher score first, lower doc on ties."""
-    n = scores.size
-    if n > k:
-        kth = np.partition(scores, n - k)[n - k]
-        cand = np.flatnonzero(scores >= kth)
-    else:
+def _top_k(docs: np.ndarray, scores: np.ndarray, k: int, repeats: int = 1,
+           floor: float = -np.inf) -> np.ndarray:
+    """Positions of the ``k`` best of ``scores`` (those >= ``floor``): higher score first, lower
+    doc on ties; a document listed several times (at most ``repeats``, always with one score)
+    is returned once.
+
+    The top k lie among the scores >= a lower bound on the ``k * repeats``-th largest (those
+    hold at least k distinct documents). The bound is that order statistic itself (a partition)
+    for a short array; for a long one, the ``k * repeats``-th largest of the maxima of
+    ``_TOP_BLOCKS * k * repeats`` blocks, distinct entries of ``scores`` (a vectorized max and
+    a tiny partition instead of a partition of every score). When ``floor`` already leaves
+    few scores (at most ``_TOP_BLOCKS`` times the needed ones) no bound is computed.
+    """
+    need = k * repeats
+    cand = np.flatnonzero(scores >= floor) if floor > -np.inf else None
+    sub = scores if cand is None else scores[cand]
+    n = sub.size
+    if n > (_TOP_BLOCKS * need if cand is not None else need):
+        if n >= _TOP_BLOCK_MIN * need:
+            n_blocks = _TOP_BLOCKS * need
+            width = n // n_blocks
+            maxima = sub[: n_blocks * width].reshape(n_blocks, width).max(axis=1)
+            kth = np.partition(maxima, n_blocks - need)[n_blocks - need]
+        else:
+            kth = np.partition(sub, n - need)[n - need]
+        keep = np.flatnonzero(sub >= kth)
+        cand = keep if cand is None else cand[keep]
+    elif cand is None:
         cand = np.arange(n)
-    return cand[np.lexsort((docs[cand], -scores[cand]))[:k]]
+    order = cand[np.lexsort((docs[cand], -scores[cand]))]
+    if repeats > 1 and order.size > 1:  # a repeated document's entries are adjacent
+        d = docs[order]
+        same = np.empty(d.size, dtype=bool)
+        same[0] = False
+        np.equal(d[1:], d[:-1], out=same[1:])
+        order = order[~same]
+    return order[:k]
