@@ -159,6 +159,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         super().__init__(params, name=name)
         p = self.params
         self.analyzer = Analyzer(stem=p.stem, stop_words=p.stop_words, strip_accents=p.strip_accents)
+        self._tokens_key = self._token_key()  # the request memo's key for this analyzer's tokens
         self.vocab_: dict[str, int] | None = None  # None until fit or load
         # an index of no term and no document until then
         self.ptr_ = np.zeros(1, dtype=np.int64)
@@ -363,6 +364,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         # idfs well above float32 underflow: every stored score > 0, no touched document sums to 0
         self._positive = bool(self.idf_.size == 0 or self.idf_.min() > 1e-20)
         self._prior_max = float(self.prior_.max()) if self.prior_.size else 0.0
+        self._any_long = bool(self._nonneg and (self.long_row_ >= 0).any())  # top lists to prune with
 
     # ------------------------------------------------------------------ querying
     def _token_key(self) -> str:
@@ -371,16 +373,17 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     def _terms_of(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """A query's known term ids (ascending, unique) and how many times each occurs."""
-        n: dict[int, int] = {}
-        for j in map(self._check_fitted().get, tokens):
-            if j is not None:
-                n[j] = n.get(j, 0) + 1
-        terms = sorted(n)
-        return (np.array(terms, dtype=np.int64).reshape(-1),
-                np.array([n[j] for j in terms], dtype=np.float64).reshape(-1))
+        ids = [j for j in map(self._check_fitted().get, tokens) if j is not None]
+        terms = sorted(set(ids))
+        if len(terms) == len(ids):
+            return np.array(terms, dtype=np.int64), np.ones(len(terms))
+        n = dict.fromkeys(terms, 0)
+        for j in ids:
+            n[j] += 1
+        return np.array(terms, dtype=np.int64), np.array(list(n.values()), dtype=np.float64)
 
     def _query_terms(self, queries: QueryBatch) -> list[tuple[np.ndarray, np.ndarray]]:
-        tokens = queries.cached(self._token_key(), self.analyzer.many)
+        tokens = queries.cached(self._tokens_key, self.analyzer.many)
         return [self._terms_of(t) for t in tokens]
 
     def _lookup(self, t: int, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -417,9 +420,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         ptr = self.ptr_
-        if terms.size == 1 and self.long_row_[terms[0]] < 0:
-            a, e = ptr[terms[0]], ptr[terms[0] + 1]
-            return self._finish(self.docs_[a:e], self.scores_[a:e].astype(np.float64) * weights[0], k)
+        if not self._any_long or (terms.size == 1 and self.long_row_[terms[0]] < 0):
+            return self._touched_top_k(terms, weights, k)
         df = ptr[terms + 1] - ptr[terms]
         # bounds need every score >= 0 (false only if the mean idf is negative)
         long = self.long_row_[terms] >= 0 if self._nonneg else np.zeros(terms.size, dtype=bool)
@@ -523,14 +525,21 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
                        theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top k over every document any query term touches, in O(postings): the terms
-        are summed into the thread's accumulator, then each list reads its documents' totals
-        and zeroes them (so a document is listed once and the accumulator is left clean).
-        ``theta``, a lower bound on the k-th best score (prior included) when known, keeps
-        only the documents that can reach it before the top k is chosen."""
+        """Exact top k over every document any query term touches, in O(postings): every list's
+        scores are summed into the thread's accumulator in one scatter, read back at each
+        posting (a document in several lists is read once per list), and the accumulator is
+        zeroed. ``theta``, a lower bound on the k-th best score (prior included) when known, and
+        the k-th best total of one list (:meth:`_list_bound`) keep only the documents that can
+        reach the top k before it is chosen."""
         ptr, docs, scores = self.ptr_, self.docs_, self.scores_
         acc = self._scratch().short
         starts, ends = ptr[terms].tolist(), ptr[terms + 1].tolist()
+        floor = -np.inf
+        if self._nonneg and theta > -np.inf:
+            floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
+        if len(starts) == 1:  # nothing to sum
+            a, e = starts[0], ends[0]
+            return self._finish(docs[a:e], scores[a:e].astype(np.float64) * weights[0], k, floor=floor)
         found = np.concatenate([docs[a:e] for a, e in zip(starts, ends, strict=True)])
         vals = np.concatenate([scores[a:e] for a, e in zip(starts, ends, strict=True)], dtype=np.float64)
         weights_l = weights.tolist()
@@ -540,14 +549,12 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             # one scatter for every list: each document's terms are summed in list order
             np.add.at(acc, found, vals)
             total = acc.take(found)
-            floor = self._list_bound(acc, starts, ends, k)
+            floor = max(floor, self._list_bound(acc, starts, ends, k))
         finally:
             if found.size * _CLEAR_DENSE > acc.size:
                 acc.fill(0)
             else:
                 acc[found] = 0
-        if self._nonneg and theta > -np.inf:
-            floor = max(floor, theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta))
         # a document in m of the lists is listed m times, with its whole total each time
         return self._finish(found, total, k, repeats=len(starts), floor=floor)
 
