@@ -72,6 +72,9 @@ _TOP_BLOCK_MIN = 64
 _TOP_BLOCKS = 4
 # Zero the whole accumulator (one memset) instead of the touched rows past 1/this of the corpus.
 _CLEAR_DENSE = 8
+# A term in at least 1/this of the documents is looked up in a dense row (at most _DENSE_ROWS).
+_DENSE_LOOKUP = 4
+_DENSE_ROWS = 64
 # Relative slack on bound comparisons, far above float64 rounding of a few-term sum.
 _BOUND_SLACK = 1e-9
 
@@ -364,6 +367,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         # idfs well above float32 underflow: every stored score > 0, no touched document sums to 0
         self._positive = bool(self.idf_.size == 0 or self.idf_.min() > 1e-20)
         self._prior_max = float(self.prior_.max()) if self.prior_.size else 0.0
+        self._dense: dict[int, np.ndarray] = {}  # the frequent terms' dense rows (_dense_row)
         self._any_long = bool(self._nonneg and (self.long_row_ >= 0).any())  # top lists to prune with
 
     # ------------------------------------------------------------------ querying
@@ -386,27 +390,41 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         tokens = queries.cached(self._tokens_key, self.analyzer.many)
         return [self._terms_of(t) for t in tokens]
 
-    def _lookup(self, t: int, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score of term ``t`` in each of ``docs`` (``int32``, any order) and whether ``t`` occurs
-        there (score 0 where not), by binary search in its posting list."""
+    def _lookup(self, t: int, docs: np.ndarray) -> np.ndarray:
+        """Score of term ``t`` in each of ``docs`` (``int32``, any order; 0 where ``t`` does not
+        occur), by binary search in its posting list or a gather from its dense row."""
+        dense = self._dense_row(t)
+        if dense is not None:
+            return dense.take(docs).astype(np.float64)
         a, e = int(self.ptr_[t]), int(self.ptr_[t + 1])
         lst = self.docs_[a:e]
         pos = np.minimum(np.searchsorted(lst, docs), e - a - 1)
-        hit = lst[pos] == docs
-        return np.where(hit, self.scores_[a + pos], np.float32(0)).astype(np.float64), hit
+        return np.where(lst.take(pos) == docs, self.scores_[a + pos], np.float32(0)).astype(np.float64)
 
-    def _pair_scores(self, terms: np.ndarray, weights: np.ndarray, docs: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def _dense_row(self, t: int) -> np.ndarray | None:
+        """Term ``t``'s scores over the whole corpus (``float32``, 0 where absent) when it occurs
+        in at least 1/``_DENSE_LOOKUP`` of the documents, else None. Built at the term's first
+        lookup and kept (at most ``_DENSE_ROWS`` terms): a gather then replaces a binary search
+        in a list nearly as long as the corpus. Only where every stored score is > 0."""
+        row = self._dense.get(t)
+        if row is not None or not self._positive or len(self._dense) >= _DENSE_ROWS:
+            return row
+        a, e = int(self.ptr_[t]), int(self.ptr_[t + 1])
+        if (e - a) * _DENSE_LOOKUP < self.n_docs:
+            return None
+        row = np.zeros(self.n_docs, dtype=np.float32)
+        row[self.docs_[a:e]] = self.scores_[a:e]
+        self._dense[t] = row
+        return row
+
+    def _pair_scores(self, terms: np.ndarray, weights: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """BM25 of one query (terms ascending) for each of ``docs``, summed term by term in
-        ascending term order, and how many of the query's terms each document holds."""
+        ascending term order."""
         docs = docs.astype(np.int32, copy=False)
         total = np.zeros(docs.size, dtype=np.float64)
-        hits = np.zeros(docs.size, dtype=np.int64)
         for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-            s, hit = self._lookup(t, docs)
-            total += w * s
-            hits += hit
-        return total, hits
+            total += w * self._lookup(t, docs)
+        return total
 
     def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -481,9 +499,9 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         touched_docs = cand
         # exact scores, first for the candidates with the best upper bounds: their k-th best
         # prunes the rest, which are scored only if their upper bound reaches it
-        first = np.argpartition(-upper, 16 * k)[: 16 * k] if cand.size > 16 * k else np.arange(cand.size)
+        first = np.sort(np.argpartition(-upper, 16 * k)[: 16 * k]) if cand.size > 16 * k else np.arange(cand.size)
         exact = np.full(cand.size, np.nan)
-        exact[first] = part[first] + self._pair_scores(long_t, long_w, cand[first])[0]
+        exact[first] = part[first] + self._pair_scores(long_t, long_w, cand[first])
         ranked = exact[first] + (prior[first] if qp > 0 else 0.0)
         ranked = ranked[exact[first] != 0]
         if ranked.size >= k:
@@ -493,7 +511,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         slack = _BOUND_SLACK * (abs(theta_lo) + bound)
         rest = np.flatnonzero(np.isnan(exact) & (upper >= theta_lo - slack))
         if rest.size:
-            exact[rest] = part[rest] + self._pair_scores(long_t, long_w, cand[rest])[0]
+            exact[rest] = part[rest] + self._pair_scores(long_t, long_w, cand[rest])
         keep = np.flatnonzero(~np.isnan(exact) & (exact != 0))
         cand, total = cand[keep], exact[keep]
         if cand.size < k:
@@ -520,7 +538,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             return None, theta
         if extra.size:
             cand = np.concatenate([cand, extra])
-            total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)[0]])
+            total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)])
         return self._finish(cand, total, k), theta
 
     def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
@@ -635,7 +653,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         for qi, (terms, weights) in enumerate(self._query_terms(batch)):
             real = np.flatnonzero(rows[qi] >= 0)
             if terms.size and real.size:
-                out[qi, real] = self._pair_scores(terms, weights, rows[qi, real])[0]
+                out[qi, real] = self._pair_scores(terms, weights, rows[qi, real])
         return out
 
     def _check_rows(self, rows: np.ndarray) -> None:
