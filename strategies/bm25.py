@@ -837,7 +837,7 @@ def _top_k(docs: np.ndarray, scores: np.ndarray, k: int, repeats: int = 1,
     sub = scores if cand is None else scores[cand]
     n = sub.size
     if n > (_TOP_BLOCKS * need if cand is not None else need):
-        if n >= _TOP_BLOCK_MIN * need:
+        if n >= max(_TOP_BLOCK_MIN, _TOP_BLOCKS) * need:
             n_blocks = _TOP_BLOCKS * need
             width = n // n_blocks
             maxima = sub[: n_blocks * width].reshape(n_blocks, width).max(axis=1)
