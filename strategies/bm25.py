@@ -8,16 +8,21 @@ Index: at fit time every (term, document) score
 ``idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` is computed once and stored
 term-major (the CSC layout of a ``docs x vocab`` matrix): per term, its documents ascending
 (``int32``), their term counts and their scores (``float32``). Saved as ``.npy`` files and
-memory-mapped on load, so a loaded index costs only the pages queries touch.
+memory-mapped on load, so a loaded index costs only the pages queries touch. Fitting streams
+the catalog through the analyzer a chunk at a time and assembles the term-major arrays from
+per-block counting sorts (``strategies/bm25_postings.py``), so the peak holds two copies of the
+postings, never an ``int64`` or ``float64`` copy of them all.
 
-Query, touched documents: the query's lists are summed into a per-thread accumulator (read back
-list by list, so the work is O(postings), never O(corpus)) and the top k is chosen among the
-documents they touch.
+Query, touched documents: the query's lists are summed into a per-thread accumulator in one
+scatter and read back at every posting (O(postings), never O(corpus)); the top k is chosen among
+the totals at or above the k-th best total of the query's rarest list of at least k documents
+(a lower bound on the k-th best of all, usually close), so the selection sorts a few entries.
 
 Query, pruned (long lists): a term whose posting list is longer than ``_LONG_DF`` also keeps its
 ``_TOP_LIST`` best-scoring documents and the best score outside them (its *cap*). The candidates
 are every posting of the query's short terms plus the top lists of its long terms, scored exactly
-(a binary search per candidate in each long list, best upper bounds first); a document outside
+(a binary search per candidate in each long list, best upper bounds first; a term in a quarter of
+the corpus or more is read from a dense row of its scores, built at its first lookup); a document outside
 them scores at most the sum of the long terms' caps. When the k-th candidate beats that bound
 the top k is final; otherwise one long list is scanned for the documents above the score that
 bound leaves it. If that does not settle it either, the long term with the largest cap is read
@@ -149,7 +154,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
     ``avgdl_``, ``doc_len_`` and the popularity ``prior_`` per document, and the posting lists
-    (``ptr_`` ``int64[n_terms + 1]``; ``docs_`` ``int32``, ``tf_`` and ``scores_`` ``float32``,
+    (``ptr_`` ``int64[n_terms + 1]``; ``docs_`` ``int32``, ``scores_`` ``float32``, ``tf_``
+    ``uint16`` when the counts are whole and fit, else ``float32``,
     each ``[n_postings]``, term ``t`` at ``ptr_[t]:ptr_[t + 1]``). Everything is saved, so a
     loaded index scores bit-identically without rebuilding.
     """
@@ -226,7 +232,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             old_at = np.arange(old_ptr[-1]) + np.repeat(ptr[:-1] - old_ptr[:-1], old_df)
             new_at = np.arange(new_ptr[-1]) + np.repeat(ptr[:-1] + old_df - new_ptr[:-1], new_df)
             docs = np.empty(ptr[-1], dtype=np.int32)
-            tf = np.empty(ptr[-1], dtype=np.float32)
+            tf = np.empty(ptr[-1], dtype=np.result_type(self.tf_, new.tf))
             docs[old_at], tf[old_at] = self.docs_, self.tf_
             docs[new_at], tf[new_at] = new.docs + n_old, new.tf
             self.vocab_ = vocab
@@ -268,7 +274,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if pending:
             builder.add_tokens(*_pooled(pending), len(vocab))
         doc_len = np.concatenate(lens) if lens else np.zeros(0, dtype=np.float32)
-        return builder.build(max(len(vocab), 1)), doc_len
+        return builder.build(max(len(vocab), 1), small_counts=True), doc_len
 
     def _count_weighted(self, catalog: Catalog, chunks: Iterable[range], vocab: dict[str, int]
                         ) -> tuple[Postings, np.ndarray]:

@@ -21,7 +21,8 @@ __all__ = ["PostingsBuilder", "Postings"]
 @dataclass
 class Postings:
     """Per term ``t``: its documents ascending (``docs[ptr[t]:ptr[t + 1]]``, ``int32``) and
-    their counts (``tf``, ``float32``); ``ptr`` is ``int64[n_terms + 1]``."""
+    their counts (``tf``, ``float32``, or ``uint16`` for whole counts that fit); ``ptr`` is
+    ``int64[n_terms + 1]``."""
 
     ptr: np.ndarray
     docs: np.ndarray
@@ -69,8 +70,10 @@ class PostingsBuilder:
         self._blocks.append(_Block(csc.indptr.astype(np.int64), docs, csc.data.astype(np.float32, copy=False)))
         self.n_rows += n_rows
 
-    def build(self, n_terms: int) -> Postings:
-        """The term-major postings of every block added (the builder is emptied)."""
+    def build(self, n_terms: int, small_counts: bool = False) -> Postings:
+        """The term-major postings of every block added (the builder is emptied). With
+        ``small_counts`` (counts known to be whole numbers), ``tf`` is ``uint16`` when every
+        count fits: half the memory of ``float32``, the same values."""
         df = np.zeros(n_terms, dtype=np.int64)
         for b in self._blocks:
             m = min(b.ptr.size - 1, n_terms)
@@ -78,7 +81,8 @@ class PostingsBuilder:
         ptr = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(df, out=ptr[1:])
         docs = np.empty(int(ptr[-1]), dtype=np.int32)
-        tf = np.empty(int(ptr[-1]), dtype=np.float32)
+        fits = small_counts and all(b.tf.size == 0 or b.tf.max() <= np.iinfo(np.uint16).max for b in self._blocks)
+        tf = np.empty(int(ptr[-1]), dtype=np.uint16 if fits else np.float32)
         fill = ptr[:-1].copy()  # where each term's next block goes
         blocks, self._blocks = self._blocks, []
         blocks.reverse()

@@ -117,3 +117,18 @@ def test_dense_rows_score_like_binary_search(monkeypatch) -> None:
     assert len(model._dense) > 20
     np.testing.assert_array_equal(dense.ids, searched.ids)
     np.testing.assert_array_equal(dense.scores, searched.scores)
+
+
+def test_whole_counts_are_stored_as_uint16_when_they_fit() -> None:
+    small, big = PostingsBuilder(), PostingsBuilder()
+    small.add_tokens(np.array([0, 0, 1], dtype=np.int32), np.array([3], dtype=np.int64), 2)
+    big.add_tokens(np.zeros(70_000, dtype=np.int32), np.array([70_000], dtype=np.int64), 1)
+    got = small.build(2, small_counts=True)
+    assert got.tf.dtype == np.uint16
+    np.testing.assert_array_equal(got.tf, [2, 1])
+    wide = big.build(1, small_counts=True)  # 70,000 does not fit: float32, exact
+    assert wide.tf.dtype == np.float32 and wide.tf.tolist() == [70_000.0]
+    fitted = BM25().fit(Catalog.from_jsonl(DATA / "corpus.jsonl"))
+    assert fitted.tf_.dtype == np.uint16
+    weighted = BM25({"field_weights": {"title": 2.5}}).fit(Catalog.from_jsonl(DATA / "corpus.jsonl"))
+    assert weighted.tf_.dtype == np.float32
