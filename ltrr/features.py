@@ -29,7 +29,7 @@ Every group is a handful of numpy/scipy operations over the whole union: sparse 
 sparse-matrix x vector products, no Python loop over candidates. A candidate's row depends on the
 query and on that candidate alone (never on the other candidates of the union), so the page any
 smaller plan would have shown can be recomputed from a max-depth decision by rewriting the
-provenance columns only (:class:`ProvenanceColumns`, used by ``simulators.hindsight``).
+provenance columns only (:class:`ProvenanceColumns`, used by :mod:`ltrr.ranking.plan_pages`).
 
 :func:`monotone_directions` gives the direction in which each feature can only raise the score
 (LightGBM ``monotone_constraints``): a higher rank in any strategy's list, a better text match or
