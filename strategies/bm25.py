@@ -443,13 +443,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         """
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        ptr = self.ptr_
-        if not self._any_long or (terms.size == 1 and self.long_row_[terms[0]] < 0):
+        # bounds need every score >= 0 (false only if the mean idf is negative: no long lists)
+        long = self.long_row_[terms] >= 0 if self._any_long else None
+        if long is None or not long.any():
             return self._touched_top_k(terms, weights, k)
+        ptr = self.ptr_
         df = ptr[terms + 1] - ptr[terms]
-        # bounds need every score >= 0 (false only if the mean idf is negative)
-        long = self.long_row_[terms] >= 0 if self._nonneg else np.zeros(terms.size, dtype=bool)
-        if not long.any() or df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
+        if df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
             return self._touched_top_k(terms, weights, k)  # pruning would not pay for itself
         budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
         theta = -np.inf
@@ -852,13 +852,16 @@ def _top_k(docs: np.ndarray, scores: np.ndarray, k: int, repeats: int = 1,
             kth = np.partition(sub, n - need)[n - need]
         keep = np.flatnonzero(sub >= kth)
         cand = keep if cand is None else cand[keep]
+        sub = sub[keep]
     elif cand is None:
         cand = np.arange(n)
-    order = cand[np.lexsort((docs[cand], -scores[cand]))]
-    if repeats > 1 and order.size > 1:  # a repeated document's entries are adjacent
-        d = docs[order]
-        same = np.empty(d.size, dtype=bool)
-        same[0] = False
-        np.equal(d[1:], d[:-1], out=same[1:])
-        order = order[~same]
+    found = docs[cand]
+    rank = np.lexsort((found, -sub))
+    if repeats > 1 and rank.size > 1:  # a repeated document's entries are adjacent
+        d = found[rank]
+        first = np.empty(d.size, dtype=bool)
+        first[0] = True
+        np.not_equal(d[1:], d[:-1], out=first[1:])
+        rank = rank[first]
+    order = cand[rank]
     return order[:k]
