@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.conditions import code_version, conditions  # noqa: E402
 from ltrr.catalog import Catalog  # noqa: E402
 from ltrr.config import MOVIE_TEXT_FIELDS, SHARED_DATA_DIR  # noqa: E402
 from ltrr.features import FeatureBuilder, FeatureSchema  # noqa: E402
@@ -96,7 +97,7 @@ def full_vs_raw(ranker: LambdaMARTRanker, fb: FeatureBuilder, unions: list, n: i
     booster, threads = ranker.booster_, ranker.params.num_threads
     mats = [fb.build(QueryBatch((text,)), c) for text, c in unions]
     rounds: dict[str, list[float]] = {"full_cpu": [], "raw_cpu": [], "full_wall": [], "raw_wall": [],
-                                      "features_cpu": []}
+                                      "features_cpu": [], "score_top10_cpu": []}
     load_start = os.getloadavg()
     for _ in range(repeats):
         per: dict[str, list[float]] = {k: [] for k in rounds}
@@ -111,6 +112,7 @@ def full_vs_raw(ranker: LambdaMARTRanker, fb: FeatureBuilder, unions: list, n: i
             c3, w3 = time.thread_time(), time.perf_counter()
             per["full_cpu"].append((c2 - c0) * 1e3)
             per["features_cpu"].append((c1 - c0) * 1e3)
+            per["score_top10_cpu"].append((c2 - c1) * 1e3)
             per["full_wall"].append((w2 - w0) * 1e3)
             per["raw_cpu"].append((c3 - c2) * 1e3)
             per["raw_wall"].append((w3 - w2) * 1e3)
@@ -126,10 +128,10 @@ def full_vs_raw(ranker: LambdaMARTRanker, fb: FeatureBuilder, unions: list, n: i
          **{f"{k}_ms": spread(v) for k, v in rounds.items()},
          cpu_ratio_full_over_raw=round(ratio, 2),
          cpu_ratio_per_round=[round(a / b, 2) for a, b in zip(rounds["full_cpu"], rounds["raw_cpu"], strict=True)],
-         target_ratio=2.0, met=bool(ratio <= 2.0), lightgbm=lgb.__version__, numpy=np.__version__,
+         target_ratio=2.0, met=bool(ratio <= 2.0), code=code_version(("benchmarks/ranker.py",)),
          cache="none (features rebuilt for every request)",
          load_avg_start=[round(x, 2) for x in load_start],
-         load_avg_end=[round(x, 2) for x in os.getloadavg()])
+         load_avg_end=[round(x, 2) for x in os.getloadavg()], **conditions())
 
 
 def scoring_latency(n_requests: int, seed: int, repeats: int = 3) -> None:

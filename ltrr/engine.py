@@ -237,17 +237,6 @@ class Engine:
                                                                                      strict=True))
         return Plan(menu.strategies, depths, 1.0, action=menu.action_of(depths), policy="incumbent")
 
-    def serving_ranker(self) -> Ranker | None:
-        """The learned ranker when it orders the pages (fitted, and promoted by the incumbent or
-        ungated), else None: reciprocal rank fusion of the menu, or a fusion policy's own
-        fusion, orders them."""
-        ranker = self.ranker
-        if isinstance(self.policy, PageFusion) or not ranker.is_fitted:
-            return None
-        if self.config.incumbent.gate_ranking and self.incumbent.ranker.serving != RANKING_LEARNED:
-            return None
-        return ranker
-
     def _baseline_fusion(self) -> FusionSpec:
         return FusionSpec("rrf", self.config.incumbent.rrf_k)
 

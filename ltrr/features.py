@@ -25,11 +25,14 @@ whose source is not in the engine is not in the schema. Groups, in order:
 * ``log_popularity``; query hints ``query_tokens``, ``query_chars``, ``query_digit_frac``,
   ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
 
-Every group is a handful of numpy/scipy operations over the whole union: sparse row gathers and
-sparse-matrix x vector products, no Python loop over candidates. A candidate's row depends on the
-query and on that candidate alone (never on the other candidates of the union), so the page any
-smaller plan would have shown can be recomputed from a max-depth decision by rewriting the
-provenance columns only (:class:`ProvenanceColumns`, used by :mod:`ltrr.ranking.plan_pages`).
+Every group is a handful of numpy operations over the whole union, no Python loop over candidates:
+the lexical groups gather the candidates' rows of one CSR holding the title BM25, text BM25 and
+title-trigram matrices side by side and count the query's terms in them with ``bincount``
+(:class:`_LexicalMatches`), so a request costs no vocabulary-sized vector and no sparse-matrix
+indexing. A candidate's row depends on the query and on that candidate alone (never on the other
+candidates of the union), so the page any smaller plan would have shown can be recomputed from a
+max-depth decision by rewriting the provenance columns only (:class:`ProvenanceColumns`, used by
+``simulators.hindsight``).
 
 :func:`monotone_directions` gives the direction in which each feature can only raise the score
 (LightGBM ``monotone_constraints``): a higher rank in any strategy's list, a better text match or
@@ -41,7 +44,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,6 +67,10 @@ SCHEMA_VERSION = 3
 RRF_K = 60.0
 
 _WORD = re.compile(r"\w+")
+#: the last columns of every schema, in order (one block :meth:`FeatureBuilder.build` fills)
+_TAIL = ("bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
+         "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
+         "query_single_token", "n_found_by", "best_rank")
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
 _SPACES = re.compile(r"\s+")
 
@@ -137,8 +145,7 @@ def click_exposure_columns(schema: FeatureSchema) -> list[int]:
 def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
     """``1 / (RRF_K + rank)`` in float64, 0 where the rank is NaN or inf (not found)."""
     r = np.asarray(ranks, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
+    return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
 
 
 class ProvenanceColumns:
@@ -191,31 +198,109 @@ def _trigrams(text: str) -> list[str]:
     return [s[i:i + 3] for i in range(len(s) - 2)] if len(s) > 3 else []
 
 
-def _binary(m: sp.csr_matrix) -> sp.csr_matrix:
-    return sp.csr_matrix((np.ones_like(m.data, dtype=np.float32), m.indices, m.indptr), shape=m.shape)
+def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
+    """How many times each in-vocabulary token occurs, by column."""
+    counts: dict[int, int] = {}
+    for t in tokens:
+        j = vocab.get(t)
+        if j is not None:
+            counts[j] = counts.get(j, 0) + 1
+    return counts
 
 
-class _FieldIndex:
-    """BM25 term scores (docs x vocab CSR) of one field, from a lexical strategy's
-    :meth:`~ltrr.contracts.strategy.TermWeighted.term_weights`: a query's scores for any set of
-    items are one sparse row gather and one matrix-vector product; the numbers equal the
-    strategy's own ``score_items`` (tested).
+class _QueryTerms(NamedTuple):
+    """One query's terms in :class:`_LexicalMatches`' stacked columns."""
+
+    #: stacked columns, ascending (title terms, then text terms, then trigrams)
+    cols: np.ndarray
+    #: each column's count in the query (float64; 1 for a trigram)
+    counts: np.ndarray
+    #: each column's field (0 title, 1 text, 2 trigram)
+    fields: np.ndarray
+    #: distinct title tokens, distinct text tokens, distinct trigrams (known or not)
+    distinct: tuple[int, int, int]
+    #: the largest BM25 the query's text terms reach in the corpus (each term's best document)
+    reach: float
+
+
+class _LexicalMatches:
+    """The title BM25, text BM25 and title-trigram matrices (each docs x terms) side by side in
+    one CSR, columns offset per field: a union's rows are gathered once per query and the three
+    fields' matches counted by one ``bincount`` each, with no vocabulary-sized vector.
+
+    Only the query's own terms are added, per row in column order from 0.0, in float64: the
+    sum ``scipy``'s CSR x dense-vector product forms (its other terms are ``w * 0``, which move no
+    sum), so the values equal ``rows @ counts`` bit for bit (tests/ltrr/test_features_reference.py).
+    The ``bm25_text_frac`` scale is summed term by term in column order; a BLAS dot product over
+    the vocabulary may group three or more terms differently, which can move that float64 sum by
+    an ulp (the float32 feature, in the queries tested, never).
     """
 
-    def __init__(self, weights: TermWeights):
-        self.analyze = weights.analyze
-        self.vocab = weights.vocabulary
-        self.scores = weights.weights.tocsr()
-        self.present = _binary(self.scores)
+    def __init__(self, title: TermWeights, text: TermWeights, trigrams: sp.csr_matrix,
+                 trigram_vocab: Mapping[str, int]):
+        self._title, self._text, self._tri_vocab = title, text, trigram_vocab
+        # analyzers that differ at most in folding accents give an ASCII query the same tokens
+        a, b = title.analyze, text.analyze
+        self._same_ascii_tokens = (isinstance(a, Analyzer) and isinstance(b, Analyzer)
+                                   and replace(a, strip_accents=False) == replace(b, strip_accents=False))
+        blocks = [title.weights.tocsr(), text.weights.tocsr(), trigrams.tocsr()]
+        self._offsets = [0, blocks[0].shape[1], blocks[0].shape[1] + blocks[1].shape[1]]
+        stacked = sp.hstack(blocks, format="csr", dtype=np.float32)
+        stacked.sort_indices()
+        self._indptr = stacked.indptr.astype(np.int64)
+        self._ends = self._indptr[1:]
+        self._n_cols = stacked.shape[1]
+        self._key_index = np.arange(128, dtype=np.int8)
+        self._indices = stacked.indices
+        self._data = stacked.data
+        # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale)
+        self._text_term_best = np.maximum(np.asarray(blocks[1].max(axis=0).todense()).ravel(), 0.0)
 
-    def query(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """Dense term-count and term-indicator vectors of the query, and its distinct tokens."""
-        toks = self.analyze(text)
-        counts = np.zeros(self.scores.shape[1], dtype=np.float64)
-        ids = [self.vocab[t] for t in toks if t in self.vocab]
-        if ids:
-            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1.0)
-        return counts, (counts > 0).astype(np.float32), len(set(toks))
+    def query(self, text: str) -> _QueryTerms:
+        """The query's terms in every field."""
+        title_toks = self._title.analyze(text)
+        text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text.analyze(text)
+        grams = set(_trigrams(text))
+        title_c = _term_counts(title_toks, self._title.vocabulary)
+        text_c = _term_counts(text_toks, self._text.vocabulary)
+        tri = set(map(self._tri_vocab.get, grams))
+        tri.discard(None)
+        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(cast("set[int]", tri))
+        _, o_text, o_tri = self._offsets
+        cols = title_ids + [o_text + j for j in text_ids] + [o_tri + j for j in tri_ids]
+        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri_ids)
+        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri_ids)
+        best = self._text_term_best
+        reach = 0.0
+        for j in text_ids:
+            reach += text_c[j] * float(best[j])
+        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), np.array(counts, dtype=np.float64),
+                           np.array(fields, dtype=np.int64), (len(set(title_toks)), len(set(text_toks)), len(grams)),
+                           reach)
+
+    def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Per field (title, text, trigram) and candidate: the sum of ``weight x count`` over the
+        query's terms in the candidate's row (``float64[3, n]``) and how many of the query's
+        terms the row holds (``int64[3, n]``)."""
+        n = items.shape[0]
+        cols = q.cols
+        if cols.size == 0:
+            return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
+        starts = self._indptr.take(items)
+        lens = self._ends.take(items) - starts
+        row_end = np.cumsum(lens)
+        # positions of every stored entry of the candidates' rows, row after row
+        pos = np.arange(int(row_end[-1]))
+        pos += np.repeat(starts - row_end + lens, lens)
+        # which query term each entry is (-1: none), from a lookup table over the stacked columns
+        table = np.full(self._n_cols, -1, dtype=np.int8 if cols.size < 128 else np.int32)
+        table[cols] = self._key_index[: cols.size] if cols.size < 128 else np.arange(cols.size)
+        j = table.take(self._indices.take(pos))
+        hit = np.flatnonzero(j >= 0)
+        j = j[hit]
+        bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
+        sums = np.bincount(bins, weights=self._data.take(pos[hit]) * q.counts[j], minlength=3 * n)
+        return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
 
 
 class FeatureBuilder:
@@ -255,20 +340,17 @@ class FeatureBuilder:
                     break
         if text_weights is None:
             text_weights = bm25_cls({"text_fields": list(self.text_fields), **analyzer_opts}).fit(catalog).term_weights()
-        self._title = _FieldIndex(bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights())
-        self._text = _FieldIndex(text_weights)
-        # per term, its largest weight over the documents (the ``bm25_text_frac`` scale)
-        self._text_term_best = np.maximum(np.asarray(self._text.scores.max(axis=0).todense()).ravel(), 0.0)
+        title_weights = bm25_cls({"text_fields": ["title"], **analyzer_opts}).fit(catalog).term_weights()
         tri_vocab: dict[str, int] = {}
         indptr, indices = [0], []
         for title in catalog.titles:
             ids = {tri_vocab.setdefault(g, len(tri_vocab)) for g in _trigrams(title)}
             indices.extend(sorted(ids))
             indptr.append(len(indices))
-        self._tri_vocab = tri_vocab
-        self._title_tri = sp.csr_matrix(
+        title_tri = sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
             shape=(len(catalog), max(len(tri_vocab), 1)))
+        self._lexical = _LexicalMatches(title_weights, text_weights, title_tri, tri_vocab)
         self._match = [n for n, s in instances.items() if isinstance(s, ItemScorer) and n != reused]
         self._memory = [n for n, s in instances.items() if isinstance(s, ItemStatistics)]
         names: list[str] = []
@@ -278,11 +360,14 @@ class FeatureBuilder:
         names += [f"{n}_match" for n in self._match]
         for n in self._memory:
             names += [f"{n}_ctr", f"{n}_impressions", f"{n}_clicks"]
-        names += ["bm25_title", "bm25_text", "bm25_text_frac", "title_overlap", "text_overlap", "title_trigram_overlap",
-                  "log_popularity", "query_tokens", "query_chars", "query_digit_frac", "query_has_year",
-                  "query_single_token", "n_found_by", "best_rank"]
+        names += _TAIL
         self.schema = FeatureSchema(tuple(names))
-        self._col = {n: i for i, n in enumerate(names)}
+        col = {n: i for i, n in enumerate(names)}
+        self._n_features = len(names)
+        self._fused_col = col["fused_rrf"]
+        self._match_cols = [(n, col[f"{n}_match"]) for n in self._match]
+        self._memory_cols = [(n, col[f"{n}_ctr"], col[f"{n}_impressions"], col[f"{n}_clicks"]) for n in self._memory]
+        self._tail = col[_TAIL[0]]
 
     def build(self, query: str | QueryBatch, cands: Candidates,
               strategies: Mapping[str, CandidateGenerator] | None = None) -> np.ndarray:
@@ -293,58 +378,61 @@ class FeatureBuilder:
         live = self._instances if strategies is None else strategies
         text = batch.texts[0]
         n, s = len(cands), len(self.strategies)
-        out = np.empty((n, len(self.schema.names)), dtype=np.float32)
+        out = np.empty((n, self._n_features), dtype=np.float32)
         if n == 0:
             return out
-        col = self._col
         items = cands.items
+        ranks = cands.ranks
+        found = ranks == ranks  # not NaN
         out[:, 0: 3 * s: 3] = cands.scores
-        out[:, 1: 3 * s: 3] = cands.ranks
-        found = cands.found
+        out[:, 1: 3 * s: 3] = ranks
         out[:, 2: 3 * s: 3] = found
-        rr = reciprocal_ranks(cands.ranks)
+        rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
-        out[:, col["fused_rrf"]] = rr.sum(axis=1)
-        for name in self._match:
+        out[:, self._fused_col] = rr.sum(axis=1)
+        for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
-            out[:, col[f"{name}_match"]] = scorer.score_items(batch, items[None, :])[0]
-        for name in self._memory:
+            out[:, c] = scorer.score_items(batch, items[None, :])[0]
+        for name, c_ctr, c_imp, c_clk in self._memory_cols:
             stats = live[name]
             assert isinstance(stats, ItemStatistics), name
             imp, clk = stats.item_stats(text, items)
             # the strategy's own estimate for every pair: the click memory's prior for a pair
             # never shown, so "never shown" ranks between clicked and shown-but-ignored
-            out[:, col[f"{name}_ctr"]] = stats.smoothed_ctr(imp, clk)
-            out[:, col[f"{name}_impressions"]] = imp
-            out[:, col[f"{name}_clicks"]] = clk
-        for field, idx in (("title", self._title), ("text", self._text)):
-            counts, present, n_tok = idx.query(text)
-            rows = idx.scores[items]
-            out[:, col[f"bm25_{field}"]] = rows @ counts
-            if field == "text":
-                # the largest BM25 these query terms reach in the corpus: each term's best document
-                reach = float(counts @ self._text_term_best)
-                out[:, col["bm25_text_frac"]] = out[:, col["bm25_text"]] / reach if reach > 0 else 0.0
-            hit = _binary(rows) @ present
-            out[:, col[f"{field}_overlap"]] = hit / n_tok if n_tok else 0.0
-        grams = set(_trigrams(text)) if text.strip() else set()
-        n_grams = len(grams)
-        known = np.array(sorted(j for j in map(self._tri_vocab.get, grams) if j is not None), dtype=np.int64)
-        if known.size:
-            vec = np.zeros(self._title_tri.shape[1], dtype=np.float32)
-            vec[known] = 1.0
-            out[:, col["title_trigram_overlap"]] = (self._title_tri[items] @ vec) / n_grams
+            out[:, c_ctr] = stats.smoothed_ctr(imp, clk)
+            out[:, c_imp] = imp
+            out[:, c_clk] = clk
+        q = self._lexical.query(text)
+        sums, hits = self._lexical.match(items, q)
+        t = self._tail
+        out[:, t: t + 2] = sums[:2].T  # bm25_title, bm25_text
+        out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
+        # title_overlap, text_overlap, title_trigram_overlap: matched / distinct query terms, in
+        # float32 (a field without query terms has no match: 0 / 1)
+        overlap = hits.astype(np.float32)
+        overlap /= np.array([max(d, 1) for d in q.distinct], dtype=np.float32)[:, None]
+        out[:, t + 3: t + 6] = overlap.T
+        out[:, t + 6] = self.log_pop.take(items)
+        out[:, t + 7: t + 12] = _query_hints(text)
+        if s:
+            # n_found_by, best_rank: a column at a time (S is a handful; a reduce along a short
+            # axis costs more than S - 1 whole-column operations)
+            n_found, best = found[:, 0].astype(np.float32), ranks[:, 0].copy()
+            for k in range(1, s):
+                n_found += found[:, k]
+                np.fmin(best, ranks[:, k], out=best)
+            out[:, t + 12] = n_found
+            out[:, t + 13] = best
         else:
-            out[:, col["title_trigram_overlap"]] = 0.0
-        out[:, col["log_popularity"]] = self.log_pop[items]
-        toks = _WORD.findall(text.lower())
-        stripped = text.strip()
-        out[:, col["query_tokens"]] = len(toks)
-        out[:, col["query_chars"]] = len(stripped)
-        out[:, col["query_digit_frac"]] = sum(c.isdigit() for c in stripped) / max(len(stripped), 1)
-        out[:, col["query_has_year"]] = 1.0 if _YEAR.search(text) else 0.0
-        out[:, col["query_single_token"]] = 1.0 if len(toks) == 1 else 0.0
-        out[:, col["n_found_by"]] = found.sum(axis=1)
-        out[:, col["best_rank"]] = np.fmin.reduce(cands.ranks, axis=1) if s else np.nan
+            out[:, t + 12: t + 14] = (0.0, np.nan)
         return out
+
+
+def _query_hints(text: str) -> tuple[float, ...]:
+    """``query_tokens``, ``query_chars``, ``query_digit_frac``, ``query_has_year``,
+    ``query_single_token`` of one query."""
+    toks = _WORD.findall(text.lower())
+    stripped = text.strip()
+    return (len(toks), len(stripped), sum(map(str.isdigit, stripped)) / max(len(stripped), 1),
+            1.0 if _YEAR.search(text) else 0.0, 1.0 if len(toks) == 1 else 0.0)

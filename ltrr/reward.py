@@ -123,36 +123,6 @@ def decision_rewards(spec: RewardSpec, found: np.ndarray, clicked: np.ndarray, d
     return reward, np.clip(gain_s - cost_s, -1.0, 1.0)
 
 
-def plan_costs(spec: RewardSpec, plans: np.ndarray, plan_ms: np.ndarray | None = None) -> np.ndarray:
-    """What each plan (``plans[a, s]``: depths) costs in reward: ``cost_per_candidate`` per
-    candidate drawn plus ``latency_weight`` per millisecond of ``plan_ms[a]`` when given."""
-    cost = spec.cost_per_candidate * np.asarray(plans, dtype=np.float64).sum(axis=1)
-    if plan_ms is not None:
-        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
-    return np.asarray(cost, dtype=np.float64)
-
-
-def ranked_page_rewards(spec: RewardSpec, pages: np.ndarray, clicked: np.ndarray, plans: np.ndarray,
-                        plan_ms: np.ndarray | None = None) -> np.ndarray:
-    """Full-information reward of every plan from the page the serving ranker would have built
-    from it (``pages[a]``: catalog rows in display order, ``-1`` padded; see
-    :class:`ltrr.ranking.plan_pages.RankedPlanPages`), on one search whose ``clicked`` rows are
-    known: the clicked items on each page at their positions there (as
-    :func:`plan_page_rewards`), minus the plan's cost (:func:`plan_costs`). ``float[A]`` in [-1, 1]."""
-    pages = np.asarray(pages, dtype=np.int64)[:, : spec.page_size]
-    on_page = (pages >= 0) & np.isin(pages, np.asarray(clicked, dtype=np.int64))
-    return np.clip(_clicked_page_gains(spec, on_page) - plan_costs(spec, plans, plan_ms), -1.0, 1.0)
-
-
-def _clicked_page_gains(spec: RewardSpec, on_page: np.ndarray) -> np.ndarray:
-    """Each page's gain from ``on_page[a, j]`` (a clicked item at position ``j + 1``):
-    ``click_dcg`` the position weights over a full page's sum, ``any_click`` 1 if any."""
-    if spec.kind != "click_dcg":
-        return np.asarray(on_page.any(axis=1), dtype=np.float64)
-    w = position_weights(spec.page_size)
-    return np.asarray((on_page * w[None, : on_page.shape[1]]).sum(axis=1) / w.sum(), dtype=np.float64)
-
-
 def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
                  weights: np.ndarray | None, plan_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Full-information reward and recall of every plan on one logged search.
@@ -168,7 +138,10 @@ def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
     contained = np.asarray((ranks[None, :, :] <= plans[:, None, :]).any(axis=2))  # [plans, clicks]
     gain = (np.asarray(contained.any(axis=1), dtype=np.float64) if weights is None
             else contained @ np.asarray(weights, dtype=np.float64))
-    rewards = np.clip(gain - plan_costs(spec, plans, plan_ms), -1.0, 1.0)
+    cost = spec.cost_per_candidate * plans.sum(axis=1).astype(np.float64)
+    if plan_ms is not None:
+        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
+    rewards = np.clip(gain - cost, -1.0, 1.0)
     recall = contained.mean(axis=1) if ranks.shape[0] else np.full(plans.shape[0], np.nan)
     return rewards, recall
 
@@ -193,7 +166,9 @@ def plan_page_rewards(spec: RewardSpec, ranks: np.ndarray, clicked: np.ndarray, 
     plans = np.asarray(plans, dtype=np.float64)
     clicked = np.asarray(clicked, dtype=bool)
     n, k = ranks.shape[0], spec.page_size
-    cost = plan_costs(spec, plans, plan_ms)
+    cost = spec.cost_per_candidate * plans.sum(axis=1)
+    if plan_ms is not None:
+        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
     if n == 0 or not clicked.any():
         return np.clip(-cost, -1.0, 1.0)
     drawn = ranks[None, :, :] <= plans[:, None, :]  # [A, n, S]
@@ -201,7 +176,12 @@ def plan_page_rewards(spec: RewardSpec, ranks: np.ndarray, clicked: np.ndarray, 
     fused = np.where(drawn.any(axis=2), fused, -np.inf)  # not a candidate of the plan
     order = np.argsort(-fused, axis=1, kind="stable")[:, :k]  # [A, k]: the plan's page
     on_page = np.take_along_axis(np.isfinite(fused), order, axis=1) & clicked[order]
-    return np.clip(_clicked_page_gains(spec, on_page) - cost, -1.0, 1.0)
+    if spec.kind == "click_dcg":
+        w = position_weights(k)
+        gain = (on_page * w[None, : order.shape[1]]).sum(axis=1) / w.sum()
+    else:
+        gain = on_page.any(axis=1).astype(np.float64)
+    return np.clip(gain - cost, -1.0, 1.0)
 
 
 def expected_page_reward(kind: str, click_probabilities: np.ndarray, cost: np.ndarray | float) -> np.ndarray:

@@ -75,6 +75,8 @@ class Analyzer:
 
 def fold_accents(text: str) -> str:
     """Remove combining marks: 'Amélie' -> 'Amelie'."""
+    if text.isascii():  # NFKD leaves ASCII as it is, and ASCII has no combining marks
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 

@@ -247,17 +247,13 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         One SQLite read per query, then a vectorized lookup: used as ranker features.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        imp_out = np.zeros(rows.shape, dtype=np.float64)
-        clk_out = np.zeros(rows.shape, dtype=np.float64)
         items, imp, clk = self._decayed(normalize_query(query), None)
-        if items.size and rows.size:
-            order = np.argsort(items)
-            pos = np.searchsorted(items, rows, sorter=order)
-            pos = order[np.minimum(pos, items.size - 1)]
-            hit = items[pos] == rows
-            imp_out[hit] = imp[pos[hit]]
-            clk_out[hit] = clk[pos[hit]]
-        return imp_out, clk_out
+        if not (items.size and rows.size):
+            return np.zeros(rows.shape, dtype=np.float64), np.zeros(rows.shape, dtype=np.float64)
+        order = np.argsort(items)
+        pos = order.take(np.minimum(np.searchsorted(items, rows, sorter=order), items.size - 1))
+        hit = items.take(pos) == rows
+        return np.where(hit, imp.take(pos), 0.0), np.where(hit, clk.take(pos), 0.0)
 
     def query_stats(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``

@@ -14,14 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ltrr.ranking.plan_pages import RankedPlanPages
-from ltrr.reward import (
-    RewardSpec,
-    page_weights,
-    plan_page_rewards,
-    plan_rewards,
-    ranked_page_rewards,
-)
+from ltrr.reward import RewardSpec, page_weights, plan_page_rewards, plan_rewards
 from ltrr.types import Candidates, QueryBatch
 
 if TYPE_CHECKING:
@@ -63,27 +56,15 @@ def plan_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
 def plan_page_outcomes(engine: Engine, batch: QueryBatch, clicked_rows: np.ndarray,
                        plan_ms: np.ndarray | None = None) -> np.ndarray:
     """Retrieve once per strategy at its largest menu depth and value every menu plan by the page
-    the serving ranking would have built from it, for the clicked items: the learned ranker's
-    page when it serves (:class:`~ltrr.ranking.plan_pages.RankedPlanPages`,
-    :func:`ltrr.reward.ranked_page_rewards`), else the RRF page of the plan's lists
-    (:func:`ltrr.reward.plan_page_rewards`). A plan is judged by the page users would get from it:
-    valued by RRF while the learned ranker serves, deep plans whose extra candidates RRF orders
-    badly but the ranker orders well would look worse than they are."""
+    it would have shown for the clicked items (:func:`ltrr.reward.plan_page_rewards`)."""
     menu = engine.policy.menu
     max_depth = menu.plans.max(axis=0)
     rows = engine.retrieve_lists(batch, menu.strategies, tuple(int(d) for d in max_depth))
     cands = Candidates.union(menu.strategies, rows)
     if plan_ms is None:
         plan_ms = engine.latency.plan_ms(menu.plans)[0]
-    spec = RewardSpec.from_config(engine.config)
-    clicked_rows = np.asarray(clicked_rows, dtype=np.int64)
-    ranker = engine.serving_ranker()
-    if ranker is not None and clicked_rows.size and len(cands):
-        pages = RankedPlanPages(menu.plans, menu.strategies, engine.features.schema, k=spec.page_size)
-        found = pages.of_union(cands, engine.build_features(batch, cands), ranker)
-        return ranked_page_rewards(spec, found.pages, clicked_rows, menu.plans, plan_ms)
-    return plan_page_rewards(spec, cands.ranks,
-                             np.isin(cands.items, clicked_rows), menu.plans, plan_ms,
+    return plan_page_rewards(RewardSpec.from_config(engine.config), cands.ranks,
+                             np.isin(cands.items, np.asarray(clicked_rows, dtype=np.int64)), menu.plans, plan_ms,
                              engine.config.incumbent.rrf_k)
 
 

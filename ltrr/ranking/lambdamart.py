@@ -143,8 +143,11 @@ class LambdaMARTRanker(Ranker):
     def _prior_terms(self, X: np.ndarray) -> np.ndarray:
         """Each strategy's ``1 / (rrf_k + rank)`` (0 when not found), ``float64[n, S]``, from the
         ``_rank`` columns in float64: the same numbers :func:`ltrr.ranking.fusion.rrf_scores` sums."""
-        ranks = np.asarray(X)[:, self._rank_cols].astype(np.float64)
-        return np.nan_to_num(1.0 / (self.params.rrf_k + ranks), nan=0.0)
+        terms = np.asarray(X)[:, self._rank_cols].astype(np.float64)
+        terms += self.params.rrf_k
+        np.divide(1.0, terms, out=terms)
+        terms[np.isnan(terms)] = 0.0
+        return terms
 
     def prior(self, X: np.ndarray) -> np.ndarray:
         """The reciprocal-rank-fusion score of rows ``X`` (float64)."""

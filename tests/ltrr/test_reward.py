@@ -99,19 +99,3 @@ def test_plan_page_rewards_value_each_plan_by_the_page_it_would_have_shown():
     np.testing.assert_allclose(priced, [-0.011, 1 - 0.031, 1 - 0.062, 1 - 0.031])
     # no click: every plan earns minus its cost
     np.testing.assert_allclose(plan_page_rewards(spec, ranks, np.zeros(4, bool), plans), 0.0)
-
-
-def test_ranked_page_rewards_value_the_pages_the_serving_ranker_would_build():
-    """Given each plan's page (catalog rows, -1 padded), a plan earns the clicked rows at their
-    positions on it, minus its cost; unclicked and padded slots earn nothing."""
-    from ltrr.reward import RewardSpec, ranked_page_rewards
-
-    spec = RewardSpec("click_dcg", "split", 0.001, 3, 0.01)
-    pages = np.array([[7, 3, 9], [3, -1, -1], [9, 8, 5], [-1, -1, -1]])
-    plans = np.array([[3, 3], [1, 0], [0, 3], [0, 0]])
-    w = 1.0 / np.log2(np.arange(2, 5))
-    got = ranked_page_rewards(spec, pages, np.array([3, 5]), plans, plan_ms=np.array([2.0, 1.0, 1.0, 0.0]))
-    np.testing.assert_allclose(got, [w[1] / w.sum() - 0.006 - 0.02, w[0] / w.sum() - 0.001 - 0.01,
-                                     w[2] / w.sum() - 0.003 - 0.01, 0.0])
-    anyc = ranked_page_rewards(RewardSpec("any_click", page_size=3), pages, np.array([5]), plans)
-    np.testing.assert_allclose(anyc, [0.0, 0.0, 1.0, 0.0])

@@ -8,11 +8,11 @@ import pytest
 
 from ltrr.config import parse_config
 from ltrr.engine import Engine
-from ltrr.ranking.plan_pages import RankedPlanPages
 from ltrr.types import Candidates, QueryBatch
 from simulators.click_models import PositionBasedClickModel
 from simulators.environment import run_session
 from simulators.hindsight import (
+    HindsightPlanPages,
     HindsightPlanValuer,
     HindsightRecorder,
     expected_reward,
@@ -69,7 +69,7 @@ def test_every_plans_page_equals_the_engines_page_for_that_plan(trained_engine):
     engine, held_out = trained_engine
     assert engine.ranker.is_fitted
     menu = engine.policy.menu
-    valuer = RankedPlanPages(menu.plans, menu.strategies, engine.features.schema, k=10)
+    valuer = HindsightPlanPages(menu.plans, menu.strategies, engine.features.schema, k=10)
     checked = memory_used = 0
     for q in held_out[:25]:
         d = engine.search(q.text, {}, k=10)
@@ -90,7 +90,7 @@ def test_every_plans_page_equals_the_engines_page_for_that_plan(trained_engine):
 def test_a_plan_deeper_than_the_decision_is_refused(trained_engine):
     engine, held_out = trained_engine
     menu = engine.policy.menu
-    valuer = RankedPlanPages(np.array([[60, 0, 0]]), menu.strategies, engine.features.schema)
+    valuer = HindsightPlanPages(np.array([[60, 0, 0]]), menu.strategies, engine.features.schema)
     d = engine.search(held_out[0].text, {})
     with pytest.raises(ValueError, match="drew bm25 at depth 30 but a plan needs 60"):
         valuer(d, engine.ranker)
@@ -227,34 +227,3 @@ def test_recording_a_learning_run_does_not_change_it_and_values_its_own_choices(
     t = np.arange(200)
     np.testing.assert_allclose(table.ndcg[t, chosen], recorded.ndcg, equal_nan=True)
     np.testing.assert_array_equal(table.n_candidates[t, chosen], recorded.n_candidates)
-
-
-def test_plan_learning_values_plans_by_the_pages_the_serving_ranking_builds(trained_engine, monkeypatch):
-    """Full-information plan rewards (``plan_page_outcomes``): while the learned ranker serves,
-    each plan earns the clicked items on the page the ranker builds from that plan's candidates
-    (the engine's real page for it); while RRF serves, on the RRF page of its lists."""
-    from ltrr.offline.outcomes import plan_page_outcomes
-    from ltrr.reward import RewardSpec, plan_page_rewards, position_weights
-
-    engine, held_out = trained_engine
-    menu = engine.policy.menu
-    spec = RewardSpec.from_config(engine.config)
-    plan_ms = np.zeros(menu.n_actions)
-    w = position_weights(10)
-    differs = 0
-    for q in held_out[:10]:
-        batch = QueryBatch((q.text,))
-        clicked = real_page(engine, q.text, menu.plans.max(axis=0), 10)[[0, 3]]
-        got = plan_page_outcomes(engine, batch, clicked, plan_ms)
-        for a, depths in enumerate(menu.plans):
-            page = real_page(engine, q.text, depths, 10)
-            gain = float(w[: page.size][np.isin(page, clicked)].sum() / w.sum())
-            assert got[a] == pytest.approx(np.clip(gain - spec.cost_per_candidate * depths.sum(), -1, 1))
-        monkeypatch.setattr(engine, "serving_ranker", lambda: None)
-        rrf = plan_page_outcomes(engine, batch, clicked, plan_ms)
-        monkeypatch.undo()
-        cands = engine.retrieve_union(batch, menu.strategies, tuple(int(d) for d in menu.plans.max(axis=0)))
-        np.testing.assert_allclose(rrf, plan_page_rewards(spec, cands.ranks, np.isin(cands.items, clicked),
-                                                          menu.plans, plan_ms, engine.config.incumbent.rrf_k))
-        differs += int(not np.allclose(rrf, got))
-    assert differs > 0  # the ranker's pages and RRF's pages value some plans differently
