@@ -6,8 +6,10 @@ synthetic corpus of 100k documents whose tokens follow a Zipf law. For each we t
 throughput (one query per call, top 10), and check our top 10 against rank_bm25's.
 
 Like with like: bm25s on its defaults (``backend="numpy"``, ``retrieve`` with
-``backend_selection="auto"``, which is numpy unless jax is installed; ``n_threads=0``);
-rank_bm25 ``get_scores`` + a top-10 sort. The three are interleaved (ours, bm25s, rank_bm25,
+``backend_selection="auto"``, which is numpy unless jax is installed; ``n_threads=0``) and,
+with ``--bm25s-backends numpy numba``, also on its documented faster path, the numba backend
+(``BM25(backend="numba")``: compiled scoring and top-k; one thread, ``NUMBA_NUM_THREADS=1``;
+compiled before the clock starts); rank_bm25 ``get_scores`` + a top-10 sort. The three are interleaved (ours, bm25s, rank_bm25,
 ours, ...) for ``--rounds`` rounds; each reports the median and range of its per-round rates,
 wall and CPU (``time.thread_time``); ratios are of CPU medians (the machine is shared). Every
 query is a new batch: nothing is cached across queries. Run it under numpy 1.26 and 2.x: numpy
@@ -32,7 +34,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from importlib.metadata import version  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -54,13 +56,20 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def _version_or_none(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def conditions() -> dict:
     """Library versions and native thread settings, for every result line."""
     return {
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "scipy": version("scipy"),
-        "versions": {"bm25s": version("bm25s"), "rank_bm25": version("rank-bm25")},
+        "versions": {"bm25s": version("bm25s"), "rank_bm25": version("rank-bm25"), "numba": _version_or_none("numba")},
         "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                     "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")},
         "cpus": os.cpu_count(),
@@ -141,7 +150,7 @@ def reference_top(ref: BM25Okapi, query: str, k: int) -> np.ndarray:
 
 
 def run(corpus: str, catalog: Catalog, fields: tuple[str, ...], queries: list[str],
-        n_ref_queries: int, rounds: int, k: int = 10) -> None:
+        n_ref_queries: int, rounds: int, k: int = 10, bm25s_backends: tuple[str, ...] = ("numpy",)) -> None:
     base = {"corpus": corpus, "n_docs": len(catalog), **conditions()}
     # every index time includes composing the text from the catalog and tokenizing it
     t0 = time.perf_counter()
@@ -156,6 +165,11 @@ def run(corpus: str, catalog: Catalog, fields: tuple[str, ...], queries: list[st
     other = bm25s.BM25(k1=1.5, b=0.75, method="robertson")  # default backend
     other.index([tokenize(t) for t in catalog.compose(fields)], show_progress=False)
     t_bm25s = time.perf_counter() - t0
+    others = {"bm25s": other}
+    if "numba" in bm25s_backends:  # the same index, scored by the numba backend
+        fast = bm25s.BM25(k1=1.5, b=0.75, method="robertson", backend="numba")
+        fast.index([tokenize(t) for t in catalog.compose(fields)], show_progress=False)
+        others["bm25s_numba"] = fast
 
     emit(**base, metric="index_s", ours=round(t_ours, 3), rank_bm25=round(t_ref, 3),
          bm25s=round(t_bm25s, 3), speedup_vs_rank_bm25=round(t_ref / t_ours, 2),
@@ -164,20 +178,21 @@ def run(corpus: str, catalog: Catalog, fields: tuple[str, ...], queries: list[st
     def ours_one(q: str):
         return ours.retrieve([q], k)
 
-    def bm25s_one(q: str):
-        return other.retrieve([tokenize(q)], k=k, show_progress=False)
+    def peer(model):
+        def one(q: str):
+            return model.retrieve([tokenize(q)], k=k, show_progress=False)
+        return one
 
     def ref_one(q: str):
         scores = ref.get_scores(tokenize(q))
         return np.argsort(scores)[::-1][:k]
 
     load_start = os.getloadavg()
-    for q in queries[:20]:  # lazy imports and first-call allocations, for everyone
-        ours_one(q)
-        bm25s_one(q)
-        ref_one(q)
-    peers = {"ours": (ours_one, queries), "bm25s": (bm25s_one, queries),
+    peers = {"ours": (ours_one, queries), **{n: (peer(m), queries) for n, m in others.items()},
              "rank_bm25": (ref_one, queries[:n_ref_queries])}
+    for q in queries[:20]:  # lazy imports, first-call allocations and numba compiles, for everyone
+        for fn, _ in peers.values():
+            fn(q)
     wall: dict[str, list[float]] = {n: [] for n in peers}
     cpu: dict[str, list[float]] = {n: [] for n in peers}
     for _ in range(rounds):  # interleaved: ours, bm25s, rank_bm25, ours, ...
@@ -193,6 +208,7 @@ def run(corpus: str, catalog: Catalog, fields: tuple[str, ...], queries: list[st
          cpu_qps={n: summary(v) for n, v in cpu.items()},
          wall_qps={n: summary(v) for n, v in wall.items()},
          cpu_ratio_vs_bm25s=round(med["ours"] / med["bm25s"], 2),
+         **({"cpu_ratio_vs_bm25s_numba": round(med["ours"] / med["bm25s_numba"], 2)} if "bm25s_numba" in med else {}),
          cpu_ratio_vs_rank_bm25=round(med["ours"] / med["rank_bm25"], 1),
          wall_ratio_vs_bm25s=round(statistics.median(wall["ours"]) / statistics.median(wall["bm25s"]), 2))
 
@@ -218,15 +234,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-movies", action="store_true")
     parser.add_argument("--skip-zipf", action="store_true")
+    parser.add_argument("--bm25s-backends", nargs="+", default=["numpy"], choices=["numpy", "numba"],
+                        help="bm25s backends to time (numba needs the numba package)")
     args = parser.parse_args()
     if not args.skip_movies:
         movies = Catalog.from_jsonl(ROOT / "data/movies/catalog.jsonl")
         run("movies", movies, tuple(MOVIE_TEXT_FIELDS), movie_queries(movies, args.queries, args.seed),
-            200, args.rounds)
+            200, args.rounds, bm25s_backends=tuple(args.bm25s_backends))
     if not args.skip_zipf:
         catalog = zipf_catalog(args.docs, args.seed)
         run(f"zipf{args.docs // 1000}k", catalog, ("text",), zipf_queries(args.queries, args.seed),
-            20, args.rounds)
+            20, args.rounds, bm25s_backends=tuple(args.bm25s_backends))
 
 
 if __name__ == "__main__":

@@ -8,16 +8,21 @@ Index: at fit time every (term, document) score
 ``idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` is computed once and stored
 term-major (the CSC layout of a ``docs x vocab`` matrix): per term, its documents ascending
 (``int32``), their term counts and their scores (``float32``). Saved as ``.npy`` files and
-memory-mapped on load, so a loaded index costs only the pages queries touch.
+memory-mapped on load, so a loaded index costs only the pages queries touch. Fitting streams
+the catalog through the analyzer a chunk at a time and assembles the term-major arrays from
+per-block counting sorts (``strategies/bm25_postings.py``), so the peak holds two copies of the
+postings, never an ``int64`` or ``float64`` copy of them all.
 
-Query, touched documents: the query's lists are summed into a per-thread accumulator (read back
-list by list, so the work is O(postings), never O(corpus)) and the top k is chosen among the
-documents they touch.
+Query, touched documents: the query's lists are summed into a per-thread accumulator in one
+scatter and read back at every posting (O(postings), never O(corpus)); the top k is chosen among
+the totals at or above the k-th best total of the query's rarest list of at least k documents
+(a lower bound on the k-th best of all, usually close), so the selection sorts a few entries.
 
 Query, pruned (long lists): a term whose posting list is longer than ``_LONG_DF`` also keeps its
 ``_TOP_LIST`` best-scoring documents and the best score outside them (its *cap*). The candidates
 are every posting of the query's short terms plus the top lists of its long terms, scored exactly
-(a binary search per candidate in each long list, best upper bounds first); a document outside
+(a binary search per candidate in each long list, best upper bounds first; a term in a quarter of
+the corpus or more is read from a dense row of its scores, built at its first lookup); a document outside
 them scores at most the sum of the long terms' caps. When the k-th candidate beats that bound
 the top k is final; otherwise one long list is scanned for the documents above the score that
 bound leaves it. If that does not settle it either, the long term with the largest cap is read
@@ -47,6 +52,7 @@ from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
+from strategies.bm25_postings import Postings, PostingsBuilder
 
 __all__ = ["BM25", "BM25Params"]
 
@@ -57,6 +63,8 @@ _LONG_DF = 4096
 _TOP_LIST = 512
 # Documents tokenized at a time while fitting (bounds the memory held as Python strings).
 _FIT_CHUNK = 8192
+# Tokens pooled into one term-major block while fitting (bounds the blocks' count and size).
+_BLOCK_TOKENS = 1 << 22
 # Past this share of the corpus, the documents above a scanned threshold are left to the
 # touched-documents path.
 _DENSE_EXTRA_RATIO = 1 / 16
@@ -64,6 +72,14 @@ _DENSE_EXTRA_RATIO = 1 / 16
 # path reads, plus this many (its fixed cost in postings summed); measured on the benchmarks.
 _PRUNE_GAIN = 4
 _PRUNE_MIN = 16384
+# Top-k thresholds from block maxima past this many scores per needed one (see _top_k).
+_TOP_BLOCK_MIN = 64
+_TOP_BLOCKS = 4
+# Zero the whole accumulator (one memset) instead of the touched rows past 1/this of the corpus.
+_CLEAR_DENSE = 8
+# A term in at least 1/this of the documents is looked up in a dense row (at most _DENSE_ROWS).
+_DENSE_LOOKUP = 4
+_DENSE_ROWS = 64
 # Relative slack on bound comparisons, far above float64 rounding of a few-term sum.
 _BOUND_SLACK = 1e-9
 
@@ -138,7 +154,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
     ``avgdl_``, ``doc_len_`` and the popularity ``prior_`` per document, and the posting lists
-    (``ptr_`` ``int64[n_terms + 1]``; ``docs_`` ``int32``, ``tf_`` and ``scores_`` ``float32``,
+    (``ptr_`` ``int64[n_terms + 1]``; ``docs_`` ``int32``, ``scores_`` ``float32``, ``tf_``
+    ``uint16`` when the counts are whole and fit, else ``float32``,
     each ``[n_postings]``, term ``t`` at ``ptr_[t]:ptr_[t + 1]``). Everything is saved, so a
     loaded index scores bit-identically without rebuilding.
     """
@@ -151,6 +168,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         super().__init__(params, name=name)
         p = self.params
         self.analyzer = Analyzer(stem=p.stem, stop_words=p.stop_words, strip_accents=p.strip_accents)
+        self._tokens_key = self._token_key()  # the request memo's key for this analyzer's tokens
         self.vocab_: dict[str, int] | None = None  # None until fit or load
         # an index of no term and no document until then
         self.ptr_ = np.zeros(1, dtype=np.int64)
@@ -170,12 +188,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         vocab: dict[str, int] = {}
         if self.params.weighted:
             rows = [range(a, min(a + _FIT_CHUNK, len(catalog))) for a in range(0, len(catalog), _FIT_CHUNK)]
-            counts, doc_len = self._count_weighted(catalog, rows, vocab)
+            postings, doc_len = self._count_weighted(catalog, rows, vocab)
         else:
-            counts, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
+            postings, doc_len = self._count(catalog.compose_chunks(self.params.text_fields, _FIT_CHUNK), vocab)
         self.vocab_ = vocab
         self.doc_len_ = doc_len
-        self._set_postings(counts)
+        self.ptr_, self.docs_, self.tf_ = postings.ptr, postings.docs, postings.tf
+        del postings
         self._set_prior(catalog)
         self._build_scores()
 
@@ -200,23 +219,22 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         if rows.size:
             vocab = dict(self.vocab_)  # grown on a copy, so a failure leaves the index as it was
             if self.params.weighted:
-                new_counts, new_len = self._count_weighted(catalog, [range(n_old, len(catalog))], vocab)
+                new, new_len = self._count_weighted(catalog, [range(n_old, len(catalog))], vocab)
             else:
                 texts = catalog.compose(self.params.text_fields, range(n_old, len(catalog)))
-                new_counts, new_len = self._count([texts], vocab)
-            new = new_counts.tocsc()
+                new, new_len = self._count([texts], vocab)
             n_terms = len(vocab)
             old_ptr = np.r_[self.ptr_, np.full(n_terms - (self.ptr_.size - 1), self.ptr_[-1])]
-            new_ptr = np.r_[new.indptr, np.full(n_terms + 1 - new.indptr.size, new.indptr[-1])]
+            new_ptr = np.r_[new.ptr, np.full(n_terms + 1 - new.ptr.size, new.ptr[-1])]
             old_df, new_df = np.diff(old_ptr), np.diff(new_ptr)
             ptr = np.r_[0, np.cumsum(old_df + new_df)].astype(np.int64)
             # each term's old postings, then its new ones (new rows are all larger)
             old_at = np.arange(old_ptr[-1]) + np.repeat(ptr[:-1] - old_ptr[:-1], old_df)
             new_at = np.arange(new_ptr[-1]) + np.repeat(ptr[:-1] + old_df - new_ptr[:-1], new_df)
             docs = np.empty(ptr[-1], dtype=np.int32)
-            tf = np.empty(ptr[-1], dtype=np.float32)
+            tf = np.empty(ptr[-1], dtype=np.result_type(self.tf_, new.tf))
             docs[old_at], tf[old_at] = self.docs_, self.tf_
-            docs[new_at], tf[new_at] = new.indices + n_old, new.data
+            docs[new_at], tf[new_at] = new.docs + n_old, new.tf
             self.vocab_ = vocab
             self.ptr_, self.docs_, self.tf_ = ptr, docs, tf
             self.doc_len_ = np.concatenate([self.doc_len_, new_len])
@@ -224,74 +242,67 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         self._build_scores()
         self.n_items_ = len(catalog)
 
-    def _count(self, chunks: Iterable[list[str]], vocab: dict[str, int]
-               ) -> tuple[sp.csr_matrix, np.ndarray]:
-        """``docs x vocab`` term counts (``float32``, ``int32`` indices) of the texts, a chunk of
-        texts at a time, and each text's length in tokens (``float32``); unseen terms are
-        appended to ``vocab`` in first-seen order."""
-        blocks, lens = [], []
+    def _token_ids(self, texts: list[str], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The texts' tokens as term ids (``int32``, text after text) and each text's length;
+        unseen terms are appended to ``vocab`` in first-seen order."""
+        tokens = self.analyzer.many(texts)
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        # a missing term gets the next id, in first-seen order; the whole pass runs in C
+        ids = defaultdict(count(len(vocab)).__next__, vocab)
+        cols = np.fromiter(map(ids.__getitem__, chain.from_iterable(tokens)), dtype=np.int32,
+                           count=int(lengths.sum()))
+        vocab.update(ids)
+        return cols, lengths
+
+    def _count(self, chunks: Iterable[list[str]], vocab: dict[str, int]) -> tuple[Postings, np.ndarray]:
+        """Term-major counts of the texts (``Postings``, rows from 0), a chunk of texts at a time
+        (only one chunk's tokens live as Python strings), and each text's length in tokens
+        (``float32``). Chunks' term ids are pooled into blocks of ``_BLOCK_TOKENS`` before each
+        block is made term-major, so few blocks wait for the final assembly."""
+        builder = PostingsBuilder()
+        lens: list[np.ndarray] = []
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
+        n_pending = 0
         for texts in chunks:
-            tokens = self.analyzer.many(texts)
-            lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-            # a missing term gets the next id, in first-seen order; the whole pass runs in C
-            ids = defaultdict(count(len(vocab)).__next__, vocab)
-            cols = np.fromiter(map(ids.__getitem__, chain.from_iterable(tokens)), dtype=np.int32,
-                               count=int(lengths.sum()))
-            vocab.update(ids)
+            cols, lengths = self._token_ids(texts, vocab)
             lens.append(lengths.astype(np.float32))
-            del tokens
-            rows = np.repeat(np.arange(lengths.size, dtype=np.int32), lengths)
-            block = sp.coo_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)),
-                                  shape=(lengths.size, max(len(vocab), 1))).tocsr()
-            block.sum_duplicates()
-            blocks.append(block)
-        n_terms = max(len(vocab), 1)
-        blocks = [sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.shape[0], n_terms)) for b in blocks]
-        if not blocks:
-            return sp.csr_matrix((0, n_terms), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0]
-        out.sort_indices()
-        return out, np.concatenate(lens)
+            pending.append((cols, lengths))
+            n_pending += cols.size
+            if n_pending >= _BLOCK_TOKENS:
+                builder.add_tokens(*_pooled(pending), len(vocab))
+                pending, n_pending = [], 0
+        if pending:
+            builder.add_tokens(*_pooled(pending), len(vocab))
+        doc_len = np.concatenate(lens) if lens else np.zeros(0, dtype=np.float32)
+        return builder.build(max(len(vocab), 1), small_counts=True), doc_len
 
     def _count_weighted(self, catalog: Catalog, chunks: Iterable[range], vocab: dict[str, int]
-                        ) -> tuple[sp.csr_matrix, np.ndarray]:
+                        ) -> tuple[Postings, np.ndarray]:
         """:meth:`_count` with per-field weights: each field of a chunk of rows counted on its
         own, the counts and lengths summed with the fields' weights."""
-        blocks, lens = [], []
+        builder = PostingsBuilder()
+        lens = []
         for rows in chunks:
-            parts = []
+            total: sp.csr_matrix | None = None
             length = np.zeros(len(rows), dtype=np.float32)
             for name in self.params.text_fields:
                 w = np.float32(self.params.field_weights.get(name, 1.0))
-                counts, n = self._count([catalog.compose([name], rows)], vocab)
-                parts.append(counts * w)
-                length += n * w
-            width = max(len(vocab), 1)
-            total = parts[0].copy()
-            total.resize((len(rows), width))
-            for part in parts[1:]:
-                part.resize((len(rows), width))
-                total = total + part
-            blocks.append(total.astype(np.float32))
+                cols, n = self._token_ids(catalog.compose([name], rows), vocab)
+                part = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), cols, np.r_[0, np.cumsum(n)]),
+                                     shape=(len(rows), max(len(vocab), 1)))
+                part.sum_duplicates()
+                part.data *= w
+                length += n.astype(np.float32) * w
+                if total is None:
+                    total = part
+                else:
+                    total.resize(part.shape)
+                    total = total + part
+            if total is not None:
+                builder.add_matrix(total)
             lens.append(length)
-        width = max(len(vocab), 1)
-        for b in blocks:
-            b.resize((b.shape[0], width))
-        if not blocks:
-            return sp.csr_matrix((0, width), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        out = sp.vstack(blocks, format="csr", dtype=np.float32) if len(blocks) > 1 else blocks[0].tocsr()
-        out.sort_indices()
-        return out, np.concatenate(lens)
-
-    def _set_postings(self, counts: sp.csr_matrix) -> None:
-        """Term-major postings from a ``docs x vocab`` count matrix."""
-        n_terms = len(self.vocab_ or {})
-        csc = counts.tocsc()  # a counting sort by term; documents stay ascending in each list
-        del counts
-        csc.sort_indices()
-        self.ptr_ = csc.indptr[: n_terms + 1].astype(np.int64)
-        self.docs_ = csc.indices.astype(np.int32, copy=False)
-        self.tf_ = csc.data.astype(np.float32, copy=False)
+        doc_len = np.concatenate(lens) if lens else np.zeros(0, dtype=np.float32)
+        return builder.build(max(len(vocab), 1)), doc_len
 
     def _set_prior(self, catalog: Catalog) -> None:
         pop = np.log1p(np.maximum(np.asarray(catalog.popularity, dtype=np.float64), 0.0))
@@ -312,7 +323,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         rel_len = doc_len / avgdl if avgdl > 0 else np.zeros_like(doc_len)
         norm = p.k1 * (1 - p.b + p.b * rel_len)
         scores = np.empty(tf.size, dtype=np.float32)
-        step = 1 << 22  # postings at a time: bounded float64 temporaries
+        step = 1 << 20  # postings at a time: bounded float64 temporaries
         for a in range(0, tf.size, step):
             e = min(a + step, tf.size)
             term = np.searchsorted(ptr, np.arange(a, e), side="right") - 1
@@ -351,7 +362,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         df = np.diff(ptr)
         nonempty = np.flatnonzero(df > 0)
         # postings a query token reads on average, tokens drawn like corpus tokens
-        cf = np.add.reduceat(self.tf_, ptr[nonempty], dtype=np.float64) if nonempty.size else np.zeros(0)
+        cf = _segment_sums(self.tf_, ptr, nonempty)
         read = np.minimum(df[nonempty], _LONG_DF + _TOP_LIST)
         self.postings_per_token_ = float(read @ cf / cf.sum()) if cf.sum() > 0 else 0.0
         self._post_init()
@@ -362,6 +373,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         # idfs well above float32 underflow: every stored score > 0, no touched document sums to 0
         self._positive = bool(self.idf_.size == 0 or self.idf_.min() > 1e-20)
         self._prior_max = float(self.prior_.max()) if self.prior_.size else 0.0
+        self._dense: dict[int, np.ndarray] = {}  # the frequent terms' dense rows (_dense_row)
+        self._any_long = bool(self._nonneg and (self.long_row_ >= 0).any())  # top lists to prune with
 
     # ------------------------------------------------------------------ querying
     def _token_key(self) -> str:
@@ -370,39 +383,54 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     def _terms_of(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """A query's known term ids (ascending, unique) and how many times each occurs."""
-        n: dict[int, int] = {}
-        for j in map(self._check_fitted().get, tokens):
-            if j is not None:
-                n[j] = n.get(j, 0) + 1
-        terms = sorted(n)
-        return (np.array(terms, dtype=np.int64).reshape(-1),
-                np.array([n[j] for j in terms], dtype=np.float64).reshape(-1))
+        ids = [j for j in map(self._check_fitted().get, tokens) if j is not None]
+        terms = sorted(set(ids))
+        if len(terms) == len(ids):
+            return np.array(terms, dtype=np.int64), np.ones(len(terms))
+        n = dict.fromkeys(terms, 0)
+        for j in ids:
+            n[j] += 1
+        return np.array(terms, dtype=np.int64), np.array(list(n.values()), dtype=np.float64)
 
     def _query_terms(self, queries: QueryBatch) -> list[tuple[np.ndarray, np.ndarray]]:
-        tokens = queries.cached(self._token_key(), self.analyzer.many)
+        tokens = queries.cached(self._tokens_key, self.analyzer.many)
         return [self._terms_of(t) for t in tokens]
 
-    def _lookup(self, t: int, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score of term ``t`` in each of ``docs`` (``int32``, any order) and whether ``t`` occurs
-        there (score 0 where not), by binary search in its posting list."""
+    def _lookup(self, t: int, docs: np.ndarray) -> np.ndarray:
+        """Score of term ``t`` in each of ``docs`` (``int32``, any order; 0 where ``t`` does not
+        occur), by binary search in its posting list or a gather from its dense row."""
+        dense = self._dense_row(t)
+        if dense is not None:
+            return dense.take(docs).astype(np.float64)
         a, e = int(self.ptr_[t]), int(self.ptr_[t + 1])
         lst = self.docs_[a:e]
         pos = np.minimum(np.searchsorted(lst, docs), e - a - 1)
-        hit = lst[pos] == docs
-        return np.where(hit, self.scores_[a + pos], np.float32(0)).astype(np.float64), hit
+        return np.where(lst.take(pos) == docs, self.scores_[a + pos], np.float32(0)).astype(np.float64)
 
-    def _pair_scores(self, terms: np.ndarray, weights: np.ndarray, docs: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def _dense_row(self, t: int) -> np.ndarray | None:
+        """Term ``t``'s scores over the whole corpus (``float32``, 0 where absent) when it occurs
+        in at least 1/``_DENSE_LOOKUP`` of the documents, else None. Built at the term's first
+        lookup and kept (at most ``_DENSE_ROWS`` terms): a gather then replaces a binary search
+        in a list nearly as long as the corpus. Only where every stored score is > 0."""
+        row = self._dense.get(t)
+        if row is not None or not self._positive or len(self._dense) >= _DENSE_ROWS:
+            return row
+        a, e = int(self.ptr_[t]), int(self.ptr_[t + 1])
+        if (e - a) * _DENSE_LOOKUP < self.n_docs:
+            return None
+        row = np.zeros(self.n_docs, dtype=np.float32)
+        row[self.docs_[a:e]] = self.scores_[a:e]
+        self._dense[t] = row
+        return row
+
+    def _pair_scores(self, terms: np.ndarray, weights: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """BM25 of one query (terms ascending) for each of ``docs``, summed term by term in
-        ascending term order, and how many of the query's terms each document holds."""
+        ascending term order."""
         docs = docs.astype(np.int32, copy=False)
         total = np.zeros(docs.size, dtype=np.float64)
-        hits = np.zeros(docs.size, dtype=np.int64)
         for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-            s, hit = self._lookup(t, docs)
-            total += w * s
-            hits += hit
-        return total, hits
+            total += w * self._lookup(t, docs)
+        return total
 
     def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -415,14 +443,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         """
         if terms.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        # bounds need every score >= 0 (false only if the mean idf is negative: no long lists)
+        long = self.long_row_[terms] >= 0 if self._any_long else None
+        if long is None or not long.any():
+            return self._touched_top_k(terms, weights, k)
         ptr = self.ptr_
-        if terms.size == 1 and self.long_row_[terms[0]] < 0:
-            a, e = ptr[terms[0]], ptr[terms[0] + 1]
-            return self._finish(self.docs_[a:e], self.scores_[a:e].astype(np.float64) * weights[0], k)
         df = ptr[terms + 1] - ptr[terms]
-        # bounds need every score >= 0 (false only if the mean idf is negative)
-        long = self.long_row_[terms] >= 0 if self._nonneg else np.zeros(terms.size, dtype=bool)
-        if not long.any() or df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
+        if df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
             return self._touched_top_k(terms, weights, k)  # pruning would not pay for itself
         budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
         theta = -np.inf
@@ -478,9 +505,9 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         touched_docs = cand
         # exact scores, first for the candidates with the best upper bounds: their k-th best
         # prunes the rest, which are scored only if their upper bound reaches it
-        first = np.argpartition(-upper, 16 * k)[: 16 * k] if cand.size > 16 * k else np.arange(cand.size)
+        first = np.sort(np.argpartition(-upper, 16 * k)[: 16 * k]) if cand.size > 16 * k else np.arange(cand.size)
         exact = np.full(cand.size, np.nan)
-        exact[first] = part[first] + self._pair_scores(long_t, long_w, cand[first])[0]
+        exact[first] = part[first] + self._pair_scores(long_t, long_w, cand[first])
         ranked = exact[first] + (prior[first] if qp > 0 else 0.0)
         ranked = ranked[exact[first] != 0]
         if ranked.size >= k:
@@ -490,7 +517,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         slack = _BOUND_SLACK * (abs(theta_lo) + bound)
         rest = np.flatnonzero(np.isnan(exact) & (upper >= theta_lo - slack))
         if rest.size:
-            exact[rest] = part[rest] + self._pair_scores(long_t, long_w, cand[rest])[0]
+            exact[rest] = part[rest] + self._pair_scores(long_t, long_w, cand[rest])
         keep = np.flatnonzero(~np.isnan(exact) & (exact != 0))
         cand, total = cand[keep], exact[keep]
         if cand.size < k:
@@ -517,45 +544,75 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             return None, theta
         if extra.size:
             cand = np.concatenate([cand, extra])
-            total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)[0]])
+            total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)])
         return self._finish(cand, total, k), theta
 
     def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
                        theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top k over every document any query term touches, in O(postings): the terms
-        are summed into the thread's accumulator, then each list reads its documents' totals
-        and zeroes them (so a document is listed once and the accumulator is left clean).
-        ``theta``, a lower bound on the k-th best score (prior included) when known, keeps
-        only the documents that can reach it before the top k is chosen."""
+        """Exact top k over every document any query term touches, in O(postings): every list's
+        scores are summed into the thread's accumulator in one scatter, read back at each
+        posting (a document in several lists is read once per list), and the accumulator is
+        zeroed. ``theta``, a lower bound on the k-th best score (prior included) when known, and
+        the k-th best total of one list (:meth:`_list_bound`) keep only the documents that can
+        reach the top k before it is chosen."""
         ptr, docs, scores = self.ptr_, self.docs_, self.scores_
         acc = self._scratch().short
-        lists = [docs[ptr[t]:ptr[t + 1]] for t in terms.tolist()]
-        try:
-            for d, t, w in zip(lists, terms.tolist(), weights.tolist(), strict=True):
-                _add_at(acc, d, scores[ptr[t]:ptr[t + 1]], w)
-            totals = []
-            for d in lists:
-                totals.append(acc[d])
-                acc[d] = 0
-        except BaseException:
-            acc[:] = 0
-            raise
-        found, total = np.concatenate(lists), np.concatenate(totals)
+        starts, ends = ptr[terms].tolist(), ptr[terms + 1].tolist()
         floor = -np.inf
         if self._nonneg and theta > -np.inf:
             floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
-        keep = total >= floor if floor > 0 else total != 0  # a repeat of a listed document reads 0
-        return self._finish(found[keep], total[keep], k)
+        if len(starts) == 1:  # nothing to sum
+            a, e = starts[0], ends[0]
+            return self._finish(docs[a:e], scores[a:e].astype(np.float64) * weights[0], k, floor=floor)
+        found = np.concatenate([docs[a:e] for a, e in zip(starts, ends, strict=True)])
+        vals = np.concatenate([scores[a:e] for a, e in zip(starts, ends, strict=True)], dtype=np.float64)
+        weights_l = weights.tolist()
+        if max(weights_l) != 1 or min(weights_l) != 1:
+            vals *= np.repeat(weights, np.subtract(ends, starts))
+        try:
+            # one scatter for every list: each document's terms are summed in list order
+            np.add.at(acc, found, vals)
+            total = acc.take(found)
+            floor = max(floor, self._list_bound(acc, starts, ends, k))
+        finally:
+            if found.size * _CLEAR_DENSE > acc.size:
+                acc.fill(0)
+            else:
+                acc[found] = 0
+        # a document in m of the lists is listed m times, with its whole total each time
+        return self._finish(found, total, k, repeats=len(starts), floor=floor)
 
-    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of scored documents; a document whose terms sum to 0 is not a match."""
+    def _list_bound(self, acc: np.ndarray, starts: list[int], ends: list[int], k: int) -> float:
+        """A lower bound on the k-th best total (prior included) of a multi-term query: the
+        k-th best among the documents of one list (distinct documents, so no more than the k-th
+        of all), its shortest list of at least k documents, the one with the highest idf,
+        whose documents most often lead. -inf when no list is long enough or scores may be 0
+        (a 0 total is not a match)."""
+        sizes = [e - a for a, e in zip(starts, ends, strict=True)]
+        fit = [(m, i) for i, m in enumerate(sizes) if m >= k]
+        if len(sizes) < 2 or not fit or not self._positive:
+            return -np.inf
+        m, i = min(fit)
+        if m * len(sizes) > sum(sizes):  # the shortest fitting list is most of the postings
+            return -np.inf
+        probe = self.docs_[starts[i]:ends[i]]
+        got = acc.take(probe)
+        qp = self.params.quality_prior
+        if qp > 0:
+            got += qp * self.prior_[probe]
+        return float(np.partition(got, m - k)[m - k])
+
+    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int, repeats: int = 1,
+                floor: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of scored documents (each listed at most ``repeats`` times), keeping only
+        scores >= ``floor``; a document whose terms sum to 0 is not a match."""
         if not self._positive:
             keep = total != 0
             docs, total = docs[keep], total[keep]
         qp = self.params.quality_prior
         if qp > 0 and docs.size:
             total = total + qp * self.prior_[docs]
-        top = _top_k(docs, total, k)
+        top = _top_k(docs, total, k, repeats, floor)
         return docs[top].astype(np.int64), total[top]
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
@@ -602,7 +659,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         for qi, (terms, weights) in enumerate(self._query_terms(batch)):
             real = np.flatnonzero(rows[qi] >= 0)
             if terms.size and real.size:
-                out[qi, real] = self._pair_scores(terms, weights, rows[qi, real])[0]
+                out[qi, real] = self._pair_scores(terms, weights, rows[qi, real])
         return out
 
     def _check_rows(self, rows: np.ndarray) -> None:
@@ -700,6 +757,28 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         self._post_init()
 
 
+def _segment_sums(values: np.ndarray, ptr: np.ndarray, segments: np.ndarray, step: int = 1 << 22) -> np.ndarray:
+    """``values[ptr[s]:ptr[s + 1]].sum()`` in float64 for each of ``segments`` (non-empty,
+    ascending), reading ``values`` a bounded slice at a time (never a float64 copy of it all)."""
+    out = np.zeros(segments.size, dtype=np.float64)
+    starts, ends = ptr[segments], ptr[segments + 1]
+    a = 0
+    while a < segments.size:
+        # the segments starting within the next step of values (at least one)
+        e = max(int(np.searchsorted(starts, starts[a] + step, side="left")), a + 1)
+        lo, hi = int(starts[a]), int(ends[e - 1])
+        out[a:e] = np.add.reduceat(values[lo:hi].astype(np.float64), starts[a:e] - lo)
+        a = e
+    return out
+
+
+def _pooled(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One block's term ids and lengths from consecutive chunks' ``(ids, lengths)``."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def _add_at(acc: np.ndarray, docs: np.ndarray, scores: np.ndarray, weight: float) -> None:
     """``acc[docs] += weight * scores`` in float64 (``np.add.at``: its fast path beats a fancy
     ``+=`` by ~2.5x on long lists)."""
@@ -746,12 +825,43 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def _top_k(docs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` best of ``scores``: higher score first, lower doc on ties."""
-    n = scores.size
-    if n > k:
-        kth = np.partition(scores, n - k)[n - k]
-        cand = np.flatnonzero(scores >= kth)
-    else:
+def _top_k(docs: np.ndarray, scores: np.ndarray, k: int, repeats: int = 1,
+           floor: float = -np.inf) -> np.ndarray:
+    """Positions of the ``k`` best of ``scores`` (those >= ``floor``): higher score first, lower
+    doc on ties; a document listed several times (at most ``repeats``, always with one score)
+    is returned once.
+
+    The top k lie among the scores >= a lower bound on the ``k * repeats``-th largest (those
+    hold at least k distinct documents). The bound is that order statistic itself (a partition)
+    for a short array; for a long one, the ``k * repeats``-th largest of the maxima of
+    ``_TOP_BLOCKS * k * repeats`` blocks, distinct entries of ``scores`` (a vectorized max and
+    a tiny partition instead of a partition of every score). When ``floor`` already leaves
+    few scores (at most ``_TOP_BLOCKS`` times the needed ones) no bound is computed.
+    """
+    need = k * repeats
+    cand = np.flatnonzero(scores >= floor) if floor > -np.inf else None
+    sub = scores if cand is None else scores[cand]
+    n = sub.size
+    if n > (_TOP_BLOCKS * need if cand is not None else need):
+        if n >= max(_TOP_BLOCK_MIN, _TOP_BLOCKS) * need:
+            n_blocks = _TOP_BLOCKS * need
+            width = n // n_blocks
+            maxima = sub[: n_blocks * width].reshape(n_blocks, width).max(axis=1)
+            kth = np.partition(maxima, n_blocks - need)[n_blocks - need]
+        else:
+            kth = np.partition(sub, n - need)[n - need]
+        keep = np.flatnonzero(sub >= kth)
+        cand = keep if cand is None else cand[keep]
+        sub = sub[keep]
+    elif cand is None:
         cand = np.arange(n)
-    return cand[np.lexsort((docs[cand], -scores[cand]))[:k]]
+    found = docs[cand]
+    rank = np.lexsort((found, -sub))
+    if repeats > 1 and rank.size > 1:  # a repeated document's entries are adjacent
+        d = found[rank]
+        first = np.empty(d.size, dtype=bool)
+        first[0] = True
+        np.not_equal(d[1:], d[:-1], out=first[1:])
+        rank = rank[first]
+    order = cand[rank]
+    return order[:k]
