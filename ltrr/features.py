@@ -238,7 +238,11 @@ class _LexicalMatches:
 
     def __init__(self, title: TermWeights, text: TermWeights, trigrams: sp.csr_matrix,
                  trigram_vocab: Mapping[str, int]):
-        self._title, self._text, self._tri_vocab = title, text, trigram_vocab
+        # the tokenizers and vocabularies only: keeping the TermWeights would keep their weight
+        # matrices alive beside the stacked copy below (hundreds of MB at a million documents)
+        self._title_analyze, self._title_vocab = title.analyze, title.vocabulary
+        self._text_analyze, self._text_vocab = text.analyze, text.vocabulary
+        self._tri_vocab = trigram_vocab
         # analyzers that differ at most in folding accents give an ASCII query the same tokens
         a, b = title.analyze, text.analyze
         self._same_ascii_tokens = (isinstance(a, Analyzer) and isinstance(b, Analyzer)
@@ -253,16 +257,19 @@ class _LexicalMatches:
         self._key_index = np.arange(128, dtype=np.int8)
         self._indices = stacked.indices
         self._data = stacked.data
-        # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale)
-        self._text_term_best = np.maximum(np.asarray(blocks[1].max(axis=0).todense()).ravel(), 0.0)
+        # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale),
+        # floored at 0; scattered from the CSR's entries (``max(axis=0)`` would copy it to CSC)
+        best = np.zeros(blocks[1].shape[1], dtype=blocks[1].dtype)
+        np.maximum.at(best, blocks[1].indices, blocks[1].data)
+        self._text_term_best = best
 
     def query(self, text: str) -> _QueryTerms:
         """The query's terms in every field."""
-        title_toks = self._title.analyze(text)
-        text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text.analyze(text)
+        title_toks = self._title_analyze(text)
+        text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text_analyze(text)
         grams = set(_trigrams(text))
-        title_c = _term_counts(title_toks, self._title.vocabulary)
-        text_c = _term_counts(text_toks, self._text.vocabulary)
+        title_c = _term_counts(title_toks, self._title_vocab)
+        text_c = _term_counts(text_toks, self._text_vocab)
         tri = set(map(self._tri_vocab.get, grams))
         tri.discard(None)
         title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(cast("set[int]", tri))

@@ -675,14 +675,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
 
     def term_weights(self) -> TermWeights:
         """Every (document, term) BM25 weight as a ``[n_docs, n_terms]`` CSR matrix (``float32``
-        scores, ``int32`` indices): the postings transposed once, then cached and shared."""
+        scores, ``int32`` indices): the postings transposed on each call, not cached (its one
+        reader, the feature builder, keeps its own stacked copy; a cached one would double the
+        postings' memory for the engine's lifetime)."""
         vocab = self._check_fitted()
-        cached = getattr(self, "_term_weights", None)
-        if cached is None or cached[0] is not self.scores_:
-            shape = (self.n_docs, self.ptr_.size - 1)
-            csr = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape).tocsr()
-            cached = self._term_weights = (self.scores_, csr)
-        return TermWeights(cached[1], vocab, self.analyzer, tuple(self.params.text_fields))
+        shape = (self.n_docs, self.ptr_.size - 1)
+        csr = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape).tocsr()
+        return TermWeights(csr, vocab, self.analyzer, tuple(self.params.text_fields))
 
     def cost_ms(self, k: int) -> float:
         """Expected ms per query: a fixed overhead plus the postings a 3-token query reads."""
