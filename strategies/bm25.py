@@ -674,14 +674,14 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             )
 
     def term_weights(self) -> TermWeights:
-        """Every (document, term) BM25 weight as a ``[n_docs, n_terms]`` CSR matrix (``float32``
-        scores, ``int32`` indices): the postings transposed on each call, not cached (its one
-        reader, the feature builder, keeps its own stacked copy; a cached one would double the
-        postings' memory for the engine's lifetime)."""
+        """Every (document, term) BM25 weight as a ``[n_docs, n_terms]`` CSC matrix over the
+        index's own term-major postings (``float32`` scores, ``int32`` document ids; no copy):
+        its one reader, the feature builder, assembles its own document-major copy a slice at a
+        time, so the postings are never transposed whole."""
         vocab = self._check_fitted()
         shape = (self.n_docs, self.ptr_.size - 1)
-        csr = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape).tocsr()
-        return TermWeights(csr, vocab, self.analyzer, tuple(self.params.text_fields))
+        csc = sp.csc_matrix((self.scores_, self.docs_, self.ptr_), shape=shape, copy=False)
+        return TermWeights(csc, vocab, self.analyzer, tuple(self.params.text_fields))
 
     def cost_ms(self, k: int) -> float:
         """Expected ms per query: a fixed overhead plus the postings a 3-token query reads."""

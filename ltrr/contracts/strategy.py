@@ -236,11 +236,12 @@ class ItemScorer(ABC):
 
 @dataclass(frozen=True)
 class TermWeights:
-    """A lexical index's BM25 weight of every (document, term): ``weights`` is a CSR matrix
-    ``[n_docs, n_terms]``, ``vocabulary`` maps a token to its column, ``analyze`` tokenizes a
-    query the way the index does, ``text_fields`` are the catalog fields indexed."""
+    """A lexical index's BM25 weight of every (document, term): ``weights`` is a sparse matrix
+    ``[n_docs, n_terms]``, CSR or CSC (a term-major index hands over its postings as they are,
+    without a transposed copy), ``vocabulary`` maps a token to its column, ``analyze`` tokenizes
+    a query the way the index does, ``text_fields`` are the catalog fields indexed."""
 
-    weights: sp.csr_matrix
+    weights: sp.csr_matrix | sp.csc_matrix
     vocabulary: Mapping[str, int]
     analyze: Callable[[str], list[str]]
     text_fields: tuple[str, ...]

@@ -199,3 +199,26 @@ def test_monotone_directions_follow_the_meaning_of_each_feature(small_movies, bm
         assert d[down] == -1, down
     for free in ("memory_impressions", "log_popularity", "query_tokens", "query_single_token"):
         assert d[free] == 0, free
+
+
+def test_lexical_blocks_are_stacked_a_slice_of_rows_at_a_time_exactly_as_one_hstack():
+    """The feature builder's document-major copy of the title / text / trigram matrices, built a
+    few rows at a time from CSR or term-major CSC blocks, is the sorted CSR of one ``hstack``,
+    and the text block's column maxima (floored at 0) come out of the same pass."""
+    import scipy.sparse as sp
+
+    from ltrr.features import _stack_rows
+
+    rng = np.random.default_rng(3)
+    title = sp.random(23, 7, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    text = sp.random(23, 11, density=0.4, format="csc", dtype=np.float32, random_state=2)
+    text.data -= 0.2  # some negative weights: the maxima are floored at 0
+    tri = sp.csr_matrix((rng.random((23, 5)) < 0.3).astype(np.float32))
+    want = sp.hstack([title, text, tri], format="csr", dtype=np.float32)
+    want.sort_indices()
+    for rows in (1, 4, 23, 100):
+        indptr, indices, data, best = _stack_rows([title, text, tri], text_block=1, rows_per_chunk=rows)
+        np.testing.assert_array_equal(indptr, want.indptr)
+        np.testing.assert_array_equal(indices, want.indices)
+        np.testing.assert_array_equal(data, want.data)
+        np.testing.assert_array_equal(best, np.maximum(np.asarray(text.max(axis=0).todense()).ravel(), 0.0))
