@@ -37,7 +37,9 @@ items  step                    CPU s       peak RSS  P@1 (R@10)         vs PECOS
 100k end to end splits into featurizing 50 s and the model 150 s (tree 76 s, matchers 74 s);
 PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 0.6685, R@10
 0.712. Prediction at 100k (4 levels): single query 0.56 vs 0.34 ms CPU (1.66x), batch 0.19 vs
-0.087 ms per query (2.2x). 1M was not run to the end (see the issue note).
+0.087 ms per query (2.2x). 1M was not run to the end: on 2026-12-01 (``--sizes 1000000
+--pecos-upto 0 --train-threads 2 --repeats 1``, load ~2) the end-to-end fit was stopped after
+18 min wall / 17 min CPU, still in a single-threaded phase, at 13.8 GB RSS and growing.
 """
 
 from __future__ import annotations
