@@ -39,7 +39,9 @@ PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 
 0.712. Prediction at 100k (4 levels): single query 0.56 vs 0.34 ms CPU (1.66x), batch 0.19 vs
 0.087 ms per query (2.2x). 1M was not run to the end: on 2026-12-01 (``--sizes 1000000
 --pecos-upto 0 --train-threads 2 --repeats 1``, load ~2) the end-to-end fit was stopped after
-18 min wall / 17 min CPU, still in a single-threaded phase, at 13.8 GB RSS and growing.
+18 min wall / 17 min CPU, still in a single-threaded phase, at 13.8 GB RSS and growing; a
+second run alone on the machine was stopped at 28 min CPU (28 min wall), still single-threaded
+(the training threads had not started), peak RSS 16.4 GB: 1M does not train within 30 min.
 """
 
 from __future__ import annotations
