@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.conditions import code_version  # noqa: E402
-from ltrr.config import DATA_DIR, SHARED_DATA_DIR, EngineConfig, load_config  # noqa: E402
+from ltrr.config import DATA_DIR, SHARED_DATA_DIR, EngineConfig, load_config, parse_config  # noqa: E402
 
 
 def collection_dir(name: str) -> Path:
@@ -175,13 +175,51 @@ def summary(paths: list[Path]) -> None:
               f"{d.mean():>+8.4f} {d.min():>+8.4f} {d.max():>+8.4f} {','.join(map(str, seeds))}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_protocol_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every online-LTR protocol benchmark shares: what to run it on and how often."""
     ap.add_argument("--collections", default="cranfield,cisi")
     ap.add_argument("--click-models", default="pbm,cascade")
     ap.add_argument("--presets", default="perfect,navigational,informational")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--rounds", type=int, default=3000)
+
+
+def done_groups(out: Path | None, version: str, config_hash: str) -> set[tuple]:
+    """``(collection, click model, preset, seed, policy)`` of the lines ``out`` already holds
+    for this code version and config hash (a rerun skips them: resume)."""
+    done: set[tuple] = set()
+    if out is not None and out.exists():
+        for text in out.read_text().splitlines():
+            r = json.loads(text)
+            if r.get("code_version") == version and r.get("config_hash") == config_hash:
+                done.add((r["collection"], r["click_model"], r["preset"], r["seed"], r["policy"]))
+    return done
+
+
+def emit(line: dict, out: Path | None) -> None:
+    """Print one result line, and append it to ``out`` when given."""
+    text = json.dumps(line)
+    print(text, flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a") as fh:
+            fh.write(text + "\n")
+
+
+def merge_sections(config: EngineConfig, overrides: dict) -> EngineConfig:
+    """``config`` with ``overrides`` merged per section (e.g. ``{"reward": {"latency_weight":
+    0.0001}}``; a non-table value replaces the section's)."""
+    if not overrides:
+        return config
+    data = config.model_dump(mode="json")
+    for key, val in overrides.items():
+        data[key] = {**data[key], **val} if isinstance(val, dict) and isinstance(data.get(key), dict) else val
+    return parse_config(data, "<override>")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_protocol_arguments(ap)
     ap.add_argument("--config", default=str(ROOT / "configs" / "ir_bm25_dense.toml"))
     ap.add_argument("--policies", default="all_max,rrf_all_max,bm25_only,bm25_static")
     ap.add_argument("--ranker-params", default="{}", help="JSON overriding [ranker].params (ablations).")
@@ -205,13 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     config_hash = hashlib.sha1(json.dumps([base.model_dump(mode="json"), args.rounds], sort_keys=True,
                                           default=str).encode()).hexdigest()[:12]
     version = code_version(("benchmarks/learning.py",))
-    done = set()
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists():
-        for line in out.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("code_version") == version and r.get("config_hash") == config_hash:
-                done.add((r["collection"], r["click_model"], r["preset"], r["seed"], r["policy"]))
+    done = done_groups(out, version, config_hash)
     specs = policy_specs(base, [p for p in args.policies.split(",") if p])
     cond = conditions(int(base.ranker.params.get("num_threads", 1)))
     for coll_name in args.collections.split(","):
@@ -239,12 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                             "code_version": version, "config_hash": config_hash,
                             "load_start": [round(v, 2) for v in load0],
                             "load_end": [round(v, 2) for v in os.getloadavg()], **cond}
-                    text = json.dumps(line)
-                    print(text, flush=True)
-                    if out is not None:
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        with out.open("a") as fh:
-                            fh.write(text + "\n")
+                    emit(line, out)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning import code_version, collection_dir, conditions, dense_with_cached_vectors  # noqa: E402
+from learning import (  # noqa: E402
+    add_protocol_arguments,
+    code_version,
+    collection_dir,
+    conditions,
+    dense_with_cached_vectors,
+    done_groups,
+    emit,
+    merge_sections,
+)
 
-from ltrr.config import EngineConfig, parse_config  # noqa: E402
+from ltrr.config import EngineConfig  # noqa: E402
 
 SAFETY_WINDOW, SAFETY_FROM, FINAL = 200, 500, 500
 
@@ -64,16 +73,7 @@ def default_simulate_config(path: str | None, overrides: dict) -> EngineConfig:
     section (e.g. ``{"reward": {"latency_weight": 0.0001}}``)."""
     from simulators.cli import simulate_config
 
-    cfg = simulate_config(path) if path else simulate_config(None)
-    if not overrides:
-        return cfg
-    data = cfg.model_dump(mode="json")
-    for key, val in overrides.items():
-        if isinstance(val, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **val}
-        else:
-            data[key] = val
-    return parse_config(data, "<override>")
+    return merge_sections(simulate_config(path) if path else simulate_config(None), overrides)
 
 
 def worst_window_ratio(ours: np.ndarray, base: np.ndarray) -> float:
@@ -178,11 +178,7 @@ def summary(paths: list[Path], label: str | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--collections", default="cranfield,cisi")
-    ap.add_argument("--click-models", default="pbm,cascade")
-    ap.add_argument("--presets", default="perfect,navigational,informational")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--rounds", type=int, default=3000)
+    add_protocol_arguments(ap)
     ap.add_argument("--config", default=None, help="Engine config (default: `ltrr simulate`'s default).")
     ap.add_argument("--override", default="{}", help="JSON merged into the config per section (ablations).")
     ap.add_argument("--label", default="", help="Free text recorded on every line (e.g. the ablation).")
@@ -201,21 +197,8 @@ def main(argv: list[str] | None = None) -> None:
                                           default=str).encode()).hexdigest()[:12]
     version = code_version()
     out = Path(args.out) if args.out else None
-    done: set[tuple] = set()
-    if out is not None and out.exists():
-        for x in out.read_text().splitlines():
-            r = json.loads(x)
-            if r.get("code_version") == version and r.get("config_hash") == config_hash:
-                done.add((r["collection"], r["click_model"], r["preset"], r["seed"], r["policy"]))
+    done = done_groups(out, version, config_hash)
     cond = conditions(1)
-
-    def emit(line: dict) -> None:
-        text = json.dumps(line)
-        print(text, flush=True)
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with out.open("a") as fh:
-                fh.write(text + "\n")
 
     for coll_name in args.collections.split(","):
         d = collection_dir(coll_name)
@@ -240,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 if key not in done:
                     emit({**common, "click_model": "any", "preset": "any", "policy": f"{s}_only", **fields,
                           "load_start": [round(v, 2) for v in load0],
-                          "load_end": [round(v, 2) for v in os.getloadavg()]})
+                          "load_end": [round(v, 2) for v in os.getloadavg()]}, out)
             for cm in args.click_models.split(","):
                 for preset in args.presets.split(","):
                     if (coll_name, cm, preset, seed, "learned") in done:
@@ -259,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                     load1 = [round(v, 2) for v in os.getloadavg()]
                     for label, fields in lines.items():
                         emit({**common, "click_model": cm, "preset": preset, "policy": label, **fields,
-                              "load_start": [round(v, 2) for v in load0], "load_end": load1})
+                              "load_start": [round(v, 2) for v in load0], "load_end": load1}, out)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning import code_version, conditions  # noqa: E402
+from learning import code_version, conditions, merge_sections  # noqa: E402
 
 EVAL = 500
 
@@ -52,17 +52,6 @@ def page_ndcg(page: np.ndarray, relevant: dict[int, float], k: int = 10) -> floa
     g = [relevant.get(int(r), 0) for r in page[:k]]
     grades[0, : len(g)] = g
     return float(ndcg_from_grades(grades, np.array([list(relevant.values())], dtype=float), k)[0])
-
-
-def merged(config, overrides: dict):
-    from ltrr.config import parse_config
-
-    if not overrides:
-        return config
-    data = config.model_dump(mode="json")
-    for key, val in overrides.items():
-        data[key] = {**data[key], **val} if isinstance(val, dict) and isinstance(data.get(key), dict) else val
-    return parse_config(data, "<override>")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     from simulators.movies import MovieQueryGenerator
     from simulators.session import NO_INCUMBENT, deterministic, make_click_model
 
-    cfg = merged(deterministic(load_engine_config(args.config)), json.loads(args.override))
+    cfg = merge_sections(deterministic(load_engine_config(args.config)), json.loads(args.override))
     if args.fixed:
         cfg = cfg.with_policy("fixed", {})
         cfg = cfg.model_copy(update={"incumbent": cfg.incumbent.model_copy(update=NO_INCUMBENT)})
