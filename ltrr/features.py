@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -286,6 +287,9 @@ class _LexicalMatches:
         self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
         self._key_index = np.arange(128, dtype=np.int8)
+        # per thread, a lookup table over the stacked columns, -1 except while a query uses it:
+        # filling a fresh one per request writes ~the vocabulary size in bytes (73 kB on movies)
+        self._tables = threading.local()
         self._indices = indices
         self._data = data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale), >= 0
@@ -328,9 +332,19 @@ class _LexicalMatches:
         pos = np.arange(int(row_end[-1]))
         pos += np.repeat(starts - row_end + lens, lens)
         # which query term each entry is (-1: none), from a lookup table over the stacked columns
-        table = np.full(self._n_cols, -1, dtype=np.int8 if cols.size < 128 else np.int32)
-        table[cols] = self._key_index[: cols.size] if cols.size < 128 else np.arange(cols.size)
-        j = table.take(self._indices.take(pos))
+        if cols.size < 128:
+            table = getattr(self._tables, "int8", None)
+            if table is None:
+                table = self._tables.int8 = np.full(self._n_cols, -1, dtype=np.int8)
+            table[cols] = self._key_index[: cols.size]
+            try:
+                j = table.take(self._indices.take(pos))
+            finally:
+                table[cols] = -1
+        else:
+            table = np.full(self._n_cols, -1, dtype=np.int32)
+            table[cols] = np.arange(cols.size)
+            j = table.take(self._indices.take(pos))
         hit = np.flatnonzero(j >= 0)
         j = j[hit]
         bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
