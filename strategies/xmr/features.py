@@ -103,6 +103,9 @@ class TfidfFeaturizer:
         self.idf_: np.ndarray = np.empty(0)
         #: (word vocabulary, char vocabulary, their JSON file's bytes): see :meth:`save`
         self._vocab_file: tuple[dict, dict, bytes] | None = None
+        #: what :meth:`load` read (files' digest, settings, vocabularies, IDF), shared with
+        #: featurizers loaded from identical files; never changed by a later fit or save
+        self._loaded_from: tuple[str, dict, dict, dict, np.ndarray] | None = None
 
     @property
     def n_features(self) -> int:
@@ -344,25 +347,31 @@ class TfidfFeaturizer:
     @classmethod
     def load(cls, directory: Path) -> TfidfFeaturizer:
         """Load a saved featurizer. Files byte-identical to those loaded last (a serving
-        follower adopting each snapshot of an unchanged model) reuse that featurizer, which is
-        never modified after fitting, instead of parsing ~10^6 n-grams again (a single
-        ``json.loads`` holding the GIL for ~100 ms)."""
+        follower adopting each snapshot of an unchanged model) share that featurizer's
+        vocabularies and IDF instead of parsing ~10^6 n-grams again (a single ``json.loads``
+        holding the GIL for ~100 ms): a new object over the same dictionaries and read-only
+        array, which a fit never edits (it builds new ones), so refitting either leaves the
+        other as it was."""
         raw = (directory / "vocabulary.json").read_bytes()
         idf_raw = (directory / "idf.npy").read_bytes()
         digest = hashlib.sha1(raw).hexdigest() + hashlib.sha1(idf_raw).hexdigest()
         ref = _LOADED.get(digest)
         previous = ref() if ref is not None else None
-        if previous is not None:
-            return previous
-        meta = json.loads(raw)
+        if previous is not None and previous._loaded_from is not None and previous._loaded_from[0] == digest:
+            _, meta, words, chars, idf = previous._loaded_from
+        else:
+            meta = json.loads(raw)
+            word_list = meta.pop("words")
+            words = {g: i for i, g in enumerate(word_list)}
+            chars = {g: len(word_list) + i for i, g in enumerate(meta.pop("chars"))}
+            idf = np.load(io.BytesIO(idf_raw), allow_pickle=False)
+            idf.setflags(write=False)
         obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"], meta.get("max_features"),
                   meta.get("max_terms"))
-        obj.word_vocab_ = {g: i for i, g in enumerate(meta["words"])}
-        offset = len(meta["words"])
-        obj.char_vocab_ = {g: offset + i for i, g in enumerate(meta["chars"])}
-        obj.idf_ = np.load(io.BytesIO(idf_raw), allow_pickle=False)
-        obj._vocab_file = (obj.word_vocab_, obj.char_vocab_, raw)
-        _LOADED.clear()
+        obj.word_vocab_, obj.char_vocab_, obj.idf_ = words, chars, idf
+        obj._vocab_file = (words, chars, raw)
+        obj._loaded_from = (digest, meta, words, chars, idf)
+        _LOADED.clear()  # the newest: the previous instance goes once a follower swaps it out
         _LOADED[digest] = weakref.ref(obj)
         return obj
 
