@@ -173,11 +173,9 @@ class LambdaMARTRanker(Ranker):
     def _prior_terms(self, X: np.ndarray) -> np.ndarray:
         """Each strategy's ``1 / (rrf_k + rank)`` (0 when not found), ``float64[n, S]``, from the
         ``_rank`` columns in float64: the same numbers :func:`ltrr.ranking.fusion.rrf_scores` sums."""
-        terms = np.asarray(X)[:, self._rank_cols].astype(np.float64)
-        terms += self.params.rrf_k
+        terms = np.add(np.asarray(X).take(self._rank_cols, axis=1), self.params.rrf_k, dtype=np.float64)
         np.divide(1.0, terms, out=terms)
-        terms[np.isnan(terms)] = 0.0
-        return terms
+        return np.fmax(terms, 0.0, out=terms)  # NaN (not found) -> 0; every other term is > 0
 
     def prior(self, X: np.ndarray) -> np.ndarray:
         """The reciprocal-rank-fusion score of rows ``X`` (float64)."""
