@@ -17,19 +17,30 @@ from ltrr.types import Feedback
 FIELDS = ["title", "directors", "cast", "genres", "year"]
 
 
-def test_sequential_test_decides_at_walds_bounds():
+def test_sequential_test_promotes_on_the_mixture_and_demotes_at_walds_bound():
     t = SequentialTest(min_effect=0.1, confidence=0.95)
-    step_win, step_loss = math.log(0.6 / 0.5), math.log(0.4 / 0.5)
-    bound = math.log(0.95 / 0.05)
-    wins_needed = math.ceil(bound / step_win)  # 17 straight wins accept "better"
+    assert t.effects == pytest.approx((0.1, 0.2, 0.4, 0.499))
+    step_loss = math.log(0.4 / 0.5)
+
+    def mixture(wins: int, losses: int) -> float:  # mean likelihood ratio over the effects
+        return float(np.mean([(0.5 + e) ** wins * (0.5 - e) ** losses / 0.5 ** (wins + losses)
+                              for e in t.effects]))
+
+    wins_needed = next(n for n in range(1, 100) if mixture(n, 0) >= 20.0)
+    assert wins_needed == 6  # straight wins: the 0.499 component dominates
     t.wins = wins_needed - 1
     assert t.decision() is None
     t.wins += 1
     assert t.decision() == "better"
-    t = SequentialTest(0.1, 0.95, wins=0, losses=math.ceil(bound / -step_loss))
+    assert t.log_mixture == pytest.approx(math.log(mixture(t.wins, 0)))
+    # a win rate of 0.7 needs fewer comparisons than Wald's test tuned to 0.1 would, 0.6 more
+    assert SequentialTest(0.1, 0.95, wins=35, losses=15).decision() == "better"
+    assert SequentialTest(0.1, 0.95, wins=30, losses=20).decision() is None
+    bound = math.log(0.05 / 0.95)
+    t = SequentialTest(0.1, 0.95, wins=0, losses=math.ceil(bound / step_loss))
     assert t.decision() == "not_better"
     t = SequentialTest(0.1, 0.95, wins=50, losses=50)  # a tie keeps drifting towards H0
-    assert t.llr == pytest.approx(50 * (step_win + step_loss))
+    assert t.llr == pytest.approx(50 * (math.log(0.6 / 0.5) + step_loss))
 
 
 def test_ranker_gate_promotes_then_demotes_and_restarts_its_test():
@@ -37,9 +48,9 @@ def test_ranker_gate_promotes_then_demotes_and_restarts_its_test():
     assert gate.serving == "baseline"
     assert gate.observe(1, 1) == (None, {})  # a tie is no evidence
     switch = None
-    for _ in range(17):
+    for _ in range(6):
         switch, evidence = gate.observe(2, 0)
-    assert switch == "promote" and evidence["wins"] == 17 and evidence["verdict"] == "better"
+    assert switch == "promote" and evidence["wins"] == 6 and evidence["verdict"] == "better"
     assert gate.serving == "learned" and gate.test.wins == 0
     for _ in range(14):
         switch, _ = gate.observe(0, 1)
@@ -120,6 +131,22 @@ def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
     assert all(sw["component"] == "policy" for sw in inc.switches)
 
 
+def test_plan_gate_warm_up_does_not_expire_while_the_learned_policy_serves():
+    # half-life 100 rounds: the baseline's decayed count falls under min_baseline_rounds (50)
+    # after ~15 learned rounds; a learned policy earning more than the baseline keeps serving
+    inc = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50))
+    for t in range(3000):
+        inc.plans.served()
+        learned = inc.plans_allowed(float(t))
+        inc.plans.observe(not learned, 0.6 if learned else 0.5)
+    assert inc.plans.n_baseline < 50 <= inc.plans.baseline_rounds == 50
+    assert [sw["action"] for sw in inc.switches] == ["promote"]
+    state = inc.to_dict()
+    restored = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50))
+    restored.restore(state)
+    assert restored.plans.baseline_rounds == 50 and restored.plans.learned_allowed()
+
+
 def test_plan_gate_counts_rounds_without_feedback_as_earning_nothing():
     gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=1))
     for _ in range(20):
@@ -173,7 +200,7 @@ def test_the_engine_serves_rrf_until_the_learned_ranker_wins_the_interleaving_te
     switches = [s for s in engine.incumbent.switches if s["component"] == "ranker"]
     assert switches and switches[0]["action"] == "promote", engine.incumbent.status()
     promote = switches[0]["evidence"]
-    if promote["test"] == "sprt":  # the interleaving test decided first ...
+    if promote["test"] == "mixture_sprt":  # the interleaving test decided first ...
         assert promote["verdict"] == "better" and promote["wins"] > promote["losses"]
     else:  # ... or the off-policy bound on held-out queries
         assert promote["test"] == "counterfactual" and promote["lower"] > 0 and promote["queries"] >= 20
@@ -243,5 +270,5 @@ def test_interleaving_alone_promotes_when_the_off_policy_gate_is_off(movie_catal
         "min_effect": 0.1, "min_baseline_rounds": 20, "counterfactual": False}), catalog=small_movies)
     _popular_first_user(engine, small_movies, 400)
     promote = [s for s in engine.incumbent.switches if s["component"] == "ranker"][0]
-    assert promote["action"] == "promote" and promote["evidence"]["test"] == "sprt"
+    assert promote["action"] == "promote" and promote["evidence"]["test"] == "mixture_sprt"
     engine.close()
