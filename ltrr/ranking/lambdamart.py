@@ -30,6 +30,10 @@ from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
+
+# LightGBM's own handle on its C library (every 4.x release): its documented C API, called
+# without the Python wrapper by predict_rows
+from lightgbm.basic import _LIB, _safe_call
 from pydantic import Field
 
 from ltrr.contracts.ranker import Ranker
@@ -37,11 +41,6 @@ from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema, click_exposure_columns, monotone_directions
 from ltrr.params import Params, validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
-
-try:  # LightGBM's own handle on its C library: the documented C API, called without the wrapper
-    from lightgbm.basic import _LIB, _safe_call
-except ImportError:  # pragma: no cover - a LightGBM without them: Booster.predict
-    _LIB = _safe_call = None
 
 Debias = Literal["none", "position", "ipw"]
 
@@ -53,7 +52,7 @@ def predict_rows(booster: lgb.Booster, X: np.ndarray, num_iteration: int, num_th
     ~15 us per call around that function (a predictor object, three more C calls, a copy of its
     keyword arguments), a tenth of a 100-candidate request's prediction (docs/speed.md).
     ``num_iteration <= 0`` uses every tree."""
-    if _LIB is None or X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+    if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
         return np.asarray(booster.predict(X, num_iteration=num_iteration if num_iteration > 0 else None,
                                           num_threads=num_threads), dtype=np.float64)
     X = np.ascontiguousarray(X)
