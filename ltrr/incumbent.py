@@ -2,17 +2,16 @@
 
 Until a learned component is shown to be better, the engine serves a configurable baseline:
 reciprocal rank fusion of the plan's candidates for ranking, and a fixed plan (by default every
-strategy at its largest depth) for retrieval.
+strategy at the middle of its menu's depths, :func:`middle_depth`) for retrieval.
 
 **Ranking.** Once the learner has trained a ranker, a share of searches shows a team-draft
 interleaving (Radlinski et al., 2008) of the baseline's and the learned ranker's orders; a click
 credits the team that placed the item. Each interleaved search with clicks for one side only is
-a win or a loss for the learned ranker. A sequential test, valid however often it is looked at
-(:class:`SequentialTest`: a mixture likelihood ratio over win-rate advantages from
-``min_effect`` up, against ``P(win) = 1/2``), promotes the learned ranker when it crosses the
-configured confidence, and restarts; a promoted ranker keeps being compared on a smaller share
-of searches and is demoted when Wald's test of ``1/2`` against ``1/2 + min_effect`` accepts
-``1/2``.
+a win or a loss for the learned ranker. A sequential probability ratio test (Wald) of
+``H0: P(win) = 1/2`` against ``H1: P(win) = 1/2 + min_effect``, valid however often it is looked
+at, promotes the learned ranker when it accepts H1 at the configured confidence, and restarts; a
+promoted ranker keeps being compared on a smaller share of searches and is demoted when a test
+accepts H0.
 
 **Plans.** Conservative-bandit style (Wu et al., 2016): the learned policy chooses the plan only
 while the engine's decayed realized page gain (the clicks part of the reward, without the cost)
@@ -42,25 +41,18 @@ RANKING_BASELINE, RANKING_LEARNED, RANKING_INTERLEAVED = "baseline", "learned", 
 TEAM_BASELINE, TEAM_LEARNED = 0, 1
 
 
-#: the win-rate advantages (multiples of ``min_effect``, capped below 1/2) the promotion test's
-#: mixture averages over: a large advantage is detected in few comparisons, the smallest one
-#: still at the price of a somewhat higher bar than a test tuned to it alone
-EFFECT_MULTIPLES = (1.0, 2.0, 4.0, 8.0)
+def middle_depth(options: tuple[int, ...] | list[int]) -> int:
+    """The default baseline depth of a strategy: the lower median of its menu's positive depths
+    (10/50/100 -> 50, 10/50 -> 10, 30/100 -> 30), 0 when it has none. A list's lower half
+    rarely reaches a fused page of 10, so the baseline keeps most of the largest plan's page
+    at a fraction of its candidates, and the plan gate's bound is not the most expensive plan's."""
+    positive = sorted(int(d) for d in options if int(d) > 0)
+    return positive[(len(positive) - 1) // 2] if positive else 0
 
 
 @dataclass
 class SequentialTest:
-    """Sequential tests on the learned side's win rate among decisive interleaved searches.
-
-    ``"better"``: the mixture likelihood ratio, averaged over win rates ``1/2 + e`` for the
-    effects ``e`` of :data:`EFFECT_MULTIPLES` x ``min_effect`` (uniform weights), against
-    ``1/2`` reaches ``1 / (1 - confidence)``. Under ``P(win) <= 1/2`` it is a nonnegative
-    (super)martingale with mean 1, so by Ville's inequality the chance that it ever gets there
-    is at most ``1 - confidence`` however often it is looked at; a ranker far better than the
-    baseline is promoted after a few dozen comparisons instead of the hundreds a test tuned to
-    ``min_effect`` alone needs (the baseline's pages cost the click memory what they fail to
-    show). ``"not_better"``: Wald's lower boundary for ``1/2`` against ``1/2 + min_effect``.
-    """
+    """Wald's SPRT on the learned side's win rate among decisive interleaved searches."""
 
     min_effect: float
     confidence: float
@@ -68,39 +60,24 @@ class SequentialTest:
     losses: int = 0
 
     @property
-    def effects(self) -> tuple[float, ...]:
-        cap = 0.5 - 1e-3
-        return tuple(sorted({min(m * self.min_effect, cap) for m in EFFECT_MULTIPLES}))
-
-    def _llr(self, effect: float) -> float:
-        p1 = 0.5 + effect
+    def llr(self) -> float:
+        """Log-likelihood ratio of ``P(win) = 1/2 + min_effect`` against ``1/2``."""
+        p1 = 0.5 + self.min_effect
         return self.wins * math.log(p1 / 0.5) + self.losses * math.log((1.0 - p1) / 0.5)
 
-    @property
-    def llr(self) -> float:
-        """Log-likelihood ratio of ``P(win) = 1/2 + min_effect`` against ``1/2`` (Wald's test)."""
-        return self._llr(self.min_effect)
-
-    @property
-    def log_mixture(self) -> float:
-        """Log of the mixture likelihood ratio over :attr:`effects` against ``1/2``."""
-        logs = np.array([self._llr(e) for e in self.effects])
-        top = float(logs.max())
-        return top + math.log(float(np.exp(logs - top).mean()))
-
     def decision(self) -> str | None:
-        """``"better"`` (the mixture crossed ``1 / err``), ``"not_better"`` (Wald's test
-        accepts ``1/2``) or None (keep testing), with ``err = 1 - confidence``."""
+        """``"better"`` (accept H1), ``"not_better"`` (accept H0) or None (keep testing); the
+        error rates of both decisions are ``1 - confidence``."""
         err = 1.0 - self.confidence
-        if self.log_mixture >= math.log(1.0 / err):
+        upper, lower = math.log((1.0 - err) / err), math.log(err / (1.0 - err))
+        if self.llr >= upper:
             return "better"
-        if self.llr <= math.log(err / (1.0 - err)):
+        if self.llr <= lower:
             return "not_better"
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"wins": self.wins, "losses": self.losses, "llr": round(self.llr, 4),
-                "log_mixture": round(self.log_mixture, 4)}
+        return {"wins": self.wins, "losses": self.losses, "llr": round(self.llr, 4)}
 
 
 @dataclass
@@ -147,7 +124,7 @@ class RankerGate:
         else:
             self.test.losses += 1
         verdict = self.test.decision()
-        evidence = {**self.test.to_dict(), "test": "mixture_sprt", "min_effect": self.config.min_effect,
+        evidence = {**self.test.to_dict(), "test": "sprt", "min_effect": self.config.min_effect,
                     "confidence": self.config.confidence, "verdict": verdict}
         switch = None
         if verdict == "better" and self.serving == RANKING_BASELINE:
