@@ -56,6 +56,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from contextlib import contextmanager, nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -87,15 +88,78 @@ def accuracy(ids: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     return {"P@1": round(float(hit[:, 0].mean()), 4), "Recall@10": round(float(hit[:, :10].any(1).mean()), 4)}
 
 
-def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
+class Phases:
+    """Wall, CPU (all threads) and peak RSS of named phases of one process.
+
+    The peak is the kernel's high-water mark (``VmHWM``), reset at the start of every phase by
+    writing 5 to ``/proc/self/clear_refs``, so each phase's peak is its own (the RSS held by the
+    earlier phases included). Phases may nest; a nested phase resets its parent's mark, so the
+    parent's peak is the larger of its children's and what it reached after them.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self._hwm = 0.0
+
+    @staticmethod
+    def _reset() -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    @contextmanager
+    def phase(self, name: str):
+        """Record the enclosed block as ``name``."""
+        outer = max(self._hwm, peak_rss_mb())
+        self._reset()
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            peak = max(peak_rss_mb(), self._hwm)
+            self.rows.append({"phase": name, "wall_s": round(time.perf_counter() - t0, 2),
+                              "cpu_s": round(time.process_time() - c0, 2),
+                              "peak_rss_mb": round(peak, 1), "rss_mb": round(rss_mb(), 1)})
+            self._hwm = max(outer, peak)
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        """Replace ``owner.attr`` by a call recorded as ``name``."""
+        fn = getattr(owner, attr)
+
+        def timed(*a, **kw):
+            with self.phase(name):
+                return fn(*a, **kw)
+
+        setattr(owner, attr, timed)
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None = None) -> dict:
     """Train the strategy end to end in this process; save the matrices it trained on."""
     from benchmarks.xmr_data import click_queries, synthetic_catalog
     from strategies.xmr import XRLinear
+    from strategies.xmr import features as xfeat
     from strategies.xmr import model as xmodel
 
-    catalog, packed = synthetic_catalog(n, seed=0)
-    queries, rows = click_queries(catalog, packed, n, seed=1)
-    test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
+    if phases is not None:
+        phases.wrap(xfeat.TfidfFeaturizer, "_fit_ids", "featurize: fit vocabulary")
+        phases.wrap(xfeat.TfidfFeaturizer, "fit_transform", "featurize: fit + transform")
+        phases.wrap(xmodel, "pifa", "model: PIFA embeddings")
+        phases.wrap(xmodel, "build_tree", "model: k-means tree")
+        phases.wrap(xmodel, "train_level", "model: matchers of one level")
+        phases.wrap(XRLinear, "_train", "fit: total")
+
+    with phases.phase("data: synthetic catalog + queries") if phases else nullcontext():
+        catalog, packed = synthetic_catalog(n, seed=0)
+        queries, rows = click_queries(catalog, packed, n, seed=1)
+        test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
     del packed
     rss_data = peak_rss_mb()
     captured: dict = {}
@@ -112,7 +176,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = peak_rss_mb()
+    peak = max(peak_rss_mb(), phases._hwm if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
     ids, _ = strat.model_.predict(x_te, 10)
@@ -123,6 +187,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
         mat.sort_indices()
         sp.save_npz(d / f"{name}.npz", mat, compressed=False)
     np.save(d / "test_rows.npy", test_rows)
+    np.save(d / "strategy_top10.npy", ids)  # to compare the predictions of two versions
     return {"n_items": n, "n_click_pairs": n, "n_train_rows": x.shape[0], "n_features": x.shape[1],
             "nnz_train": int(x.nnz), "params": PARAMS, "train_threads": train_threads,
             "fit_wall_s": round(wall, 2), "fit_cpu_s": round(cpu, 2),
@@ -131,13 +196,14 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
             **{k: round(v, 2) for k, v in strat.model_.fit_cpu_s_.items()},
             "levels": strat.model_.tree.level_sizes()[1:],
             "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
-            **accuracy(ids, test_rows)}
+            **accuracy(ids, test_rows), **({"phases": phases.rows} if phases else {})}
 
 
 def run_size(n: int, args, python: Path | None) -> None:
     d = WORK / f"n{n}"
     load_start = os.getloadavg()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), str(d), str(args.train_threads)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), str(d), str(args.train_threads),
+           str(int(args.phases))]
     res = subprocess.run(cmd, env=pin_threads(1), capture_output=True, text=True)
     if res.returncode != 0:
         emit({"n_items": n, "impl": "ltrr strategy", "error": res.stderr[-2000:]}, args.out)
@@ -176,7 +242,7 @@ def emit(record: dict, out: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         n, d, threads = int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(strategy_worker(n, d, threads)))
+        print(json.dumps(strategy_worker(n, d, threads, Phases() if sys.argv[5] == "1" else None)))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
@@ -185,6 +251,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-threads", type=int, default=1,
                     help="training threads of the end-to-end strategy run (step 1)")
+    ap.add_argument("--phases", action="store_true",
+                    help="record wall, CPU and peak RSS of every training phase of step 1")
     ap.add_argument("--out", type=Path, default=WORK / "results.jsonl")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
