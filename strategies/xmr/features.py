@@ -13,9 +13,11 @@ vectorized in tens of microseconds on the serving path.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +123,9 @@ class TfidfFeaturizer:
         distinct word; document frequencies are counted per chunk of texts and merged. Returns
         the texts' token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
-        w2c: list[list[int]] = []       # character n-gram ids of each word id
         cid: dict[str, int] = {}
+        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], grown chunk by chunk
+        c_ptr, c_flat = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
         ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
         cdf = np.zeros(0, dtype=np.int64)
         n_tokens = 0
@@ -142,27 +145,34 @@ class TfidfFeaturizer:
             ids_chunks.append((ids.astype(np.int32), lens_a))
             n_tokens += ids.size
             if self.char_n > 0:
-                for w in list(wid)[n_before:]:
-                    w2c.append([cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)])
-                ptr, flat = _ragged(w2c)
+                grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
+                         for w in islice(wid, n_before, None)]
+                glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+                c_flat = np.concatenate([c_flat, np.fromiter(chain.from_iterable(grams), dtype=np.int64,
+                                                             count=int(glen.sum()))])
+                c_ptr = np.concatenate([c_ptr, c_ptr[-1] + np.cumsum(glen)])
                 doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
                 pairs = np.unique(doc * len(wid) + ids)  # distinct (text, word)
                 d_doc, d_word = pairs // len(wid), pairs % len(wid)
-                cnt = ptr[d_word + 1] - ptr[d_word]
-                cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
+                cnt = c_ptr[d_word + 1] - c_ptr[d_word]
+                cval = c_flat[np.arange(int(cnt.sum())) + np.repeat(c_ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
                 k, c = _doc_freq(np.repeat(d_doc, cnt), cval)
                 cdf = np.r_[cdf, np.zeros(len(cid) - cdf.size, dtype=np.int64)]
                 cdf[k] += c
-        # word n-gram frequencies: most n-grams of long texts occur once, so they are counted in
-        # hash partitions of the key space, each pass holding ~1/parts of the distinct n-grams
+        # word n-gram frequencies: most n-grams of long texts occur once. With min_df >= 2 a
+        # first pass finds the candidates (see _frequent_grams) and a second counts them; else
+        # they are counted in hash partitions of the key space, each pass holding ~1/parts of
+        # the distinct n-grams
         wkeys, wdfs = [], []
         if self.word_n > 0:
             parts = max(1, -(-n_tokens * self.word_n // _KEYS_PER_PASS))
+            if parts > 1 and self.min_df >= 2:
+                k, c = _frequent_grams(ids_chunks, self.word_n, self.min_df, n_tokens * self.word_n)
+                wkeys, wdfs, parts = [k], [c], 0
             for part in range(parts):
                 keys, counts = [], []
                 for ids, lens_a in ids_chunks:
-                    doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
-                    gk, gd = _word_gram_keys(ids.astype(np.int64), doc, self.word_n)
+                    gk, gd = _chunk_grams(ids, lens_a, self.word_n)
                     if parts > 1:
                         sel = _partition(gk, parts) == part
                         gk, gd = gk[sel], gd[sel]
@@ -198,7 +208,7 @@ class TfidfFeaturizer:
         ccol = np.full(max(len(cid), 1), -1, dtype=np.int64)
         ccol[c_keep[c_order]] = offset + np.arange(len(c_order))
         return {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
-                "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
+                "ccol": ccol, "w2c": (c_ptr, c_flat), "n_words": len(wid)}
 
     def _cap_terms(self, keys: np.ndarray, df: np.ndarray, decode) -> tuple[np.ndarray, np.ndarray]:
         """``max_features`` of the terms: the most frequent; at the cut, ties go to the
@@ -404,10 +414,53 @@ def _doc_freq(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return k[start], np.diff(np.r_[start, k.size])
 
 
-def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-    flat = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lens.sum()))
-    return np.r_[0, np.cumsum(lens)], flat
+def _chunk_grams(ids32: np.ndarray, lens: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_word_gram_keys` of one chunk of texts (token ids and token counts per text)."""
+    doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
+    return _word_gram_keys(ids32.astype(np.int64), doc, n_max)
+
+
+def _seen_slots(keys: np.ndarray, log2_slots: int) -> np.ndarray:
+    """Slot of each packed key in a table of ``2**log2_slots`` bits (multiplicative hash)."""
+    with np.errstate(over="ignore"):
+        h = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (h >> np.uint64(64 - log2_slots)).astype(np.int64)
+
+
+def _frequent_grams(chunks: list[tuple[np.ndarray, np.ndarray]], n_max: int, min_df: int,
+                    n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word n-gram keys in at least ``min_df`` (>= 2) texts and their document frequencies.
+
+    Two passes over the texts instead of one per hash partition: the first keeps as candidates
+    the n-grams in two texts of one chunk or whose bit in a table of ~8 bits per occurrence was
+    set by an earlier chunk (every n-gram in two texts, plus the few whose bit collided); the
+    second counts the candidates exactly. Exact for any collisions; memory follows the
+    candidates, not the distinct n-grams.
+    """
+    log2 = int(min(max(math.ceil(math.log2(max(8 * n_keys, 2))), 16), 32))
+    bits = np.zeros(1 << (log2 - 3), dtype=np.uint8)
+    cands = []
+    for ids, lens in chunks:
+        k, c = _doc_freq(*reversed(_chunk_grams(ids, lens, n_max)))
+        slot = _seen_slots(k, log2)
+        byte, bit = slot >> 3, (slot & 7).astype(np.uint8)
+        seen = ((bits[byte] >> bit) & 1).astype(bool)
+        cands.append(k[seen | (c >= 2)])
+        for b in range(8):  # per bit position: repeated bytes then write the same value
+            sel = bit == b
+            bits[byte[sel]] |= np.uint8(1 << b)
+    del bits
+    cand = np.unique(np.concatenate(cands)) if cands else np.empty(0, np.int64)
+    del cands
+    df = np.zeros(cand.size, dtype=np.int64)
+    if cand.size:
+        for ids, lens in chunks:
+            k, c = _doc_freq(*reversed(_chunk_grams(ids, lens, n_max)))
+            pos = np.minimum(np.searchsorted(cand, k), cand.size - 1)
+            hit = cand[pos] == k
+            df[pos[hit]] += c[hit]
+    keep = df >= min_df
+    return cand[keep], df[keep]
 
 
 def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,

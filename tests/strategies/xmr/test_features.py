@@ -58,3 +58,25 @@ def test_word_ngrams_beyond_three_use_the_string_fit():
 def test_bad_max_features_names_the_value():
     with pytest.raises(ValueError, match=r"'max_features' parameter must be an int in \[1, inf\) or None. Got 0"):
         TfidfFeaturizer(max_features=0)
+
+
+@pytest.mark.parametrize("min_df", [2, 3])
+def test_frequent_ngram_filter_is_exact_when_every_key_collides(min_df, monkeypatch):
+    """The candidate pass of ``_frequent_grams``: collisions only add candidates, which the
+    counting pass drops, so the vocabulary equals the string fit's even if all keys share a bit."""
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)
+    calls = []
+
+    def one_slot(keys, log2_slots):
+        calls.append(keys.size)
+        return np.zeros(keys.size, dtype=np.int64)
+
+    monkeypatch.setattr(features, "_seen_slots", one_slot)
+    texts = TEXTS * 2 + ["star wars the empire", "the empire strikes"]
+    fast = TfidfFeaturizer(3, 3, min_df)
+    x_fast = fast.fit_transform(texts)
+    slow = TfidfFeaturizer(3, 3, min_df).fit_slow(texts)
+    assert calls and fast.word_vocab_ == slow.word_vocab_
+    assert "star wars the" in fast.word_vocab_ and ("back to the" in fast.word_vocab_) == (min_df == 2)
+    assert (x_fast != slow.transform(texts)).nnz == 0
