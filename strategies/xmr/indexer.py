@@ -152,18 +152,24 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     n_nodes = 2 ** level
     sizes = np.bincount(grp, minlength=n_nodes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # labels are handled in node order (position p holds label order[p]; a node's labels are
+    # contiguous, in label order), so the products below touch one node's entries at a time
     order = np.argsort(grp, kind="stable")
+    position = np.empty(n, dtype=np.int32)
+    position[order] = np.arange(n, dtype=np.int32)
+    node_p = grp[order]
     # two distinct random members of every node seed its two centroids
     a = rng.integers(0, sizes)
     b = (a + 1 + rng.integers(0, np.maximum(sizes - 1, 1))) % sizes
     side = np.full(n, -1, dtype=np.int64)
     members = np.full(n, -1, dtype=np.int64)  # the two seeds start as the sides' only members
-    members[order[starts + a]] = 0
-    members[order[starts + b]] = 1
+    members[starts + a] = 0
+    members[starts + b] = 1
     rank_base = np.repeat(starts, sizes)
-    half = (sizes + 1) // 2
+    half = ((sizes + 1) // 2)[node_p]
+    small = node_p.astype(np.int16 if n_nodes < 2 ** 15 else np.int32)
     g_nz = grp[nz_row]
-    by_node = np.argsort(g_nz.astype(np.int16 if n_nodes < 2 ** 15 else np.int32), kind="stable")
+    by_node = np.argsort(g_nz.astype(small.dtype), kind="stable")
     key = g_nz[by_node] * d + nz_feat[by_node]
     del g_nz
     new = np.r_[True, key[1:] != key[:-1]]
@@ -171,19 +177,20 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     first = np.flatnonzero(new)
     del new
     n_cells = first.size
-    cells = sp.csr_matrix((data[by_node].astype(np.float64), nz_row[by_node],
+    cells = sp.csr_matrix((data[by_node].astype(np.float64), position[nz_row[by_node]],
                            np.r_[first, by_node.size]), shape=(n_cells, n), copy=False)
-    cell_node = grp[cells.indices[first]]
-    del by_node, first
+    del by_node
+    per_node = np.bincount(node_p[cells.indices[first]], minlength=n_nodes)
+    del first
     labels = cells.T.tocsr()  # columns (cells) sorted within each row: the features' order
-    per_node = np.bincount(cell_node, minlength=n_nodes)
-    del cell_node
     node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int64),
                               np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
     to_cells = _Products(cells, pool, threads)
     to_labels = _Products(labels, pool, threads)
     to_nodes = _Products(node_sum, pool, threads)
     sides = np.zeros((n, 2))
+    ranks = np.arange(n) - rank_base
+    rank = np.empty(n, dtype=np.int64)
     for _ in range(max(1, iters)):
         # both sides' centroids (sums of their members' cells), normalized per node
         sides[:, 0] = members == 0
@@ -197,15 +204,15 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
         del diff
         # balanced split: within each node, the higher-scoring half goes left (ties: lower label)
         by_score = np.argsort(-score, kind="stable")
-        sorted_idx = by_score[np.argsort(grp[by_score], kind="stable")]
-        rank = np.empty(n, dtype=np.int64)
-        rank[sorted_idx] = np.arange(n) - rank_base
-        new_side = (rank >= half[grp]).astype(np.int64)
+        rank[by_score[np.argsort(small[by_score], kind="stable")]] = ranks
+        new_side = (rank >= half).astype(np.int64)
         changed = int((new_side != side).sum())
         side = members = new_side
         if changed <= tol * n:  # the tail of k-means moves a handful of labels per round
             break
-    return side
+    out = np.empty(n, dtype=np.int64)
+    out[order] = side
+    return out
 
 
 def build_tree(emb: sp.csr_matrix, branching: int, max_leaf_size: int, seed: int,
