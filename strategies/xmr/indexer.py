@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.xmr.parallel import RowSplit
+
 
 @dataclass(frozen=True)
 class ClusterTree:
@@ -62,41 +64,6 @@ def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
     norms[norms == 0] = 1.0
     m.data /= np.repeat(norms, np.diff(m.indptr)).astype(dtype)
     return m
-
-
-def _row_split(m: sp.csr_matrix, parts: int) -> list[tuple[int, sp.csr_matrix]]:
-    """``m`` cut into ``parts`` row ranges of about equal nonzeros: ``(first row, rows)`` each, the
-    rows sharing ``m``'s data and indices arrays."""
-    bounds = np.searchsorted(m.indptr, np.linspace(0, m.nnz, parts + 1)[1:-1]).tolist()
-    edges = sorted({0, *bounds, m.shape[0]})
-    out = []
-    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
-        a, b = int(m.indptr[r0]), int(m.indptr[r1])
-        out.append((r0, sp.csr_matrix((m.data[a:b], m.indices[a:b], m.indptr[r0:r1 + 1] - a),
-                                      shape=(r1 - r0, m.shape[1]), copy=False)))
-    return out
-
-
-class _Products:
-    """``m @ v`` computed over row ranges of ``m`` on a thread pool (scipy's sparse products
-    release the GIL). Each row's sum is the same as in one product, so the result is too."""
-
-    def __init__(self, m: sp.csr_matrix, pool: ThreadPoolExecutor | None, parts: int):
-        self.n = m.shape[0]
-        self.pool = pool
-        self.blocks = _row_split(m, parts) if pool is not None else [(0, m)]
-
-    def __matmul__(self, v: np.ndarray) -> np.ndarray:
-        if len(self.blocks) == 1 or self.pool is None:
-            return self.blocks[0][1] @ v
-        out = np.empty((self.n,) + v.shape[1:], dtype=np.float64)
-
-        def one(block: tuple[int, sp.csr_matrix]) -> None:
-            r0, m = block
-            out[r0:r0 + m.shape[0]] = m @ v
-
-        list(self.pool.map(one, self.blocks))
-        return out
 
 
 def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
@@ -185,9 +152,9 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     labels = cells.T.tocsr()  # columns (cells) sorted within each row: the features' order
     node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int64),
                               np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
-    to_cells = _Products(cells, pool, threads)
-    to_labels = _Products(labels, pool, threads)
-    to_nodes = _Products(node_sum, pool, threads)
+    to_cells = RowSplit(cells, pool, threads)
+    to_labels = RowSplit(labels, pool, threads)
+    to_nodes = RowSplit(node_sum, pool, threads)
     sides = np.zeros((n, 2))
     ranks = np.arange(n) - rank_base
     rank = np.empty(n, dtype=np.int64)
