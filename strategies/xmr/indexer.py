@@ -135,14 +135,12 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     rank_base = np.repeat(starts, sizes)
     half = ((sizes + 1) // 2)[node_p]
     small = node_p.astype(np.int16 if n_nodes < 2 ** 15 else np.int32)
-    g_nz = grp[nz_row]
-    by_node = np.argsort(g_nz.astype(small.dtype), kind="stable")
-    key = g_nz[by_node] * d + nz_feat[by_node]
-    del g_nz
-    new = np.r_[True, key[1:] != key[:-1]]
-    del key
-    first = np.flatnonzero(new)
-    del new
+    g_nz = small[position[nz_row]]  # node of every nonzero (int16 / int32)
+    by_node = np.argsort(g_nz, kind="stable")
+    g_nz = g_nz[by_node]
+    f_nz = nz_feat[by_node]
+    first = np.flatnonzero(np.r_[True, (g_nz[1:] != g_nz[:-1]) | (f_nz[1:] != f_nz[:-1])])
+    del g_nz, f_nz
     n_cells = first.size
     cells = sp.csr_matrix((data[by_node].astype(np.float64), position[nz_row[by_node]],
                            np.r_[first, by_node.size]), shape=(n_cells, n), copy=False)
@@ -150,7 +148,7 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     per_node = np.bincount(node_p[cells.indices[first]], minlength=n_nodes)
     del first
     labels = cells.T.tocsr()  # columns (cells) sorted within each row: the features' order
-    node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int64),
+    node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int32),
                               np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
     to_cells = RowSplit(cells, pool, threads)
     to_labels = RowSplit(labels, pool, threads)
