@@ -80,3 +80,24 @@ def test_frequent_ngram_filter_is_exact_when_every_key_collides(min_df, monkeypa
     assert calls and fast.word_vocab_ == slow.word_vocab_
     assert "star wars the" in fast.word_vocab_ and ("back to the" in fast.word_vocab_) == (min_df == 2)
     assert (x_fast != slow.transform(texts)).nnz == 0
+
+
+@pytest.mark.parametrize("long_row", [False, True])
+def test_top_terms_keeps_the_k_largest_ties_to_lower_columns(long_row):
+    """Both layouts (padded partition, and the sort for very unequal rows) pick the same
+    entries as a per-row sort by (-value, column)."""
+    rng = np.random.default_rng(4)
+    rows = [rng.choice(30, size=int(s), replace=False) for s in rng.integers(0, 12, size=40)]
+    if long_row:
+        rows.append(np.arange(400))
+    vals = [rng.integers(1, 4, size=r.size).astype(float) for r in rows]  # many ties
+    import scipy.sparse as sp
+    m = sp.csr_matrix((np.concatenate(vals), np.concatenate(rows),
+                       np.r_[0, np.cumsum([r.size for r in rows])]), shape=(len(rows), 400))
+    m.sort_indices()
+    keep = features._top_terms(m, 4)
+    for i in range(m.shape[0]):
+        a, b = m.indptr[i], m.indptr[i + 1]
+        want = np.zeros(b - a, dtype=bool)
+        want[np.lexsort((m.indices[a:b], -m.data[a:b]))[:4]] = True
+        assert np.array_equal(keep[a:b], want), i
