@@ -17,12 +17,16 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from strategies.xmr.parallel import ordered_map
 
 _TOKEN = re.compile(r"\w+")
 
@@ -117,11 +121,12 @@ class TfidfFeaturizer:
             return self.fit_slow(texts)
         return self
 
-    def _fit_ids(self, texts: Sequence[str]) -> dict[str, Any]:
+    def _fit_ids(self, texts: Sequence[str], pool: ThreadPoolExecutor | None = None) -> dict[str, Any]:
         """Fit on integer ids: words get ids in order of appearance, word n-grams are packed
         into one int64 (21 bits a word), a word's character n-grams are listed once per
-        distinct word; document frequencies are counted per chunk of texts and merged. Returns
-        the texts' token ids and lookup tables, for :meth:`fit_transform`."""
+        distinct word; document frequencies are counted per chunk of texts and merged (chunks
+        counted on ``pool``'s threads, if given: the counts are the same). Returns the texts'
+        token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
         cid: dict[str, int] = {}
         # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], grown chunk by chunk
@@ -153,13 +158,20 @@ class TfidfFeaturizer:
                 c_flat = np.concatenate([c_flat, np.fromiter(chain.from_iterable(grams), dtype=np.int64,
                                                              count=int(glen.sum()))])
                 c_ptr = np.concatenate([c_ptr, c_ptr[-1] + np.cumsum(glen)])
+        if self.char_n > 0:
+            cdf = np.zeros(len(cid), dtype=np.int64)
+            n_words = len(wid)
+
+            def char_df(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                ids, lens_a = chunk[0].astype(np.int64), chunk[1]
                 doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
-                pairs = _distinct(doc * len(wid) + ids)  # distinct (text, word)
-                d_doc, d_word = pairs // len(wid), pairs % len(wid)
+                pairs = _distinct(doc * n_words + ids)  # distinct (text, word)
+                d_doc, d_word = pairs // n_words, pairs % n_words
                 cnt = c_ptr[d_word + 1] - c_ptr[d_word]
                 cval = c_flat[np.arange(int(cnt.sum())) + np.repeat(c_ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
-                k, c = _doc_freq(np.repeat(d_doc, cnt), cval)
-                cdf = np.r_[cdf, np.zeros(len(cid) - cdf.size, dtype=np.int64)]
+                return _doc_freq(np.repeat(d_doc, cnt), cval)
+
+            for k, c in ordered_map(char_df, ids_chunks, pool):
                 cdf[k] += c
         # word n-gram frequencies: most n-grams of long texts occur once. With min_df >= 2 a
         # first pass finds the candidates (see _frequent_grams) and a second counts them; else
@@ -169,7 +181,7 @@ class TfidfFeaturizer:
         if self.word_n > 0:
             parts = max(1, -(-n_tokens * self.word_n // _KEYS_PER_PASS))
             if parts > 1 and self.min_df >= 2:
-                k, c = _frequent_grams(ids_chunks, self.word_n, self.min_df, n_tokens * self.word_n)
+                k, c = _frequent_grams(ids_chunks, self.word_n, self.min_df, n_tokens * self.word_n, pool)
                 wkeys, wdfs, parts = [k], [c], 0
             for part in range(parts):
                 keys, counts = [], []
@@ -224,15 +236,22 @@ class TfidfFeaturizer:
         keep = np.sort(np.concatenate([above, tied[: self.max_features - above.size]]))
         return keys[keep], df[keep]
 
-    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def fit_transform(self, texts: Sequence[str], threads: int = 1) -> sp.csr_matrix:
         """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
-        (the same matrix as ``fit(texts).transform(texts)``)."""
+        (the same matrix as ``fit(texts).transform(texts)``). ``threads`` count and transform
+        chunks of texts at once (numpy's sorts and scipy's kernels release the GIL); the result
+        does not depend on it."""
+        with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+            return self._fit_transform(texts, pool)
+
+    def _fit_transform(self, texts: Sequence[str], pool: ThreadPoolExecutor | None) -> sp.csr_matrix:
         try:
-            st = self._fit_ids(texts)
+            st = self._fit_ids(texts, pool)
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
             return self.fit_slow(texts).transform(texts)
-        blocks = []
-        for ids32, lens in st["chunks"]:
+
+        def block(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            ids32, lens = chunk
             ids = ids32.astype(np.int64)
             doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
             parts = []
@@ -254,8 +273,9 @@ class TfidfFeaturizer:
             for other in parts[1:]:
                 mat = mat + other
             mat.sort_indices()
-            blocks.append((mat.data.astype(np.float32), mat.indices.astype(np.int32),
-                           np.diff(mat.indptr)))
+            return mat.data.astype(np.float32), mat.indices.astype(np.int32), np.diff(mat.indptr)
+
+        blocks = list(ordered_map(block, st["chunks"], pool))
         data = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.float32)
         indices = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
         lens = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
@@ -441,37 +461,48 @@ def _seen_slots(keys: np.ndarray, log2_slots: int) -> np.ndarray:
 
 
 def _frequent_grams(chunks: list[tuple[np.ndarray, np.ndarray]], n_max: int, min_df: int,
-                    n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+                    n_keys: int, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Word n-gram keys in at least ``min_df`` (>= 2) texts and their document frequencies.
 
     Two passes over the texts instead of one per hash partition: the first keeps as candidates
     the n-grams in two texts of one chunk or whose bit in a table of ~8 bits per occurrence was
     set by an earlier chunk (every n-gram in two texts, plus the few whose bit collided); the
     second counts the candidates exactly. Exact for any collisions; memory follows the
-    candidates, not the distinct n-grams.
+    candidates, not the distinct n-grams. Chunks are counted on ``pool``'s threads, the table
+    is read and set chunk by chunk in order.
     """
     log2 = int(min(max(math.ceil(math.log2(max(8 * n_keys, 2))), 16), 32))
     bits = np.zeros(1 << (log2 - 3), dtype=np.uint8)
+
+    def count(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        gk, gd = _chunk_grams(chunk[0], chunk[1], n_max)
+        return _doc_freq(gd, gk)
+
+    def first_pass(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k, c = count(chunk)
+        return k, c, _seen_slots(k, log2)
+
     cands = []
-    for ids, lens in chunks:
-        k, c = _doc_freq(*reversed(_chunk_grams(ids, lens, n_max)))
-        slot = _seen_slots(k, log2)
+    for k, c, slot in ordered_map(first_pass, chunks, pool):
         byte, bit = slot >> 3, (slot & 7).astype(np.uint8)
         seen = ((bits[byte] >> bit) & 1).astype(bool)
         cands.append(k[seen | (c >= 2)])
         for b in range(8):  # per bit position: repeated bytes then write the same value
-            sel = bit == b
-            bits[byte[sel]] |= np.uint8(1 << b)
+            bits[byte[bit == b]] |= np.uint8(1 << b)
     del bits
     cand = _distinct(np.concatenate(cands)) if cands else np.empty(0, np.int64)
     del cands
     df = np.zeros(cand.size, dtype=np.int64)
+
+    def second_pass(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        k, c = count(chunk)
+        pos = np.minimum(np.searchsorted(cand, k), cand.size - 1)
+        hit = cand[pos] == k
+        return pos[hit], c[hit]
+
     if cand.size:
-        for ids, lens in chunks:
-            k, c = _doc_freq(*reversed(_chunk_grams(ids, lens, n_max)))
-            pos = np.minimum(np.searchsorted(cand, k), cand.size - 1)
-            hit = cand[pos] == k
-            df[pos[hit]] += c[hit]
+        for pos, c in ordered_map(second_pass, chunks, pool):
+            df[pos] += c
     keep = df >= min_df
     return cand[keep], df[keep]
 

@@ -7,10 +7,32 @@ so results do not depend on the number of threads.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def ordered_map(fn: Callable[[_T], _R], items: Iterable[_T], pool: ThreadPoolExecutor | None,
+                ahead: int = 2) -> Iterator[_R]:
+    """``map(fn, items)`` on ``pool``'s threads, results in order, at most ``ahead`` items
+    computed beyond the one consumed (so memory stays bounded, unlike ``Executor.map``)."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[_R]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def row_split(m: sp.csr_matrix, parts: int) -> list[tuple[int, sp.csr_matrix]]:

@@ -101,3 +101,14 @@ def test_top_terms_keeps_the_k_largest_ties_to_lower_columns(long_row):
         want = np.zeros(b - a, dtype=bool)
         want[np.lexsort((m.indices[a:b], -m.data[a:b]))[:4]] = True
         assert np.array_equal(keep[a:b], want), i
+
+
+def test_threads_give_the_same_features(monkeypatch):
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)  # several chunks in flight at once
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)
+    texts = TEXTS * 3 + ["star wars the empire", "the empire strikes"]
+    one = TfidfFeaturizer(3, 3, 2, None, 4)
+    two = TfidfFeaturizer(3, 3, 2, None, 4)
+    x1, x2 = one.fit_transform(texts), two.fit_transform(texts, threads=2)
+    assert one.word_vocab_ == two.word_vocab_ and one.char_vocab_ == two.char_vocab_
+    assert np.array_equal(one.idf_, two.idf_) and x1.shape == x2.shape and (x1 != x2).nnz == 0

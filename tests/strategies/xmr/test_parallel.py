@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from strategies.xmr.indexer import balanced_kmeans_codes
 from strategies.xmr.model import XRConfig, XRModel, pifa
-from strategies.xmr.parallel import RowSplit, row_split
+from strategies.xmr.parallel import RowSplit, ordered_map, row_split
 from tests.strategies.xmr.test_model import _synthetic
 
 
@@ -51,3 +51,23 @@ def test_threads_do_not_change_the_tree_or_the_model():
     i1, s1 = m1.predict(x[:100], 10)
     i2, s2 = m2.predict(x[:100], 10)
     assert np.array_equal(i1, i2) and np.array_equal(s1, s2)
+
+
+def test_ordered_map_keeps_order_and_bounds_the_work_in_flight():
+    import threading
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow_square(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        import time
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    with ThreadPoolExecutor(4) as pool:
+        out = list(ordered_map(slow_square, range(20), pool, ahead=2))
+    assert out == [i * i for i in range(20)] and peak[0] <= 3
+    assert list(ordered_map(slow_square, range(5), None)) == [0, 1, 4, 9, 16]
