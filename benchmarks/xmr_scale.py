@@ -97,9 +97,10 @@ class Phases:
     parent's peak is the larger of its children's and what it reached after them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path | None = None) -> None:
         self.rows: list[dict] = []
         self._hwm = 0.0
+        self.log = log  # each phase is also appended here as it ends (long runs can be watched)
 
     @staticmethod
     def _reset() -> None:
@@ -118,8 +119,12 @@ class Phases:
             peak = max(peak_rss_mb(), self._hwm)
             self.rows.append({"phase": name, "wall_s": round(time.perf_counter() - t0, 2),
                               "cpu_s": round(time.process_time() - c0, 2),
-                              "peak_rss_mb": round(peak, 1), "rss_mb": round(rss_mb(), 1)})
+                              "peak_rss_mb": round(peak, 1), "rss_mb": round(rss_mb(), 1),
+                              "load_avg": [round(v, 2) for v in os.getloadavg()]})
             self._hwm = max(outer, peak)
+            if self.log is not None:
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(self.rows[-1]) + "\n")
 
     def wrap(self, owner, attr: str, name: str) -> None:
         """Replace ``owner.attr`` by a call recorded as ``name``."""
@@ -242,7 +247,12 @@ def emit(record: dict, out: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         n, d, threads = int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(strategy_worker(n, d, threads, Phases() if sys.argv[5] == "1" else None)))
+        phases = None
+        if sys.argv[5] == "1":
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "phases.jsonl").unlink(missing_ok=True)
+            phases = Phases(d / "phases.jsonl")
+        print(json.dumps(strategy_worker(n, d, threads, phases)))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
