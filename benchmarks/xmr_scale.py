@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/xmr_scale.py [--sizes 10000 100000] [--pecos-upto 100000]
-        [--repeats 3] [--train-threads 1] [--out work/xmr-scale/results.jsonl]
+        [--repeats 3] [--train-threads 1] [--phases] [--out work/xmr-scale/results.jsonl]
 
 Data (:mod:`benchmarks.xmr_data`, seeded): items with a title and a 30-120 word Zipfian text,
 ``n`` click queries (2-4 words of the item, 10% typos) for training and 2,000 fresh ones for
@@ -42,6 +42,31 @@ PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 
 18 min wall / 17 min CPU, still in a single-threaded phase, at 13.8 GB RSS and growing; a
 second run alone on the machine was stopped at 28 min CPU (28 min wall), still single-threaded
 (the training threads had not started), peak RSS 16.4 GB: 1M does not train within 30 min.
+
+Per phase (``--phases``: wall, CPU of all threads and peak RSS of each training phase, from
+``VmHWM`` reset at the start of every phase; also appended to ``<dir>/phases.jsonl`` as each
+phase ends), ``--train-threads 2``, 2026-12-01. Before: the code of ``4416bb1`` (100k at load
+2.7 -> 2.4; 300k at load 1.7 -> 7.1). After: this branch (100k at ``01e48da``,
+load 4.5 -> 6.3; 1M at ``e1aa84a``, load 6-8 from other engineers' jobs throughout):
+
+=====  ======  ================  ==================  ===================  ============  ========
+items  code    featurize CPU s   k-means tree CPU s  matchers CPU s       fit CPU/wall  peak RSS
+=====  ======  ================  ==================  ===================  ============  ========
+100k   before  40.1              50.2                70.4                 161 / 156 s   2.17 GB
+100k   after   46.0 (load 5)     25.9                72.4                 149 / 330 s   2.11 GB
+300k   before  137               216 (5.1 GB)        284                  653 / 1222 s  5.98 GB
+1M     after   464 (617 wall)    647 (914 wall)      see below            --            13.7 GB
+=====  ======  ================  ==================  ===================  ============  ========
+
+Same seed, same top-10: the after-code's top-10 on the 2,000 test queries equals the before-code's
+at 10k and 100k (``strategy_top10.npy``), and the k-means codes are bitwise those of the old loop
+(the sums run in the same order). What changed: word n-gram document frequencies are counted in
+two passes (a candidate bit table, then exact counts) instead of one pass over all texts per hash
+partition, which made featurizing O(n^2) (40 passes at 1M); k-means rounds are two sparse
+products per round over per-level (node, feature) cell matrices, labels in node order, split
+by rows over the training threads (scipy releases the GIL), instead of ~10 ``bincount`` passes
+over int64 copies of every nonzero; featurizing chunks and single-block matcher levels use the
+threads too. At 1M the fit still did not finish within 30 min (see README, "XR-Linear at scale").
 """
 
 from __future__ import annotations
