@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         "ranker_on_all_max": round(float(np.nanmean(ranked)), 5),
         "rrf_on_all_max": round(float(np.nanmean(fused)), 5),
         "ranking_serving": engine.incumbent.ranker.serving,
+        "switches": [(w["component"], w["action"], w["round"]) for w in engine.incumbent.switches],
         "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
         "load_start": [round(x, 2) for x in load_start], "load_end": [round(x, 2) for x in os.getloadavg()],
         **conditions(1),

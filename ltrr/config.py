@@ -173,7 +173,12 @@ class IncumbentConfig(Params):
     min_holdout_queries: int = Field(50, ge=2)
     #: largest inverse examination weight of a click in that comparison
     ipw_clip: float = Field(10.0, ge=1.0)
-    #: the baseline plan (strategy -> depth); empty: every strategy at its largest depth
+    #: the baseline plan (strategy -> depth); empty: every strategy at the middle of its menu's
+    #: positive depths (the lower median: 10/50/100 -> 50, 10/50 -> 10, 30/100 -> 30). Not
+    #: the largest depths: on Cranfield (PBM perfect clicks, seeds 0 and 2) an all-at-max baseline
+    #: plan out-earned the learned plans by more than alpha, so the gate served it and the engine
+    #: drew 81-97% of all-at-max's candidates; with bm25 50, dense 50, memory 50 the same runs
+    #: drew 11-12% and ended +0.021 / +0.040 above the best fixed baseline (docs/learning.md)
     baseline_plan: dict[str, int] = Field(default_factory=dict)
     #: learned plans only while the decayed realized page gain stays >= (1 - alpha) x the
     #: baseline plan's estimated gain over the same rounds

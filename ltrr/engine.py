@@ -29,7 +29,13 @@ from ltrr.contracts.strategy import CandidateGenerator, QueryStatistics
 from ltrr.errors import DataError
 from ltrr.event_ids import EventIds
 from ltrr.features import FeatureBuilder
-from ltrr.incumbent import RANKING_BASELINE, RANKING_INTERLEAVED, RANKING_LEARNED, Incumbent
+from ltrr.incumbent import (
+    RANKING_BASELINE,
+    RANKING_INTERLEAVED,
+    RANKING_LEARNED,
+    Incumbent,
+    middle_depth,
+)
 from ltrr.latency import LatencyTracker
 from ltrr.learner import FeedbackResult, Learner
 from ltrr.ranking.fusion import FusionSpec, fuse
@@ -229,12 +235,12 @@ class Engine:
         return ms
 
     def baseline_plan(self, policy: Policy) -> Plan:
-        """The incumbent's plan (``incumbent.baseline_plan``; default every strategy at its
-        largest depth), chosen with probability 1."""
+        """The incumbent's plan (``incumbent.baseline_plan``; default every strategy at the
+        middle of its menu's positive depths, :func:`middle_depth`), chosen with probability 1."""
         menu = policy.menu
         chosen = self.config.incumbent.baseline_plan
-        depths = tuple(int(chosen.get(s, 0)) if chosen else max(o) for s, o in zip(menu.strategies, menu.options,
-                                                                                     strict=True))
+        depths = tuple(int(chosen.get(s, 0)) if chosen else middle_depth(o)
+                       for s, o in zip(menu.strategies, menu.options, strict=True))
         return Plan(menu.strategies, depths, 1.0, action=menu.action_of(depths), policy="incumbent")
 
     def _baseline_fusion(self) -> FusionSpec:

@@ -2,7 +2,7 @@
 
 Until a learned component is shown to be better, the engine serves a configurable baseline:
 reciprocal rank fusion of the plan's candidates for ranking, and a fixed plan (by default every
-strategy at its largest depth) for retrieval.
+strategy at the middle of its menu's depths, :func:`middle_depth`) for retrieval.
 
 **Ranking.** Once the learner has trained a ranker, a share of searches shows a team-draft
 interleaving (Radlinski et al., 2008) of the baseline's and the learned ranker's orders; a click
@@ -39,6 +39,15 @@ from ltrr.config import IncumbentConfig
 
 RANKING_BASELINE, RANKING_LEARNED, RANKING_INTERLEAVED = "baseline", "learned", "interleaved"
 TEAM_BASELINE, TEAM_LEARNED = 0, 1
+
+
+def middle_depth(options: tuple[int, ...] | list[int]) -> int:
+    """The default baseline depth of a strategy: the lower median of its menu's positive depths
+    (10/50/100 -> 50, 10/50 -> 10, 30/100 -> 30), 0 when it has none. A list's lower half
+    rarely reaches a fused page of 10, so the baseline keeps most of the largest plan's page
+    at a fraction of its candidates, and the plan gate's bound is not the most expensive plan's."""
+    positive = sorted(int(d) for d in options if int(d) > 0)
+    return positive[(len(positive) - 1) // 2] if positive else 0
 
 
 @dataclass
@@ -139,6 +148,8 @@ class PlanGate:
     gain_learned: float = 0.0
     #: decayed rounds served without feedback yet (counted with gain 0: pessimistic)
     pending: float = 0.0
+    #: rounds the baseline plan served with feedback, not decayed (its warm-up count)
+    baseline_rounds: int = 0
     #: whether the baseline plan ever took over from the learned policy (from then on, the
     #: learned policy resumes only with ``resume_rounds`` of slack)
     demoted: bool = False
@@ -154,9 +165,14 @@ class PlanGate:
     def slack(self) -> float | None:
         """How far the decayed realized gain, with a worst-case next round (gain 0), exceeds
         ``(1 - alpha)`` of the baseline's estimate over every round, this one included; None
-        before the baseline served ``min_baseline_rounds``."""
+        before the baseline served ``min_baseline_rounds``.
+
+        The warm-up counts rounds, not their decayed weight: decayed, the baseline's count fell
+        back under ``min_baseline_rounds`` whenever the learned policy served long enough
+        (about 3,000 rounds at the default half-life), which demoted it for one baseline round
+        every ~28 rounds for the rest of a 20,000-query movie stream."""
         mean = self.baseline_mean()
-        if mean is None or self.n_baseline < self.config.min_baseline_rounds:
+        if mean is None or self.baseline_rounds < self.config.min_baseline_rounds:
             return None
         rounds = self.n_baseline + self.n_learned + self.pending + 1.0
         return self.gain_baseline + self.gain_learned - (1.0 - self.config.alpha) * rounds * mean
@@ -191,6 +207,7 @@ class PlanGate:
         if baseline:
             self.n_baseline += 1.0
             self.gain_baseline += float(gain)
+            self.baseline_rounds += 1
         else:
             self.n_learned += 1.0
             self.gain_learned += float(gain)
@@ -237,7 +254,7 @@ class Incumbent:
                            "losses": r.test.losses},
                 "plans": {"n_baseline": p.n_baseline, "gain_baseline": p.gain_baseline,
                           "n_learned": p.n_learned, "gain_learned": p.gain_learned, "pending": p.pending,
-                          "demoted": p.demoted}}
+                          "demoted": p.demoted, "baseline_rounds": p.baseline_rounds}}
 
     def restore(self, d: dict[str, Any]) -> None:
         self.rounds = int(d.get("rounds", 0))
@@ -251,6 +268,8 @@ class Incumbent:
         for key in ("n_baseline", "gain_baseline", "n_learned", "gain_learned", "pending"):
             setattr(self.plans, key, float(p.get(key, 0.0)))
         self.plans.demoted = bool(p.get("demoted", False))
+        # states saved before the undecayed count existed: the decayed one is a lower bound
+        self.plans.baseline_rounds = int(p.get("baseline_rounds", math.ceil(self.plans.n_baseline)))
 
     def status(self) -> dict[str, Any]:
         """What is served now and on what evidence (``/metrics``, reports)."""

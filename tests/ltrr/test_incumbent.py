@@ -10,7 +10,7 @@ import pytest
 
 from ltrr.config import IncumbentConfig, parse_config
 from ltrr.engine import Engine
-from ltrr.incumbent import Incumbent, PlanGate, RankerGate, SequentialTest
+from ltrr.incumbent import Incumbent, PlanGate, RankerGate, SequentialTest, middle_depth
 from ltrr.store.engine_dir import load_state, save_state
 from ltrr.types import Feedback
 
@@ -120,6 +120,22 @@ def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
     assert all(sw["component"] == "policy" for sw in inc.switches)
 
 
+def test_plan_gate_warm_up_does_not_expire_while_the_learned_policy_serves():
+    # half-life 100 rounds: the baseline's decayed count falls under min_baseline_rounds (50)
+    # after ~15 learned rounds; a learned policy earning more than the baseline keeps serving
+    inc = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50))
+    for t in range(3000):
+        inc.plans.served()
+        learned = inc.plans_allowed(float(t))
+        inc.plans.observe(not learned, 0.6 if learned else 0.5)
+    assert inc.plans.n_baseline < 50 <= inc.plans.baseline_rounds == 50
+    assert [sw["action"] for sw in inc.switches] == ["promote"]
+    state = inc.to_dict()
+    restored = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50))
+    restored.restore(state)
+    assert restored.plans.baseline_rounds == 50 and restored.plans.learned_allowed()
+
+
 def test_plan_gate_counts_rounds_without_feedback_as_earning_nothing():
     gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=1))
     for _ in range(20):
@@ -143,6 +159,9 @@ def _config(path, **over):
         "store": {"event_ids": "seeded"},
     }
     data.update(over)
+    # the baseline plan these scenarios need: BM25's deeper list holds the popular films the
+    # user clicks (the default, each strategy's middle depth, is BM25 10 on this menu)
+    data["incumbent"] = {"baseline_plan": {"bm25": 50, "memory": 10}, **data["incumbent"]}
     return parse_config(data, "test")
 
 
@@ -219,6 +238,11 @@ def test_disabled_gates_serve_the_learned_components_at_once(movie_catalog_path,
     assert "ranking" not in d.model_versions and "plan" not in d.model_versions
     assert d.model_versions["ranker"] == "prior-rrf"
     engine.close()
+
+
+def test_default_baseline_plan_is_every_strategy_at_its_middle_depth():
+    assert [middle_depth(o) for o in ([10, 50, 100], [0, 10, 50], [0, 10, 50, 100], [0, 30, 100], [0, 10], [0])] \
+        == [50, 10, 50, 30, 10, 0]
 
 
 def test_baseline_plan_must_name_known_strategies(movie_catalog_path):
