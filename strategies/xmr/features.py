@@ -373,6 +373,7 @@ class TfidfFeaturizer:
 # ---------------------------------------------------------------------- vectorized helpers
 _WORD_BITS = 21
 _WORD_LIMIT = 1 << _WORD_BITS
+_TOP_BLOCK = 2_000_000  # padded entries per block of rows in _top_terms
 _KEYS_PER_PASS = 6_000_000  # word n-gram occurrences whose frequencies are counted in one pass
 
 
@@ -541,11 +542,15 @@ def _top_terms(m: sp.csr_matrix, k: int) -> np.ndarray:
         keep = np.zeros(m.nnz, dtype=bool)
         keep[order[np.arange(m.nnz) - m.indptr[row[order]] < k]] = True
         return keep
-    dense = np.full((n, width), -np.inf)
-    dense[row, np.arange(m.nnz) - m.indptr[row]] = m.data
     kk = min(k, width)
-    kth = -np.partition(-dense, kk - 1, axis=1)[:, kk - 1]
-    del dense
+    kth = np.empty(n)
+    step = max(1, _TOP_BLOCK // max(width, 1))  # rows per padded block: bounded memory
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        a, b = int(m.indptr[r0]), int(m.indptr[r1])
+        neg = np.full((r1 - r0, width), np.inf)
+        neg[row[a:b] - r0, np.arange(a, b) - m.indptr[row[a:b]]] = -m.data[a:b]
+        kth[r0:r1] = -np.partition(neg, kk - 1, axis=1)[:, kk - 1]
     above = m.data > kth[row]
     tie = m.data == kth[row]
     need = k - np.bincount(row, weights=above, minlength=n).astype(np.int64)
