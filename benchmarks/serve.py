@@ -25,6 +25,15 @@ library versions, thread settings, CPU time of the servers and of PostgreSQL).
     .venv/bin/python benchmarks/serve.py --distinct --rate 5 10 --workers 1 2 --repeats 3  # cold
     .venv/bin/python benchmarks/serve.py --store postgres --replicas 1 2 3 --repeats 3 --duration 30
     .venv/bin/python benchmarks/serve.py --schemathesis 600        # schemathesis, every check, 10 min
+    .venv/bin/python benchmarks/serve.py --engine work/speed/engine --snapshots 5   # learner stalls
+
+``--snapshots N`` measures, in this process and without a server, what the learner thread does
+to a serving process besides the requests: N snapshots (``save_state``, as the learner writes
+every ``snapshot_every_s``) and N adoptions of one (``load_state``, as a follower does), each
+timed (wall, CPU) while a second thread wakes every millisecond and records how long it could not
+run: the longest such stall is the longest the GIL was held (or the process descheduled) — the
+time every search of the process waits. The engine first observes clicks, so the click memory
+and the retrainable strategies have learned state to save.
 """
 
 from __future__ import annotations
@@ -389,11 +398,19 @@ def main() -> None:
     ap.add_argument("--distinct", action="store_true",
                     help="Cold: every query distinct (warm-up included), instead of the Zipf mix.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snapshots", type=int, default=0, metavar="N",
+                    help="Instead of the load: time N learner snapshots and adoptions in-process and the "
+                         "longest stall they cause other threads (needs --engine).")
     ap.add_argument("--schemathesis", type=float, default=0.0, metavar="SECONDS",
                     help="Instead of the load: schemathesis with every check against one server.")
     args = ap.parse_args()
     if not 0 < args.duration <= 600 or not all(0 < r <= 5000 for r in args.rate):
         raise SystemExit("--duration must be in (0, 600] and every --rate in (0, 5000]")
+    if args.snapshots:
+        if args.engine is None:
+            raise SystemExit("--snapshots needs --engine (a trained engine directory)")
+        snapshot_stalls(args.engine, args.snapshots, args.seed)
+        return
     with tempfile.TemporaryDirectory(prefix="ltrr-serve-bench-") as tmp:
         tmp = Path(tmp)
         engine = args.engine or build_engine(tmp / "engine", args.config, args.strategies, args.policy)
@@ -448,6 +465,63 @@ def main() -> None:
                               "target_rps": rate, **mix, **_summary(rows),
                               "cache_hit_rate": rows[0]["cache_hit_rate"],
                               "conditions": conditions()}), flush=True)
+
+
+def snapshot_stalls(engine_dir: Path, n: int, seed: int) -> None:
+    """``--snapshots``: see the module docstring."""
+    from ltrr.engine import Engine
+    from ltrr.store.engine_dir import load_state, save_state
+    from ltrr.threads import set_native_threads
+
+    set_native_threads(1)
+    scratch = tempfile.TemporaryDirectory(prefix="ltrr-snapshot-bench-")
+    engine = Engine.load(engine_dir, events_path=str(Path(scratch.name) / "events.sqlite"))  # the engine stays as it is
+    rng = np.random.default_rng(seed)
+    texts, _ = query_streams(200, 0, 2000, 1.0, seed, distinct=True)
+    for text in texts:  # learned state to save: clicks observed by every learning strategy
+        page = engine.search(text).page
+        if page.size:
+            for strat in engine.strategies.values():
+                if hasattr(strat, "observe"):
+                    strat.observe(text, page, page[rng.integers(0, page.size, 1)], time.time())
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    th = threading.Thread(target=ticker, daemon=True)
+    th.start()
+    with scratch as tmp:
+        for op in ("save_state", "load_state"):
+            walls, cpus, stalls = [], [], []
+            for i in range(n):
+                target = Path(tmp) / f"s{i}"
+                time.sleep(0.05)
+                gaps.clear()
+                w0, c0 = time.perf_counter(), time.thread_time()
+                if op == "save_state":
+                    save_state(engine, target, seq=i)
+                else:
+                    load_state(engine, target)
+                walls.append((time.perf_counter() - w0) * 1e3)
+                cpus.append((time.thread_time() - c0) * 1e3)
+                stalls.append(max(gaps, default=0.0) * 1e3)
+            print(json.dumps({"bench": "learner-stalls", "op": op, "repeats": n, "engine": str(engine_dir),
+                              "wall_ms": [round(v, 1) for v in walls], "cpu_ms": [round(v, 1) for v in cpus],
+                              "longest_stall_ms": [round(v, 1) for v in stalls],
+                              "longest_stall_ms_median": round(float(np.median(stalls)), 1),
+                              "learning_strategies": sorted(n for n, s in engine.strategies.items()
+                                                            if hasattr(s, "observe")),
+                              "load_average": [round(x, 2) for x in os.getloadavg()],
+                              "conditions": conditions()}), flush=True)
+        stop.set()
+        engine.close()
 
 
 def run_schemathesis(engine: Path, tmp: Path, seconds: float, seed: int) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -222,6 +223,8 @@ class _QueryTerms(NamedTuple):
     distinct: tuple[int, int, int]
     #: the largest BM25 the query's text terms reach in the corpus (each term's best document)
     reach: float
+    #: ``distinct`` floored at 1, ``float32[3, 1]``: the overlap features' denominators
+    per_field: np.ndarray
 
 
 def _stack_rows(blocks: Sequence[sp.csr_matrix | sp.csc_matrix], text_block: int, rows_per_chunk: int = 65536
@@ -286,6 +289,9 @@ class _LexicalMatches:
         self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
         self._key_index = np.arange(128, dtype=np.int8)
+        # per thread, a lookup table over the stacked columns, -1 except while a query uses it:
+        # filling a fresh one per request writes ~the vocabulary size in bytes (73 kB on movies)
+        self._tables = threading.local()
         self._indices = indices
         self._data = data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale), >= 0
@@ -309,9 +315,10 @@ class _LexicalMatches:
         reach = 0.0
         for j in text_ids:
             reach += text_c[j] * float(best[j])
+        distinct = (len(set(title_toks)), len(set(text_toks)), len(grams))
         return _QueryTerms(np.array(cols, dtype=self._indices.dtype), np.array(counts, dtype=np.float64),
-                           np.array(fields, dtype=np.int64), (len(set(title_toks)), len(set(text_toks)), len(grams)),
-                           reach)
+                           np.array(fields, dtype=np.int64), distinct, reach,
+                           np.array([[max(d, 1)] for d in distinct], dtype=np.float32))
 
     def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
         """Per field (title, text, trigram) and candidate: the sum of ``weight x count`` over the
@@ -328,9 +335,19 @@ class _LexicalMatches:
         pos = np.arange(int(row_end[-1]))
         pos += np.repeat(starts - row_end + lens, lens)
         # which query term each entry is (-1: none), from a lookup table over the stacked columns
-        table = np.full(self._n_cols, -1, dtype=np.int8 if cols.size < 128 else np.int32)
-        table[cols] = self._key_index[: cols.size] if cols.size < 128 else np.arange(cols.size)
-        j = table.take(self._indices.take(pos))
+        if cols.size < 128:
+            table = getattr(self._tables, "int8", None)
+            if table is None:
+                table = self._tables.int8 = np.full(self._n_cols, -1, dtype=np.int8)
+            table[cols] = self._key_index[: cols.size]
+            try:
+                j = table.take(self._indices.take(pos))
+            finally:
+                table[cols] = -1
+        else:
+            table = np.full(self._n_cols, -1, dtype=np.int32)
+            table[cols] = np.arange(cols.size)
+            j = table.take(self._indices.take(pos))
         hit = np.flatnonzero(j >= 0)
         j = j[hit]
         bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
@@ -425,7 +442,11 @@ class FeatureBuilder:
         out[:, 0: 3 * s: 3] = cands.scores
         out[:, 1: 3 * s: 3] = ranks
         out[:, 2: 3 * s: 3] = found
-        rr = reciprocal_ranks(ranks)
+        # reciprocal_ranks(ranks) in three operations: NaN (not found) -> 0 by fmax, every
+        # other term being > 0 (inf -> 1 / inf = 0 as well)
+        rr = np.add(ranks, RRF_K, dtype=np.float64)
+        np.divide(1.0, rr, out=rr)
+        np.fmax(rr, 0.0, out=rr)
         out[:, 3 * s: 4 * s] = rr
         out[:, self._fused_col] = rr.sum(axis=1)
         for name, c in self._match_cols:
@@ -448,9 +469,7 @@ class FeatureBuilder:
         out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
         # title_overlap, text_overlap, title_trigram_overlap: matched / distinct query terms, in
         # float32 (a field without query terms has no match: 0 / 1)
-        overlap = hits.astype(np.float32)
-        overlap /= np.array([max(d, 1) for d in q.distinct], dtype=np.float32)[:, None]
-        out[:, t + 3: t + 6] = overlap.T
+        out[:, t + 3: t + 6] = np.divide(hits, q.per_field, dtype=np.float32).T
         out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
         if s:

@@ -12,10 +12,13 @@ vectorized in tens of microseconds on the serving path.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import re
 import unicodedata
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -29,6 +32,8 @@ import scipy.sparse as sp
 from strategies.xmr.parallel import ordered_map
 
 _TOKEN = re.compile(r"\w+")
+#: the featurizer last loaded, by the SHA-1s of its two files (see :meth:`TfidfFeaturizer.load`)
+_LOADED: dict[str, weakref.ref] = {}
 
 
 def _normalize(text: str) -> str:
@@ -102,6 +107,11 @@ class TfidfFeaturizer:
         self.word_vocab_: dict[str, int] = {}
         self.char_vocab_: dict[str, int] = {}
         self.idf_: np.ndarray = np.empty(0)
+        #: (word vocabulary, char vocabulary, their JSON file's bytes): see :meth:`save`
+        self._vocab_file: tuple[dict, dict, bytes] | None = None
+        #: what :meth:`load` read (files' digest, settings, vocabularies, IDF), shared with
+        #: featurizers loaded from identical files; never changed by a later fit or save
+        self._loaded_from: tuple[str, dict, dict, dict, np.ndarray] | None = None
 
     @property
     def n_features(self) -> int:
@@ -345,28 +355,57 @@ class TfidfFeaturizer:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> None:
-        """Vocabularies as JSON lists (ordered by column), IDF as ``.npy``."""
-        words = sorted(self.word_vocab_, key=self.word_vocab_.__getitem__)
-        chars = sorted(self.char_vocab_, key=self.char_vocab_.__getitem__)
-        (directory / "vocabulary.json").write_text(
-            json.dumps({"word_ngrams": self.word_n, "char_ngrams": self.char_n,
-                        "min_df": self.min_df, "max_features": self.max_features,
-                        "max_terms": self.max_terms,
-                        "words": words, "chars": chars},
-                       ensure_ascii=False),
-            encoding="utf-8",
-        )
+        """Vocabularies as JSON lists (ordered by column), IDF as ``.npy``.
+
+        The vocabulary file's bytes are kept after the first save or a load (a fitted
+        vocabulary never changes; a refit builds new dictionaries, which invalidates them): a
+        serving learner saves this strategy in every snapshot, and encoding a vocabulary of
+        ~10^6 n-grams is ~300 ms of CPU in which ``json.dumps`` holds the GIL for 100 ms or more
+        at a stretch, stalling every search of the process (docs/speed.md). The cost: the
+        file's bytes stay in memory (17 MB for the movie catalog's XR-Linear).
+        """
+        cached = self._vocab_file
+        if cached is None or cached[0] is not self.word_vocab_ or cached[1] is not self.char_vocab_:
+            words = sorted(self.word_vocab_, key=self.word_vocab_.__getitem__)
+            chars = sorted(self.char_vocab_, key=self.char_vocab_.__getitem__)
+            blob = json.dumps({"word_ngrams": self.word_n, "char_ngrams": self.char_n,
+                               "min_df": self.min_df, "max_features": self.max_features,
+                               "max_terms": self.max_terms,
+                               "words": words, "chars": chars},
+                              ensure_ascii=False).encode("utf-8")
+            cached = self._vocab_file = (self.word_vocab_, self.char_vocab_, blob)
+        (directory / "vocabulary.json").write_bytes(cached[2])
         np.save(directory / "idf.npy", self.idf_, allow_pickle=False)
 
     @classmethod
     def load(cls, directory: Path) -> TfidfFeaturizer:
-        meta = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
+        """Load a saved featurizer. Files byte-identical to those loaded last (a serving
+        follower adopting each snapshot of an unchanged model) share that featurizer's
+        vocabularies and IDF instead of parsing ~10^6 n-grams again (a single ``json.loads``
+        holding the GIL for ~100 ms): a new object over the same dictionaries and read-only
+        array, which a fit never edits (it builds new ones), so refitting either leaves the
+        other as it was."""
+        raw = (directory / "vocabulary.json").read_bytes()
+        idf_raw = (directory / "idf.npy").read_bytes()
+        digest = hashlib.sha1(raw).hexdigest() + hashlib.sha1(idf_raw).hexdigest()
+        ref = _LOADED.get(digest)
+        previous = ref() if ref is not None else None
+        if previous is not None and previous._loaded_from is not None and previous._loaded_from[0] == digest:
+            _, meta, words, chars, idf = previous._loaded_from
+        else:
+            meta = json.loads(raw)
+            word_list = meta.pop("words")
+            words = {g: i for i, g in enumerate(word_list)}
+            chars = {g: len(word_list) + i for i, g in enumerate(meta.pop("chars"))}
+            idf = np.load(io.BytesIO(idf_raw), allow_pickle=False)
+            idf.setflags(write=False)
         obj = cls(meta["word_ngrams"], meta["char_ngrams"], meta["min_df"], meta.get("max_features"),
                   meta.get("max_terms"))
-        obj.word_vocab_ = {g: i for i, g in enumerate(meta["words"])}
-        offset = len(meta["words"])
-        obj.char_vocab_ = {g: offset + i for i, g in enumerate(meta["chars"])}
-        obj.idf_ = np.load(directory / "idf.npy", allow_pickle=False)
+        obj.word_vocab_, obj.char_vocab_, obj.idf_ = words, chars, idf
+        obj._vocab_file = (words, chars, raw)
+        obj._loaded_from = (digest, meta, words, chars, idf)
+        _LOADED.clear()  # the newest: the previous instance goes once a follower swaps it out
+        _LOADED[digest] = weakref.ref(obj)
         return obj
 
 

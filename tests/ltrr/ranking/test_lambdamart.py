@@ -9,7 +9,7 @@ from ltrr.config import SHARED_DATA_DIR
 from ltrr.errors import DataError, PersistenceError
 from ltrr.features import FeatureSchema
 from ltrr.offline.metrics import mean_ndcg_of_groups
-from ltrr.ranking.lambdamart import LambdaMARTRanker
+from ltrr.ranking.lambdamart import LambdaMARTRanker, predict_rows
 from ltrr.ranking.letor import load_letor
 from ltrr.ranking.training import ClickTrainingSet, fit_from_clicks
 
@@ -64,6 +64,22 @@ def test_save_load_gives_identical_scores_and_contributions_sum_to_scores(tmp_pa
     assert back.version_ == r.version_
     contrib = r.contributions(X)
     np.testing.assert_allclose(contrib.sum(axis=1), r.score(X), rtol=1e-6, atol=1e-9)
+
+
+def test_predict_rows_equals_booster_predict_bit_for_bit():
+    """The direct C call behind ``score`` returns Booster.predict's numbers: float32 and float64
+    rows, NaN cells, a strided view, every tree or the first few."""
+    X, y, groups = small_problem()
+    r = LambdaMARTRanker(SCHEMA, {"n_estimators": 30, "min_data_in_leaf": 5}).fit(X, y, groups)
+    X32 = np.asarray(X, dtype=np.float32).copy()
+    X32[::7, 1] = np.nan
+    for rows in (X32, X32.astype(np.float64), X32[::2], np.asfortranarray(X32), X32[:1]):
+        for n_iter in (0, 5, 30):
+            want = r.booster_.predict(rows, num_iteration=n_iter or None, num_threads=1)
+            got = predict_rows(r.booster_, rows, n_iter, 1)
+            assert got.dtype == np.float64 and got.shape == (rows.shape[0],)
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(predict_rows(r.booster_, X32, 5, 1), predict_rows(r.booster_, X32, 30, 1))
 
 
 def test_untrained_prior_is_rrf_and_its_contributions_are_per_strategy():

@@ -114,3 +114,61 @@ def test_threads_give_the_same_features(monkeypatch):
     x1, x2 = one.fit_transform(texts), two.fit_transform(texts, threads=2)
     assert one.word_vocab_ == two.word_vocab_ and one.char_vocab_ == two.char_vocab_
     assert np.array_equal(one.idf_, two.idf_) and x1.shape == x2.shape and (x1 != x2).nnz == 0
+
+
+def test_save_reuses_the_vocabulary_file_until_a_refit(tmp_path):
+    """Serving snapshots save the featurizer every few seconds: the vocabulary's JSON is encoded
+    once per fit, and a refit's new vocabulary is what the next save writes."""
+    f = TfidfFeaturizer(2, 3).fit(TEXTS[:8])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    f.save(tmp_path / "a")
+    first = f._vocab_file
+    f.save(tmp_path / "b")
+    assert f._vocab_file is first  # not encoded again
+    assert (tmp_path / "a" / "vocabulary.json").read_bytes() == (tmp_path / "b" / "vocabulary.json").read_bytes()
+    f.fit(TEXTS)  # new dictionaries: the next save encodes them
+    f.save(tmp_path / "c")
+    loaded = TfidfFeaturizer.load(tmp_path / "c")
+    assert loaded.word_vocab_ == f.word_vocab_ and loaded.char_vocab_ == f.char_vocab_
+    assert loaded.word_vocab_ != TfidfFeaturizer.load(tmp_path / "a").word_vocab_
+    assert (loaded.transform(TEXTS) != f.transform(TEXTS)).nnz == 0
+
+
+def test_load_reuses_the_featurizer_of_identical_files(tmp_path):
+    """A follower adopting each snapshot of an unchanged model does not parse it again; any
+    changed byte of either file (vocabulary or IDF) loads afresh."""
+    f = TfidfFeaturizer(2, 3).fit(TEXTS)
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+        f.save(tmp_path / d)
+    first = TfidfFeaturizer.load(tmp_path / "a")
+    second = TfidfFeaturizer.load(tmp_path / "b")
+    assert second.word_vocab_ is first.word_vocab_ and second.idf_ is first.idf_  # not parsed again
+    assert (second.transform(TEXTS) != f.transform(TEXTS)).nnz == 0
+    del first  # a follower drops the instance it replaced: the newest one is reused next
+    first = TfidfFeaturizer.load(tmp_path / "a")
+    assert first.word_vocab_ is second.word_vocab_
+    second.fit(TEXTS[:5])  # a refit builds its own: the other keeps its vocabulary
+    assert first.word_vocab_ == f.word_vocab_ and second.word_vocab_ != f.word_vocab_
+    np.save(tmp_path / "c" / "idf.npy", f.idf_ * 2.0, allow_pickle=False)  # same vocabulary, other IDF
+    other = TfidfFeaturizer.load(tmp_path / "c")
+    assert other is not first
+    np.testing.assert_array_equal(other.idf_, f.idf_ * 2.0)
+    np.testing.assert_array_equal(first.idf_, f.idf_)
+
+
+def test_a_featurizer_saved_after_a_refit_does_not_change_what_its_old_files_load_as(tmp_path):
+    f = TfidfFeaturizer(2, 3).fit(TEXTS)
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    f.save(tmp_path / "a")
+    first = TfidfFeaturizer.load(tmp_path / "a")
+    first.fit(TEXTS[:4])
+    first.save(tmp_path / "b")  # its saved bytes are now the refit's
+    f.save(tmp_path / "c")  # the original files again
+    again = TfidfFeaturizer.load(tmp_path / "c")
+    assert again.word_vocab_ == f.word_vocab_ and again.char_vocab_ == f.char_vocab_
+    np.testing.assert_array_equal(again.idf_, f.idf_)
+    assert TfidfFeaturizer.load(tmp_path / "b").word_vocab_ == first.word_vocab_
