@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/xmr_scale.py [--sizes 10000 100000] [--pecos-upto 100000]
-        [--repeats 3] [--train-threads 1] [--out work/xmr-scale/results.jsonl]
+        [--repeats 3] [--train-threads 1] [--phases] [--out work/xmr-scale/results.jsonl]
 
 Data (:mod:`benchmarks.xmr_data`, seeded): items with a title and a 30-120 word Zipfian text,
 ``n`` click queries (2-4 words of the item, 10% typos) for training and 2,000 fresh ones for
@@ -42,6 +42,34 @@ PECOS on the same matrices: 161 s CPU (tree 25 s, matchers 137 s), 0.76 GB, P@1 
 18 min wall / 17 min CPU, still in a single-threaded phase, at 13.8 GB RSS and growing; a
 second run alone on the machine was stopped at 28 min CPU (28 min wall), still single-threaded
 (the training threads had not started), peak RSS 16.4 GB: 1M does not train within 30 min.
+
+Per phase (``--phases``: wall, CPU of all threads and peak RSS of each training phase, from
+``VmHWM`` reset at the start of every phase; also appended to ``<dir>/phases.jsonl`` as each
+phase ends), ``--train-threads 2``, 2026-12-01. Before: the code of ``4416bb1`` (100k at load
+2.7 -> 2.4; 300k at load 1.7 -> 7.1). After: this branch (100k at ``01e48da``,
+load 4.5 -> 6.3; 1M at ``e1aa84a``, load 6-8 from other engineers' jobs throughout):
+
+=====  ======  ================  ==================  ===================  ============  ========
+items  code    featurize CPU s   k-means tree CPU s  matchers CPU s       fit CPU/wall  peak RSS
+=====  ======  ================  ==================  ===================  ============  ========
+100k   before  40.1              50.2                70.4                 161 / 156 s   2.17 GB
+100k   after   46.0 (load 5)     25.9                72.4                 149 / 330 s   2.11 GB
+300k   before  137               216 (5.1 GB)        284                  653 / 1222 s  5.98 GB
+1M     after   464 (617 wall)    647 (914 wall)      1,149 (1,675 wall)   2275 / 3281   18.3 GB
+=====  ======  ================  ==================  ===================  ============  ========
+
+Same seed, same top-10: the after-code's top-10 on the 2,000 test queries equals the before-code's
+at 10k and 100k (``strategy_top10.npy``), and the k-means codes are bitwise those of the old loop
+(the sums run in the same order). What changed: word n-gram document frequencies are counted in
+two passes (a candidate bit table, then exact counts) instead of one pass over all texts per hash
+partition, which made featurizing O(n^2) (40 passes at 1M); k-means rounds are two sparse
+products per round over per-level (node, feature) cell matrices, labels in node order, split
+by rows over the training threads (scipy releases the GIL), instead of ~10 ``bincount`` passes
+over int64 copies of every nonzero; featurizing chunks and single-block matcher levels use the
+threads too. 1M (1.86M training rows, 8.2M features, 115M nonzeros, levels 4 / 64 / 1,024 /
+16,384 / 1M; P@1 0.607, R@10 0.652) trained end to end in 54.7 min wall and 37.9 min CPU at load
+4-8 (0.69 CPU s per wall s): not within 30 min. Matcher levels 1-5: 136, 402, 286, 156, 117 CPU
+s. The fit's 18.3 GB peak falls outside the timed sub-phases (tree 13.7 GB, matchers 13.9 GB).
 """
 
 from __future__ import annotations
@@ -56,6 +84,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from contextlib import contextmanager, nullcontext, suppress  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -87,15 +116,83 @@ def accuracy(ids: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     return {"P@1": round(float(hit[:, 0].mean()), 4), "Recall@10": round(float(hit[:, :10].any(1).mean()), 4)}
 
 
-def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
+class Phases:
+    """Wall, CPU (all threads) and peak RSS of named phases of one process.
+
+    The peak is the kernel's high-water mark (``VmHWM``), reset at the start of every phase by
+    writing 5 to ``/proc/self/clear_refs``, so each phase's peak is its own (the RSS held by the
+    earlier phases included). Phases may nest; a nested phase resets its parent's mark, so the
+    parent's peak is the larger of its children's and what it reached after them.
+    """
+
+    def __init__(self, log: Path | None = None) -> None:
+        self.rows: list[dict] = []
+        self._hwm = 0.0
+        self.log = log  # each phase is also appended here as it ends (long runs can be watched)
+
+    @staticmethod
+    def _reset() -> None:
+        with suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    @contextmanager
+    def phase(self, name: str):
+        """Record the enclosed block as ``name``."""
+        outer = max(self._hwm, peak_rss_mb())
+        self._reset()
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            peak = max(peak_rss_mb(), self._hwm)
+            self.rows.append({"phase": name, "wall_s": round(time.perf_counter() - t0, 2),
+                              "cpu_s": round(time.process_time() - c0, 2),
+                              "peak_rss_mb": round(peak, 1), "rss_mb": round(rss_mb(), 1),
+                              "load_avg": [round(v, 2) for v in os.getloadavg()]})
+            self._hwm = max(outer, peak)
+            if self.log is not None:
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(self.rows[-1]) + "\n")
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        """Replace ``owner.attr`` by a call recorded as ``name``."""
+        fn = getattr(owner, attr)
+
+        def timed(*a, **kw):
+            with self.phase(name):
+                return fn(*a, **kw)
+
+        setattr(owner, attr, timed)
+
+
+def rss_mb() -> float:
+    """This process's current RSS in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None = None) -> dict:
     """Train the strategy end to end in this process; save the matrices it trained on."""
     from benchmarks.xmr_data import click_queries, synthetic_catalog
     from strategies.xmr import XRLinear
+    from strategies.xmr import features as xfeat
     from strategies.xmr import model as xmodel
 
-    catalog, packed = synthetic_catalog(n, seed=0)
-    queries, rows = click_queries(catalog, packed, n, seed=1)
-    test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
+    if phases is not None:
+        phases.wrap(xfeat.TfidfFeaturizer, "_fit_ids", "featurize: fit vocabulary")
+        phases.wrap(xfeat.TfidfFeaturizer, "fit_transform", "featurize: fit + transform")
+        phases.wrap(xmodel, "pifa", "model: PIFA embeddings")
+        phases.wrap(xmodel, "build_tree", "model: k-means tree")
+        phases.wrap(xmodel, "train_level", "model: matchers of one level")
+        phases.wrap(XRLinear, "_train", "fit: total")
+
+    with phases.phase("data: synthetic catalog + queries") if phases else nullcontext():
+        catalog, packed = synthetic_catalog(n, seed=0)
+        queries, rows = click_queries(catalog, packed, n, seed=1)
+        test_q, test_rows = click_queries(catalog, packed, N_TEST, seed=2)
     del packed
     rss_data = peak_rss_mb()
     captured: dict = {}
@@ -112,7 +209,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = peak_rss_mb()
+    peak = max(peak_rss_mb(), phases._hwm if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
     ids, _ = strat.model_.predict(x_te, 10)
@@ -123,6 +220,7 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
         mat.sort_indices()
         sp.save_npz(d / f"{name}.npz", mat, compressed=False)
     np.save(d / "test_rows.npy", test_rows)
+    np.save(d / "strategy_top10.npy", ids)  # to compare the predictions of two versions
     return {"n_items": n, "n_click_pairs": n, "n_train_rows": x.shape[0], "n_features": x.shape[1],
             "nnz_train": int(x.nnz), "params": PARAMS, "train_threads": train_threads,
             "fit_wall_s": round(wall, 2), "fit_cpu_s": round(cpu, 2),
@@ -131,13 +229,14 @@ def strategy_worker(n: int, d: Path, train_threads: int) -> dict:
             **{k: round(v, 2) for k, v in strat.model_.fit_cpu_s_.items()},
             "levels": strat.model_.tree.level_sizes()[1:],
             "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
-            **accuracy(ids, test_rows)}
+            **accuracy(ids, test_rows), **({"phases": phases.rows} if phases else {})}
 
 
 def run_size(n: int, args, python: Path | None) -> None:
     d = WORK / f"n{n}"
     load_start = os.getloadavg()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), str(d), str(args.train_threads)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), str(d), str(args.train_threads),
+           str(int(args.phases))]
     res = subprocess.run(cmd, env=pin_threads(1), capture_output=True, text=True)
     if res.returncode != 0:
         emit({"n_items": n, "impl": "ltrr strategy", "error": res.stderr[-2000:]}, args.out)
@@ -176,7 +275,12 @@ def emit(record: dict, out: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         n, d, threads = int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(strategy_worker(n, d, threads)))
+        phases = None
+        if sys.argv[5] == "1":
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "phases.jsonl").unlink(missing_ok=True)
+            phases = Phases(d / "phases.jsonl")
+        print(json.dumps(strategy_worker(n, d, threads, phases)))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
@@ -185,6 +289,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-threads", type=int, default=1,
                     help="training threads of the end-to-end strategy run (step 1)")
+    ap.add_argument("--phases", action="store_true",
+                    help="record wall, CPU and peak RSS of every training phase of step 1")
     ap.add_argument("--out", type=Path, default=WORK / "results.jsonl")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)

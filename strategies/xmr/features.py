@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import unicodedata
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from strategies.xmr.parallel import ordered_map
 
 _TOKEN = re.compile(r"\w+")
 #: the featurizer last loaded, by the SHA-1s of its two files (see :meth:`TfidfFeaturizer.load`)
@@ -125,14 +131,16 @@ class TfidfFeaturizer:
             return self.fit_slow(texts)
         return self
 
-    def _fit_ids(self, texts: Sequence[str]) -> dict[str, Any]:
+    def _fit_ids(self, texts: Sequence[str], pool: ThreadPoolExecutor | None = None) -> dict[str, Any]:
         """Fit on integer ids: words get ids in order of appearance, word n-grams are packed
         into one int64 (21 bits a word), a word's character n-grams are listed once per
-        distinct word; document frequencies are counted per chunk of texts and merged. Returns
-        the texts' token ids and lookup tables, for :meth:`fit_transform`."""
+        distinct word; document frequencies are counted per chunk of texts and merged (chunks
+        counted on ``pool``'s threads, if given: the counts are the same). Returns the texts'
+        token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
-        w2c: list[list[int]] = []       # character n-gram ids of each word id
         cid: dict[str, int] = {}
+        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], grown chunk by chunk
+        c_ptr, c_flat = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
         ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
         cdf = np.zeros(0, dtype=np.int64)
         n_tokens = 0
@@ -144,35 +152,51 @@ class TfidfFeaturizer:
                 lens.append(len(tt))
                 toks.extend(tt)
             n_before = len(wid)
-            ids = np.fromiter((wid.setdefault(w, len(wid)) for w in toks), dtype=np.int64,
-                              count=len(toks))
+            for w in dict.fromkeys(toks):  # new words get ids in order of first appearance
+                if w not in wid:
+                    wid[w] = len(wid)
+            ids = np.fromiter(map(wid.__getitem__, toks), dtype=np.int64, count=len(toks))
             if len(wid) >= _WORD_LIMIT - 1 or self.word_n > 3:
                 raise _TooManyWords
             lens_a = np.asarray(lens, dtype=np.int64)
             ids_chunks.append((ids.astype(np.int32), lens_a))
             n_tokens += ids.size
             if self.char_n > 0:
-                for w in list(wid)[n_before:]:
-                    w2c.append([cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)])
-                ptr, flat = _ragged(w2c)
+                grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
+                         for w in islice(wid, n_before, None)]
+                glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+                c_flat = np.concatenate([c_flat, np.fromiter(chain.from_iterable(grams), dtype=np.int64,
+                                                             count=int(glen.sum()))])
+                c_ptr = np.concatenate([c_ptr, c_ptr[-1] + np.cumsum(glen)])
+        if self.char_n > 0:
+            cdf = np.zeros(len(cid), dtype=np.int64)
+            n_words = len(wid)
+
+            def char_df(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                ids, lens_a = chunk[0].astype(np.int64), chunk[1]
                 doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
-                pairs = np.unique(doc * len(wid) + ids)  # distinct (text, word)
-                d_doc, d_word = pairs // len(wid), pairs % len(wid)
-                cnt = ptr[d_word + 1] - ptr[d_word]
-                cval = flat[np.arange(int(cnt.sum())) + np.repeat(ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
-                k, c = _doc_freq(np.repeat(d_doc, cnt), cval)
-                cdf = np.r_[cdf, np.zeros(len(cid) - cdf.size, dtype=np.int64)]
+                pairs = _distinct(doc * n_words + ids)  # distinct (text, word)
+                d_doc, d_word = pairs // n_words, pairs % n_words
+                cnt = c_ptr[d_word + 1] - c_ptr[d_word]
+                cval = c_flat[np.arange(int(cnt.sum())) + np.repeat(c_ptr[d_word] - np.cumsum(cnt) + cnt, cnt)]
+                return _doc_freq(np.repeat(d_doc, cnt), cval)
+
+            for k, c in ordered_map(char_df, ids_chunks, pool):
                 cdf[k] += c
-        # word n-gram frequencies: most n-grams of long texts occur once, so they are counted in
-        # hash partitions of the key space, each pass holding ~1/parts of the distinct n-grams
+        # word n-gram frequencies: most n-grams of long texts occur once. With min_df >= 2 a
+        # first pass finds the candidates (see _frequent_grams) and a second counts them; else
+        # they are counted in hash partitions of the key space, each pass holding ~1/parts of
+        # the distinct n-grams
         wkeys, wdfs = [], []
         if self.word_n > 0:
             parts = max(1, -(-n_tokens * self.word_n // _KEYS_PER_PASS))
+            if parts > 1 and self.min_df >= 2:
+                k, c = _frequent_grams(ids_chunks, self.word_n, self.min_df, n_tokens * self.word_n, pool)
+                wkeys, wdfs, parts = [k], [c], 0
             for part in range(parts):
                 keys, counts = [], []
                 for ids, lens_a in ids_chunks:
-                    doc = np.repeat(np.arange(lens_a.size, dtype=np.int64), lens_a)
-                    gk, gd = _word_gram_keys(ids.astype(np.int64), doc, self.word_n)
+                    gk, gd = _chunk_grams(ids, lens_a, self.word_n)
                     if parts > 1:
                         sel = _partition(gk, parts) == part
                         gk, gd = gk[sel], gd[sel]
@@ -208,7 +232,7 @@ class TfidfFeaturizer:
         ccol = np.full(max(len(cid), 1), -1, dtype=np.int64)
         ccol[c_keep[c_order]] = offset + np.arange(len(c_order))
         return {"chunks": ids_chunks, "wkeys": w_keep[korder], "wcols": wcol[korder],
-                "ccol": ccol, "w2c": _ragged(w2c), "n_words": len(wid)}
+                "ccol": ccol, "w2c": (c_ptr, c_flat), "n_words": len(wid)}
 
     def _cap_terms(self, keys: np.ndarray, df: np.ndarray, decode) -> tuple[np.ndarray, np.ndarray]:
         """``max_features`` of the terms: the most frequent; at the cut, ties go to the
@@ -222,15 +246,22 @@ class TfidfFeaturizer:
         keep = np.sort(np.concatenate([above, tied[: self.max_features - above.size]]))
         return keys[keep], df[keep]
 
-    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def fit_transform(self, texts: Sequence[str], threads: int = 1) -> sp.csr_matrix:
         """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
-        (the same matrix as ``fit(texts).transform(texts)``)."""
+        (the same matrix as ``fit(texts).transform(texts)``). ``threads`` count and transform
+        chunks of texts at once (numpy's sorts and scipy's kernels release the GIL); the result
+        does not depend on it."""
+        with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+            return self._fit_transform(texts, pool)
+
+    def _fit_transform(self, texts: Sequence[str], pool: ThreadPoolExecutor | None) -> sp.csr_matrix:
         try:
-            st = self._fit_ids(texts)
+            st = self._fit_ids(texts, pool)
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
             return self.fit_slow(texts).transform(texts)
-        blocks = []
-        for ids32, lens in st["chunks"]:
+
+        def block(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            ids32, lens = chunk
             ids = ids32.astype(np.int64)
             doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
             parts = []
@@ -252,8 +283,9 @@ class TfidfFeaturizer:
             for other in parts[1:]:
                 mat = mat + other
             mat.sort_indices()
-            blocks.append((mat.data.astype(np.float32), mat.indices.astype(np.int32),
-                           np.diff(mat.indptr)))
+            return mat.data.astype(np.float32), mat.indices.astype(np.int32), np.diff(mat.indptr)
+
+        blocks = list(ordered_map(block, st["chunks"], pool))
         data = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.float32)
         indices = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
         lens = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
@@ -380,6 +412,7 @@ class TfidfFeaturizer:
 # ---------------------------------------------------------------------- vectorized helpers
 _WORD_BITS = 21
 _WORD_LIMIT = 1 << _WORD_BITS
+_TOP_BLOCK = 2_000_000  # padded entries per block of rows in _top_terms
 _KEYS_PER_PASS = 6_000_000  # word n-gram occurrences whose frequencies are counted in one pass
 
 
@@ -431,11 +464,22 @@ def _merge_counts(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.
     return uk, np.bincount(inv, weights=np.concatenate(counts), minlength=uk.size).astype(np.int64)
 
 
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (``np.unique`` without its hash table, several times faster on
+    millions of integers)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
 def _doc_freq(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and the number of distinct texts each occurs in."""
+    """Distinct keys and the number of distinct texts each occurs in.
+
+    The occurrences of any one key must come in nondecreasing ``doc`` order (true of every
+    caller: keys are listed text by text), so a stable sort by key alone groups them by text.
+    """
     if key.size == 0:
         return key, np.empty(0, np.int64)
-    order = np.lexsort((doc, key))
+    order = np.argsort(key, kind="stable")
     k, dd = key[order], doc[order]
     first = np.r_[True, (k[1:] != k[:-1]) | (dd[1:] != dd[:-1])]
     k = k[first]
@@ -443,10 +487,64 @@ def _doc_freq(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return k[start], np.diff(np.r_[start, k.size])
 
 
-def _ragged(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-    flat = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(lens.sum()))
-    return np.r_[0, np.cumsum(lens)], flat
+def _chunk_grams(ids32: np.ndarray, lens: np.ndarray, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_word_gram_keys` of one chunk of texts (token ids and token counts per text)."""
+    doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
+    return _word_gram_keys(ids32.astype(np.int64), doc, n_max)
+
+
+def _seen_slots(keys: np.ndarray, log2_slots: int) -> np.ndarray:
+    """Slot of each packed key in a table of ``2**log2_slots`` bits (multiplicative hash)."""
+    with np.errstate(over="ignore"):
+        h = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (h >> np.uint64(64 - log2_slots)).astype(np.int64)
+
+
+def _frequent_grams(chunks: list[tuple[np.ndarray, np.ndarray]], n_max: int, min_df: int,
+                    n_keys: int, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Word n-gram keys in at least ``min_df`` (>= 2) texts and their document frequencies.
+
+    Two passes over the texts instead of one per hash partition: the first keeps as candidates
+    the n-grams in two texts of one chunk or whose bit in a table of ~8 bits per occurrence was
+    set by an earlier chunk (every n-gram in two texts, plus the few whose bit collided); the
+    second counts the candidates exactly. Exact for any collisions; memory follows the
+    candidates, not the distinct n-grams. Chunks are counted on ``pool``'s threads, the table
+    is read and set chunk by chunk in order.
+    """
+    log2 = int(min(max(math.ceil(math.log2(max(8 * n_keys, 2))), 16), 32))
+    bits = np.zeros(1 << (log2 - 3), dtype=np.uint8)
+
+    def count(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        gk, gd = _chunk_grams(chunk[0], chunk[1], n_max)
+        return _doc_freq(gd, gk)
+
+    def first_pass(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k, c = count(chunk)
+        return k, c, _seen_slots(k, log2)
+
+    cands = []
+    for k, c, slot in ordered_map(first_pass, chunks, pool):
+        byte, bit = slot >> 3, (slot & 7).astype(np.uint8)
+        seen = ((bits[byte] >> bit) & 1).astype(bool)
+        cands.append(k[seen | (c >= 2)])
+        for b in range(8):  # per bit position: repeated bytes then write the same value
+            bits[byte[bit == b]] |= np.uint8(1 << b)
+    del bits
+    cand = _distinct(np.concatenate(cands)) if cands else np.empty(0, np.int64)
+    del cands
+    df = np.zeros(cand.size, dtype=np.int64)
+
+    def second_pass(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        k, c = count(chunk)
+        pos = np.minimum(np.searchsorted(cand, k), cand.size - 1)
+        hit = cand[pos] == k
+        return pos[hit], c[hit]
+
+    if cand.size:
+        for pos, c in ordered_map(second_pass, chunks, pool):
+            df[pos] += c
+    keep = df >= min_df
+    return cand[keep], df[keep]
 
 
 def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,
@@ -457,11 +555,8 @@ def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,
     m.sum_duplicates()
     m.data *= idf[m.indices]
     if max_terms is not None and np.diff(m.indptr).max(initial=0) > max_terms:
-        row = np.repeat(np.arange(n_docs), np.diff(m.indptr))
-        order = np.lexsort((m.indices, -m.data, row))
-        rank = np.arange(row.size) - m.indptr[row[order]]
-        keep = np.sort(order[rank < max_terms])
-        row = row[keep]
+        keep = _top_terms(m, max_terms)
+        row = np.repeat(np.arange(n_docs), np.diff(m.indptr))[keep]
         m = sp.csr_matrix((m.data[keep], m.indices[keep], np.r_[0, np.cumsum(np.bincount(row, minlength=n_docs))]),
                           shape=m.shape)
     norms = np.sqrt(np.bincount(np.repeat(np.arange(n_docs), np.diff(m.indptr)),
@@ -469,6 +564,38 @@ def _tfidf_block(doc: np.ndarray, col: np.ndarray, n_docs: int, idf: np.ndarray,
     norms[norms == 0] = 1.0
     m.data /= np.repeat(norms, np.diff(m.indptr))
     return m
+
+
+def _top_terms(m: sp.csr_matrix, k: int) -> np.ndarray:
+    """Mask of each row's ``k`` largest entries, ties to the lower column (indices sorted).
+
+    Each row's ``k``-th largest value comes from one partition of the rows laid out padded;
+    the entries above it are kept, and of those equal to it the first ones (lowest columns)
+    up to ``k`` in all. Rows of very unequal length are ranked by a sort instead.
+    """
+    lens = np.diff(m.indptr)
+    n, width = lens.size, int(lens.max(initial=0))
+    row = np.repeat(np.arange(n), lens)
+    if n * width > 4 * m.nnz + 4096:
+        order = np.lexsort((m.indices, -m.data, row))
+        keep = np.zeros(m.nnz, dtype=bool)
+        keep[order[np.arange(m.nnz) - m.indptr[row[order]] < k]] = True
+        return keep
+    kk = min(k, width)
+    kth = np.empty(n)
+    step = max(1, _TOP_BLOCK // max(width, 1))  # rows per padded block: bounded memory
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        a, b = int(m.indptr[r0]), int(m.indptr[r1])
+        neg = np.full((r1 - r0, width), np.inf)
+        neg[row[a:b] - r0, np.arange(a, b) - m.indptr[row[a:b]]] = -m.data[a:b]
+        kth[r0:r1] = -np.partition(neg, kk - 1, axis=1)[:, kk - 1]
+    above = m.data > kth[row]
+    tie = m.data == kth[row]
+    need = k - np.bincount(row, weights=above, minlength=n).astype(np.int64)
+    seen = np.cumsum(tie)
+    tie_rank = seen - tie - np.r_[0, seen][m.indptr[:-1]][row]
+    return above | (tie & (tie_rank < need[row]))
 
 
 def _normalize_rows32(mat: sp.csr_matrix) -> sp.csr_matrix:

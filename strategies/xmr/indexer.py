@@ -16,10 +16,13 @@ embeddings' nonzeros, never nodes x features.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from strategies.xmr.parallel import RowSplit
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,13 @@ def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
 
 
 def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
-                          iters: int = 20, tol: float = 0.002) -> tuple[np.ndarray, int]:
+                          iters: int = 20, tol: float = 0.002,
+                          threads: int = 1) -> tuple[np.ndarray, int]:
     """Leaf cluster of every label from recursive balanced spherical 2-means.
 
     Each split runs at most ``iters`` rounds and stops early once at most ``tol`` of the labels
-    change sides in a round.
+    change sides in a round. ``threads`` share the sparse products of every round (the result
+    does not depend on it).
 
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
     node ``g`` are ``2g`` and ``2g+1``, so leaf codes that share a prefix are close in the tree.
@@ -85,66 +90,101 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     # nonzeros in feature-major order: a stable sort by node then lists each node's
     # (node, feature) cells in key order without comparing keys
     csc = emb.tocsc()
-    nz_row = csc.indices.astype(np.int64)
-    nz_feat = np.repeat(np.arange(d, dtype=np.int64), np.diff(csc.indptr))
+    nz_row = csc.indices.astype(np.int32)
+    nz_feat = np.repeat(np.arange(d, dtype=np.int32), np.diff(csc.indptr))
     data = csc.data
-    del csc
-    for level in range(depth):
-        n_nodes = 2 ** level
-        order = np.argsort(grp, kind="stable")
-        sizes = np.bincount(grp, minlength=n_nodes)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        # two distinct random members of every node seed its two centroids
-        a = rng.integers(0, sizes)
-        b = (a + 1 + rng.integers(0, np.maximum(sizes - 1, 1))) % sizes
-        side = np.full(n, -1, dtype=np.int64)
-        # the two seeds start as the two sides' only members
-        init = np.full(n, -1, dtype=np.int64)
-        init[order[starts + a]] = 0
-        init[order[starts + b]] = 1
-        rank_base = np.repeat(starts, sizes)
-        half = (sizes + 1) // 2
-        members = init
-        # every nonzero's (node, feature) cell, fixed for the level: centroids are sums over the
-        # cells, kept sparse (a dense node x feature array does not fit at a million labels)
-        g_nz = grp[nz_row]
-        by_node = np.argsort(g_nz.astype(np.int16 if n_nodes < 2 ** 15 else np.int32), kind="stable")
-        key = g_nz[by_node] * d + nz_feat[by_node]
-        new = np.r_[True, key[1:] != key[:-1]]
-        kinv = np.empty(key.size, dtype=np.int64)
-        kinv[by_node] = np.cumsum(new) - 1
-        n_cells = int(new.sum())
-        del by_node, key, new, g_nz
-        cell_node = np.empty(n_cells, dtype=np.int64)
-        cell_node[kinv] = grp[nz_row]
-        for _ in range(max(1, iters)):
-            # both sides' centroids (sums of their members' cells), normalized per node
-            m_nz = members[nz_row]
-            left = np.bincount(kinv, weights=np.where(m_nz == 0, data, 0.0), minlength=n_cells)
-            right = np.bincount(kinv, weights=np.where(m_nz == 1, data, 0.0), minlength=n_cells)
-            nl = np.sqrt(np.bincount(cell_node, weights=left * left, minlength=n_nodes))
-            nr = np.sqrt(np.bincount(cell_node, weights=right * right, minlength=n_nodes))
-            diff = left / np.maximum(nl, 1e-12)[cell_node] - right / np.maximum(nr, 1e-12)[cell_node]
-            contrib = data * diff[kinv]
-            score = np.bincount(nz_row, weights=contrib, minlength=n)
-            # balanced split: within each node, the higher-scoring half goes left
-            sorted_idx = np.lexsort((np.arange(n), -score, grp))
-            rank = np.empty(n, dtype=np.int64)
-            rank[sorted_idx] = np.arange(n) - rank_base
-            new_side = (rank >= half[grp]).astype(np.int64)
-            changed = int((new_side != side).sum())
-            side = members = new_side
-            if changed <= tol * n:  # the tail of k-means moves a handful of labels per round
-                break
-        grp = grp * 2 + side
+    del csc, emb
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        for level in range(depth):
+            side = _split_level(grp, nz_row, nz_feat, data, d, level, rng, iters, tol, pool, threads)
+            grp = grp * 2 + side
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return grp, depth
 
 
+def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data: np.ndarray,
+                 d: int, level: int, rng: np.random.Generator, iters: int, tol: float,
+                 pool: ThreadPoolExecutor | None, threads: int) -> np.ndarray:
+    """Side (0 left, 1 right) of every label in the balanced 2-means split of its node.
+
+    The nonzeros' (node, feature) cells are indexed once per level, as two sparse matrices:
+    ``cells`` (cells x labels) sums the members of each side into the centroids, ``labels``
+    (labels x cells) scores each label against its node's centroids. Centroids stay sparse, so
+    memory follows the embeddings' nonzeros, never nodes x features.
+    """
+    n = grp.size
+    n_nodes = 2 ** level
+    sizes = np.bincount(grp, minlength=n_nodes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # labels are handled in node order (position p holds label order[p]; a node's labels are
+    # contiguous, in label order), so the products below touch one node's entries at a time
+    order = np.argsort(grp, kind="stable")
+    position = np.empty(n, dtype=np.int32)
+    position[order] = np.arange(n, dtype=np.int32)
+    node_p = grp[order]
+    # two distinct random members of every node seed its two centroids
+    a = rng.integers(0, sizes)
+    b = (a + 1 + rng.integers(0, np.maximum(sizes - 1, 1))) % sizes
+    side = np.full(n, -1, dtype=np.int64)
+    members = np.full(n, -1, dtype=np.int64)  # the two seeds start as the sides' only members
+    members[starts + a] = 0
+    members[starts + b] = 1
+    rank_base = np.repeat(starts, sizes)
+    half = ((sizes + 1) // 2)[node_p]
+    small = node_p.astype(np.int16 if n_nodes < 2 ** 15 else np.int32)
+    g_nz = small[position[nz_row]]  # node of every nonzero (int16 / int32)
+    by_node = np.argsort(g_nz, kind="stable")
+    g_nz = g_nz[by_node]
+    f_nz = nz_feat[by_node]
+    first = np.flatnonzero(np.r_[True, (g_nz[1:] != g_nz[:-1]) | (f_nz[1:] != f_nz[:-1])])
+    del g_nz, f_nz
+    n_cells = first.size
+    cells = sp.csr_matrix((data[by_node].astype(np.float64), position[nz_row[by_node]],
+                           np.r_[first, by_node.size]), shape=(n_cells, n), copy=False)
+    del by_node
+    per_node = np.bincount(node_p[cells.indices[first]], minlength=n_nodes)
+    del first
+    labels = cells.T.tocsr()  # columns (cells) sorted within each row: the features' order
+    node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int32),
+                              np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
+    to_cells = RowSplit(cells, pool, threads)
+    to_labels = RowSplit(labels, pool, threads)
+    to_nodes = RowSplit(node_sum, pool, threads)
+    sides = np.zeros((n, 2))
+    ranks = np.arange(n) - rank_base
+    rank = np.empty(n, dtype=np.int64)
+    for _ in range(max(1, iters)):
+        # both sides' centroids (sums of their members' cells), normalized per node
+        sides[:, 0] = members == 0
+        sides[:, 1] = members == 1
+        lr = to_cells @ sides
+        norms = np.sqrt(to_nodes @ (lr * lr))
+        diff = lr[:, 0] / np.repeat(np.maximum(norms[:, 0], 1e-12), per_node)
+        diff -= lr[:, 1] / np.repeat(np.maximum(norms[:, 1], 1e-12), per_node)
+        del lr
+        score = to_labels @ diff
+        del diff
+        # balanced split: within each node, the higher-scoring half goes left (ties: lower label)
+        by_score = np.argsort(-score, kind="stable")
+        rank[by_score[np.argsort(small[by_score], kind="stable")]] = ranks
+        new_side = (rank >= half).astype(np.int64)
+        changed = int((new_side != side).sum())
+        side = members = new_side
+        if changed <= tol * n:  # the tail of k-means moves a handful of labels per round
+            break
+    out = np.empty(n, dtype=np.int64)
+    out[order] = side
+    return out
+
+
 def build_tree(emb: sp.csr_matrix, branching: int, max_leaf_size: int, seed: int,
-               iters: int = 20) -> ClusterTree:
+               iters: int = 20, threads: int = 1) -> ClusterTree:
     """Cluster labels into a B-ary tree (``branching`` = B) with leaves of <= ~``max_leaf_size``."""
     n = emb.shape[0]
-    codes, depth = balanced_kmeans_codes(emb, max_leaf_size, seed, iters)
+    codes, depth = balanced_kmeans_codes(emb, max_leaf_size, seed, iters, threads=threads)
     label_order = np.argsort(codes, kind="stable").astype(np.int64)
     if depth == 0:
         return ClusterTree((np.array([0, n], dtype=np.int64),), label_order)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.xmr.parallel import RowSplit
+
 
 @dataclass(frozen=True)
 class SolverParams:
@@ -148,9 +150,12 @@ def _line_search(f_quad, loss_at, t_max: int = 8) -> np.ndarray:
     return np.where(done, step, 0.0)
 
 
-def _solve_primal(lv: _Level, p: SolverParams) -> np.ndarray:
-    """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once (float32)."""
-    xbd, xt, c = lv.xbd, lv.xbd.T.tocsr(), p.C
+def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None = None,
+                  threads: int = 1) -> np.ndarray:
+    """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once (float32).
+
+    With a ``pool``, each sparse product is split by rows over ``threads`` (same result)."""
+    xbd, xt, c = RowSplit(lv.xbd, pool, threads), RowSplit(lv.xbd.T.tocsr(), pool, threads), p.C
     U, B = xbd.shape[1], lv.y.shape[1]
     w = np.zeros((U, B), dtype=np.float32)
     o = np.zeros((xbd.shape[0], B), dtype=np.float32)
@@ -290,7 +295,8 @@ def _solve_kernel(lv: _Level, p: SolverParams) -> np.ndarray:
     return beta[lv.rseg, pos]
 
 
-def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False) -> np.ndarray:
+def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False,
+                       pool: ThreadPoolExecutor | None = None, threads: int = 1) -> np.ndarray:
     """:func:`_solve_kernel` in the row layout, for very unequal parents (padding would not fit).
 
     With the active set fixed, the optimum solves ``(K_AA + I / 2C) beta_A = y_A`` and
@@ -302,8 +308,8 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False) -> n
     if implicit:
         # float64: in float32 the long CG recurrences over many rows lose orthogonality (the
         # movie benchmark's P@1 fell by 3 points)
-        x64 = lv.xbd.astype(np.float64)
-        xt = x64.T.tocsr()
+        x64 = RowSplit(lv.xbd.astype(np.float64), pool, threads)
+        xt = RowSplit(lv.xbd.T.tocsr().astype(np.float64), pool, threads)
 
         class _K:
             def __matmul__(self, v: np.ndarray) -> np.ndarray:
@@ -361,9 +367,11 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False) -> n
 
 
 def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child_ptr: np.ndarray,
-                 params: SolverParams, max_dense: int,
-                 bias_col: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pruned weights ``(feature, local node, value)`` of one block of parents."""
+                 params: SolverParams, max_dense: int, bias_col: int | None,
+                 pool: ThreadPoolExecutor | None = None,
+                 threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pruned weights ``(feature, local node, value)`` of one block of parents (the sparse
+    products of the primal and implicit solvers split over ``threads`` of ``pool``, if given)."""
     lv = _stack(x, act, pos, child_ptr, bias_col)
     if lv is None:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
@@ -380,9 +388,9 @@ def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child
     if best == kernel_cost / 3:
         beta = _solve_kernel(lv, params)
     elif best == implicit_cost:
-        beta = _solve_kernel_rows(lv, params, implicit=True)
+        beta = _solve_kernel_rows(lv, params, implicit=True, pool=pool, threads=threads)
     else:
-        w_all = _solve_primal(lv, params)
+        w_all = _solve_primal(lv, params, pool, threads)
     # map local weights back to (feature, node), pruning in chunks of segments to bound memory
     cols, rows_f, vals = [], [], []
     seg_ustarts = np.append(lv.ustart, n_local)
@@ -476,7 +484,7 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
 
     nchild = np.diff(child_ptr)
 
-    def solve(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def solve(parents: np.ndarray, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         counts = nchild[parents]
         ends = np.cumsum(counts)
         nodes = np.arange(int(ends[-1])) + np.repeat(child_ptr[parents] - ends + counts, counts)
@@ -484,12 +492,15 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
             a, pc = act, posc
         else:
             a, pc = act[:, parents], posc[:, nodes]
-        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col)
+        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col, pool, threads)
         return f, nodes[c], v
 
     if threads > 1 and len(blocks) > 1:
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(solve, blocks))
+    elif threads > 1:  # one block: its products are split instead
+        with ThreadPoolExecutor(threads) as pool:
+            parts = [solve(blocks[0], pool)]
     else:
         parts = [solve(b) for b in blocks]
     out = sp.csr_matrix(

@@ -167,7 +167,8 @@ class XRModel:
             self.tree = tree
         else:
             emb = pifa(x, y) if label_emb is None else label_emb
-            self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters)
+            self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters,
+                                   cfg.threads)
         c1 = time.process_time()
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,

@@ -170,7 +170,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
         y.data[:] = 1.0
         self.featurizer_ = TfidfFeaturizer(p.word_ngrams, p.char_ngrams, p.min_df, p.max_features,
                                            p.max_terms)
-        x = self.featurizer_.fit_transform(uniq_texts)
+        x = self.featurizer_.fit_transform(uniq_texts, threads=p.train_threads)
         self.model_ = XRModel(_config(p)).fit(x, y)
 
     # ------------------------------------------------------------------ serving

@@ -60,6 +60,62 @@ def test_bad_max_features_names_the_value():
         TfidfFeaturizer(max_features=0)
 
 
+@pytest.mark.parametrize("min_df", [2, 3])
+def test_frequent_ngram_filter_is_exact_when_every_key_collides(min_df, monkeypatch):
+    """The candidate pass of ``_frequent_grams``: collisions only add candidates, which the
+    counting pass drops, so the vocabulary equals the string fit's even if all keys share a bit."""
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)
+    calls = []
+
+    def one_slot(keys, log2_slots):
+        calls.append(keys.size)
+        return np.zeros(keys.size, dtype=np.int64)
+
+    monkeypatch.setattr(features, "_seen_slots", one_slot)
+    texts = TEXTS * 2 + ["star wars the empire", "the empire strikes"]
+    fast = TfidfFeaturizer(3, 3, min_df)
+    x_fast = fast.fit_transform(texts)
+    slow = TfidfFeaturizer(3, 3, min_df).fit_slow(texts)
+    assert calls and fast.word_vocab_ == slow.word_vocab_
+    assert "star wars the" in fast.word_vocab_ and ("back to the" in fast.word_vocab_) == (min_df == 2)
+    assert (x_fast != slow.transform(texts)).nnz == 0
+
+
+@pytest.mark.parametrize("long_row", [False, True])
+def test_top_terms_keeps_the_k_largest_ties_to_lower_columns(long_row, monkeypatch):
+    """Both layouts (padded partition, and the sort for very unequal rows) pick the same
+    entries as a per-row sort by (-value, column)."""
+    rng = np.random.default_rng(4)
+    rows = [rng.choice(30, size=int(s), replace=False) for s in rng.integers(0, 12, size=40)]
+    if long_row:
+        rows.append(np.arange(400))
+    vals = [rng.integers(1, 4, size=r.size).astype(float) for r in rows]  # many ties
+    import scipy.sparse as sp
+    m = sp.csr_matrix((np.concatenate(vals), np.concatenate(rows),
+                       np.r_[0, np.cumsum([r.size for r in rows])]), shape=(len(rows), 400))
+    m.sort_indices()
+    keep = features._top_terms(m, 4)
+    monkeypatch.setattr(features, "_TOP_BLOCK", 30)  # a few rows per padded block
+    assert np.array_equal(features._top_terms(m, 4), keep)
+    for i in range(m.shape[0]):
+        a, b = m.indptr[i], m.indptr[i + 1]
+        want = np.zeros(b - a, dtype=bool)
+        want[np.lexsort((m.indices[a:b], -m.data[a:b]))[:4]] = True
+        assert np.array_equal(keep[a:b], want), i
+
+
+def test_threads_give_the_same_features(monkeypatch):
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)  # several chunks in flight at once
+    monkeypatch.setattr(features, "_KEYS_PER_PASS", 40)
+    texts = TEXTS * 3 + ["star wars the empire", "the empire strikes"]
+    one = TfidfFeaturizer(3, 3, 2, None, 4)
+    two = TfidfFeaturizer(3, 3, 2, None, 4)
+    x1, x2 = one.fit_transform(texts), two.fit_transform(texts, threads=2)
+    assert one.word_vocab_ == two.word_vocab_ and one.char_vocab_ == two.char_vocab_
+    assert np.array_equal(one.idf_, two.idf_) and x1.shape == x2.shape and (x1 != x2).nnz == 0
+
+
 def test_save_reuses_the_vocabulary_file_until_a_refit(tmp_path):
     """Serving snapshots save the featurizer every few seconds: the vocabulary's JSON is encoded
     once per fit, and a refit's new vocabulary is what the next save writes."""
