@@ -103,19 +103,21 @@ def test_plan_gate_takes_over_from_the_baseline_only_with_a_margin_of_evidence()
     assert extra == 19  # 0.05 * (1 + 19) = 1.0
 
 
-def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
-    inc = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10))
-    for t in range(2000):
+def _run_gate(inc: Incumbent, rounds: int, learned_gain: float, baseline_gain: float = 0.5) -> Incumbent:
+    """``rounds`` searches through the plan gate, each side earning a constant gain."""
+    for t in range(rounds):
         inc.plans.served()
         learned = inc.plans_allowed(float(t))
-        # the learned policy earns 0.85 of the baseline's 0.5: it spends the slack, then waits
-        inc.plans.observe(not learned, 0.425 if learned else 0.5)
+        inc.plans.observe(not learned, learned_gain if learned else baseline_gain)
+    return inc
+
+
+def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
+    # the learned policy earns 0.85 of the baseline's 0.5: it spends the slack, then waits
+    inc = _run_gate(Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10)), 2000, 0.425)
     flips = len(inc.switches)
-    no_margin = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10, resume_rounds=0.0))
-    for t in range(2000):
-        no_margin.plans.served()
-        learned = no_margin.plans_allowed(float(t))
-        no_margin.plans.observe(not learned, 0.425 if learned else 0.5)
+    no_margin = _run_gate(Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=10,
+                                                    resume_rounds=0.0)), 2000, 0.425)
     assert 2 <= flips <= 60 < len(no_margin.switches)
     assert all(sw["component"] == "policy" for sw in inc.switches)
 
@@ -123,11 +125,7 @@ def test_incumbent_does_not_flap_when_the_learned_gain_hovers_at_the_bound():
 def test_plan_gate_warm_up_does_not_expire_while_the_learned_policy_serves():
     # half-life 100 rounds: the baseline's decayed count falls under min_baseline_rounds (50)
     # after ~15 learned rounds; a learned policy earning more than the baseline keeps serving
-    inc = Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50))
-    for t in range(3000):
-        inc.plans.served()
-        learned = inc.plans_allowed(float(t))
-        inc.plans.observe(not learned, 0.6 if learned else 0.5)
+    inc = _run_gate(Incumbent(IncumbentConfig(alpha=0.1, gain_half_life=100.0, min_baseline_rounds=50)), 3000, 0.6)
     assert inc.plans.n_baseline < 50 <= inc.plans.baseline_rounds == 50
     assert [sw["action"] for sw in inc.switches] == ["promote"]
     state = inc.to_dict()
