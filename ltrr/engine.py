@@ -147,7 +147,7 @@ class Engine:
         timings["features"] = (t1 - t0) * 1e3
         with self.lock:
             policy, ranker, strategies = self.policy, self.ranker, self.strategies
-            plan, plan_source = self._choose_plan(policy, x, ts)
+            plan, plan_source = self._choose_plan(policy, x, ts, k)
             fusion = policy.fusion_spec() if isinstance(policy, PageFusion) else None
             ranking = (RANKING_LEARNED if fusion is not None
                        else self.incumbent.ranker.mode(ranker.is_fitted, self.incumbent_rng))
@@ -195,7 +195,7 @@ class Engine:
         self.n_searches += 1
         return decision
 
-    def _choose_plan(self, policy: Policy, x: np.ndarray, ts: float) -> tuple[Plan, str | None]:
+    def _choose_plan(self, policy: Policy, x: np.ndarray, ts: float, k: int) -> tuple[Plan, str | None]:
         """The learned policy's plan (among the plans within the p99 latency budget), or the
         baseline plan when the incumbent's conservative condition does not hold (caller holds
         the lock); the source is None when ungated."""
@@ -205,7 +205,7 @@ class Engine:
         self.incumbent.plans.served()
         if self.incumbent.plans_allowed(ts):
             return policy.select(x, self.policy_rng, allowed), "learned"
-        return self.baseline_plan(policy), "baseline"
+        return self.baseline_plan(policy, k), "baseline"
 
     def plans_within_budget(self, policy: Policy) -> np.ndarray | None:
         """Menu plans whose estimated p99 latency fits ``policy.p99_budget_ms`` (the fastest
@@ -234,12 +234,13 @@ class Engine:
                 ms[s] = self.strategies[name].cost_ms(int(depth)) if declared else measured
         return ms
 
-    def baseline_plan(self, policy: Policy) -> Plan:
+    def baseline_plan(self, policy: Policy, k: int = 0) -> Plan:
         """The incumbent's plan (``incumbent.baseline_plan``; default every strategy at the
-        middle of its menu's positive depths, :func:`middle_depth`), chosen with probability 1."""
+        middle of its menu's positive depths, or deep enough to fill a page of ``k`` when the
+        menu allows: :func:`middle_depth`), chosen with probability 1."""
         menu = policy.menu
         chosen = self.config.incumbent.baseline_plan
-        depths = tuple(int(chosen.get(s, 0)) if chosen else middle_depth(o)
+        depths = tuple(int(chosen.get(s, 0)) if chosen else middle_depth(o, at_least=k)
                        for s, o in zip(menu.strategies, menu.options, strict=True))
         return Plan(menu.strategies, depths, 1.0, action=menu.action_of(depths), policy="incumbent")
 

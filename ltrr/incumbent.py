@@ -41,13 +41,20 @@ RANKING_BASELINE, RANKING_LEARNED, RANKING_INTERLEAVED = "baseline", "learned", 
 TEAM_BASELINE, TEAM_LEARNED = 0, 1
 
 
-def middle_depth(options: tuple[int, ...] | list[int]) -> int:
+def middle_depth(options: tuple[int, ...] | list[int], at_least: int = 0) -> int:
     """The default baseline depth of a strategy: the lower median of its menu's positive depths
-    (10/50/100 -> 50, 10/50 -> 10, 30/100 -> 30), 0 when it has none. A list's lower half
-    rarely reaches a fused page of 10, so the baseline keeps most of the largest plan's page
-    at a fraction of its candidates, and the plan gate's bound is not the most expensive plan's."""
+    (10/50/100 -> 50, 10/50 -> 10, 30/100 -> 30), raised to the smallest depth >= ``at_least``
+    (the page size asked for; the largest depth when none is), 0 when it has none. A list's
+    lower half rarely reaches a fused page of 10, so the baseline keeps most of the largest
+    plan's page at a fraction of its candidates, and the plan gate's bound is not the most
+    expensive plan's; a request for a longer page (``ltrr run --k 100``) still gets one."""
     positive = sorted(int(d) for d in options if int(d) > 0)
-    return positive[(len(positive) - 1) // 2] if positive else 0
+    if not positive:
+        return 0
+    middle = positive[(len(positive) - 1) // 2]
+    if middle >= at_least:
+        return middle
+    return next((d for d in positive if d >= at_least), positive[-1])
 
 
 @dataclass

@@ -241,6 +241,9 @@ def test_disabled_gates_serve_the_learned_components_at_once(movie_catalog_path,
 def test_default_baseline_plan_is_every_strategy_at_its_middle_depth():
     assert [middle_depth(o) for o in ([10, 50, 100], [0, 10, 50], [0, 10, 50, 100], [0, 30, 100], [0, 10], [0])] \
         == [50, 10, 50, 30, 10, 0]
+    # a longer page asked for: the smallest depth that can fill it, else the largest
+    assert [middle_depth([10, 30], at_least=20), middle_depth([10, 30], at_least=50), middle_depth([0], 20)] \
+        == [30, 30, 0]
 
 
 def test_baseline_plan_must_name_known_strategies(movie_catalog_path):
