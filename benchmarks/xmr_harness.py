@@ -24,9 +24,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.conditions import peak_rss_mb
-
 ROOT = Path(__file__).resolve().parents[1]
+# run as a script (each side's fresh process), in either venv: the repo root makes `benchmarks` importable
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.conditions import peak_rss_mb  # noqa: E402
+
 PECOS_VENV = ROOT / "work" / "pecos-venv"
 HYPER = {"branching": 16, "max_leaf_size": 100, "beam": 10, "threshold": 0.1, "C": 1.0,
          "bias": 1.0, "negatives": "tfn", "transform": "l3-hinge", "seed": 0}
