@@ -144,10 +144,14 @@ def click_exposure_columns(schema: FeatureSchema) -> list[int]:
     return [i for i, n in enumerate(schema.names) if n in wanted]
 
 
-def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
-    """``1 / (RRF_K + rank)`` in float64, 0 where the rank is NaN or inf (not found)."""
-    r = np.asarray(ranks, dtype=np.float64)
-    return np.where(np.isfinite(r), 1.0 / (RRF_K + r), 0.0)
+def reciprocal_ranks(ranks: np.ndarray, k: float = RRF_K) -> np.ndarray:
+    """``1 / (k + rank)`` in float64, 0 where the rank is NaN or inf (not found); ranks >= 1.
+
+    Three whole-array operations, no mask (it is on every request's path): inf gives 1 / inf = 0
+    and ``fmax`` turns NaN into 0, every other term being > 0."""
+    rr = np.add(ranks, k, dtype=np.float64)
+    np.divide(1.0, rr, out=rr)
+    return np.fmax(rr, 0.0, out=rr)
 
 
 class ProvenanceColumns:
@@ -442,11 +446,7 @@ class FeatureBuilder:
         out[:, 0: 3 * s: 3] = cands.scores
         out[:, 1: 3 * s: 3] = ranks
         out[:, 2: 3 * s: 3] = found
-        # reciprocal_ranks(ranks) in three operations: NaN (not found) -> 0 by fmax, every
-        # other term being > 0 (inf -> 1 / inf = 0 as well)
-        rr = np.add(ranks, RRF_K, dtype=np.float64)
-        np.divide(1.0, rr, out=rr)
-        np.fmax(rr, 0.0, out=rr)
+        rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
         out[:, self._fused_col] = rr.sum(axis=1)
         for name, c in self._match_cols:

@@ -38,7 +38,12 @@ from pydantic import Field
 
 from ltrr.contracts.ranker import Ranker
 from ltrr.errors import DataError, PersistenceError
-from ltrr.features import FeatureSchema, click_exposure_columns, monotone_directions
+from ltrr.features import (
+    FeatureSchema,
+    click_exposure_columns,
+    monotone_directions,
+    reciprocal_ranks,
+)
 from ltrr.params import Params, validate_params
 from ltrr.store.persist import atomic_directory, read_manifest, write_json, write_manifest
 
@@ -172,9 +177,7 @@ class LambdaMARTRanker(Ranker):
     def _prior_terms(self, X: np.ndarray) -> np.ndarray:
         """Each strategy's ``1 / (rrf_k + rank)`` (0 when not found), ``float64[n, S]``, from the
         ``_rank`` columns in float64: the same numbers :func:`ltrr.ranking.fusion.rrf_scores` sums."""
-        terms = np.add(np.asarray(X).take(self._rank_cols, axis=1), self.params.rrf_k, dtype=np.float64)
-        np.divide(1.0, terms, out=terms)
-        return np.fmax(terms, 0.0, out=terms)  # NaN (not found) -> 0; every other term is > 0
+        return reciprocal_ranks(np.asarray(X).take(self._rank_cols, axis=1), self.params.rrf_k)
 
     def prior(self, X: np.ndarray) -> np.ndarray:
         """The reciprocal-rank-fusion score of rows ``X`` (float64)."""
