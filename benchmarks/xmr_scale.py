@@ -120,14 +120,16 @@ class Phases:
     """Wall, CPU (all threads) and peak RSS of named phases of one process.
 
     The peak is the kernel's high-water mark (``VmHWM``), reset at the start of every phase by
-    writing 5 to ``/proc/self/clear_refs``, so each phase's peak is its own (the RSS held by the
-    earlier phases included). Phases may nest; a nested phase resets its parent's mark, so the
-    parent's peak is the larger of its children's and what it reached after them.
+    writing 5 to ``/proc/self/clear_refs``, so each phase's ``peak_rss_mb`` is its own (the RSS
+    held by the earlier phases included, the peaks of earlier phases not). Phases may nest; a
+    nested phase resets its parent's mark, so a parent's peak is the larger of its children's
+    peaks and what it reached outside them. ``peak`` is the process's peak over all phases.
     """
 
     def __init__(self, log: Path | None = None) -> None:
         self.rows: list[dict] = []
-        self._hwm = 0.0
+        self.peak = 0.0
+        self._open: list[float] = []  # per open phase: the largest peak of its finished children
         self.log = log  # each phase is also appended here as it ends (long runs can be watched)
 
     @staticmethod
@@ -138,18 +140,23 @@ class Phases:
     @contextmanager
     def phase(self, name: str):
         """Record the enclosed block as ``name``."""
-        outer = max(self._hwm, peak_rss_mb())
+        if self._open:  # the enclosing phase's peak so far, before this phase resets the mark
+            self._open[-1] = max(self._open[-1], peak_rss_mb())
+        self.peak = max(self.peak, peak_rss_mb())
+        self._open.append(0.0)
         self._reset()
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            peak = max(peak_rss_mb(), self._hwm)
+            own = max(peak_rss_mb(), self._open.pop())
+            self.peak = max(self.peak, own)
+            if self._open:
+                self._open[-1] = max(self._open[-1], own)
             self.rows.append({"phase": name, "wall_s": round(time.perf_counter() - t0, 2),
                               "cpu_s": round(time.process_time() - c0, 2),
-                              "peak_rss_mb": round(peak, 1), "rss_mb": round(rss_mb(), 1),
+                              "peak_rss_mb": round(own, 1), "rss_mb": round(rss_mb(), 1),
                               "load_avg": [round(v, 2) for v in os.getloadavg()]})
-            self._hwm = max(outer, peak)
             if self.log is not None:
                 with open(self.log, "a") as f:
                     f.write(json.dumps(self.rows[-1]) + "\n")
@@ -186,7 +193,7 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
         phases.wrap(xfeat.TfidfFeaturizer, "fit_transform", "featurize: fit + transform")
         phases.wrap(xmodel, "pifa", "model: PIFA embeddings")
         phases.wrap(xmodel, "build_tree", "model: k-means tree")
-        phases.wrap(xmodel, "train_level", "model: matchers of one level")
+        phases.wrap(xmodel, "train_level_chunked", "model: matchers of one level")
         phases.wrap(XRLinear, "_train", "fit: total")
 
     with phases.phase("data: synthetic catalog + queries") if phases else nullcontext():
@@ -201,7 +208,8 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     def capture(self, x, y, **kw):  # the exact matrices the strategy trains on
         captured["x"], captured["y"] = x, y
         c0 = time.process_time()
-        out = fit(self, x, y, **kw)
+        with phases.phase("model: fit total") if phases else nullcontext():
+            out = fit(self, x, y, **kw)
         captured["model_cpu_s"] = time.process_time() - c0
         return out
 
@@ -209,7 +217,7 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = max(peak_rss_mb(), phases._hwm if phases else 0.0)
+    peak = max(peak_rss_mb(), phases.peak if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
     ids, _ = strat.model_.predict(x_te, 10)

@@ -55,6 +55,55 @@ class ChunkedWeights:
             n_features=d,
         )
 
+    @staticmethod
+    def piece(feat: np.ndarray, node: np.ndarray, value: np.ndarray, child_ptr: np.ndarray,
+              n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One block of parents' weights ``(feature, node, value)`` in the chunked layout:
+        ``(keys, counts, child, value)`` with unique sorted keys (no sentinel) and each key's
+        number of children. Entries must already be ordered by (parent, feature, node), as the
+        matcher emits them; otherwise they are sorted here. Compact (8 bytes a weight plus 16
+        a key), so a level can be kept as pieces while its blocks are trained."""
+        node = node.astype(np.int64, copy=False)
+        parent = np.searchsorted(child_ptr, node, side="right") - 1
+        key = parent * n_features + feat
+        child = (node - child_ptr[parent]).astype(np.int32)
+        del node
+        if key.size > 1 and not bool(np.all((key[1:] > key[:-1])
+                                            | ((key[1:] == key[:-1]) & (child[1:] > child[:-1])))):
+            order = np.lexsort((child, key))
+            key, child, value = key[order], child[order], value[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else np.empty(0, np.int64)
+        counts = np.diff(np.r_[first, key.size])
+        return key[first], counts, child, value.astype(np.float32, copy=False)
+
+    @classmethod
+    def merge(cls, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+              n_features: int) -> ChunkedWeights:
+        """One level from :meth:`piece` s of disjoint sets of parents (in any order): the pieces'
+        runs of keys are laid out by parent, one array at a time (the pieces' arrays are
+        released as they are used, so the peak is the level plus one array of it)."""
+        runs = []  # (parent, piece, first key, end key) of every parent's run of keys
+        for i, (keys, _, _, _) in enumerate(pieces):
+            par = keys // n_features
+            start = np.flatnonzero(np.r_[True, par[1:] != par[:-1]]) if keys.size else np.empty(0, np.int64)
+            runs.append(np.stack([par[start], np.full(start.size, i), start, np.r_[start[1:], keys.size]], 1)
+                        if keys.size else np.empty((0, 4), np.int64))
+        table = np.concatenate(runs) if runs else np.empty((0, 4), np.int64)
+        table = table[np.argsort(table[:, 0], kind="stable")].tolist()
+        eptr = [np.r_[0, np.cumsum(p[1])] for p in pieces]
+        keys = np.concatenate([pieces[i][0][a:b] for _, i, a, b in table] + [np.array([_SENTINEL])])
+        counts = np.concatenate([pieces[i][1][a:b] for _, i, a, b in table] + [np.zeros(0, np.int64)])
+        ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        del counts
+        arrays = []
+        for field in (2, 3):  # child, then value
+            arrays.append(np.concatenate([pieces[i][field][eptr[i][a]:eptr[i][b]] for _, i, a, b in table]
+                                         + [np.zeros(0, (np.int32, np.float32)[field - 2])]))
+            for j, p in enumerate(pieces):  # drop the pieces' copies of this array
+                pieces[j] = (*p[:field], np.empty(0, p[field].dtype), *p[field + 1:])
+        return cls(keys=keys.astype(np.int64), ptr=ptr, child=arrays[0], value=arrays[1],
+                   n_features=n_features)
+
     def to_csr(self, child_ptr: np.ndarray) -> sp.csr_matrix:
         """The ``(n_features, n_nodes)`` matrix back (for inspection and tests)."""
         counts = np.diff(self.ptr)

@@ -20,13 +20,18 @@ Weights below ``threshold`` in absolute value are pruned, as PECOS does, to keep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.parallel import RowSplit
+
+_P = TypeVar("_P")
 
 
 @dataclass(frozen=True)
@@ -452,6 +457,41 @@ def _blocks(act: sp.csc_matrix, row_nnz: np.ndarray, child_ptr: np.ndarray,
     return out
 
 
+def _solve_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix, child_ptr: np.ndarray,
+                 params: SolverParams, max_dense: int, bias_col: int | None, budget_bytes: float,
+                 threads: int, finish: Callable[[np.ndarray, np.ndarray, np.ndarray], _P]) -> list[_P]:
+    """``finish(feature, node, value)`` of every block of parents of one level (see
+    :func:`train_level`), called in the thread that solved the block, so each block's raw
+    weights are released as soon as they are converted."""
+    x = sp.csr_matrix(x)
+    act = sp.csc_matrix(active)
+    act.sum_duplicates()
+    act.sort_indices()
+    posc = sp.csc_matrix(pos)
+    blocks = _blocks(act, np.diff(x.indptr).astype(np.float64), child_ptr, budget_bytes)
+
+    nchild = np.diff(child_ptr)
+
+    def solve(parents: np.ndarray, pool: ThreadPoolExecutor | None = None) -> _P:
+        counts = nchild[parents]
+        ends = np.cumsum(counts)
+        nodes = np.arange(int(ends[-1])) + np.repeat(child_ptr[parents] - ends + counts, counts)
+        if parents.size == act.shape[1]:
+            a, pc = act, posc
+        else:
+            a, pc = act[:, parents], posc[:, nodes]
+        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col, pool, threads)
+        return finish(f, nodes[c], v)
+
+    if threads > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(solve, blocks))
+    if threads > 1:  # one block: its products are split instead
+        with ThreadPoolExecutor(threads) as pool:
+            return [solve(blocks[0], pool)]
+    return [solve(b) for b in blocks]
+
+
 def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
                 child_ptr: np.ndarray, params: SolverParams,
                 max_dense: int = 4_000_000, bias_col: int | None = None,
@@ -473,41 +513,44 @@ def train_level(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
     child_ptr
         Children ranges of the parents (see :class:`~strategies.xmr.indexer.ClusterTree`).
     """
-    x = sp.csr_matrix(x)
-    d = x.shape[1]
-    n_nodes = int(child_ptr[-1])
-    act = sp.csc_matrix(active)
-    act.sum_duplicates()
-    act.sort_indices()
-    posc = sp.csc_matrix(pos)
-    blocks = _blocks(act, np.diff(x.indptr).astype(np.float64), child_ptr, budget_bytes)
-
-    nchild = np.diff(child_ptr)
-
-    def solve(parents: np.ndarray, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        counts = nchild[parents]
-        ends = np.cumsum(counts)
-        nodes = np.arange(int(ends[-1])) + np.repeat(child_ptr[parents] - ends + counts, counts)
-        if parents.size == act.shape[1]:
-            a, pc = act, posc
-        else:
-            a, pc = act[:, parents], posc[:, nodes]
-        f, c, v = _solve_block(x, a, pc, np.r_[0, ends], params, max_dense, bias_col, pool, threads)
-        return f, nodes[c], v
-
-    if threads > 1 and len(blocks) > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(solve, blocks))
-    elif threads > 1:  # one block: its products are split instead
-        with ThreadPoolExecutor(threads) as pool:
-            parts = [solve(blocks[0], pool)]
-    else:
-        parts = [solve(b) for b in blocks]
+    parts = _solve_level(x, active, pos, child_ptr, params, max_dense, bias_col, budget_bytes, threads,
+                         lambda f, n, v: (f, n, v))
     out = sp.csr_matrix(
         (np.concatenate([p[2] for p in parts]),
          (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))),
-        shape=(d, n_nodes), dtype=np.float32,
+        shape=(x.shape[1], int(child_ptr[-1])), dtype=np.float32,
     )
     out.sum_duplicates()
     out.sort_indices()
     return out
+
+
+def train_level_chunked(x: sp.csr_matrix, active: sp.csr_matrix, pos: sp.csr_matrix,
+                        child_ptr: np.ndarray, params: SolverParams, bias_col: int,
+                        max_dense: int = 4_000_000, budget_bytes: float = 512e6,
+                        threads: int = 1) -> tuple[ChunkedWeights, np.ndarray]:
+    """:func:`train_level` straight into the layout beam search uses: the weights of the features
+    before ``bias_col`` (the last column of ``x``) as :class:`ChunkedWeights` and the bias
+    weights as a ``float32`` vector over nodes. Each block's weights are compacted as it is
+    solved and the level is assembled from the pieces, so no whole-level triplet or CSR copy of
+    the weights is ever held (the same arrays as ``ChunkedWeights.from_csr(train_level(...)[:-1])``).
+    """
+    if bias_col != x.shape[1] - 1:
+        raise ValueError(f"The 'bias_col' parameter must be the last column of x ({x.shape[1] - 1}). "
+                         f"Got {bias_col!r} instead.")
+    n_nodes = int(child_ptr[-1])
+
+    def finish(f: np.ndarray, n: np.ndarray, v: np.ndarray):
+        is_bias = f == bias_col
+        bias = (n[is_bias], v[is_bias])
+        keep = ~is_bias
+        return ChunkedWeights.piece(f[keep], n[keep], v[keep], child_ptr, bias_col), bias
+
+    parts = _solve_level(x, active, pos, child_ptr, params, max_dense, bias_col, budget_bytes, threads,
+                         finish)
+    bias = np.zeros(n_nodes, dtype=np.float32)
+    for _, (nodes, vals) in parts:
+        bias[nodes] = vals
+    pieces = [p for p, _ in parts]
+    del parts
+    return ChunkedWeights.merge(pieces, bias_col), bias

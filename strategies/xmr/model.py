@@ -20,7 +20,7 @@ from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
-from strategies.xmr.matcher import SolverParams, train_level
+from strategies.xmr.matcher import SolverParams, train_level_chunked
 
 TRANSFORMS = ("l3-hinge", "l2-hinge", "sigmoid")
 
@@ -169,6 +169,7 @@ class XRModel:
             emb = pifa(x, y) if label_emb is None else label_emb
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters,
                                    cfg.threads)
+            del emb  # as large as x: not kept through the matchers
         c1 = time.process_time()
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
@@ -195,10 +196,10 @@ class XRModel:
                                     shape=active.shape)
                 active = (active + man).tocsr()
                 active.data[:] = 1
-            w = train_level(xb, active, pos[t], self.tree.child_ptr[t], solver,
-                            bias_col=xb.shape[1] - 1, threads=cfg.threads)
-            self.chunks.append(ChunkedWeights.from_csr(w[:-1], self.tree.child_ptr[t]))
-            self.biases.append(np.asarray(w[-1].toarray()).ravel().astype(np.float32) * cfg.bias)
+            chunks, bias = train_level_chunked(xb, active, pos[t], self.tree.child_ptr[t], solver,
+                                               bias_col=xb.shape[1] - 1, threads=cfg.threads)
+            self.chunks.append(chunks)
+            self.biases.append(bias * cfg.bias)
         self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
         return self
 

@@ -50,3 +50,21 @@ def test_margins_equal_the_dense_product_under_any_beam():
         m1 = c.margins_one(row.indices, row.data, one, base, int(nchild[one].sum()))
         want = np.concatenate([full[q, child_ptr[p]:child_ptr[p + 1]] for p in one]) if one.size else np.zeros(0)
         np.testing.assert_allclose(m1, want, rtol=1e-6)
+
+
+def test_pieces_in_any_order_merge_to_the_level():
+    # the level split into two blocks of parents, entries shuffled (the piece sorts them) and the
+    # blocks merged out of parent order: the same arrays as from_csr
+    rng, child_ptr, w, _ = _level(2)
+    coo = w.tocoo()
+    parent = np.searchsorted(child_ptr, coo.col, side="right") - 1
+    pieces = []
+    for block in (parent % 2 == 1, parent % 2 == 0):
+        idx = rng.permutation(np.flatnonzero(block))
+        pieces.append(ChunkedWeights.piece(coo.row[idx].astype(np.int64), coo.col[idx], coo.data[idx],
+                                           child_ptr, w.shape[0]))
+    got = ChunkedWeights.merge(pieces, w.shape[0])
+    ref = ChunkedWeights.from_csr(w, child_ptr)
+    for name in ("keys", "ptr", "child", "value"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+    assert (got.to_csr(child_ptr) != w).nnz == 0

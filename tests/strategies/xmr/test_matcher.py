@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
+from strategies.xmr.chunked import ChunkedWeights
 from strategies.xmr.matcher import (
     SolverParams,
     _solve_kernel,
@@ -15,6 +16,7 @@ from strategies.xmr.matcher import (
     _solve_primal,
     _stack,
     train_level,
+    train_level_chunked,
 )
 
 
@@ -110,3 +112,28 @@ def test_streamed_blocks_and_threads_give_the_same_weights():
     streamed = train_level(x, active, pos, child_ptr, p, bias_col=d, budget_bytes=1.0, threads=2)
     assert whole.nnz > 0
     np.testing.assert_allclose(streamed.toarray(), whole.toarray(), atol=1e-4)
+
+
+@pytest.mark.parametrize("budget, threads", [(512e6, 1), (1.0, 2)])
+def test_chunked_level_equals_the_csr_level_regrouped(budget, threads):
+    # the level assembled from per-block pieces is, array for array, the CSR level regrouped
+    rng = np.random.default_rng(7)
+    n, d = 90, 20
+    x = sp.csr_matrix(rng.random((n, d)) * (rng.random((n, d)) < 0.4))
+    x = sp.hstack([x, np.ones((n, 1))], format="csr")
+    lab = rng.integers(0, 9, size=n)
+    pos = sp.csr_matrix((np.ones(n), (np.arange(n), lab)), shape=(n, 9))
+    child_ptr = np.array([0, 2, 5, 6, 9])  # unequal fan-out; parent 2 has one child
+    parent = np.searchsorted(child_ptr, lab, side="right") - 1
+    active = sp.csr_matrix((np.ones(n), (np.arange(n), parent)), shape=(n, 4))
+    p = SolverParams(threshold=0.05)
+    w = train_level(x, active, pos, child_ptr, p, bias_col=d, budget_bytes=budget, threads=threads)
+    chunks, bias = train_level_chunked(x, active, pos, child_ptr, p, bias_col=d, budget_bytes=budget,
+                                       threads=threads)
+    ref = ChunkedWeights.from_csr(w[:-1], child_ptr)
+    assert ref.nnz > 20 and np.count_nonzero(bias) > 0
+    for name in ("keys", "ptr", "child", "value"):
+        np.testing.assert_array_equal(getattr(chunks, name), getattr(ref, name), err_msg=name)
+    np.testing.assert_array_equal(bias, w[-1].toarray().ravel().astype(np.float32))
+    with pytest.raises(ValueError, match="'bias_col' parameter must be the last column"):
+        train_level_chunked(x, active, pos, child_ptr, p, bias_col=0)
