@@ -87,17 +87,11 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
         depth -= 1
     rng = np.random.default_rng(seed)
     grp = np.zeros(n, dtype=np.int64)
-    # nonzeros in feature-major order: a stable sort by node then lists each node's
-    # (node, feature) cells in key order without comparing keys
-    csc = emb.tocsc()
-    nz_row = csc.indices.astype(np.int32)
-    nz_feat = np.repeat(np.arange(d, dtype=np.int32), np.diff(csc.indptr))
-    data = csc.data
-    del csc, emb
+    emb.sort_indices()  # each label's features in order: the cells' entries come out sorted
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
         for level in range(depth):
-            side = _split_level(grp, nz_row, nz_feat, data, d, level, rng, iters, tol, pool, threads)
+            side = _split_level(grp, emb, level, rng, iters, tol, pool, threads)
             grp = grp * 2 + side
     finally:
         if pool is not None:
@@ -105,9 +99,8 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     return grp, depth
 
 
-def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data: np.ndarray,
-                 d: int, level: int, rng: np.random.Generator, iters: int, tol: float,
-                 pool: ThreadPoolExecutor | None, threads: int) -> np.ndarray:
+def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random.Generator,
+                 iters: int, tol: float, pool: ThreadPoolExecutor | None, threads: int) -> np.ndarray:
     """Side (0 left, 1 right) of every label in the balanced 2-means split of its node.
 
     The nonzeros' (node, feature) cells are indexed once per level, as two sparse matrices:
@@ -122,8 +115,6 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     # labels are handled in node order (position p holds label order[p]; a node's labels are
     # contiguous, in label order), so the products below touch one node's entries at a time
     order = np.argsort(grp, kind="stable")
-    position = np.empty(n, dtype=np.int32)
-    position[order] = np.arange(n, dtype=np.int32)
     node_p = grp[order]
     # two distinct random members of every node seed its two centroids
     a = rng.integers(0, sizes)
@@ -135,19 +126,8 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     rank_base = np.repeat(starts, sizes)
     half = ((sizes + 1) // 2)[node_p]
     small = node_p.astype(np.int16 if n_nodes < 2 ** 15 else np.int32)
-    g_nz = small[position[nz_row]]  # node of every nonzero (int16 / int32)
-    by_node = np.argsort(g_nz, kind="stable")
-    g_nz = g_nz[by_node]
-    f_nz = nz_feat[by_node]
-    first = np.flatnonzero(np.r_[True, (g_nz[1:] != g_nz[:-1]) | (f_nz[1:] != f_nz[:-1])])
-    del g_nz, f_nz
-    n_cells = first.size
-    cells = sp.csr_matrix((data[by_node].astype(np.float64), position[nz_row[by_node]],
-                           np.r_[first, by_node.size]), shape=(n_cells, n), copy=False)
-    del by_node
-    per_node = np.bincount(node_p[cells.indices[first]], minlength=n_nodes)
-    del first
-    labels = cells.T.tocsr()  # columns (cells) sorted within each row: the features' order
+    cells, labels, per_node = _cell_matrices(emb, order, node_p, np.r_[starts, n])
+    n_cells = cells.shape[0]
     node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int32),
                               np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
     to_cells = RowSplit(cells, pool, threads)
@@ -178,6 +158,57 @@ def _split_level(grp: np.ndarray, nz_row: np.ndarray, nz_feat: np.ndarray, data:
     out = np.empty(n, dtype=np.int64)
     out[order] = side
     return out
+
+
+def _cell_matrices(emb: sp.csr_matrix, order: np.ndarray, node_p: np.ndarray, node_start: np.ndarray,
+                   group_nnz: int = 1 << 23) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """``cells`` (cells x positions), ``labels`` (positions x cells) and the cells per node.
+
+    A cell is a (node, feature) pair with a nonzero; cells are ordered by node then feature, a
+    cell's entries by position, and ``labels`` is ``cells``' transpose. Built a few million
+    nonzeros of consecutive nodes at a time straight into the two matrices' arrays (each holds
+    every nonzero once), so the only whole-level arrays are the two results.
+    """
+    n, d = emb.shape
+    n_nodes = node_start.size - 1
+    lab_ptr = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])].astype(np.int64)
+    nnz = int(lab_ptr[-1])
+    c_data, c_idx = np.empty(nnz), np.empty(nnz, dtype=np.int32)
+    l_data, l_idx = np.empty(nnz), np.empty(nnz, dtype=np.int32)
+    c_ptr: list[np.ndarray] = []
+    per_node = np.zeros(n_nodes, dtype=np.int64)
+    at_node = lab_ptr[node_start]
+    g0, n_cells = 0, 0
+    while g0 < n_nodes:
+        g1 = max(g0 + 1, int(np.searchsorted(at_node, at_node[g0] + group_nnz, side="right")) - 1)
+        g1 = min(g1, n_nodes)
+        r0, r1 = int(node_start[g0]), int(node_start[g1])
+        e0, e1 = int(lab_ptr[r0]), int(lab_ptr[r1])
+        # feature-major within the block (positions sorted per feature); a stable radix sort
+        # by node then lists each cell's entries together, in (node, feature, position) order
+        blk = emb[order[r0:r1]].tocsc()
+        feat = np.repeat(np.arange(d, dtype=np.int32), np.diff(blk.indptr))
+        span = g1 - g0
+        node = (node_p[r0:r1] - g0).astype(np.int16 if span < 2 ** 15 else np.int32)[blk.indices]
+        by = np.argsort(node, kind="stable")
+        node, feat = node[by], feat[by]
+        first = np.flatnonzero(np.r_[True, (node[1:] != node[:-1]) | (feat[1:] != feat[:-1])])
+        per_node[g0:g1] = np.bincount(node[first], minlength=span)
+        del node, feat
+        c_data[e0:e1] = blk.data[by]
+        c_idx[e0:e1] = blk.indices[by] + r0
+        c_ptr.append(first + e0)
+        del blk, by
+        group = sp.csr_matrix((c_data[e0:e1], c_idx[e0:e1] - r0, np.r_[first, e1 - e0]),
+                              shape=(first.size, r1 - r0)).tocsc()  # its transpose, sorted
+        l_data[e0:e1] = group.data
+        l_idx[e0:e1] = group.indices + n_cells
+        n_cells += first.size
+        g0 = g1
+    cells = sp.csr_matrix((c_data, c_idx, np.concatenate(c_ptr + [np.array([nnz])])), shape=(n_cells, n),
+                          copy=False)
+    labels = sp.csr_matrix((l_data, l_idx, lab_ptr), shape=(n, n_cells), copy=False)
+    return cells, labels, per_node
 
 
 def build_tree(emb: sp.csr_matrix, branching: int, max_leaf_size: int, seed: int,
