@@ -217,6 +217,7 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss_after = rss_mb()
     peak = max(peak_rss_mb(), phases.peak if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
@@ -236,6 +237,9 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
             "model_cpu_s": round(captured["model_cpu_s"], 2),
             **{k: round(v, 2) for k, v in strat.model_.fit_cpu_s_.items()},
             "levels": strat.model_.tree.level_sizes()[1:],
+            "model_weights_mb": round(sum(a.nbytes for c in strat.model_.chunks
+                                          for a in (c.keys, c.ptr, c.child, c.value)) / 2**20, 1),
+            "rss_after_fit_mb": round(rss_after, 1),
             "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
             **accuracy(ids, test_rows), **({"phases": phases.rows} if phases else {})}
 

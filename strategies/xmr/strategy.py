@@ -168,9 +168,12 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
                           shape=(len(uniq_texts), len(catalog)))
         y.sum_duplicates()
         y.data[:] = 1.0
+        # the texts and their lower-cased keys are as large as the catalog: not kept through the fit
+        del texts, labels, uniq, first, qrow, composed
         self.featurizer_ = TfidfFeaturizer(p.word_ngrams, p.char_ngrams, p.min_df, p.max_features,
                                            p.max_terms)
         x = self.featurizer_.fit_transform(uniq_texts, threads=p.train_threads)
+        del uniq_texts
         self.model_ = XRModel(_config(p)).fit(x, y)
 
     # ------------------------------------------------------------------ serving
