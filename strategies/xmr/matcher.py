@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -371,10 +371,33 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False,
 
 
 
+#: bytes of the primal solver's (local features x children) work arrays above which a block's
+#: children are solved a few columns at a time (only single parents of millions of rows reach it)
+PRIMAL_WORK_BYTES = float(1 << 30)
+
+
+def _solve_primal_columns(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None, threads: int,
+                          work_bytes: float) -> np.ndarray:
+    """:func:`_solve_primal`, its children split into groups of columns when its ~10 float32
+    work arrays of (local features x children) would pass ``work_bytes``. The children's
+    problems are independent; only the solver's shared stopping tests see fewer columns, so
+    the weights differ within the solver's tolerance from one solve of all columns."""
+    n_local, bmax = lv.xbd.shape[1], lv.y.shape[1]
+    width = max(1, int(work_bytes // (40.0 * max(n_local, 1))))
+    if width >= bmax:
+        return _solve_primal(lv, p, pool, threads)
+    width = -(-bmax // -(-bmax // width))  # equal groups
+    w = np.empty((n_local, bmax), dtype=np.float32)
+    for c0 in range(0, bmax, width):
+        part = replace(lv, y=lv.y[:, c0:c0 + width], valid=lv.valid[:, c0:c0 + width])
+        w[:, c0:c0 + width] = _solve_primal(part, p, pool, threads)
+    return w
+
+
 def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child_ptr: np.ndarray,
                  params: SolverParams, max_dense: int, bias_col: int | None,
-                 pool: ThreadPoolExecutor | None = None,
-                 threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 pool: ThreadPoolExecutor | None = None, threads: int = 1,
+                 work_bytes: float = PRIMAL_WORK_BYTES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pruned weights ``(feature, local node, value)`` of one block of parents (the sparse
     products of the primal and implicit solvers split over ``threads`` of ``pool``, if given)."""
     lv = _stack(x, act, pos, child_ptr, bias_col)
@@ -395,7 +418,7 @@ def _solve_block(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix, child
     elif best == implicit_cost:
         beta = _solve_kernel_rows(lv, params, implicit=True, pool=pool, threads=threads)
     else:
-        w_all = _solve_primal(lv, params, pool, threads)
+        w_all = _solve_primal_columns(lv, params, pool, threads, work_bytes)
     # map local weights back to (feature, node), pruning in chunks of segments to bound memory
     cols, rows_f, vals = [], [], []
     seg_ustarts = np.append(lv.ustart, n_local)

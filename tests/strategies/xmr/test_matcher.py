@@ -14,6 +14,7 @@ from strategies.xmr.matcher import (
     _solve_kernel,
     _solve_kernel_rows,
     _solve_primal,
+    _solve_primal_columns,
     _stack,
     train_level,
     train_level_chunked,
@@ -137,3 +138,17 @@ def test_chunked_level_equals_the_csr_level_regrouped(budget, threads):
     np.testing.assert_array_equal(bias, w[-1].toarray().ravel().astype(np.float32))
     with pytest.raises(ValueError, match="'bias_col' parameter must be the last column"):
         train_level_chunked(x, active, pos, child_ptr, p, bias_col=0)
+
+
+def test_primal_in_column_groups_matches_one_solve():
+    # a parent too large for the work budget is solved a few children at a time: converged, the
+    # same weights as all children at once; within budget, the very same call
+    x, active, pos, child_ptr, _ = _problem(11, n_children=5)
+    lv = _stack(x, sp.csc_matrix(active), sp.csc_matrix(pos), child_ptr, bias_col=x.shape[1] - 1)
+    p = SolverParams(newton_iters=30, cg_iters=200, newton_tol=1e-8, cg_tol=1e-8)
+    whole = _solve_primal(lv, p)
+    split = _solve_primal_columns(lv, p, None, 1, work_bytes=40.0 * lv.xbd.shape[1] * 2)  # 2 columns
+    np.testing.assert_allclose(split, whole, atol=1e-4)
+    assert np.abs(whole).max() > 0.1
+    np.testing.assert_array_equal(_solve_primal_columns(lv, SolverParams(), None, 1, 1e12),
+                                  _solve_primal(lv, SolverParams()))
