@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from strategies.xmr.parallel import ordered_map
+from strategies.xmr.parallel import ordered_map, row_split
 
 _TOKEN = re.compile(r"\w+")
 #: the featurizer last loaded, by the SHA-1s of its two files (see :meth:`TfidfFeaturizer.load`)
@@ -260,7 +260,7 @@ class TfidfFeaturizer:
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
             return self.fit_slow(texts).transform(texts)
 
-        def block(chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def block(chunk: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
             ids32, lens = chunk
             ids = ids32.astype(np.int64)
             doc = np.repeat(np.arange(lens.size, dtype=np.int64), lens)
@@ -283,12 +283,15 @@ class TfidfFeaturizer:
             for other in parts[1:]:
                 mat = mat + other
             mat.sort_indices()
-            return mat.data.astype(np.float32), mat.indices.astype(np.int32), np.diff(mat.indptr)
+            return [mat.data.astype(np.float32), mat.indices.astype(np.int32), np.diff(mat.indptr)]
 
         blocks = list(ordered_map(block, st["chunks"], pool))
-        data = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.float32)
-        indices = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
-        lens = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
+        st.clear()  # the token ids and lookup tables
+        # one array at a time, each block's part dropped once copied: the peak is the matrix
+        # plus one of its arrays, not two matrices
+        data = np.concatenate([b.pop(0) for b in blocks]) if blocks else np.empty(0, np.float32)
+        indices = np.concatenate([b.pop(0) for b in blocks]) if blocks else np.empty(0, np.int32)
+        lens = np.concatenate([b.pop(0) for b in blocks]) if blocks else np.zeros(len(texts), np.int64)
         del blocks
         out = sp.csr_matrix((data, indices, np.r_[0, np.cumsum(lens)].astype(np.int64)),
                             shape=(len(texts), self.n_features))
@@ -600,7 +603,9 @@ def _top_terms(m: sp.csr_matrix, k: int) -> np.ndarray:
 
 def _normalize_rows32(mat: sp.csr_matrix) -> sp.csr_matrix:
     """The per-block unit vectors are concatenated; normalize the whole row once more."""
-    norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+    # a few million nonzeros at a time: the squares are a transient copy of the data
+    sq = [np.asarray(part.multiply(part).sum(axis=1)).ravel() for _, part in row_split(mat, -(-mat.nnz // (1 << 23)))]
+    norms = np.sqrt(np.concatenate(sq)) if sq else np.zeros(mat.shape[0], dtype=np.float32)
     norms[norms == 0] = 1.0
     mat.data /= np.repeat(norms, np.diff(mat.indptr)).astype(np.float32)
     return mat
