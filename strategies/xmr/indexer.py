@@ -55,9 +55,10 @@ class ClusterTree:
         return {"child_ptr": [cp.tolist() for cp in self.child_ptr]}
 
 
-def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
-    """Rows scaled to unit L2 norm (a copy, in ``dtype``)."""
-    m = sp.csr_matrix(m, dtype=dtype, copy=True)
+def _row_normalize(m: sp.csr_matrix, dtype=np.float64, copy: bool = True) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (a copy, in ``dtype``; ``copy=False`` scales ``m`` itself if it
+    is already a CSR matrix of ``dtype``)."""
+    m = sp.csr_matrix(m, dtype=dtype, copy=copy)
     sq = np.bincount(np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)),
                      weights=m.data.astype(np.float64) ** 2, minlength=m.shape[0])
     norms = np.sqrt(sq)
@@ -68,17 +69,18 @@ def _row_normalize(m: sp.csr_matrix, dtype=np.float64) -> sp.csr_matrix:
 
 def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
                           iters: int = 20, tol: float = 0.002,
-                          threads: int = 1) -> tuple[np.ndarray, int]:
+                          threads: int = 1, own: bool = False) -> tuple[np.ndarray, int]:
     """Leaf cluster of every label from recursive balanced spherical 2-means.
 
     Each split runs at most ``iters`` rounds and stops early once at most ``tol`` of the labels
     change sides in a round. ``threads`` share the sparse products of every round (the result
-    does not depend on it).
+    does not depend on it). ``own``: the caller hands ``emb`` over, so it is normalized in
+    place instead of copied (the same values; one copy of the embeddings less).
 
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
     node ``g`` are ``2g`` and ``2g+1``, so leaf codes that share a prefix are close in the tree.
     """
-    emb = _row_normalize(emb, np.float32)
+    emb = _row_normalize(emb, np.float32, copy=not own)
     n, d = emb.shape
     if n <= max_leaf_size:
         return np.zeros(n, dtype=np.int64), 0
@@ -212,10 +214,11 @@ def _cell_matrices(emb: sp.csr_matrix, order: np.ndarray, node_p: np.ndarray, no
 
 
 def build_tree(emb: sp.csr_matrix, branching: int, max_leaf_size: int, seed: int,
-               iters: int = 20, threads: int = 1) -> ClusterTree:
-    """Cluster labels into a B-ary tree (``branching`` = B) with leaves of <= ~``max_leaf_size``."""
+               iters: int = 20, threads: int = 1, own: bool = False) -> ClusterTree:
+    """Cluster labels into a B-ary tree (``branching`` = B) with leaves of <= ~``max_leaf_size``
+    (``own``: ``emb`` may be scaled in place, see :func:`balanced_kmeans_codes`)."""
     n = emb.shape[0]
-    codes, depth = balanced_kmeans_codes(emb, max_leaf_size, seed, iters, threads=threads)
+    codes, depth = balanced_kmeans_codes(emb, max_leaf_size, seed, iters, threads=threads, own=own)
     label_order = np.argsort(codes, kind="stable").astype(np.int64)
     if depth == 0:
         return ClusterTree((np.array([0, n], dtype=np.int64),), label_order)

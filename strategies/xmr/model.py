@@ -76,7 +76,7 @@ def pifa(x: sp.csr_matrix, y: sp.csr_matrix) -> sp.csr_matrix:
     """PIFA label embeddings: row ``l`` is the normalized sum of the rows of ``x`` labelled ``l``."""
     yb = sp.csr_matrix(y, dtype=np.float32, copy=True)
     yb.data[:] = 1.0
-    return _row_normalize((yb.T.tocsr() @ sp.csr_matrix(x, dtype=np.float32)).tocsr(), np.float32)
+    return _row_normalize((yb.T.tocsr() @ sp.csr_matrix(x, dtype=np.float32)).tocsr(), np.float32, copy=False)
 
 
 def _transform(z: np.ndarray, name: str) -> np.ndarray:
@@ -168,7 +168,7 @@ class XRModel:
         else:
             emb = pifa(x, y) if label_emb is None else label_emb
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters,
-                                   cfg.threads)
+                                   cfg.threads, own=label_emb is None)
             del emb  # as large as x: not kept through the matchers
         c1 = time.process_time()
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")

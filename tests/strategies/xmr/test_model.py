@@ -186,3 +186,14 @@ def test_cell_matrices_index_every_node_feature_pair(group_nnz):
     for c, (g, f) in enumerate(expect):
         np.testing.assert_array_equal(dense[c], np.where(node_p == g, ep[:, f], 0.0))
     assert (labels != cells.T).nnz == 0 and labels.has_sorted_indices and cells.has_sorted_indices
+
+
+def test_owned_embeddings_are_scaled_in_place_to_the_same_codes():
+    emb = sp.random(400, 50, density=0.1, format="csr", dtype=np.float32, random_state=np.random.default_rng(8))
+    copy = emb.copy()
+    codes, depth = balanced_kmeans_codes(emb, max_leaf_size=20, seed=1)
+    assert (emb != copy).nnz == 0  # not handed over: untouched
+    owned, depth2 = balanced_kmeans_codes(copy, max_leaf_size=20, seed=1, own=True)
+    assert depth2 == depth and np.array_equal(owned, codes)
+    nonempty = np.diff(copy.indptr) > 0
+    np.testing.assert_allclose(sp.linalg.norm(copy, axis=1)[nonempty], 1.0, rtol=1e-6)  # scaled in place
