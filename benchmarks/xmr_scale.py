@@ -70,6 +70,12 @@ threads too. 1M (1.86M training rows, 8.2M features, 115M nonzeros, levels 4 / 6
 16,384 / 1M; P@1 0.607, R@10 0.652) trained end to end in 54.7 min wall and 37.9 min CPU at load
 4-8 (0.69 CPU s per wall s): not within 30 min. Matcher levels 1-5: 136, 402, 286, 156, 117 CPU
 s. The fit's 18.3 GB peak falls outside the timed sub-phases (tree 13.7 GB, matchers 13.9 GB).
+
+Memory (branch xmr1m2; see docs/speed.md, "Memory at 1M"): each phase's peak is now its own,
+not a running maximum, the model fit is a phase of its own and the run line reports the bytes of
+the chunked weights and the RSS after the fit. The 18.3 GB was the regrouping of the last
+level's weights (whole-level triplets, CSR and six int64 arrays per weight); the tree held the
+label embeddings three times. Both are now built piece by piece (same arrays, same codes).
 """
 
 from __future__ import annotations
