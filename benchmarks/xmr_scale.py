@@ -76,6 +76,8 @@ not a running maximum, the model fit is a phase of its own and the run line repo
 the chunked weights and the RSS after the fit. The 18.3 GB was the regrouping of the last
 level's weights (whole-level triplets, CSR and six int64 arrays per weight); the tree held the
 label embeddings three times. Both are now built piece by piece (same arrays, same codes).
+1M at ``907ce83`` (load 8 -> 2, 7-13 in between): peak 11.06 GB (the tree), fit 2,710 CPU s /
+4,722 s wall, P@1 0.601, R@10 0.644; 10k and 100k top-10 unchanged.
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ class ChunkedWeights:
             arrays.append(np.concatenate([pieces[i][field][eptr[i][a]:eptr[i][b]] for _, i, a, b in table]
                                          + [np.zeros(0, (np.int32, np.float32)[field - 2])]))
             for j, p in enumerate(pieces):  # drop the pieces' copies of this array
-                pieces[j] = (*p[:field], np.empty(0, p[field].dtype), *p[field + 1:])
+                q = list(p)
+                q[field] = np.empty(0, p[field].dtype)
+                pieces[j] = (q[0], q[1], q[2], q[3])
         return cls(keys=keys.astype(np.int64), ptr=ptr, child=arrays[0], value=arrays[1],
                    n_features=n_features)
 
