@@ -52,6 +52,7 @@ from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
 from ltrr.types import PAD_ID, QueryBatch, RetrievalResult
+from strategies.bm25_kernel import touched_top_k, warm
 from strategies.bm25_postings import Postings, PostingsBuilder
 
 __all__ = ["BM25", "BM25Params"]
@@ -75,8 +76,6 @@ _PRUNE_MIN = 16384
 # Top-k thresholds from block maxima past this many scores per needed one (see _top_k).
 _TOP_BLOCK_MIN = 64
 _TOP_BLOCKS = 4
-# Zero the whole accumulator (one memset) instead of the touched rows past 1/this of the corpus.
-_CLEAR_DENSE = 8
 # A term in at least 1/this of the documents is looked up in a dense row (at most _DENSE_ROWS).
 _DENSE_LOOKUP = 4
 _DENSE_ROWS = 64
@@ -372,9 +371,13 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         self._nonneg = bool((self.idf_ >= 0).all())  # false only if the mean idf is negative
         # idfs well above float32 underflow: every stored score > 0, no touched document sums to 0
         self._positive = bool(self.idf_.size == 0 or self.idf_.min() > 1e-20)
+        self._quality_prior = float(self.params.quality_prior)
         self._prior_max = float(self.prior_.max()) if self.prior_.size else 0.0
         self._dense: dict[int, np.ndarray] = {}  # the frequent terms' dense rows (_dense_row)
-        self._any_long = bool(self._nonneg and (self.long_row_ >= 0).any())  # top lists to prune with
+        # the terms with top lists to prune with, and their list lengths
+        long = np.flatnonzero(self.long_row_ >= 0) if self._nonneg else np.empty(0, dtype=np.int64)
+        self._long_df = dict(zip(long.tolist(), np.diff(self.ptr_)[long].tolist(), strict=True))
+        warm(self.ptr_, self.docs_, self.scores_, self.prior_)  # compiled now, not in a search
 
     # ------------------------------------------------------------------ querying
     def _token_key(self) -> str:
@@ -432,34 +435,47 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
             total += w * self._lookup(t, docs)
         return total
 
-    def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """One query's best ``k`` documents and scores (prior included), best first.
+    def _query_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int, ids: np.ndarray,
+                     scores: np.ndarray) -> None:
+        """One query's best ``k`` documents and scores (prior included), best first, written to
+        the rows ``ids`` (``int64[k]``) and ``scores`` (``float32[k]``), padded with ``PAD_ID``
+        and ``-inf``.
 
         While the fully read lists stay within the sparse budget, :meth:`_bounded_top_k`
         answers; each time its bound does not prune, the long term with the largest weighted
         cap is read in full instead (as MaxScore moves a term to the essential lists). Past the
-        budget, :meth:`_touched_top_k` scores every touched document.
+        budget, and for queries without a long term, :meth:`_touched_top_k` scores every
+        touched document.
         """
-        if terms.size == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        # bounds need every score >= 0 (false only if the mean idf is negative: no long lists)
-        long = self.long_row_[terms] >= 0 if self._any_long else None
-        if long is None or not long.any():
-            return self._touched_top_k(terms, weights, k)
+        # bounds need every score >= 0 (no long terms listed if the mean idf is negative); the
+        # long lists must hold more postings than pruning's fixed cost (checked without numpy)
+        long_df = [self._long_df.get(t, 0) for t in terms.tolist()] if self._long_df else ()
+        if sum(long_df) >= _PRUNE_GAIN * _TOP_LIST * (len(long_df) - long_df.count(0)) + _PRUNE_MIN:
+            found = self._pruned_top_k(terms, weights, k)
+            if found is not None:
+                n = found[0].size
+                ids[:n], scores[:n] = found
+                ids[n:], scores[n:] = PAD_ID, -np.inf
+                return
+        self._touched_top_k(terms, weights, k, ids, scores)
+
+    def _pruned_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top k by :meth:`_bounded_top_k`, reading long lists in full one at a time while
+        within the budget; None when pruning would not pay or the budget is spent."""
+        long = self.long_row_[terms] >= 0
         ptr = self.ptr_
         df = ptr[terms + 1] - ptr[terms]
         if df[long].sum() < _PRUNE_GAIN * (_TOP_LIST * long.sum() + df[~long].sum()) + _PRUNE_MIN:
-            return self._touched_top_k(terms, weights, k)  # pruning would not pay for itself
+            return None  # pruning would not pay for itself
         budget = max(_SPARSE_SUM_RATIO * self.n_docs, 1)
-        theta = -np.inf
-        while df[~long].sum() <= budget:
-            found, theta = self._bounded_top_k(terms, weights, long, k)
+        while long.any() and df[~long].sum() <= budget:
+            found = self._bounded_top_k(terms, weights, long, k)
             if found is not None:
                 return found
             rest = np.flatnonzero(long)
             long[rest[np.argmax(weights[rest] * self.cap_[terms[rest]])]] = False
-        return self._touched_top_k(terms, weights, k, theta)
+        return None
 
     def _scratch(self) -> _Scratch:
         """Per-thread accumulators over the corpus, all zero between queries."""
@@ -469,14 +485,11 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         return sc
 
     def _bounded_top_k(self, terms: np.ndarray, weights: np.ndarray, long: np.ndarray, k: int
-                       ) -> tuple[tuple[np.ndarray, np.ndarray] | None, float]:
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact top k from the full lists of the terms not marked ``long`` and the top lists of
-        those marked, or None when the bound on the documents outside does not prune; and the
-        k-th best exact candidate score, a lower bound on the k-th best of all (-inf if none)."""
+        those marked, or None when the bound on the documents outside does not prune."""
         ptr, docs, scores, qp = self.ptr_, self.docs_, self.scores_, self.params.quality_prior
         long_t, long_w = terms[long], weights[long]
-        if long_t.size == 0:  # every touched document is a candidate
-            return self._touched_top_k(terms, weights, k), -np.inf
         rows = self.long_row_[long_t]
         sc, cand = self._scratch(), None
         touched: list[np.ndarray] = []
@@ -500,7 +513,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         # lower: what is known; upper: plus each long term's cap where its top list missed
         lower = part + top + prior
         if cand.size < k:
-            return None, -np.inf
+            return None
         upper = lower + (bound - known)
         touched_docs = cand
         # exact scores, first for the candidates with the best upper bounds: their k-th best
@@ -521,7 +534,7 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         keep = np.flatnonzero(~np.isnan(exact) & (exact != 0))
         cand, total = cand[keep], exact[keep]
         if cand.size < k:
-            return None, -np.inf
+            return None
         ranked = total + qp * self.prior_[cand] if qp > 0 else total
         theta = float(np.partition(ranked, cand.size - k)[cand.size - k])
         # a document outside the candidates holds no short term and is outside every long
@@ -529,101 +542,54 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         bound += qp * self._prior_max
         slack = _BOUND_SLACK * (abs(theta) + abs(bound))
         if bound < theta - slack:
-            return self._finish(cand, total, k), theta
+            return self._finish(cand, total, k)
         # such a document reaching theta scores >= need[i] in every long term i: scan the
         # long list where that is most selective for the documents above it
         need = (theta - slack - (bound - caps)) / long_w
         i = int(np.argmax(need / np.maximum(self.max_score_[long_t], np.finfo(np.float32).tiny)))
         if need[i] <= 0:
-            return None, theta
+            return None
         t = int(long_t[i])
         a, e = ptr[t], ptr[t + 1]
         above = docs[a:e][scores[a:e] >= need[i]]
         extra = above[~_isin_sorted(above, touched_docs)] if above.size else above
         if extra.size > _DENSE_EXTRA_RATIO * self.n_docs:
-            return None, theta
+            return None
         if extra.size:
             cand = np.concatenate([cand, extra])
             total = np.concatenate([total, self._pair_scores(long_t, long_w, extra)])
-        return self._finish(cand, total, k), theta
+        return self._finish(cand, total, k)
 
-    def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int,
-                       theta: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top k over every document any query term touches, in O(postings): every list's
-        scores are summed into the thread's accumulator in one scatter, read back at each
-        posting (a document in several lists is read once per list), and the accumulator is
-        zeroed. ``theta``, a lower bound on the k-th best score (prior included) when known, and
-        the k-th best total of one list (:meth:`_list_bound`) keep only the documents that can
-        reach the top k before it is chosen."""
-        ptr, docs, scores = self.ptr_, self.docs_, self.scores_
-        acc = self._scratch().short
-        starts, ends = ptr[terms].tolist(), ptr[terms + 1].tolist()
-        floor = -np.inf
-        if self._nonneg and theta > -np.inf:
-            floor = theta - self.params.quality_prior * self._prior_max - _BOUND_SLACK * abs(theta)
-        if len(starts) == 1:  # nothing to sum
-            a, e = starts[0], ends[0]
-            return self._finish(docs[a:e], scores[a:e].astype(np.float64) * weights[0], k, floor=floor)
-        found = np.concatenate([docs[a:e] for a, e in zip(starts, ends, strict=True)])
-        vals = np.concatenate([scores[a:e] for a, e in zip(starts, ends, strict=True)], dtype=np.float64)
-        weights_l = weights.tolist()
-        if max(weights_l) != 1 or min(weights_l) != 1:
-            vals *= np.repeat(weights, np.subtract(ends, starts))
-        try:
-            # one scatter for every list: each document's terms are summed in list order
-            np.add.at(acc, found, vals)
-            total = acc.take(found)
-            floor = max(floor, self._list_bound(acc, starts, ends, k))
-        finally:
-            if found.size * _CLEAR_DENSE > acc.size:
-                acc.fill(0)
-            else:
-                acc[found] = 0
-        # a document in m of the lists is listed m times, with its whole total each time
-        return self._finish(found, total, k, repeats=len(starts), floor=floor)
+    def _touched_top_k(self, terms: np.ndarray, weights: np.ndarray, k: int, ids: np.ndarray,
+                       scores: np.ndarray) -> None:
+        """Exact top k over every document any query term touches, in O(postings), by the
+        compiled kernel (``strategies/bm25_kernel.py``): the lists are summed into the thread's
+        accumulator, the k best totals kept in a heap, and only the touched entries reset.
+        Written to the rows ``ids`` and ``scores`` as :meth:`_query_top_k` does."""
+        sc = self._scratch()
+        touched_top_k(self.ptr_, self.docs_, self.scores_, terms, weights, self.prior_,
+                      self._quality_prior, k, not self._positive, sc.short, sc.mark, sc.touched,
+                      ids, scores)
 
-    def _list_bound(self, acc: np.ndarray, starts: list[int], ends: list[int], k: int) -> float:
-        """A lower bound on the k-th best total (prior included) of a multi-term query: the
-        k-th best among the documents of one list (distinct documents, so no more than the k-th
-        of all), its shortest list of at least k documents, the one with the highest idf,
-        whose documents most often lead. -inf when no list is long enough or scores may be 0
-        (a 0 total is not a match)."""
-        sizes = [e - a for a, e in zip(starts, ends, strict=True)]
-        fit = [(m, i) for i, m in enumerate(sizes) if m >= k]
-        if len(sizes) < 2 or not fit or not self._positive:
-            return -np.inf
-        m, i = min(fit)
-        if m * len(sizes) > sum(sizes):  # the shortest fitting list is most of the postings
-            return -np.inf
-        probe = self.docs_[starts[i]:ends[i]]
-        got = acc.take(probe)
-        qp = self.params.quality_prior
-        if qp > 0:
-            got += qp * self.prior_[probe]
-        return float(np.partition(got, m - k)[m - k])
-
-    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int, repeats: int = 1,
-                floor: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of scored documents (each listed at most ``repeats`` times), keeping only
-        scores >= ``floor``; a document whose terms sum to 0 is not a match."""
+    def _finish(self, docs: np.ndarray, total: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of scored documents (each listed once); a document whose terms sum to 0 is
+        not a match."""
         if not self._positive:
             keep = total != 0
             docs, total = docs[keep], total[keep]
         qp = self.params.quality_prior
         if qp > 0 and docs.size:
             total = total + qp * self.prior_[docs]
-        top = _top_k(docs, total, k, repeats, floor)
+        top = _top_k(docs, total, k)
         return docs[top].astype(np.int64), total[top]
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         self._check_fitted()
         n_q = len(queries)
-        ids = np.full((n_q, k), PAD_ID, dtype=np.int64)
-        out = np.full((n_q, k), -np.inf, dtype=np.float32)
+        ids = np.empty((n_q, k), dtype=np.int64)  # every row written and padded below
+        out = np.empty((n_q, k), dtype=np.float32)
         for qi, (terms, weights) in enumerate(self._query_terms(queries)):
-            docs, scores = self._query_top_k(terms, weights, k)
-            ids[qi, : docs.size] = docs
-            out[qi, : docs.size] = scores
+            self._query_top_k(terms, weights, k, ids[qi], out[qi])
         return RetrievalResult(ids, out)
 
     def score_items(self, queries: QueryBatch | Sequence[str] | str, rows: np.ndarray) -> np.ndarray:
@@ -792,6 +758,7 @@ class _Scratch:
 
     def __init__(self, n_docs: int):
         self.short = np.zeros(n_docs, dtype=np.float64)
+        self.touched = np.zeros(n_docs + 1, dtype=np.int32)  # one spare: the kernel writes before it counts
         self.top = np.zeros(n_docs, dtype=np.float64)
         self.known = np.zeros(n_docs, dtype=np.float64)
         self.mark = np.zeros(n_docs, dtype=bool)
@@ -824,43 +791,25 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def _top_k(docs: np.ndarray, scores: np.ndarray, k: int, repeats: int = 1,
-           floor: float = -np.inf) -> np.ndarray:
-    """Positions of the ``k`` best of ``scores`` (those >= ``floor``): higher score first, lower
-    doc on ties; a document listed several times (at most ``repeats``, always with one score)
-    is returned once.
+def _top_k(docs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best of ``scores``: higher score first, lower doc on ties.
 
-    The top k lie among the scores >= a lower bound on the ``k * repeats``-th largest (those
-    hold at least k distinct documents). The bound is that order statistic itself (a partition)
-    for a short array; for a long one, the ``k * repeats``-th largest of the maxima of
-    ``_TOP_BLOCKS * k * repeats`` blocks, distinct entries of ``scores`` (a vectorized max and
-    a tiny partition instead of a partition of every score). When ``floor`` already leaves
-    few scores (at most ``_TOP_BLOCKS`` times the needed ones) no bound is computed.
+    The top k lie among the scores >= the k-th largest: that order statistic (a partition) for
+    a short array; for a long one, the k-th largest of the maxima of ``_TOP_BLOCKS * k`` blocks,
+    distinct entries of ``scores`` (a vectorized max and a tiny partition instead of a partition
+    of every score).
     """
-    need = k * repeats
-    cand = np.flatnonzero(scores >= floor) if floor > -np.inf else None
-    sub = scores if cand is None else scores[cand]
-    n = sub.size
-    if n > (_TOP_BLOCKS * need if cand is not None else need):
-        if n >= max(_TOP_BLOCK_MIN, _TOP_BLOCKS) * need:
-            n_blocks = _TOP_BLOCKS * need
+    n = scores.size
+    if n > k:
+        if n >= max(_TOP_BLOCK_MIN, _TOP_BLOCKS) * k:
+            n_blocks = _TOP_BLOCKS * k
             width = n // n_blocks
-            maxima = sub[: n_blocks * width].reshape(n_blocks, width).max(axis=1)
-            kth = np.partition(maxima, n_blocks - need)[n_blocks - need]
+            maxima = scores[: n_blocks * width].reshape(n_blocks, width).max(axis=1)
+            kth = np.partition(maxima, n_blocks - k)[n_blocks - k]
         else:
-            kth = np.partition(sub, n - need)[n - need]
-        keep = np.flatnonzero(sub >= kth)
-        cand = keep if cand is None else cand[keep]
-        sub = sub[keep]
-    elif cand is None:
+            kth = np.partition(scores, n - k)[n - k]
+        cand = np.flatnonzero(scores >= kth)
+    else:
         cand = np.arange(n)
-    found = docs[cand]
-    rank = np.lexsort((found, -sub))
-    if repeats > 1 and rank.size > 1:  # a repeated document's entries are adjacent
-        d = found[rank]
-        first = np.empty(d.size, dtype=bool)
-        first[0] = True
-        np.not_equal(d[1:], d[:-1], out=first[1:])
-        rank = rank[first]
-    order = cand[rank]
-    return order[:k]
+    rank = np.lexsort((docs[cand], -scores[cand]))
+    return cand[rank][:k]
