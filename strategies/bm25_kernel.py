@@ -132,12 +132,12 @@ def touched_top_k(ptr, docs, scores, terms, weights, prior, quality_prior, k, dr
     if dense and not skip_zero_prior:
         # every total > 0 and no prior: an untouched document's 0 is below the root, so the
         # loop only reads (the accumulator is zeroed after it in one pass)
-        for d in range(i, n):
-            s = acc[d]
-            if s < worst_s or (s == worst_s and d > worst_d):
+        for row in range(i, n):
+            s = acc[row]
+            if s < worst_s or (s == worst_s and row > worst_d):
                 continue
             hs[0] = s
-            hd[0] = d
+            hd[0] = row
             _sift_down(hs, hd, 0, m)
             worst_s = hs[0]
             worst_d = hd[0]
