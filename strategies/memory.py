@@ -98,7 +98,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         self._db = self._connect(self.params.path or ":memory:")
         # normalized query -> its decayed rows (items ascending, impressions, clicks), read-only;
         # guarded by ``_lock`` like the database, dropped per query on every write (see _forget)
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         # a file may also be written by another connection (another process): its commits
         # change ``PRAGMA data_version``, which then empties the cache before a read
         self._shared_file = bool(self.params.path)
@@ -221,9 +221,10 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         else:
             self._cache.pop(key, None)
 
-    def _decayed(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The query's observed rows, items ascending, impressions and clicks decayed to the
-        query's latest update (read-only arrays; from the cache when this process holds them)."""
+    def _decayed(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's observed rows: items ascending and ``float64[2, m]`` impressions and
+        clicks decayed to the query's latest update (read-only arrays; from the cache when this
+        process holds them)."""
         with self._lock:
             if self._shared_file:
                 version = self._read_data_version()
@@ -243,24 +244,24 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
                 self._cache[key] = value
             return value
 
-    def _decay_rows(self, rows: list[tuple[int, float, float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _decay_rows(self, rows: list[tuple[int, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, counts)`` of SQLite rows, impressions and clicks the two rows of ``counts``
+        (``item_stats`` gathers both with one ``take``)."""
         if not rows:
-            items, imp, clk = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
+            items, counts = np.empty(0, dtype=np.int64), np.empty((2, 0))
         else:
             arr = np.array(rows, dtype=np.float64)
-            items, imp, clk, upd = arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3]
+            items, counts, upd = arr[:, 0].astype(np.int64), arr[:, 1:3].T.copy(), arr[:, 3]
             if self.params.half_life_s > 0:
-                w = 0.5 ** (np.maximum(float(upd.max()) - upd, 0.0) / self.params.half_life_s)
-                imp, clk = imp * w, clk * w
-        for a in (items, imp, clk):
-            a.flags.writeable = False
-        return items, imp, clk
+                counts *= 0.5 ** (np.maximum(float(upd.max()) - upd, 0.0) / self.params.half_life_s)
+        items.flags.writeable = counts.flags.writeable = False
+        return items, counts
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         out = RetrievalResult.empty(len(queries), k)
         p = self.params
         for qi, text in enumerate(queries.texts):
-            items, imp, clk = self._decayed(normalize_query(text))
+            items, (imp, clk) = self._decayed(normalize_query(text))
             keep = clk >= p.min_clicks
             if p.cold_start:
                 pred_items, pred_scores = self._predicted(normalize_query(text))
@@ -287,13 +288,14 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         them: see ``cache_queries``), then a vectorized lookup: used as ranker features.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        items, imp, clk = self._decayed(normalize_query(query))
+        items, counts = self._decayed(normalize_query(query))
         if not (items.size and rows.size):
             return np.zeros(rows.shape, dtype=np.float64), np.zeros(rows.shape, dtype=np.float64)
         pos = np.searchsorted(items, rows)  # items ascending (one row per item)
         np.minimum(pos, items.size - 1, out=pos)
-        hit = items.take(pos) == rows
-        return np.where(hit, imp.take(pos), 0.0), np.where(hit, clk.take(pos), 0.0)
+        # impressions and clicks are the rows of one array (``_decay_rows``): one gather for both
+        got = np.where(items.take(pos) == rows, counts.take(pos, axis=1), 0.0)
+        return got[0], got[1]
 
     def query_stats(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``
@@ -301,7 +303,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         hits = np.zeros(len(texts))
         ctr = np.zeros(len(texts))
         for qi, text in enumerate(texts):
-            items, imp, clk = self._decayed(normalize_query(text))
+            items, (imp, clk) = self._decayed(normalize_query(text))
             if items.size:
                 hits[qi] = float((clk >= self.params.min_clicks).sum())
                 ctr[qi] = float(clk.sum() / max(imp.sum(), 1e-9))

@@ -195,9 +195,9 @@ def test_read_cache_is_bounded_and_read_only():
         m.observe(q, np.array([1]), np.array([1]), 0.0)
         m.query_stats([q])
     assert list(m._cache) == ["b", "c"]
-    items, imp, _ = m._cache["c"]
+    items, counts = m._cache["c"]
     with pytest.raises(ValueError, match="read-only"):
-        imp[0] = 5.0
+        counts[0, 0] = 5.0
     assert m.item_stats("c", np.array([1]))[0].tolist() == [1.0]
 
 
