@@ -149,6 +149,8 @@ class LambdaMARTRanker(Ranker):
                                     and n != "best_rank"], dtype=np.int64)
         self._withheld = np.array([] if self.params.memory_in_trees else click_exposure_columns(schema),
                                   dtype=np.int64)
+        # the booster (and iteration) whose trees were found not to split on a withheld column
+        self._masking_checked: tuple[lgb.Booster, int] | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -199,6 +201,26 @@ class LambdaMARTRanker(Ranker):
         X = X.copy()
         X[:, self._withheld] = np.nan
         return X
+
+    def _trees_ignore_withheld(self) -> bool:
+        """Whether no tree up to ``best_iteration_`` splits on a withheld column: a prediction
+        then reads none of them, and ``score`` skips :meth:`tree_inputs`' masked copy (same
+        numbers; a model trained by this ranker never splits on columns it saw as all NaN, a
+        loaded or assigned one is checked once per booster)."""
+        booster = self.booster_
+        if self._withheld.size == 0:
+            return True
+        if booster is None:
+            return False
+        key = (booster, self.best_iteration_)
+        checked = self._masking_checked
+        if checked is not None and checked[0] is key[0] and checked[1] == key[1]:
+            return True
+        splits = booster.feature_importance("split", iteration=self.best_iteration_ or None)
+        if splits.shape[0] != len(self.schema.names) or np.any(splits[self._withheld] > 0):
+            return False
+        self._masking_checked = key
+        return True
 
     def _dataset(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, weight: np.ndarray | None,
                  position: np.ndarray | None, reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -260,7 +282,8 @@ class LambdaMARTRanker(Ranker):
             return np.empty(0, dtype=np.float64)
         if self.booster_ is None:
             return self.prior(X)
-        trees = predict_rows(self.booster_, self.tree_inputs(X), self.best_iteration_, self.params.num_threads)
+        rows = X if self._trees_ignore_withheld() else self.tree_inputs(X)
+        trees = predict_rows(self.booster_, rows, self.best_iteration_, self.params.num_threads)
         init = self.init_score(X)
         return trees if init is None else init + trees
 
