@@ -338,7 +338,7 @@ class _LexicalMatches:
             reach += text_c[j] * float(best[j])
         distinct = (len(set(title_toks)), len(set(text_toks)), len(grams))
         return _QueryTerms(np.array(cols, dtype=self._indices.dtype), counts,
-                           np.repeat(_FIELDS, (len(title_c), len(text_ids), len(tri))), distinct, reach,
+                           _FIELDS.repeat((len(title_c), len(text_ids), len(tri))), distinct, reach,
                            np.array([[max(d, 1)] for d in distinct], dtype=np.float32))
 
     def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
@@ -349,11 +349,12 @@ class _LexicalMatches:
         cols = q.cols
         if cols.size == 0:
             return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
+        # ndarray methods, not numpy's function wrappers (~1 us a call on a request's path)
         starts = self._indptr.take(items)
         lens = self._lens.take(items)
-        row_end = np.cumsum(lens)
+        row_end = lens.cumsum()
         # positions of every stored entry of the candidates' rows, row after row
-        pos = np.repeat(starts - row_end + lens, lens)
+        pos = (starts - row_end + lens).repeat(lens)
         pos += np.arange(pos.size)
         # which query term each entry is (1-based; 0: none), from a lookup table over the
         # stacked columns, all 0 except while a query uses it
@@ -370,12 +371,12 @@ class _LexicalMatches:
             table = np.zeros(self._n_cols, dtype=np.int32)
             table[cols] = np.arange(1, cols.size + 1, dtype=np.int32)
             j = table.take(self._indices.take(pos))
-        hit = np.flatnonzero(j)
+        hit = j.nonzero()[0]
         j = j.take(hit)
         j -= 1
         bins = q.fields.take(j)
         bins *= n
-        bins += np.searchsorted(row_end, hit, side="right")
+        bins += row_end.searchsorted(hit, side="right")
         weights = self._data.take(pos.take(hit))
         if q.counts is not None:
             weights = weights * q.counts.take(j)
@@ -472,7 +473,7 @@ class FeatureBuilder:
         out[:, 2: 3 * s: 3] = found
         rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
-        out[:, self._fused_col] = rr.sum(axis=1)
+        out[:, self._fused_col] = np.add.reduce(rr, axis=1)  # rr.sum without its Python layer
         for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
@@ -500,7 +501,7 @@ class FeatureBuilder:
             # n_found_by, best_rank: one reduce each (on a request's path the number of numpy
             # calls, each on cold caches after the previous request's prediction, costs more than
             # the short axis they reduce)
-            out[:, t + 12] = found.sum(axis=1)
+            out[:, t + 12] = np.add.reduce(found, axis=1)
             out[:, t + 13] = np.fmin.reduce(ranks, axis=1)
         else:
             out[:, t + 12: t + 14] = (0.0, np.nan)

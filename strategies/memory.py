@@ -291,7 +291,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         items, counts = self._decayed(normalize_query(query))
         if not (items.size and rows.size):
             return np.zeros(rows.shape, dtype=np.float64), np.zeros(rows.shape, dtype=np.float64)
-        pos = np.searchsorted(items, rows)  # items ascending (one row per item)
+        pos = items.searchsorted(rows)  # items ascending (one row per item)
         np.minimum(pos, items.size - 1, out=pos)
         # impressions and clicks are the rows of one array (``_decay_rows``): one gather for both
         got = np.where(items.take(pos) == rows, counts.take(pos, axis=1), 0.0)
