@@ -305,7 +305,7 @@ class _LexicalMatches:
         self._tri_cols = {g: self._offsets[2] + j for g, j in trigram_vocab.items()}
         indptr, indices, data, best = _stack_rows(blocks, text_block=1)
         self._indptr = indptr
-        self._lens = np.diff(indptr)
+        self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
         self._term_codes = np.arange(1, 128, dtype=np.int8)
         # per thread, a lookup table over the stacked columns, 0 except while a query uses it:
@@ -351,7 +351,7 @@ class _LexicalMatches:
             return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
         # ndarray methods, not numpy's function wrappers (~1 us a call on a request's path)
         starts = self._indptr.take(items)
-        lens = self._lens.take(items)
+        lens = self._ends.take(items) - starts  # the cache lines ``starts`` just read
         row_end = lens.cumsum()
         # positions of every stored entry of the candidates' rows, row after row
         pos = (starts - row_end + lens).repeat(lens)
