@@ -26,10 +26,10 @@ whose source is not in the engine is not in the schema. Groups, in order:
   ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
 
 Every group is a handful of numpy operations over the whole union, no Python loop over candidates:
-the lexical groups gather the candidates' rows of one CSR holding the title BM25, text BM25 and
-title-trigram matrices side by side and count the query's terms in them with ``bincount``
-(:class:`_LexicalMatches`), so a request costs no vocabulary-sized vector and no sparse-matrix
-indexing. A candidate's row depends on the query and on that candidate alone (never on the other
+the lexical groups walk the candidates' rows of one CSR holding the title BM25, text BM25 and
+title-trigram matrices side by side once, in one compiled function that counts the query's terms
+through a lookup table (:class:`_LexicalMatches`, :mod:`ltrr.features_kernels`), so a request
+costs no vocabulary-sized vector and no sparse-matrix indexing. A candidate's row depends on the query and on that candidate alone (never on the other
 candidates of the union), so the page any smaller plan would have shown can be recomputed from a
 max-depth decision by rewriting the provenance columns only (:class:`ProvenanceColumns`, used by
 ``simulators.hindsight``).
@@ -229,20 +229,15 @@ class _QueryTerms(NamedTuple):
 
     #: stacked columns (title terms, then text terms ascending, then trigrams)
     cols: np.ndarray
-    #: each column's count in the query (``float64``, 1 for a trigram), or None when every count
-    #: is 1 (the match then skips multiplying by it: ``w * 1.0 == w``)
-    counts: np.ndarray | None
-    #: each column's field (0 title, 1 text, 2 trigram)
-    fields: np.ndarray
+    #: each column's count in the query (1 for a trigram), in the lookup table's dtype (``int8``
+    #: when every count fits, else ``int32``)
+    counts: np.ndarray
     #: distinct title tokens, distinct text tokens, distinct trigrams (known or not)
     distinct: tuple[int, int, int]
     #: the largest BM25 the query's text terms reach in the corpus (each term's best document)
     reach: float
-    #: ``distinct`` floored at 1, ``float32[3, 1]``: the overlap features' denominators
+    #: ``distinct`` floored at 1, ``float32[3]``: the overlap features' denominators
     per_field: np.ndarray
-
-
-_FIELDS = np.arange(3)
 
 
 def _stack_rows(blocks: Sequence[sp.csr_matrix | sp.csc_matrix], text_block: int, rows_per_chunk: int = 65536
@@ -278,8 +273,8 @@ def _stack_rows(blocks: Sequence[sp.csr_matrix | sp.csc_matrix], text_block: int
 
 class _LexicalMatches:
     """The title BM25, text BM25 and title-trigram matrices (each docs x terms) side by side in
-    one CSR, columns offset per field: a union's rows are gathered once per query and the three
-    fields' matches counted by one ``bincount`` each, with no vocabulary-sized vector.
+    one CSR, columns offset per field: a compiled kernel (:func:`ltrr.features_kernels.match_rows`)
+    walks each candidate's row once per query, with no vocabulary-sized vector.
 
     Only the query's own terms are added, per row in column order from 0.0, in float64: the
     sum ``scipy``'s CSR x dense-vector product forms (its other terms are ``w * 0``, which move no
@@ -305,16 +300,21 @@ class _LexicalMatches:
         self._tri_cols = {g: self._offsets[2] + j for g, j in trigram_vocab.items()}
         indptr, indices, data, best = _stack_rows(blocks, text_block=1)
         self._indptr = indptr
-        self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
-        self._term_codes = np.arange(1, 128, dtype=np.int8)
-        # per thread, a lookup table over the stacked columns, 0 except while a query uses it:
-        # filling a fresh one per request writes ~the vocabulary size in bytes (73 kB on movies)
+        # per thread, a lookup table over the stacked columns (a query column's count), 0 except
+        # while a query uses it: filling a fresh one per request writes ~the vocabulary size in
+        # bytes (73 kB on movies)
         self._tables = threading.local()
         self._indices = indices
         self._data = data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale), >= 0
         self._text_term_best = best
+        # the compiled row match, imported here (numba costs ~0.3 s CPU to import: not paid by a
+        # process that never builds features) and compiled or loaded now, never in a request
+        from ltrr import features_kernels
+
+        features_kernels.warm(indptr, indices, data)
+        self._kernel = features_kernels.match_rows
 
     def query(self, text: str) -> _QueryTerms:
         """The query's terms in every field."""
@@ -328,60 +328,36 @@ class _LexicalMatches:
         tri.discard(None)
         o_text = self._offsets[1]
         cols = [*title_c, *[o_text + j for j in text_ids], *tri]
-        if all(c == 1 for c in title_c.values()) and all(c == 1 for c in text_c.values()):
-            counts = None
-        else:
-            counts = np.array([*title_c.values(), *[text_c[j] for j in text_ids], *[1] * len(tri)], dtype=np.float64)
+        counts = [*title_c.values(), *[text_c[j] for j in text_ids]]
+        wide = max(counts, default=1) > 127
+        counts += [1] * len(tri)
         best = self._text_term_best
         reach = 0.0
         for j in text_ids:  # ascending, as scipy's dot product over the vocabulary adds them
             reach += text_c[j] * float(best[j])
         distinct = (len(set(title_toks)), len(set(text_toks)), len(grams))
-        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), counts,
-                           _FIELDS.repeat((len(title_c), len(text_ids), len(tri))), distinct, reach,
-                           np.array([[max(d, 1)] for d in distinct], dtype=np.float32))
+        return _QueryTerms(np.array(cols, dtype=self._indices.dtype),
+                           np.array(counts, dtype=np.int32 if wide else np.int8), distinct, reach,
+                           np.array([max(d, 1) for d in distinct], dtype=np.float32))
 
-    def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Per field (title, text, trigram) and candidate: the sum of ``weight x count`` over the
-        query's terms in the candidate's row (``float64[3, n]``) and how many of the query's
-        terms the row holds (``int64[3, n]``)."""
-        n = items.shape[0]
-        cols = q.cols
-        if cols.size == 0:
-            return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
-        # ndarray methods, not numpy's function wrappers (~1 us a call on a request's path)
-        starts = self._indptr.take(items)
-        lens = self._ends.take(items) - starts  # the cache lines ``starts`` just read
-        row_end = lens.cumsum()
-        # positions of every stored entry of the candidates' rows, row after row
-        pos = (starts - row_end + lens).repeat(lens)
-        pos += np.arange(pos.size)
-        # which query term each entry is (1-based; 0: none), from a lookup table over the
-        # stacked columns, all 0 except while a query uses it
-        if cols.size < 128:
+    def write(self, items: np.ndarray, q: _QueryTerms, out: np.ndarray, col: int) -> None:
+        """Write ``bm25_title``, ``bm25_text``, ``bm25_text_frac``, ``title_overlap``,
+        ``text_overlap``, ``title_trigram_overlap`` of every candidate into
+        ``out[:, col: col + 6]``: per field the sum of ``weight x count`` over the query's terms
+        in the candidate's row (BM25, float64 cast to float32) and how many of the query's terms
+        the row holds over the query's distinct terms (overlap, float32)."""
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        if q.counts.dtype == np.int8:
             table = getattr(self._tables, "int8", None)
             if table is None:
                 table = self._tables.int8 = np.zeros(self._n_cols, dtype=np.int8)
-            table[cols] = self._term_codes[: cols.size]
-            try:
-                j = table.take(self._indices.take(pos))
-            finally:
-                table[cols] = 0
-        else:
+        else:  # a count above 127: a fresh wide table (a query repeating one term 128 times)
             table = np.zeros(self._n_cols, dtype=np.int32)
-            table[cols] = np.arange(1, cols.size + 1, dtype=np.int32)
-            j = table.take(self._indices.take(pos))
-        hit = j.nonzero()[0]
-        j = j.take(hit)
-        j -= 1
-        bins = q.fields.take(j)
-        bins *= n
-        bins += row_end.searchsorted(hit, side="right")
-        weights = self._data.take(pos.take(hit))
-        if q.counts is not None:
-            weights = weights * q.counts.take(j)
-        sums = np.bincount(bins, weights=weights, minlength=3 * n)
-        return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
+        bad = self._kernel(items, self._indptr, self._indices, self._data, table, q.cols, q.counts,
+                           self._offsets[1], self._offsets[2], q.reach, q.per_field, out, col)
+        if bad >= 0:
+            raise IndexError(f"candidate item {int(items[bad])} is not a catalog row "
+                             f"(the catalog has {self._indptr.size - 1} items)")
 
 
 class FeatureBuilder:
@@ -487,14 +463,11 @@ class FeatureBuilder:
             out[:, c_ctr] = stats.smoothed_ctr(imp, clk)
             out[:, c_imp] = imp
             out[:, c_clk] = clk
-        q = self._lexical.query(text)
-        sums, hits = self._lexical.match(items, q)
         t = self._tail
-        out[:, t: t + 2] = sums[:2].T  # bm25_title, bm25_text
-        out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
-        # title_overlap, text_overlap, title_trigram_overlap: matched / distinct query terms, in
-        # float32 (a field without query terms has no match: 0 / 1)
-        out[:, t + 3: t + 6] = np.divide(hits, q.per_field, dtype=np.float32).T
+        # bm25_title, bm25_text, bm25_text_frac, and title_overlap, text_overlap,
+        # title_trigram_overlap: matched / distinct query terms (a field without query terms has
+        # no match: 0 / 1)
+        self._lexical.write(items, self._lexical.query(text), out, t)
         out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
         if s:
