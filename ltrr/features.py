@@ -47,7 +47,7 @@ import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -199,9 +199,19 @@ class ProvenanceColumns:
         return X
 
 
+def _padded(text: str) -> str:
+    return " " + _SPACES.sub(" ", fold_accents(text).lower()).strip() + " "
+
+
 def _trigrams(text: str) -> list[str]:
-    s = " " + _SPACES.sub(" ", fold_accents(text).lower()).strip() + " "
+    s = _padded(text)
     return [s[i:i + 3] for i in range(len(s) - 2)] if len(s) > 3 else []
+
+
+def _trigram_set(text: str) -> set[str]:
+    """The distinct members of ``_trigrams(text)`` (a query's, built without the list)."""
+    s = _padded(text)
+    return {s[i:i + 3] for i in range(len(s) - 2)} if len(s) > 3 else set()
 
 
 def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
@@ -217,10 +227,11 @@ def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
 class _QueryTerms(NamedTuple):
     """One query's terms in :class:`_LexicalMatches`' stacked columns."""
 
-    #: stacked columns, ascending (title terms, then text terms, then trigrams)
+    #: stacked columns (title terms, then text terms ascending, then trigrams)
     cols: np.ndarray
-    #: each column's count in the query (float64; 1 for a trigram)
-    counts: np.ndarray
+    #: each column's count in the query (``float64``, 1 for a trigram), or None when every count
+    #: is 1 (the match then skips multiplying by it: ``w * 1.0 == w``)
+    counts: np.ndarray | None
     #: each column's field (0 title, 1 text, 2 trigram)
     fields: np.ndarray
     #: distinct title tokens, distinct text tokens, distinct trigrams (known or not)
@@ -229,6 +240,9 @@ class _QueryTerms(NamedTuple):
     reach: float
     #: ``distinct`` floored at 1, ``float32[3, 1]``: the overlap features' denominators
     per_field: np.ndarray
+
+
+_FIELDS = np.arange(3)
 
 
 def _stack_rows(blocks: Sequence[sp.csr_matrix | sp.csc_matrix], text_block: int, rows_per_chunk: int = 65536
@@ -281,19 +295,20 @@ class _LexicalMatches:
         # matrices alive beside the stacked copy below (hundreds of MB at a million documents)
         self._title_analyze, self._title_vocab = title.analyze, title.vocabulary
         self._text_analyze, self._text_vocab = text.analyze, text.vocabulary
-        self._tri_vocab = trigram_vocab
         # analyzers that differ at most in folding accents give an ASCII query the same tokens
         a, b = title.analyze, text.analyze
         self._same_ascii_tokens = (isinstance(a, Analyzer) and isinstance(b, Analyzer)
                                    and replace(a, strip_accents=False) == replace(b, strip_accents=False))
         blocks = [title.weights, text.weights, trigrams]
         self._offsets = [0, blocks[0].shape[1], blocks[0].shape[1] + blocks[1].shape[1]]
+        # each title trigram's stacked column (the trigram block's offset added once, here)
+        self._tri_cols = {g: self._offsets[2] + j for g, j in trigram_vocab.items()}
         indptr, indices, data, best = _stack_rows(blocks, text_block=1)
         self._indptr = indptr
         self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
-        self._key_index = np.arange(128, dtype=np.int8)
-        # per thread, a lookup table over the stacked columns, -1 except while a query uses it:
+        self._term_codes = np.arange(1, 128, dtype=np.int8)
+        # per thread, a lookup table over the stacked columns, 0 except while a query uses it:
         # filling a fresh one per request writes ~the vocabulary size in bytes (73 kB on movies)
         self._tables = threading.local()
         self._indices = indices
@@ -305,23 +320,25 @@ class _LexicalMatches:
         """The query's terms in every field."""
         title_toks = self._title_analyze(text)
         text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text_analyze(text)
-        grams = set(_trigrams(text))
+        grams = _trigram_set(text)
         title_c = _term_counts(title_toks, self._title_vocab)
         text_c = _term_counts(text_toks, self._text_vocab)
-        tri = set(map(self._tri_vocab.get, grams))
+        text_ids = sorted(text_c)
+        tri = set(map(self._tri_cols.get, grams))  # stacked columns already
         tri.discard(None)
-        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(cast("set[int]", tri))
-        _, o_text, o_tri = self._offsets
-        cols = title_ids + [o_text + j for j in text_ids] + [o_tri + j for j in tri_ids]
-        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri_ids)
-        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri_ids)
+        o_text = self._offsets[1]
+        cols = [*title_c, *[o_text + j for j in text_ids], *tri]
+        if all(c == 1 for c in title_c.values()) and all(c == 1 for c in text_c.values()):
+            counts = None
+        else:
+            counts = np.array([*title_c.values(), *[text_c[j] for j in text_ids], *[1] * len(tri)], dtype=np.float64)
         best = self._text_term_best
         reach = 0.0
-        for j in text_ids:
+        for j in text_ids:  # ascending, as scipy's dot product over the vocabulary adds them
             reach += text_c[j] * float(best[j])
         distinct = (len(set(title_toks)), len(set(text_toks)), len(grams))
-        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), np.array(counts, dtype=np.float64),
-                           np.array(fields, dtype=np.int64), distinct, reach,
+        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), counts,
+                           _FIELDS.repeat((len(title_c), len(text_ids), len(tri))), distinct, reach,
                            np.array([[max(d, 1)] for d in distinct], dtype=np.float32))
 
     def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
@@ -332,30 +349,38 @@ class _LexicalMatches:
         cols = q.cols
         if cols.size == 0:
             return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
+        # ndarray methods, not numpy's function wrappers (~1 us a call on a request's path)
         starts = self._indptr.take(items)
-        lens = self._ends.take(items) - starts
-        row_end = np.cumsum(lens)
+        lens = self._ends.take(items) - starts  # the cache lines ``starts`` just read
+        row_end = lens.cumsum()
         # positions of every stored entry of the candidates' rows, row after row
-        pos = np.arange(int(row_end[-1]))
-        pos += np.repeat(starts - row_end + lens, lens)
-        # which query term each entry is (-1: none), from a lookup table over the stacked columns
+        pos = (starts - row_end + lens).repeat(lens)
+        pos += np.arange(pos.size)
+        # which query term each entry is (1-based; 0: none), from a lookup table over the
+        # stacked columns, all 0 except while a query uses it
         if cols.size < 128:
             table = getattr(self._tables, "int8", None)
             if table is None:
-                table = self._tables.int8 = np.full(self._n_cols, -1, dtype=np.int8)
-            table[cols] = self._key_index[: cols.size]
+                table = self._tables.int8 = np.zeros(self._n_cols, dtype=np.int8)
+            table[cols] = self._term_codes[: cols.size]
             try:
                 j = table.take(self._indices.take(pos))
             finally:
-                table[cols] = -1
+                table[cols] = 0
         else:
-            table = np.full(self._n_cols, -1, dtype=np.int32)
-            table[cols] = np.arange(cols.size)
+            table = np.zeros(self._n_cols, dtype=np.int32)
+            table[cols] = np.arange(1, cols.size + 1, dtype=np.int32)
             j = table.take(self._indices.take(pos))
-        hit = np.flatnonzero(j >= 0)
-        j = j[hit]
-        bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
-        sums = np.bincount(bins, weights=self._data.take(pos[hit]) * q.counts[j], minlength=3 * n)
+        hit = j.nonzero()[0]
+        j = j.take(hit)
+        j -= 1
+        bins = q.fields.take(j)
+        bins *= n
+        bins += row_end.searchsorted(hit, side="right")
+        weights = self._data.take(pos.take(hit))
+        if q.counts is not None:
+            weights = weights * q.counts.take(j)
+        sums = np.bincount(bins, weights=weights, minlength=3 * n)
         return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
 
 
@@ -448,7 +473,7 @@ class FeatureBuilder:
         out[:, 2: 3 * s: 3] = found
         rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
-        out[:, self._fused_col] = rr.sum(axis=1)
+        out[:, self._fused_col] = np.add.reduce(rr, axis=1)  # rr.sum without its Python layer
         for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
@@ -473,14 +498,11 @@ class FeatureBuilder:
         out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
         if s:
-            # n_found_by, best_rank: a column at a time (S is a handful; a reduce along a short
-            # axis costs more than S - 1 whole-column operations)
-            n_found, best = found[:, 0].astype(np.float32), ranks[:, 0].copy()
-            for k in range(1, s):
-                n_found += found[:, k]
-                np.fmin(best, ranks[:, k], out=best)
-            out[:, t + 12] = n_found
-            out[:, t + 13] = best
+            # n_found_by, best_rank: one reduce each (on a request's path the number of numpy
+            # calls, each on cold caches after the previous request's prediction, costs more than
+            # the short axis they reduce)
+            out[:, t + 12] = np.add.reduce(found, axis=1)
+            out[:, t + 13] = np.fmin.reduce(ranks, axis=1)
         else:
             out[:, t + 12: t + 14] = (0.0, np.nan)
         return out
