@@ -200,8 +200,8 @@ class IncumbentConfig(Params):
     #: ranker and click memory as they learn; without it the estimate is frozen at the first
     #: rounds (before any ranker), and learned plans that fall behind the baseline later are
     #: never demoted. Deterministic (by round), so logged propensities stay exact. Off by
-    #: default: at 20 it was neutral on the movie stream (2,000 queries, seeds 0 / 1: 0.765 /
-    #: 0.749 vs 0.758 / 0.752) and the protocol sweep has not been run with it (docs/learning.md)
+    #: default: at 20 it was neutral on the movie stream at 2,000 queries (seeds 0 / 1: 0.765 /
+    #: 0.749 vs 0.758 / 0.752) and worse at 20,000 (0.765 vs 0.776; docs/learning.md)
     plan_monitor_every: int = Field(0, ge=0)
 
     @property
