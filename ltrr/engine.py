@@ -203,7 +203,7 @@ class Engine:
         if not (self.config.incumbent.gate_plans and policy.adaptive):
             return policy.select(x, self.policy_rng, allowed), None
         self.incumbent.plans.served()
-        if self.incumbent.plans_allowed(ts):
+        if self.incumbent.plans_allowed(ts) and not self.incumbent.monitors_baseline_plan():
             return policy.select(x, self.policy_rng, allowed), "learned"
         return self.baseline_plan(policy, k), "baseline"
 

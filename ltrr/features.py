@@ -26,10 +26,10 @@ whose source is not in the engine is not in the schema. Groups, in order:
   ``query_has_year``, ``query_single_token``; ``n_found_by``, ``best_rank``.
 
 Every group is a handful of numpy operations over the whole union, no Python loop over candidates:
-the lexical groups gather the candidates' rows of one CSR holding the title BM25, text BM25 and
-title-trigram matrices side by side and count the query's terms in them with ``bincount``
-(:class:`_LexicalMatches`), so a request costs no vocabulary-sized vector and no sparse-matrix
-indexing. A candidate's row depends on the query and on that candidate alone (never on the other
+the lexical groups walk the candidates' rows of one CSR holding the title BM25, text BM25 and
+title-trigram matrices side by side once, in one compiled function that counts the query's terms
+through a lookup table (:class:`_LexicalMatches`, :mod:`ltrr.features_kernels`), so a request
+costs no vocabulary-sized vector and no sparse-matrix indexing. A candidate's row depends on the query and on that candidate alone (never on the other
 candidates of the union), so the page any smaller plan would have shown can be recomputed from a
 max-depth decision by rewriting the provenance columns only (:class:`ProvenanceColumns`, used by
 ``simulators.hindsight``).
@@ -47,7 +47,7 @@ import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -199,9 +199,19 @@ class ProvenanceColumns:
         return X
 
 
+def _padded(text: str) -> str:
+    return " " + _SPACES.sub(" ", fold_accents(text).lower()).strip() + " "
+
+
 def _trigrams(text: str) -> list[str]:
-    s = " " + _SPACES.sub(" ", fold_accents(text).lower()).strip() + " "
+    s = _padded(text)
     return [s[i:i + 3] for i in range(len(s) - 2)] if len(s) > 3 else []
+
+
+def _trigram_set(text: str) -> set[str]:
+    """The distinct members of ``_trigrams(text)`` (a query's, built without the list)."""
+    s = _padded(text)
+    return {s[i:i + 3] for i in range(len(s) - 2)} if len(s) > 3 else set()
 
 
 def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
@@ -217,17 +227,16 @@ def _term_counts(tokens: list[str], vocab: Mapping[str, int]) -> dict[int, int]:
 class _QueryTerms(NamedTuple):
     """One query's terms in :class:`_LexicalMatches`' stacked columns."""
 
-    #: stacked columns, ascending (title terms, then text terms, then trigrams)
+    #: stacked columns (title terms, then text terms ascending, then trigrams)
     cols: np.ndarray
-    #: each column's count in the query (float64; 1 for a trigram)
+    #: each column's count in the query (1 for a trigram), in the lookup table's dtype (``int8``
+    #: when every count fits, else ``int32``)
     counts: np.ndarray
-    #: each column's field (0 title, 1 text, 2 trigram)
-    fields: np.ndarray
     #: distinct title tokens, distinct text tokens, distinct trigrams (known or not)
     distinct: tuple[int, int, int]
     #: the largest BM25 the query's text terms reach in the corpus (each term's best document)
     reach: float
-    #: ``distinct`` floored at 1, ``float32[3, 1]``: the overlap features' denominators
+    #: ``distinct`` floored at 1, ``float32[3]``: the overlap features' denominators
     per_field: np.ndarray
 
 
@@ -264,8 +273,8 @@ def _stack_rows(blocks: Sequence[sp.csr_matrix | sp.csc_matrix], text_block: int
 
 class _LexicalMatches:
     """The title BM25, text BM25 and title-trigram matrices (each docs x terms) side by side in
-    one CSR, columns offset per field: a union's rows are gathered once per query and the three
-    fields' matches counted by one ``bincount`` each, with no vocabulary-sized vector.
+    one CSR, columns offset per field: a compiled kernel (:func:`ltrr.features_kernels.match_rows`)
+    walks each candidate's row once per query, with no vocabulary-sized vector.
 
     Only the query's own terms are added, per row in column order from 0.0, in float64: the
     sum ``scipy``'s CSR x dense-vector product forms (its other terms are ``w * 0``, which move no
@@ -281,82 +290,74 @@ class _LexicalMatches:
         # matrices alive beside the stacked copy below (hundreds of MB at a million documents)
         self._title_analyze, self._title_vocab = title.analyze, title.vocabulary
         self._text_analyze, self._text_vocab = text.analyze, text.vocabulary
-        self._tri_vocab = trigram_vocab
         # analyzers that differ at most in folding accents give an ASCII query the same tokens
         a, b = title.analyze, text.analyze
         self._same_ascii_tokens = (isinstance(a, Analyzer) and isinstance(b, Analyzer)
                                    and replace(a, strip_accents=False) == replace(b, strip_accents=False))
         blocks = [title.weights, text.weights, trigrams]
         self._offsets = [0, blocks[0].shape[1], blocks[0].shape[1] + blocks[1].shape[1]]
+        # each title trigram's stacked column (the trigram block's offset added once, here)
+        self._tri_cols = {g: self._offsets[2] + j for g, j in trigram_vocab.items()}
         indptr, indices, data, best = _stack_rows(blocks, text_block=1)
         self._indptr = indptr
-        self._ends = self._indptr[1:]
         self._n_cols = sum(b.shape[1] for b in blocks)
-        self._key_index = np.arange(128, dtype=np.int8)
-        # per thread, a lookup table over the stacked columns, -1 except while a query uses it:
-        # filling a fresh one per request writes ~the vocabulary size in bytes (73 kB on movies)
+        # per thread, a lookup table over the stacked columns (a query column's count), 0 except
+        # while a query uses it: filling a fresh one per request writes ~the vocabulary size in
+        # bytes (73 kB on movies)
         self._tables = threading.local()
         self._indices = indices
         self._data = data
         # per text term, its largest weight over the documents (the ``bm25_text_frac`` scale), >= 0
         self._text_term_best = best
+        # the compiled row match, imported here (numba costs ~0.3 s CPU to import: not paid by a
+        # process that never builds features) and compiled or loaded now, never in a request
+        from ltrr import features_kernels
+
+        features_kernels.warm(indptr, indices, data)
+        self._kernel = features_kernels.match_rows
 
     def query(self, text: str) -> _QueryTerms:
         """The query's terms in every field."""
         title_toks = self._title_analyze(text)
         text_toks = title_toks if self._same_ascii_tokens and text.isascii() else self._text_analyze(text)
-        grams = set(_trigrams(text))
+        grams = _trigram_set(text)
         title_c = _term_counts(title_toks, self._title_vocab)
         text_c = _term_counts(text_toks, self._text_vocab)
-        tri = set(map(self._tri_vocab.get, grams))
+        text_ids = sorted(text_c)
+        tri = set(map(self._tri_cols.get, grams))  # stacked columns already
         tri.discard(None)
-        title_ids, text_ids, tri_ids = sorted(title_c), sorted(text_c), sorted(cast("set[int]", tri))
-        _, o_text, o_tri = self._offsets
-        cols = title_ids + [o_text + j for j in text_ids] + [o_tri + j for j in tri_ids]
-        counts = [float(title_c[j]) for j in title_ids] + [float(text_c[j]) for j in text_ids] + [1.0] * len(tri_ids)
-        fields = [0] * len(title_ids) + [1] * len(text_ids) + [2] * len(tri_ids)
+        o_text = self._offsets[1]
+        cols = [*title_c, *[o_text + j for j in text_ids], *tri]
+        counts = [*title_c.values(), *[text_c[j] for j in text_ids]]
+        wide = max(counts, default=1) > 127
+        counts += [1] * len(tri)
         best = self._text_term_best
         reach = 0.0
-        for j in text_ids:
+        for j in text_ids:  # ascending, as scipy's dot product over the vocabulary adds them
             reach += text_c[j] * float(best[j])
         distinct = (len(set(title_toks)), len(set(text_toks)), len(grams))
-        return _QueryTerms(np.array(cols, dtype=self._indices.dtype), np.array(counts, dtype=np.float64),
-                           np.array(fields, dtype=np.int64), distinct, reach,
-                           np.array([[max(d, 1)] for d in distinct], dtype=np.float32))
+        return _QueryTerms(np.array(cols, dtype=self._indices.dtype),
+                           np.array(counts, dtype=np.int32 if wide else np.int8), distinct, reach,
+                           np.array([max(d, 1) for d in distinct], dtype=np.float32))
 
-    def match(self, items: np.ndarray, q: _QueryTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Per field (title, text, trigram) and candidate: the sum of ``weight x count`` over the
-        query's terms in the candidate's row (``float64[3, n]``) and how many of the query's
-        terms the row holds (``int64[3, n]``)."""
-        n = items.shape[0]
-        cols = q.cols
-        if cols.size == 0:
-            return np.zeros((3, n)), np.zeros((3, n), dtype=np.int64)
-        starts = self._indptr.take(items)
-        lens = self._ends.take(items) - starts
-        row_end = np.cumsum(lens)
-        # positions of every stored entry of the candidates' rows, row after row
-        pos = np.arange(int(row_end[-1]))
-        pos += np.repeat(starts - row_end + lens, lens)
-        # which query term each entry is (-1: none), from a lookup table over the stacked columns
-        if cols.size < 128:
+    def write(self, items: np.ndarray, q: _QueryTerms, out: np.ndarray, col: int) -> None:
+        """Write ``bm25_title``, ``bm25_text``, ``bm25_text_frac``, ``title_overlap``,
+        ``text_overlap``, ``title_trigram_overlap`` of every candidate into
+        ``out[:, col: col + 6]``: per field the sum of ``weight x count`` over the query's terms
+        in the candidate's row (BM25, float64 cast to float32) and how many of the query's terms
+        the row holds over the query's distinct terms (overlap, float32)."""
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        if q.counts.dtype == np.int8:
             table = getattr(self._tables, "int8", None)
             if table is None:
-                table = self._tables.int8 = np.full(self._n_cols, -1, dtype=np.int8)
-            table[cols] = self._key_index[: cols.size]
-            try:
-                j = table.take(self._indices.take(pos))
-            finally:
-                table[cols] = -1
-        else:
-            table = np.full(self._n_cols, -1, dtype=np.int32)
-            table[cols] = np.arange(cols.size)
-            j = table.take(self._indices.take(pos))
-        hit = np.flatnonzero(j >= 0)
-        j = j[hit]
-        bins = q.fields[j] * n + np.searchsorted(row_end, hit, side="right")
-        sums = np.bincount(bins, weights=self._data.take(pos[hit]) * q.counts[j], minlength=3 * n)
-        return sums.reshape(3, n), np.bincount(bins, minlength=3 * n).reshape(3, n)
+                table = self._tables.int8 = np.zeros(self._n_cols, dtype=np.int8)
+        else:  # a count above 127: a fresh wide table (a query repeating one term 128 times)
+            table = np.zeros(self._n_cols, dtype=np.int32)
+        bad = self._kernel(items, self._indptr, self._indices, self._data, table, q.cols, q.counts,
+                           self._offsets[1], self._offsets[2], q.reach, q.per_field, out, col)
+        if bad >= 0:
+            raise IndexError(f"candidate item {int(items[bad])} is not a catalog row "
+                             f"(the catalog has {self._indptr.size - 1} items)")
 
 
 class FeatureBuilder:
@@ -448,7 +449,7 @@ class FeatureBuilder:
         out[:, 2: 3 * s: 3] = found
         rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
-        out[:, self._fused_col] = rr.sum(axis=1)
+        out[:, self._fused_col] = np.add.reduce(rr, axis=1)  # rr.sum without its Python layer
         for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
@@ -462,25 +463,19 @@ class FeatureBuilder:
             out[:, c_ctr] = stats.smoothed_ctr(imp, clk)
             out[:, c_imp] = imp
             out[:, c_clk] = clk
-        q = self._lexical.query(text)
-        sums, hits = self._lexical.match(items, q)
         t = self._tail
-        out[:, t: t + 2] = sums[:2].T  # bm25_title, bm25_text
-        out[:, t + 2] = out[:, t + 1] / q.reach if q.reach > 0 else 0.0  # bm25_text_frac
-        # title_overlap, text_overlap, title_trigram_overlap: matched / distinct query terms, in
-        # float32 (a field without query terms has no match: 0 / 1)
-        out[:, t + 3: t + 6] = np.divide(hits, q.per_field, dtype=np.float32).T
+        # bm25_title, bm25_text, bm25_text_frac, and title_overlap, text_overlap,
+        # title_trigram_overlap: matched / distinct query terms (a field without query terms has
+        # no match: 0 / 1)
+        self._lexical.write(items, self._lexical.query(text), out, t)
         out[:, t + 6] = self.log_pop.take(items)
         out[:, t + 7: t + 12] = _query_hints(text)
         if s:
-            # n_found_by, best_rank: a column at a time (S is a handful; a reduce along a short
-            # axis costs more than S - 1 whole-column operations)
-            n_found, best = found[:, 0].astype(np.float32), ranks[:, 0].copy()
-            for k in range(1, s):
-                n_found += found[:, k]
-                np.fmin(best, ranks[:, k], out=best)
-            out[:, t + 12] = n_found
-            out[:, t + 13] = best
+            # n_found_by, best_rank: one reduce each (on a request's path the number of numpy
+            # calls, each on cold caches after the previous request's prediction, costs more than
+            # the short axis they reduce)
+            out[:, t + 12] = np.add.reduce(found, axis=1)
+            out[:, t + 13] = np.fmin.reduce(ranks, axis=1)
         else:
             out[:, t + 12: t + 14] = (0.0, np.nan)
         return out

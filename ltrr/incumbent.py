@@ -17,7 +17,9 @@ accepts H0.
 while the engine's decayed realized page gain (the clicks part of the reward, without the cost)
 stays at least ``(1 - alpha)`` times what the baseline plan is estimated to earn over the same
 rounds; otherwise the baseline plan is served. The estimate is the baseline plan's own mean gain
-on the rounds it served. The gate has hysteresis: once the baseline plan took over from the
+on the rounds it served; with ``plan_monitor_every`` > 0 it is kept current while the learned
+policy chooses, by serving the baseline plan every that many searches (the ranker and the click
+memory keep learning, so what the baseline plan earns changes). The gate has hysteresis: once the baseline plan took over from the
 learned policy, the learned policy takes over again only when the realized gain exceeds the
 bound by ``resume_rounds`` rounds of the baseline's mean gain, so it does not flip on every
 round whose gain crosses the bound. The choice is a deterministic function of the history, so the logged
@@ -252,6 +254,12 @@ class Incumbent:
                 "pending_rounds": round(p.pending, 2), "alpha": self.config.alpha})
             self.learned_plans = allowed
         return allowed
+
+    def monitors_baseline_plan(self) -> bool:
+        """Whether this search (the learned policy allowed) serves the baseline plan to keep its
+        gain estimate current: every ``plan_monitor_every``-th round."""
+        every = self.config.plan_monitor_every
+        return self.config.gate_plans and every > 0 and self.rounds % every == every - 1
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:

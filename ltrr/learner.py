@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ltrr.contracts.policy import Policy
 from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
 from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
@@ -257,7 +256,7 @@ class Learner:
         engine = self.engine
         policy = engine.policy
         if (engine.config.policy.learning != "full_information" or not policy.adaptive
-                or type(policy)._warm_start is Policy._warm_start):
+                or not policy.learns_plan_rewards):
             return None
         return plan_page_outcomes(engine, QueryBatch((query,)), clicked, self.plan_latency())
 
@@ -384,7 +383,7 @@ class Learner:
         with engine.lock:
             if lesson.reward is not None and lesson.plan is not None and lesson.x is not None:
                 engine.policy.update(lesson.x, lesson.plan, lesson.reward, lesson.strategy_rewards)
-            elif lesson.plan_rewards is not None and lesson.x is not None:
+            elif lesson.plan_rewards is not None and lesson.x is not None and engine.policy.learns_plan_rewards:
                 engine.policy.warm_start(lesson.x[None, :], lesson.plan_rewards[None, :])
             if lesson.success_depths is not None and lesson.success_hits is not None:
                 engine.success.observe(lesson.success_depths, lesson.success_hits)

@@ -161,6 +161,19 @@ class FactoredPolicy(Policy[FactoredParams]):
         if units:  # one unit per strategy, so the units are distinct
             self.arms.update_many(np.asarray(units), x, np.asarray(rewards, dtype=np.float64))
 
+    @property
+    def learns_plan_rewards(self) -> bool:
+        """Plan rewards alone teach every (strategy, depth) model only through the menu's
+        single-strategy plans; a menu without them (a strategy that is always on) cannot."""
+        return all(d == 0 or self._single_strategy_action(s, d) >= 0
+                   for s, opts in enumerate(self.depth_options) for d in opts)
+
+    def _single_strategy_action(self, s: int, d: int) -> int:
+        """The menu action drawing only strategy ``s`` at depth ``d`` (-1 when the menu has none)."""
+        target = np.zeros(len(self.menu.strategies), dtype=np.int64)
+        target[s] = d
+        return int(self.menu.action_of(target))
+
     def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
         n = X.shape[0]
         n_s, width = self._unit.shape
@@ -170,9 +183,7 @@ class FactoredPolicy(Policy[FactoredParams]):
                 for j, d in enumerate(opts):
                     if d == 0:
                         continue
-                    target = np.zeros(n_s, dtype=np.int64)
-                    target[s] = d
-                    a = self.menu.action_of(target)
+                    a = self._single_strategy_action(s, d)
                     if a < 0:
                         raise ConfigError(
                             f"factored warm start needs depth_rewards: the menu has no plan with only "

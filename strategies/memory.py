@@ -78,6 +78,10 @@ class ClickMemoryParams(Params):
     cold_start: bool = False
     #: score of a predicted entry of strength 1 (an exact title), comparable to a smoothed CTR
     predicted_ctr: float = Field(0.2, gt=0.0, le=1.0)
+    #: queries whose decayed rows are kept in memory after a read (0: none). A search reads its
+    #: query's rows up to three times (context signals, retrieval, ranker features); every
+    #: write drops the entries it changes, so a kept entry always equals a fresh read
+    cache_queries: int = Field(1024, ge=0)
 
 
 class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, QueryStatistics, ItemStatistics):
@@ -92,6 +96,13 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         super().__init__(params, name=name)
         self._lock = threading.RLock()
         self._db = self._connect(self.params.path or ":memory:")
+        # normalized query -> its decayed rows (items ascending, impressions, clicks), read-only;
+        # guarded by ``_lock`` like the database, dropped per query on every write (see _forget)
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # a file may also be written by another connection (another process): its commits
+        # change ``PRAGMA data_version``, which then empties the cache before a read
+        self._shared_file = bool(self.params.path)
+        self._data_version = self._read_data_version()
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -160,6 +171,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
                 self._db.executemany("DELETE FROM q2e_pred WHERE query = ? AND item = ?",
                                      [(key, int(i)) for i in items])
             self._db.execute("COMMIT")
+            self._forget(key)
 
     def impression_weights(self, items: np.ndarray, shown: np.ndarray) -> np.ndarray:
         """Impressions each of ``items`` gets from one page ``shown`` (in display order): the
@@ -198,30 +210,58 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         self._decay_registered = True
 
     # ------------------------------------------------------------------ reading
-    def _rows(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT item, impressions, clicks, updated FROM q2e WHERE query = ?", (key,)
-            ).fetchall()
-        if not rows:
-            e = np.empty(0)
-            return e.astype(np.int64), e, e, e
-        arr = np.asarray(rows, dtype=np.float64)
-        return arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3]
+    def _read_data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0]) if self._shared_file else 0
 
-    def _decayed(self, key: str, now: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        items, imp, clk, upd = self._rows(key)
-        if items.size and self.params.half_life_s > 0:
-            ref = float(upd.max()) if now is None else now
-            w = 0.5 ** (np.maximum(ref - upd, 0.0) / self.params.half_life_s)
-            imp, clk = imp * w, clk * w
-        return items, imp, clk
+    def _forget(self, key: str | None = None) -> None:
+        """Drop the cached rows of ``key`` (every query's when None); the caller holds ``_lock``
+        and has just written them."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
+
+    def _decayed(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's observed rows: items ascending and ``float64[2, m]`` impressions and
+        clicks decayed to the query's latest update (read-only arrays; from the cache when this
+        process holds them)."""
+        with self._lock:
+            if self._shared_file:
+                version = self._read_data_version()
+                if version != self._data_version:  # another connection committed
+                    self._cache.clear()
+                    self._data_version = version
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+            rows = self._db.execute(
+                "SELECT item, impressions, clicks, updated FROM q2e WHERE query = ? ORDER BY item", (key,)
+            ).fetchall()
+            value = self._decay_rows(rows)
+            if self.params.cache_queries:
+                if len(self._cache) >= self.params.cache_queries:
+                    del self._cache[next(iter(self._cache))]  # the oldest entry
+                self._cache[key] = value
+            return value
+
+    def _decay_rows(self, rows: list[tuple[int, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, counts)`` of SQLite rows, impressions and clicks the two rows of ``counts``
+        (``item_stats`` gathers both with one ``take``)."""
+        if not rows:
+            items, counts = np.empty(0, dtype=np.int64), np.empty((2, 0))
+        else:
+            arr = np.array(rows, dtype=np.float64)
+            items, counts, upd = arr[:, 0].astype(np.int64), arr[:, 1:3].T.copy(), arr[:, 3]
+            if self.params.half_life_s > 0:
+                counts *= 0.5 ** (np.maximum(float(upd.max()) - upd, 0.0) / self.params.half_life_s)
+        items.flags.writeable = counts.flags.writeable = False
+        return items, counts
 
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
         out = RetrievalResult.empty(len(queries), k)
         p = self.params
         for qi, text in enumerate(queries.texts):
-            items, imp, clk = self._decayed(normalize_query(text), None)
+            items, (imp, clk) = self._decayed(normalize_query(text))
             keep = clk >= p.min_clicks
             if p.cold_start:
                 pred_items, pred_scores = self._predicted(normalize_query(text))
@@ -244,16 +284,18 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
     def item_stats(self, query: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decayed ``(impressions, clicks)`` of (query, item) for catalog ``rows`` (0 if unseen).
 
-        One SQLite read per query, then a vectorized lookup: used as ranker features.
+        The query's rows (one SQLite read, or none when an earlier stage of the same search read
+        them: see ``cache_queries``), then a vectorized lookup: used as ranker features.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        items, imp, clk = self._decayed(normalize_query(query), None)
+        items, counts = self._decayed(normalize_query(query))
         if not (items.size and rows.size):
             return np.zeros(rows.shape, dtype=np.float64), np.zeros(rows.shape, dtype=np.float64)
-        order = np.argsort(items)
-        pos = order.take(np.minimum(np.searchsorted(items, rows, sorter=order), items.size - 1))
-        hit = items.take(pos) == rows
-        return np.where(hit, imp.take(pos), 0.0), np.where(hit, clk.take(pos), 0.0)
+        pos = items.searchsorted(rows)  # items ascending (one row per item)
+        np.minimum(pos, items.size - 1, out=pos)
+        # impressions and clicks are the rows of one array (``_decay_rows``): one gather for both
+        got = np.where(items.take(pos) == rows, counts.take(pos, axis=1), 0.0)
+        return got[0], got[1]
 
     def query_stats(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Context signals per query: ``memory_hits`` (retrievable items) and ``memory_ctr``
@@ -261,7 +303,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         hits = np.zeros(len(texts))
         ctr = np.zeros(len(texts))
         for qi, text in enumerate(texts):
-            items, imp, clk = self._decayed(normalize_query(text), None)
+            items, (imp, clk) = self._decayed(normalize_query(text))
             if items.size:
                 hits[qi] = float((clk >= self.params.min_clicks).sum())
                 ctr[qi] = float(clk.sum() / max(imp.sum(), 1e-9))
@@ -307,8 +349,10 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
         with self._lock:
             source.backup(self._db)
             self._db.executescript(_SCHEMA)  # a memory saved before cold start lacks q2e_pred
+            self._forget()
         source.close()
 
     def close(self) -> None:
         with self._lock:
+            self._forget()
             self._db.close()

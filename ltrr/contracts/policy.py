@@ -333,6 +333,13 @@ class Policy(ABC, Generic[P]):
         self._warm_start(X, R, depth)
         self.n_updates_ += X.shape[0]
 
+    @property
+    def learns_plan_rewards(self) -> bool:
+        """Whether :meth:`warm_start` can learn from the plan rewards alone on this menu (the
+        learner's full-information updates pass no ``depth_rewards``); when not, the learner
+        teaches the policy bandit feedback instead."""
+        return type(self)._warm_start is not Policy._warm_start
+
     def _warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
                     depth_rewards: np.ndarray | None) -> None:
         """Learn from full-information rewards of every plan (see :meth:`warm_start`)."""

@@ -91,13 +91,13 @@ class CandidateGenerator(ABC, Generic[P]):
         k = int(k)
         if len(batch) == 0 or k == 0:
             return RetrievalResult.empty(len(batch), k)
-        blank = np.array([not t.strip() for t in batch.texts])
-        if blank.all():
+        blank = [not t.strip() for t in batch.texts]  # a list: no numpy call per single query
+        if all(blank):
             return RetrievalResult.empty(len(batch), k)
         result = self._retrieve(batch, k)
         if result.ids.shape != (len(batch), k):
             raise AssertionError(f"{self.name} returned shape {result.ids.shape}, expected {(len(batch), k)}")
-        if blank.any():
+        if any(blank):
             result.ids[blank] = PAD_ID
             result.scores[blank] = -np.inf
         return result

@@ -21,6 +21,7 @@ lambdarank, inverse-propensity weights, the held-out split) is :mod:`ltrr.rankin
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +51,17 @@ from ltrr.store.persist import atomic_directory, read_manifest, write_json, writ
 Debias = Literal["none", "position", "ipw"]
 
 
+# LGBM_BoosterPredictForMat's constant arguments (C_API_DTYPE_FLOAT32/64, row-major, normal
+# prediction, from the first tree), passed by value
+_C_FLOAT32, _C_FLOAT64, _C_ROW_MAJOR = ctypes.c_int(0), ctypes.c_int(1), ctypes.c_int(1)
+_C_NORMAL, _C_FROM_TREE_0 = ctypes.c_int(0), ctypes.c_int(0)
+
+
+@functools.lru_cache(maxsize=8)
+def _thread_param(num_threads: int) -> bytes:
+    return f"num_threads={num_threads}".encode()
+
+
 def predict_rows(booster: lgb.Booster, X: np.ndarray, num_iteration: int, num_threads: int) -> np.ndarray:
     """``booster.predict(X, num_iteration=..., num_threads=...)`` for a single-output model, the
     same numbers, through LightGBM's C function ``LGBM_BoosterPredictForMat`` called directly on
@@ -63,12 +75,14 @@ def predict_rows(booster: lgb.Booster, X: np.ndarray, num_iteration: int, num_th
     X = np.ascontiguousarray(X)
     out = np.empty(X.shape[0], dtype=np.float64)
     n_out = ctypes.c_int64(0)
+    # addresses from __array_interface__ (C-level) rather than ndarray.ctypes.data_as (a Python
+    # helper object and a cast per array, ~3 us each on a request's path)
     _safe_call(_LIB.LGBM_BoosterPredictForMat(
-        booster._handle, X.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(0 if X.dtype == np.float32 else 1),
-        ctypes.c_int32(X.shape[0]), ctypes.c_int32(X.shape[1]), ctypes.c_int(1),  # row-major
-        ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(num_iteration),  # normal prediction, from tree 0
-        f"num_threads={int(num_threads)}".encode(), ctypes.byref(n_out),
-        out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        booster._handle, ctypes.c_void_p(X.__array_interface__["data"][0]),
+        _C_FLOAT64 if X.dtype == np.float64 else _C_FLOAT32,
+        ctypes.c_int32(X.shape[0]), ctypes.c_int32(X.shape[1]), _C_ROW_MAJOR,
+        _C_NORMAL, _C_FROM_TREE_0, ctypes.c_int(num_iteration),
+        _thread_param(int(num_threads)), ctypes.byref(n_out), ctypes.c_void_p(out.__array_interface__["data"][0])))
     if n_out.value != out.size:
         raise DataError(f"LightGBM returned {n_out.value} predictions for {out.size} rows (a multi-output model?)")
     return out
@@ -149,6 +163,8 @@ class LambdaMARTRanker(Ranker):
                                     and n != "best_rank"], dtype=np.int64)
         self._withheld = np.array([] if self.params.memory_in_trees else click_exposure_columns(schema),
                                   dtype=np.int64)
+        # the booster (and iteration) whose trees were found not to split on a withheld column
+        self._masking_checked: tuple[lgb.Booster, int] | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -181,7 +197,7 @@ class LambdaMARTRanker(Ranker):
 
     def prior(self, X: np.ndarray) -> np.ndarray:
         """The reciprocal-rank-fusion score of rows ``X`` (float64)."""
-        return self._prior_terms(X).sum(axis=1)
+        return np.add.reduce(self._prior_terms(X), axis=1)  # .sum(axis=1) without its Python layer
 
     def init_score(self, X: np.ndarray) -> np.ndarray | None:
         """Where the boosting starts (``prior_weight`` x the prior scaled so rank 1 of one
@@ -199,6 +215,26 @@ class LambdaMARTRanker(Ranker):
         X = X.copy()
         X[:, self._withheld] = np.nan
         return X
+
+    def _trees_ignore_withheld(self) -> bool:
+        """Whether no tree up to ``best_iteration_`` splits on a withheld column: a prediction
+        then reads none of them, and ``score`` skips :meth:`tree_inputs`' masked copy (same
+        numbers; a model trained by this ranker never splits on columns it saw as all NaN, a
+        loaded or assigned one is checked once per booster)."""
+        booster = self.booster_
+        if self._withheld.size == 0:
+            return True
+        if booster is None:
+            return False
+        key = (booster, self.best_iteration_)
+        checked = self._masking_checked
+        if checked is not None and checked[0] is key[0] and checked[1] == key[1]:
+            return True
+        splits = booster.feature_importance("split", iteration=self.best_iteration_ or None)
+        if splits.shape[0] != len(self.schema.names) or np.any(splits[self._withheld] > 0):
+            return False
+        self._masking_checked = key
+        return True
 
     def _dataset(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, weight: np.ndarray | None,
                  position: np.ndarray | None, reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -260,7 +296,8 @@ class LambdaMARTRanker(Ranker):
             return np.empty(0, dtype=np.float64)
         if self.booster_ is None:
             return self.prior(X)
-        trees = predict_rows(self.booster_, self.tree_inputs(X), self.best_iteration_, self.params.num_threads)
+        rows = X if self._trees_ignore_withheld() else self.tree_inputs(X)
+        trees = predict_rows(self.booster_, rows, self.best_iteration_, self.params.num_threads)
         init = self.init_score(X)
         return trees if init is None else init + trees
 

@@ -284,24 +284,27 @@ class XRModel:
         scores = np.zeros(1)
         last = tree.n_levels - 1
         name = self.config.transform
+        nchild = self._nchild
+        # ndarray methods (take, repeat, cumsum) rather than numpy's function wrappers: a single
+        # query is ~15 small calls per level, each wrapper ~1 us of it
         for t in range(tree.n_levels):
-            starts = tree.child_ptr[t][nodes]
-            counts = self._nchild[t][nodes]
-            ends = np.cumsum(counts)
+            starts = tree.child_ptr[t].take(nodes)
+            counts = nchild[t].take(nodes)
+            ends = counts.cumsum()
             total = int(ends[-1])
             base = ends - counts
-            cand = np.arange(total) + np.repeat(starts - base, counts)
+            cand = np.arange(total) + (starts - base).repeat(counts)
             margins = self.chunks[t].margins_one(indices, data, nodes, base, total)
-            s = np.repeat(scores, counts) + _log_transform(margins + self.biases[t][cand], name)
+            s = scores.repeat(counts) + _log_transform(margins + self.biases[t].take(cand), name)
             keep = k if t == last else beam
             if total > 4 * keep:
-                sel = np.flatnonzero(s >= np.partition(s, total - keep)[total - keep])
-                order = sel[np.lexsort((cand[sel], -s[sel]))[:keep]]
+                sel = (s >= np.partition(s, total - keep)[total - keep]).nonzero()[0]
+                order = sel[np.lexsort((cand.take(sel), -s.take(sel)))[:keep]]
             else:
                 order = np.lexsort((cand, -s))[:keep]
             if t < last:  # sorted node ids make the next level's key lookups nearly sorted
-                order = order[np.argsort(cand[order])]
-            nodes, scores = cand[order], s[order]
+                order = order[cand.take(order).argsort()]
+            nodes, scores = cand.take(order), s.take(order)
         return nodes, scores
 
     def predict(self, x: sp.csr_matrix, k: int, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -121,6 +121,45 @@ def test_empty_union_and_blank_query(small_movies, bm25):
     assert (col["title_overlap"] == 0).all() and (col["title_trigram_overlap"] == 0).all()
 
 
+def test_a_term_repeated_past_the_narrow_table_and_a_bad_item(small_movies, bm25):
+    """A query count above 127 takes the wide lookup table, and the BM25 columns still equal the
+    scipy product bit for bit; an item outside the catalog raises, naming it, and leaves the
+    per-thread table clean for the next query."""
+    import scipy.sparse as sp
+
+    fb = FeatureBuilder(small_movies, {"bm25": bm25}, FIELDS)
+
+    def bm25_union(q, k):
+        return Candidates.union(("bm25",), [bm25.retrieve([q], k).row(0)])
+
+    query = "war " * 130 + "drama story drama"
+    cands = bm25_union(query, 60)
+    X = fb.build(query, cands)
+    col = dict(zip(fb.schema.names, X.T, strict=True))
+    text = bm25.term_weights()
+    counts = np.zeros(text.weights.shape[1])
+    for t in text.analyze(query):
+        counts[text.vocabulary[t]] += 1.0
+    assert counts.max() == 130
+    rows = sp.csr_matrix(text.weights)[cands.items]
+    want = (rows @ counts).astype(np.float32)
+    assert col["bm25_text"].tobytes() == want.tobytes() and (want > 0).any()
+    rows.data[:] = 1.0
+    hits = (rows @ (counts > 0)).astype(np.float32)  # of the 3 distinct query terms
+    assert col["text_overlap"].tobytes() == (hits / np.float32(3)).tobytes() and (hits == 2).any()
+    fb.build("drama war", bm25_union("drama war", 5))
+    narrow = fb._lexical._tables.int8  # this thread's table of the narrow queries
+    bad = Candidates.union(("bm25",), [(np.array([1, len(small_movies)]), np.array([1.0, 0.5], np.float32))])
+    with pytest.raises(IndexError, match=f"candidate item {len(small_movies)} is not a catalog row"):
+        fb.build("drama war", bad)
+    assert not narrow.any()
+    fb.build("drama war", bm25_union("drama war", 5))
+    assert not narrow.any()
+    # the same features as before the failed request
+    again = fb.build(query, cands)
+    assert again.tobytes() == X.tobytes()
+
+
 def test_dense_cosine_only_with_a_dense_strategy_and_shared_query_embedding(small_movies, bm25):
     from strategies.dense import DenseRetriever
 

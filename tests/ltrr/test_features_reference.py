@@ -35,9 +35,16 @@ def reference_build(catalog, bm25, memory, query, cands):
         rr = np.where(np.isfinite(ranks.astype(np.float64)), 1.0 / (RRF_K + ranks.astype(np.float64)), 0.0)
     cols = [cands.scores[:, 0], ranks[:, 0], found[:, 0], cands.scores[:, 1], ranks[:, 1], found[:, 1],
             rr[:, 0], rr[:, 1], rr.sum(axis=1)]
-    # the click memory: one dictionary lookup per candidate
-    items, imp, clk = memory._decayed(" ".join(re.findall(r"\w+", fold_accents(query.lower()))), None)
-    stats = {int(i): (a, b) for i, a, b in zip(items, imp, clk, strict=True)}
+    # the click memory: its table read directly, decayed to the query's latest update, one
+    # dictionary lookup per candidate
+    key = " ".join(re.findall(r"\w+", fold_accents(query.lower())))
+    rows = memory._db.execute("SELECT item, impressions, clicks, updated FROM q2e WHERE query = ?", (key,)).fetchall()
+    latest = max((r[3] for r in rows), default=0.0)
+    hl = memory.params.half_life_s
+    stats = {}
+    for item, imp, clk, upd in rows:
+        w = np.float64(0.5) ** (np.float64(max(latest - upd, 0.0)) / hl) if hl > 0 else 1.0
+        stats[int(item)] = (np.float64(imp) * w, np.float64(clk) * w)
     m_imp = np.array([stats.get(int(i), (0.0, 0.0))[0] for i in cands.items])
     m_clk = np.array([stats.get(int(i), (0.0, 0.0))[1] for i in cands.items])
     cols += [memory.smoothed_ctr(m_imp, m_clk), m_imp, m_clk]

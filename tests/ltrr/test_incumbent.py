@@ -134,6 +134,46 @@ def test_plan_gate_warm_up_does_not_expire_while_the_learned_policy_serves():
     assert restored.plans.baseline_rounds == 50 and restored.plans.learned_allowed()
 
 
+def _run_monitored_gate(inc: Incumbent, rounds: int, learned_gain: float, baseline_gain) -> list[bool]:
+    """Searches through the plan gate as the engine runs them (the baseline plan also serves the
+    monitoring rounds); ``baseline_gain(t)`` is what it earns at round ``t``. Returns whether
+    the learned policy chose each plan."""
+    chose = []
+    for t in range(rounds):
+        inc.plans.served()
+        learned = inc.plans_allowed(float(t)) and not inc.monitors_baseline_plan()
+        inc.plans.observe(not learned, learned_gain if learned else baseline_gain(t))
+        inc.rounds += 1
+        chose.append(learned)
+    return chose
+
+
+def test_plan_gate_demotes_learned_plans_that_fall_behind_a_baseline_that_improves():
+    """The baseline plan earns 0.4 in its first rounds (no ranker yet) and 0.6 once the ranker
+    has learned; the learned plans earn 0.5 throughout. Estimated from its first rounds only, the
+    baseline's mean stays 0.4 and the learned plans are never demoted; served every 20th round
+    (``plan_monitor_every``), its estimate follows, and the gate demotes them."""
+    def improving(t: int) -> float:
+        return 0.4 if t < 300 else 0.6
+
+    frozen = Incumbent(IncumbentConfig(plan_monitor_every=0))
+    chose = _run_monitored_gate(frozen, 4000, 0.5, improving)
+    assert [sw["action"] for sw in frozen.switches] == ["promote"] and all(chose[100:])
+    assert frozen.plans.baseline_mean() == pytest.approx(0.4)
+
+    inc = Incumbent(IncumbentConfig(plan_monitor_every=20))
+    chose = _run_monitored_gate(inc, 4000, 0.5, improving)
+    assert inc.plans.baseline_mean() > 0.58
+    assert [sw["action"] for sw in inc.switches][:2] == ["promote", "demote"]
+    # monitoring rounds while the learned policy serves: exactly every 20th
+    start = inc.switches[0]["round"]
+    assert 50 <= start < 100
+    assert not any(chose[t] for t in range(start, 300) if t % 20 == 19)
+    assert all(chose[t] for t in range(start, 300) if t % 20 != 19)
+    # afterwards the baseline serves most rounds: the learned plans only spend alpha's slack
+    assert np.mean(chose[-1000:]) < 0.35
+
+
 def test_plan_gate_counts_rounds_without_feedback_as_earning_nothing():
     gate = PlanGate(IncumbentConfig(alpha=0.1, gain_half_life=0.0, min_baseline_rounds=1))
     for _ in range(20):

@@ -96,6 +96,30 @@ def test_feedback_for_a_decision_of_another_engine_is_refused_and_not_stored(mov
     new.close()
 
 
+def test_a_factored_policy_whose_menu_has_a_strategy_always_on_learns_bandit_feedback(movie_catalog_path, small_movies):
+    """Plan rewards teach the factored policy's (strategy, depth) models only through the menu's
+    single-strategy plans. With BM25 always on (no depth 0) the menu has no memory-only plan:
+    feedback used to raise ConfigError under the default full-information learning, in the middle
+    of a run. Now the learner teaches such a policy bandit (per-strategy) feedback."""
+    over = {"incumbent": {"gate_plans": False, "gate_ranking": False},
+            "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
+            "policy": {"type": "factored", "params": {"epsilon": 0.2}, "budget": 100}}
+    engine = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
+    assert not engine.policy.learns_plan_rewards
+    before = _policy_state(engine)
+    for i in range(6):
+        d = engine.search(small_movies.titles[i % 3], ts=float(i))
+        res = engine.feedback(Feedback.clicks(d.event_id, list(d.page_ids[:1]), ts=i + 0.5))
+        assert res.policy_updated
+    after = _policy_state(engine)
+    assert any(not np.allclose(before[k], after[k]) for k in before)
+    engine.close()
+    with_single = {**over, "strategies": [{"name": "bm25", "depths": [0, 10, 50]}, {"name": "memory", "depths": [0, 10]}]}
+    engine = Engine.from_config(_config(movie_catalog_path, **with_single), catalog=small_movies)
+    assert engine.policy.learns_plan_rewards
+    engine.close()
+
+
 def test_full_information_teaches_every_plan_the_reward_it_would_have_earned(movie_catalog_path, small_movies):
     """``policy.learning = "full_information"``: each feedback updates the policy with the reward
     every menu plan's page would have earned on the same clicks (what ``warm_start`` learns);

@@ -155,3 +155,68 @@ def test_cold_start_sql_text_in_titles_is_plain_text():
     m = ClickMemory({"cold_start": True}).fit(cat)
     assert m.retrieve(["'; DROP TABLE q2e_pred; --"], 1).ids[0, 0] == 0
     assert m.counts()["predicted"] >= 1
+
+
+# ---------------------------------------------------------------------------- read cache
+def _reads(m: ClickMemory, queries, rows) -> list:
+    out = []
+    for q in queries:
+        r = m.retrieve([q], 5)
+        out.append((r.ids.tolist(), r.scores.tolist(), m.query_stats([q])["memory_ctr"].tolist(),
+                    [a.tolist() for a in m.item_stats(q, rows)]))
+    return out
+
+
+def test_cached_reads_equal_fresh_reads_after_every_write():
+    """Every read of a cached memory equals the same read of one without a cache, with writes
+    (feedback) between reads of the same queries: a kept entry is never stale."""
+    cached, fresh = ClickMemory({"half_life_s": 50.0}), ClickMemory({"half_life_s": 50.0, "cache_queries": 0})
+    queries, rows = ["heat", "Heat!", "ronin", "unseen"], np.array([1, 2, 3, 4, 9])
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        q = queries[step % 3]
+        shown = rng.permutation(np.arange(1, 10))[:4]
+        clicked = shown[rng.random(4) < 0.5]
+        for m in (cached, fresh):
+            m.observe(q, shown, clicked, float(step))
+        assert _reads(cached, queries, rows) == _reads(fresh, queries, rows), step
+    assert cached._cache and not fresh._cache
+    # a click changes the very next read of its query (the entry read before it was dropped)
+    before = cached.item_stats("ronin", np.array([7]))[1][0]
+    for m in (cached, fresh):
+        m.observe("ronin", np.array([7]), np.array([7]), 30.0)
+    after = cached.item_stats("ronin", np.array([7]))[1][0]
+    assert after > before and after == fresh.item_stats("ronin", np.array([7]))[1][0]
+
+
+def test_read_cache_is_bounded_and_read_only():
+    m = ClickMemory({"cache_queries": 2, "half_life_s": 0})
+    for q in ("a", "b", "c"):
+        m.observe(q, np.array([1]), np.array([1]), 0.0)
+        m.query_stats([q])
+    assert list(m._cache) == ["b", "c"]
+    items, counts = m._cache["c"]
+    with pytest.raises(ValueError, match="read-only"):
+        counts[0, 0] = 5.0
+    assert m.item_stats("c", np.array([1]))[0].tolist() == [1.0]
+
+
+def test_read_cache_sees_load_and_other_connections(tmp_path):
+    m = ClickMemory({"half_life_s": 0})
+    m.observe("q", np.array([1]), np.array([1]), 0.0)
+    assert m.item_stats("q", np.array([1]))[1].tolist() == [1.0]
+    other = ClickMemory({"half_life_s": 0})
+    other.observe("q", np.array([1, 2]), np.array([2]), 0.0)
+    other.save(tmp_path / "saved")
+    m._load(tmp_path / "saved", {})  # replaces the database in place: the cache goes with it
+    assert m.item_stats("q", np.array([1, 2]))[1].tolist() == [0.0, 1.0]
+    # two connections to one file (e.g. two processes): a commit by one empties the other's cache
+    path = str(tmp_path / "shared.sqlite")
+    a, b = ClickMemory({"path": path, "half_life_s": 0}), ClickMemory({"path": path, "half_life_s": 0})
+    a.observe("q", np.array([1]), np.array([1]), 0.0)
+    assert b.item_stats("q", np.array([1]))[1].tolist() == [1.0]
+    a.observe("q", np.array([1]), np.array([1]), 1.0)
+    assert b.item_stats("q", np.array([1]))[1].tolist() == [2.0]
+    assert b.retrieve(["q"], 1).ids.tolist() == [[1]]
+    a.close()
+    b.close()

@@ -217,3 +217,29 @@ def test_the_click_memorys_exposure_columns_are_withheld_from_the_trees_by_defau
     # the memory's rank still counts in the fusion prior the trees start from
     np.testing.assert_allclose(withheld.prior(X), np.nansum(1 / (60 + X[:, [1, 4]].astype(np.float64)), axis=1))
     np.testing.assert_allclose(withheld.contributions(X).sum(axis=1), withheld.score(X), rtol=1e-9, atol=1e-9)
+
+
+def test_scores_skip_masking_only_when_no_tree_reads_a_withheld_column():
+    """``score`` predicts on the rows as given when no tree splits on a withheld column (then the
+    masked copy changes nothing) and masks them otherwise: the same numbers either way."""
+    X, y, groups = memory_problem()
+    params = {"n_estimators": 20, "min_data_in_leaf": 5}
+    withheld = LambdaMARTRanker(MEMORY_SCHEMA, params).fit(X, y, groups)
+    seen = LambdaMARTRanker(MEMORY_SCHEMA, {**params, "memory_in_trees": True}).fit(X, y, groups)
+    noisy = X.copy()
+    cols = withheld._withheld
+    noisy[:, cols] = np.random.default_rng(1).normal(size=(X.shape[0], cols.size))
+
+    def masked_score(r, rows):
+        return r.init_score(rows) + r.booster_.predict(r.tree_inputs(rows), num_iteration=r.best_iteration_,
+                                                       num_threads=1)
+
+    assert withheld._trees_ignore_withheld()
+    np.testing.assert_array_equal(withheld.score(noisy), masked_score(withheld, noisy))
+    # trees that do split on the memory's columns, served by a ranker that withholds them
+    # (a model trained with memory_in_trees): the columns are masked, as before
+    mixed = LambdaMARTRanker(MEMORY_SCHEMA, params)
+    mixed.booster_, mixed.best_iteration_ = seen.booster_, seen.best_iteration_
+    assert not mixed._trees_ignore_withheld()
+    np.testing.assert_array_equal(mixed.score(noisy), masked_score(mixed, noisy))
+    assert not np.array_equal(mixed.score(noisy), seen.score(noisy))

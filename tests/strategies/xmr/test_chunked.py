@@ -26,6 +26,10 @@ def test_round_trip_is_lossless(tmp_path):
     c.save(tmp_path, "L0")
     back = ChunkedWeights.load(tmp_path, "L0", w.shape[0], mmap=True)
     assert (back.to_csr(child_ptr) != w).nnz == 0
+    # still the file's mapped pages, seen as plain ndarrays (no np.memmap overhead per index)
+    for name in ("keys", "ptr", "child", "value"):
+        arr = getattr(back, name)
+        assert type(arr) is np.ndarray and isinstance(arr.base, np.memmap) and not arr.flags.writeable
 
 
 def test_margins_equal_the_dense_product_under_any_beam():
