@@ -50,6 +50,15 @@ def _sift_down(hs: np.ndarray, hd: np.ndarray, i: int, n: int) -> None:
         i = c
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _replace_root(hs: np.ndarray, hd: np.ndarray, m: int, s: float, d: int) -> tuple[float, int]:
+    """Put ``(s, d)`` in place of the heap's worst entry and restore the heap; the new worst."""
+    hs[0] = s
+    hd[0] = d
+    _sift_down(hs, hd, 0, m)
+    return hs[0], hd[0]
+
+
 @njit(cache=True, nogil=True)
 def touched_top_k(ptr, docs, scores, terms, weights, prior, quality_prior, k, drop_zero,
                   acc, seen, touched, out_docs, out_scores):  # pragma: no cover (compiled)
@@ -136,11 +145,7 @@ def touched_top_k(ptr, docs, scores, terms, weights, prior, quality_prior, k, dr
             s = acc[row]
             if s < worst_s or (s == worst_s and row > worst_d):
                 continue
-            hs[0] = s
-            hd[0] = row
-            _sift_down(hs, hd, 0, m)
-            worst_s = hs[0]
-            worst_d = hd[0]
+            worst_s, worst_d = _replace_root(hs, hd, m, s, row)
         acc[i:] = 0.0
         n = i  # nothing left to read
     for r in range(i, n):  # the rest replace the root when better
@@ -154,11 +159,7 @@ def touched_top_k(ptr, docs, scores, terms, weights, prior, quality_prior, k, dr
             s = -np.inf if total == 0.0 else s
         if s < worst_s or (s == worst_s and d > worst_d):
             continue
-        hs[0] = s
-        hd[0] = d
-        _sift_down(hs, hd, 0, m)
-        worst_s = hs[0]
-        worst_d = hd[0]
+        worst_s, worst_d = _replace_root(hs, hd, m, s, d)
     # pop the worst to the back until the heap is empty: best first
     for last in range(m - 1, -1, -1):
         out_scores[last] = hs[0]
