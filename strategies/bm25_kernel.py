@@ -51,7 +51,7 @@ def _sift_down(hs: np.ndarray, hd: np.ndarray, i: int, n: int) -> None:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _replace_root(hs: np.ndarray, hd: np.ndarray, m: int, s: float, d: int) -> tuple[float, int]:
+def _replace_root(hs: np.ndarray, hd: np.ndarray, m: int, s: float, d: int | np.integer) -> tuple[float, int]:
     """Put ``(s, d)`` in place of the heap's worst entry and restore the heap; the new worst."""
     hs[0] = s
     hd[0] = d
