@@ -229,7 +229,7 @@ class ClickMemory(CandidateGenerator[ClickMemoryParams], LearnsFromFeedback, Que
             if self._shared_file:
                 version = self._read_data_version()
                 if version != self._data_version:  # another connection committed
-                    self._cache.clear()
+                    self._forget()
                     self._data_version = version
             hit = self._cache.get(key)
             if hit is not None:
