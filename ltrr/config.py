@@ -94,9 +94,14 @@ class PolicyConfig(Params):
     #: update of :meth:`~ltrr.contracts.policy.Policy.warm_start`; ``"bandit"`` only the chosen
     #: plan's reward. Paired over plans on the same clicks, full information is far less noisy
     #: (docs/learning.md); it costs a max-depth retrieval per feedback in the learner, and falls
-    #: back to bandit feedback for a policy without full-information learning. The logged
-    #: decisions keep their exact propensities either way.
-    learning: Literal["full_information", "bandit"] = "full_information"
+    #: back to bandit feedback for a policy without full-information learning.
+    #: ``"served_subplans"``: full information for the plans the served plan contains (every
+    #: strategy at most as deep), the others learn nothing from the search. A deeper plan's page
+    #: holds items nobody saw; full information counts them unclicked, so a plan deeper than the
+    #: served one can only look worse than it, and the policy never learns what depth finds
+    #: (a feedback graph: serving a plan reveals its sub-plans). The logged decisions keep their
+    #: exact propensities either way.
+    learning: Literal["full_information", "served_subplans", "bandit"] = "full_information"
 
 
 class RankerConfig(Params):

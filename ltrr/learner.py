@@ -118,6 +118,8 @@ class Lesson:
     reward: float | None = None
     strategy_rewards: np.ndarray | None = None
     plan_rewards: np.ndarray | None = None
+    #: which plans learn ``plan_rewards`` (None: all)
+    plan_observed: np.ndarray | None = None
     success_depths: np.ndarray | None = None
     success_hits: np.ndarray | None = None
     #: the incumbent's evidence: (baseline plan served?, realized page gain) of a gated search,
@@ -236,29 +238,37 @@ class Learner:
                 on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
                 interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
                                 int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
-        plan_rewards = self.full_information(logged.query, clicked) if entry.first else None
+        full = self.full_information(logged.query, clicked, logged.plan.depths) if entry.first else None
+        plan_rewards, observed = (None, None) if full is None else full
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
                         x=logged.x, plan=logged.plan if entry.first and plan_rewards is None else None,
                         reward=reward if plan_rewards is None else None, strategy_rewards=per_strategy,
-                        plan_rewards=plan_rewards,
+                        plan_rewards=plan_rewards, plan_observed=observed,
                         success_depths=np.asarray(logged.plan.depths) if entry.first else None,
                         success_hits=hits, plan_gain=plan_gain, interleaving=interleaving)
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
-    def full_information(self, query: str, clicked: np.ndarray) -> np.ndarray | None:
-        """The reward of every menu plan on the clicks of a search for ``query`` (``policy.learning
-        = "full_information"``), or None when the policy learns bandit feedback (by config, or
-        because it cannot learn full information). One retrieval per strategy at its largest
-        menu depth, outside the engine lock; each plan is valued by the clicked items on the
-        page it would have shown, at their positions there (:func:`ltrr.reward.plan_page_rewards`)."""
+    def full_information(self, query: str, clicked: np.ndarray, served: tuple[int, ...]
+                         ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The reward of every menu plan on the clicks of a search for ``query`` that served
+        the plan of depths ``served``, and which plans learn it (None: all; ``policy.learning =
+        "served_subplans"``: those at most as deep as ``served`` in every strategy); None when
+        the policy learns bandit feedback (by config, or because it cannot learn full
+        information). One retrieval per strategy at its largest menu depth, outside the engine
+        lock; each plan is valued by the clicked items on the page it would have shown, at
+        their positions there (:func:`ltrr.reward.plan_page_rewards`)."""
         engine = self.engine
         policy = engine.policy
-        if (engine.config.policy.learning != "full_information" or not policy.adaptive
-                or not policy.learns_plan_rewards):
+        mode = engine.config.policy.learning
+        if mode == "bandit" or not policy.adaptive or not policy.learns_plan_rewards:
             return None
-        return plan_page_outcomes(engine, QueryBatch((query,)), clicked, self.plan_latency())
+        rewards = plan_page_outcomes(engine, QueryBatch((query,)), clicked, self.plan_latency())
+        if mode != "served_subplans":
+            return rewards, None
+        within = np.asarray(policy.menu.plans <= np.asarray(served, dtype=np.int64)[None, :], dtype=bool)
+        return rewards, np.asarray(within.all(axis=1), dtype=bool)
 
     def plan_latency(self) -> np.ndarray:
         """Every menu plan's latency (ms) as the reward prices it: the strategies' declared
@@ -327,11 +337,13 @@ class Learner:
             ips_weight = float(p_now[logged_action]) / plan.propensity if logged_action >= 0 else 0.0
             # the policy learns as the live engine did: every plan's page-valued reward under
             # ``policy.learning = "full_information"``, else the logged plan's reward
-            page_rewards = self.full_information(query, clicked_rows)
+            full = self.full_information(query, clicked_rows, plan.depths)
+            page_rewards, observed = (None, None) if full is None else full
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x,
                             plan=plan if page_rewards is None else None,
                             reward=logged_reward if page_rewards is None else None,
-                            strategy_rewards=per_strategy, plan_rewards=page_rewards, success_depths=depths,
+                            strategy_rewards=per_strategy, plan_rewards=page_rewards, plan_observed=observed,
+                            success_depths=depths,
                             success_hits=np.asarray(drew.any(axis=0)))
         else:
             lesson = Lesson(query, ts, shown_rows, clicked_rows, x=x, plan_rewards=out.rewards,
@@ -384,7 +396,8 @@ class Learner:
             if lesson.reward is not None and lesson.plan is not None and lesson.x is not None:
                 engine.policy.update(lesson.x, lesson.plan, lesson.reward, lesson.strategy_rewards)
             elif lesson.plan_rewards is not None and lesson.x is not None and engine.policy.learns_plan_rewards:
-                engine.policy.warm_start(lesson.x[None, :], lesson.plan_rewards[None, :])
+                engine.policy.warm_start(lesson.x[None, :], lesson.plan_rewards[None, :],
+                                         observed=None if lesson.plan_observed is None else lesson.plan_observed[None, :])
             if lesson.success_depths is not None and lesson.success_hits is not None:
                 engine.success.observe(lesson.success_depths, lesson.success_hits)
             self._teach_incumbent(lesson)

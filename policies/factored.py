@@ -174,7 +174,7 @@ class FactoredPolicy(Policy[FactoredParams]):
         target[s] = d
         return int(self.menu.action_of(target))
 
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
+    def _warm_start(self, X, plan_rewards, depth_rewards, observed) -> None:
         n = X.shape[0]
         n_s, width = self._unit.shape
         if depth_rewards is None:
@@ -194,7 +194,21 @@ class FactoredPolicy(Policy[FactoredParams]):
         units = self._unit >= 0
         R = np.zeros((n, self.arms.b.shape[0]))
         R[:, self._unit[units]] = depth_rewards[:, units]
-        self.arms.update_all(X, R)
+        if observed is None:
+            self.arms.update_all(X, R)
+            return
+        # a (strategy, depth) unit is observed with the menu plan drawing that strategy alone at
+        # that depth (a unit without such a plan: always)
+        seen = np.ones((n, self.arms.b.shape[0]), dtype=bool)
+        for s, opts in enumerate(self.depth_options):
+            for j, d in enumerate(opts):
+                a = self._single_strategy_action(s, d) if d > 0 else -1
+                if self._unit[s, j] >= 0 and a >= 0:
+                    seen[:, self._unit[s, j]] = observed[:, a]
+        for i in range(n):
+            acts = np.flatnonzero(seen[i])
+            if acts.size:
+                self.arms.update_many(acts, X[i], R[i, acts])
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         return self.arms.state()

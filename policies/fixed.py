@@ -58,5 +58,5 @@ class FixedPolicy(Policy[FP]):
     def _update(self, x, plan, reward, strategy_rewards) -> None:
         """A fixed plan learns nothing."""
 
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
+    def _warm_start(self, X, plan_rewards, depth_rewards, observed) -> None:
         """A fixed plan learns nothing."""

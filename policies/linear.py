@@ -131,8 +131,14 @@ class RidgePlanPolicy(Policy[LP]):
         if a >= 0:  # a plan outside the menu teaches no arm
             self.arms.update(a, x, reward)
 
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
-        self.arms.update_all(X, plan_rewards)
+    def _warm_start(self, X, plan_rewards, depth_rewards, observed) -> None:
+        if observed is None:
+            self.arms.update_all(X, plan_rewards)
+            return
+        for i in range(X.shape[0]):  # each row updates only the plans it observed
+            acts = np.flatnonzero(observed[i])
+            if acts.size:
+                self.arms.update_many(acts, X[i], plan_rewards[i, acts])
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         return self.arms.state()

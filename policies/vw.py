@@ -116,7 +116,7 @@ class VowpalWabbitPolicy(Policy[VowpalWabbitParams]):
         lines[a + 1] = f"0:{-reward:.9g}:{plan.propensity:.9g} {lines[a + 1]}"
         self.vw.learn(lines)
 
-    def _warm_start(self, X, plan_rewards, depth_rewards) -> None:
+    def _warm_start(self, X, plan_rewards, depth_rewards, observed) -> None:
         # Full information, learnt as cost-sensitive regression: for every (query, plan) a
         # one-action example labelled with that plan's cost and probability 1. ``--cb_type mtr``
         # regresses the labelled action's cost only, so leaving the other plans out of the
@@ -124,7 +124,8 @@ class VowpalWabbitPolicy(Policy[VowpalWabbitParams]):
         for i in range(X.shape[0]):
             shared = self._shared(X[i])
             for a, line in enumerate(self._action_lines):
-                self.vw.learn([shared, f"0:{-plan_rewards[i, a]:.9g}:1 {line}"])
+                if observed is None or observed[i, a]:
+                    self.vw.learn([shared, f"0:{-plan_rewards[i, a]:.9g}:1 {line}"])
 
     def _save_extra(self, directory: Path) -> None:
         self.vw.save(str(directory / MODEL_FILE))

@@ -294,7 +294,7 @@ class Policy(ABC, Generic[P]):
         return [min(float(p[same[:, s]].sum()), 1.0) for s in range(len(self.menu.strategies))]
 
     def warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
-                   depth_rewards: np.ndarray | None = None) -> None:
+                   depth_rewards: np.ndarray | None = None, observed: np.ndarray | None = None) -> None:
         """Pre-train on logged contexts ``X`` (``float[n, n_features]``) and full-information rewards.
 
         Strategies are deterministic, so for a logged query with a click it is known, for *every*
@@ -304,8 +304,10 @@ class Policy(ABC, Generic[P]):
         (ridge policies update every plan's model; the factored policy every (strategy, depth)
         model, from ``depth_rewards`` ``float[n, n_strategies, n_options]`` when given, else from
         the menu's single-strategy plans; VW each plan's cost). These are full-information
-        numbers, unlike the bandit feedback of :meth:`update`. ``X`` and the rewards are not
-        modified.
+        numbers, unlike the bandit feedback of :meth:`update`. ``observed`` (``bool[n, n_plans]``,
+        default all True) says which plans' rewards a row identifies: a plan outside it learns
+        nothing from that row (the partial feedback graph of ``policy.learning =
+        "served_subplans"``). ``X`` and the rewards are not modified.
         """
         X = np.array(X, dtype=np.float64)
         R = np.array(plan_rewards, dtype=np.float64)
@@ -328,9 +330,13 @@ class Policy(ABC, Generic[P]):
                 idx = tuple(int(v) for v in np.argwhere(out)[0])
                 raise ValueError(f"{name}{list(idx)} = {float(arr[idx])!r} is outside the configured "
                                  f"range [{lo}, {hi}].")
+        if observed is not None:
+            observed = np.asarray(observed, dtype=bool)
+            if observed.shape != R.shape:
+                raise ValueError(f"observed has shape {observed.shape}, expected {R.shape}")
         if X.shape[0] == 0:
             return
-        self._warm_start(X, R, depth)
+        self._warm_start(X, R, depth, observed)
         self.n_updates_ += X.shape[0]
 
     @property
@@ -341,8 +347,9 @@ class Policy(ABC, Generic[P]):
         return type(self)._warm_start is not Policy._warm_start
 
     def _warm_start(self, X: np.ndarray, plan_rewards: np.ndarray,
-                    depth_rewards: np.ndarray | None) -> None:
-        """Learn from full-information rewards of every plan (see :meth:`warm_start`)."""
+                    depth_rewards: np.ndarray | None, observed: np.ndarray | None) -> None:
+        """Learn from full-information rewards of every plan, or of the ``observed`` ones (see
+        :meth:`warm_start`)."""
         raise ConfigError(f"policy {self.type_name!r} does not support warm start")
 
     @abstractmethod

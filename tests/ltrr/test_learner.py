@@ -158,3 +158,36 @@ def test_full_information_teaches_every_plan_the_reward_it_would_have_earned(mov
     assert any(not np.allclose(counts_full[k], counts_bandit[k]) for k in counts_full)
     for e in (full, bandit, mirror):
         e.close()
+
+
+def test_served_subplans_teach_only_the_plans_the_served_plan_contains(movie_catalog_path, small_movies):
+    """``policy.learning = "served_subplans"``: each feedback teaches the full-information reward
+    to the plans at most as deep as the served one in every strategy, and nothing to the
+    others (their pages would hold items nobody saw)."""
+    from ltrr.offline.outcomes import plan_page_outcomes
+    from ltrr.types import QueryBatch
+
+    over = {"incumbent": {"gate_plans": False, "gate_ranking": False}}
+    cfg = _config(movie_catalog_path, **over)
+    cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"learning": "served_subplans"})})
+    sub = Engine.from_config(cfg, catalog=small_movies)
+    mirror = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
+    plans = sub.policy.menu.plans
+    partial = 0
+    for i in range(12):
+        query = small_movies.titles[i % 5]
+        d = sub.search(query, ts=float(i))
+        clicked = list(d.page_ids[:1]) if i % 3 else []
+        rows = small_movies.rows_of(clicked)
+        expected = plan_page_outcomes(sub, QueryBatch((query,)), rows)
+        observed = (plans <= np.asarray(d.plan.depths)[None, :]).all(axis=1)
+        assert observed[d.plan.action]
+        partial += int(not observed.all())
+        sub.feedback(Feedback.clicks(d.event_id, clicked, ts=i + 0.5))
+        mirror.policy.warm_start(d.x[None, :], expected[None, :], observed=observed[None, :])
+        mirror.strategies["memory"].observe(query, d.page, rows, i + 0.5)
+    assert partial > 0  # some served plans left deeper plans untaught
+    for k, v in _policy_state(sub).items():
+        np.testing.assert_allclose(v, _policy_state(mirror)[k])
+    for e in (sub, mirror):
+        e.close()

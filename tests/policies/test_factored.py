@@ -146,3 +146,19 @@ def test_decaying_epsilon_shrinks_every_strategys_exploration(menu):
     assert probs.sum() == pytest.approx(1.0)
     plan = pol.select(x, rng)
     assert plan.propensity == pytest.approx(probs[plan.action])
+
+
+def test_warm_start_with_observed_plans_teaches_the_units_of_observed_single_plans(menu):
+    """A (strategy, depth) unit learns a row only when its single-strategy plan is observed."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20, 3))
+    R = rng.uniform(-1, 1, size=(20, menu.n_actions))
+    a = menu.action_of((0, 30, 0))
+    observed = np.ones((20, menu.n_actions), dtype=bool)
+    observed[10:, a] = False
+    pol = FactoredPolicy(menu, 3)
+    pol.warm_start(X, R, observed=observed)
+    A_inv = np.linalg.inv(np.eye(3) + X[:10].T @ X[:10])
+    x = rng.normal(size=3)
+    j = pol.depth_options[1].index(30)
+    assert pol.depth_scores(x)[1, j] == pytest.approx((A_inv @ (X[:10].T @ R[:10, a])) @ x, abs=1e-9)

@@ -76,3 +76,24 @@ def test_epsilon_mixing_propensities_are_exact(menu, eps):
     freq = np.bincount(draws, minlength=k) / n
     se = np.sqrt(p * (1 - p) / n)
     assert np.all(np.abs(freq - p) <= 4 * se + 1e-12)
+
+
+def test_warm_start_with_observed_plans_updates_only_those_arms(menu):
+    """``observed``: each row teaches only the plans it identifies; each arm equals the closed
+    form on its own rows, and an arm no row observed keeps its prior."""
+    rng = np.random.default_rng(5)
+    d = 3
+    pol = LinUCB(menu, d, {"alpha": 0.0})
+    X = rng.normal(size=(30, d))
+    R = rng.uniform(-1, 1, size=(30, menu.n_actions))
+    observed = rng.random((30, menu.n_actions)) < 0.5
+    observed[:, 0] = False
+    pol.warm_start(X, R, observed=observed)
+    x = rng.normal(size=d)
+    for a in range(menu.n_actions):
+        rows = observed[:, a]
+        A_inv = np.linalg.inv(np.eye(d) + X[rows].T @ X[rows])
+        assert pol.scores(x)[a] == pytest.approx((A_inv @ (X[rows].T @ R[rows, a])) @ x, abs=1e-9)
+    assert pol.scores(x)[0] == 0.0
+    with pytest.raises(ValueError, match="observed has shape"):
+        pol.warm_start(X, R, observed=observed[:, :2])
