@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltrr.config import parse_config
+from ltrr.config import EngineConfig, parse_config
 from ltrr.engine import Engine
 from ltrr.errors import IncompatibleEventError
 from ltrr.types import Feedback
@@ -99,7 +99,7 @@ def test_feedback_for_a_decision_of_another_engine_is_refused_and_not_stored(mov
 def test_a_factored_policy_whose_menu_has_a_strategy_always_on_learns_bandit_feedback(movie_catalog_path, small_movies):
     """Plan rewards teach the factored policy's (strategy, depth) models only through the menu's
     single-strategy plans. With BM25 always on (no depth 0) the menu has no memory-only plan:
-    feedback used to raise ConfigError under the default full-information learning, in the middle
+    feedback used to raise ConfigError under full-information learning (then the default), in the middle
     of a run. Now the learner teaches such a policy bandit (per-strategy) feedback."""
     over = {"incumbent": {"gate_plans": False, "gate_ranking": False},
             "strategies": [{"name": "bm25", "depths": [10, 50]}, {"name": "memory", "depths": [0, 10]}],
@@ -120,6 +120,11 @@ def test_a_factored_policy_whose_menu_has_a_strategy_always_on_learns_bandit_fee
     engine.close()
 
 
+def _with_learning(cfg: EngineConfig, mode: str) -> EngineConfig:
+    """``cfg`` with ``policy.learning = mode``."""
+    return cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"learning": mode})})
+
+
 def test_full_information_teaches_every_plan_the_reward_it_would_have_earned(movie_catalog_path, small_movies):
     """``policy.learning = "full_information"``: each feedback updates the policy with the reward
     every menu plan's page would have earned on the same clicks (what ``warm_start`` learns);
@@ -128,10 +133,9 @@ def test_full_information_teaches_every_plan_the_reward_it_would_have_earned(mov
     from ltrr.types import QueryBatch
 
     over = {"incumbent": {"gate_plans": False, "gate_ranking": False}}
-    full = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
-    bandit_cfg = _config(movie_catalog_path, **over)
-    bandit_cfg = bandit_cfg.model_copy(update={"policy": bandit_cfg.policy.model_copy(update={"learning": "bandit"})})
-    bandit = Engine.from_config(bandit_cfg, catalog=small_movies)
+    full = Engine.from_config(_with_learning(_config(movie_catalog_path, **over), "full_information"),
+                              catalog=small_movies)
+    bandit = Engine.from_config(_with_learning(_config(movie_catalog_path, **over), "bandit"), catalog=small_movies)
     mirror = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
     for i in range(12):
         query = small_movies.titles[i % 5]
@@ -168,9 +172,8 @@ def test_served_subplans_teach_only_the_plans_the_served_plan_contains(movie_cat
     from ltrr.types import QueryBatch
 
     over = {"incumbent": {"gate_plans": False, "gate_ranking": False}}
-    cfg = _config(movie_catalog_path, **over)
-    cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(update={"learning": "served_subplans"})})
-    sub = Engine.from_config(cfg, catalog=small_movies)
+    sub = Engine.from_config(_with_learning(_config(movie_catalog_path, **over), "served_subplans"),
+                             catalog=small_movies)
     mirror = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
     plans = sub.policy.menu.plans
     partial = 0
