@@ -167,27 +167,6 @@ def test_an_unfitted_model_says_so(use, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("group_nnz", [1, 37, 1 << 23])
-def test_cell_matrices_index_every_node_feature_pair(group_nnz):
-    # built a few nodes at a time or all at once: cells ordered by (node, feature), each cell the
-    # entries of its node's labels at that feature, labels its exact transpose
-    from strategies.xmr.indexer import _cell_matrices
-
-    emb = sp.random(60, 12, density=0.3, format="csr", dtype=np.float32, random_state=np.random.default_rng(4))
-    grp = np.random.default_rng(5).integers(0, 4, size=60)
-    order = np.argsort(grp, kind="stable")
-    node_p = grp[order]
-    starts = np.r_[0, np.cumsum(np.bincount(grp, minlength=4))]
-    cells, labels, per_node = _cell_matrices(emb, order, node_p, starts, group_nnz=group_nnz)
-    ep = emb[order].toarray()
-    expect = [(g, f) for g in range(4) for f in range(12) if ep[node_p == g, f].any()]
-    assert cells.shape == (len(expect), 60) and per_node.tolist() == np.bincount([g for g, _ in expect]).tolist()
-    dense = cells.toarray()
-    for c, (g, f) in enumerate(expect):
-        np.testing.assert_array_equal(dense[c], np.where(node_p == g, ep[:, f], 0.0))
-    assert (labels != cells.T).nnz == 0 and labels.has_sorted_indices and cells.has_sorted_indices
-
-
 def test_owned_embeddings_are_scaled_in_place_to_the_same_codes():
     emb = sp.random(400, 50, density=0.1, format="csr", dtype=np.float32, random_state=np.random.default_rng(8))
     copy = emb.copy()
