@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.parallel import ordered_map, row_split
 
 _TOKEN = re.compile(r"\w+")
@@ -263,6 +264,7 @@ class TfidfFeaturizer:
                        procs: int = 1) -> sp.csr_matrix:
         try:
             st = self._fit_ids(texts, pool, procs)
+            release_free_heap()  # the n-gram counts
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
             return self.fit_slow(texts).transform(texts)
 
@@ -293,6 +295,7 @@ class TfidfFeaturizer:
 
         blocks = list(ordered_map(block, st["chunks"], pool))
         st.clear()  # the token ids and lookup tables
+        release_free_heap()  # the chunks' transients, before the matrix is assembled
         # one array at a time, each block's part dropped once copied: the peak is the matrix
         # plus one of its arrays, not two matrices
         data = np.concatenate([b.pop(0) for b in blocks]) if blocks else np.empty(0, np.float32)

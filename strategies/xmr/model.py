@@ -19,6 +19,7 @@ from pydantic import Field
 from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from strategies.xmr.chunked import ChunkedWeights
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
 from strategies.xmr.matcher import SolverParams, train_level_chunked
 
@@ -170,6 +171,7 @@ class XRModel:
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters,
                                    cfg.threads, own=label_emb is None)
             del emb  # as large as x: not kept through the matchers
+            release_free_heap()
         c1 = time.process_time()
         xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
@@ -200,6 +202,8 @@ class XRModel:
                                                bias_col=xb.shape[1] - 1, threads=cfg.threads)
             self.chunks.append(chunks)
             self.biases.append(bias * cfg.bias)
+            del chunks, bias
+            release_free_heap()  # the level's work arrays, before the next level's
         self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
         return self
 

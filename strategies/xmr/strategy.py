@@ -25,6 +25,7 @@ from ltrr.errors import ConfigError, DataError, NotFittedError
 from ltrr.params import validate_params
 from ltrr.types import QueryBatch, RetrievalResult
 from strategies.xmr.features import TfidfFeaturizer
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.model import XRConfig, XRModel, XRTreeParams
 
 __all__ = ["XRLinear", "XRLinearParams", "train_from_pairs"]
@@ -174,6 +175,7 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
                                            p.max_terms)
         x = self.featurizer_.fit_transform(uniq_texts, threads=p.train_threads)
         del uniq_texts
+        release_free_heap()  # featurizing's transients, before the model's phases
         self.model_ = XRModel(_config(p)).fit(x, y)
 
     # ------------------------------------------------------------------ serving
