@@ -156,11 +156,13 @@ def _line_search(f_quad, loss_at, t_max: int = 8) -> np.ndarray:
 
 
 def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None = None,
-                  threads: int = 1) -> np.ndarray:
+                  threads: int = 1, xt_csr: sp.csr_matrix | None = None) -> np.ndarray:
     """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once (float32).
 
-    With a ``pool``, each sparse product is split by rows over ``threads`` (same result)."""
-    xbd, xt, c = RowSplit(lv.xbd, pool, threads), RowSplit(lv.xbd.T.tocsr(), pool, threads), p.C
+    With a ``pool``, each sparse product is split by rows over ``threads`` (same result).
+    ``xt_csr``: ``lv.xbd``'s transpose as CSR, if the caller has it (else it is built here)."""
+    xt_csr = lv.xbd.T.tocsr() if xt_csr is None else xt_csr
+    xbd, xt, c = RowSplit(lv.xbd, pool, threads), RowSplit(xt_csr, pool, threads), p.C
     U, B = xbd.shape[1], lv.y.shape[1]
     w = np.zeros((U, B), dtype=np.float32)
     o = np.zeros((xbd.shape[0], B), dtype=np.float32)
@@ -381,16 +383,26 @@ def _solve_primal_columns(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor 
     """:func:`_solve_primal`, its children split into groups of columns when its ~10 float32
     work arrays of (local features x children) would pass ``work_bytes``. The children's
     problems are independent; only the solver's shared stopping tests see fewer columns, so
-    the weights differ within the solver's tolerance from one solve of all columns."""
+    the weights differ within the solver's tolerance from one solve of all columns. With a
+    ``pool``, ``threads`` groups are solved at once (each group's weights are the same as
+    alone: its products give the same sums on any number of threads)."""
     n_local, bmax = lv.xbd.shape[1], lv.y.shape[1]
     width = max(1, int(work_bytes // (40.0 * max(n_local, 1))))
     if width >= bmax:
         return _solve_primal(lv, p, pool, threads)
     width = -(-bmax // -(-bmax // width))  # equal groups
+    xt = lv.xbd.T.tocsr()  # one transpose for all the groups
     w = np.empty((n_local, bmax), dtype=np.float32)
-    for c0 in range(0, bmax, width):
+
+    def group(c0: int, pool: ThreadPoolExecutor | None = None, threads: int = 1) -> None:
         part = replace(lv, y=lv.y[:, c0:c0 + width], valid=lv.valid[:, c0:c0 + width])
-        w[:, c0:c0 + width] = _solve_primal(part, p, pool, threads)
+        w[:, c0:c0 + width] = _solve_primal(part, p, pool, threads, xt)
+
+    if pool is not None and threads > 1:  # groups side by side, each on one thread (same weights)
+        list(pool.map(group, range(0, bmax, width)))
+    else:
+        for c0 in range(0, bmax, width):
+            group(c0, pool, threads)
     return w
 
 
