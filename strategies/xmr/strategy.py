@@ -176,7 +176,9 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
         x = self.featurizer_.fit_transform(uniq_texts, threads=p.train_threads)
         del uniq_texts
         release_free_heap()  # featurizing's transients, before the model's phases
-        self.model_ = XRModel(_config(p)).fit(x, y)
+        # handed over: released once the matchers' copy (with the bias column) is built
+        self.model_ = XRModel(_config(p)).fit(x, y, consume_x=True)
+        del x
 
     # ------------------------------------------------------------------ serving
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:
