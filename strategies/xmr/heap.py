@@ -11,7 +11,6 @@ pages to the kernel (``madvise``), which lowers the RSS the next phase starts fr
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -21,9 +20,8 @@ __all__ = ["release_free_heap"]
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+    try:  # the process's own symbols (libc included); no find_library, which runs ldconfig
+        fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
     fn.argtypes = [ctypes.c_size_t]
