@@ -90,7 +90,7 @@ class TfidfFeaturizer:
     (see :meth:`fit_transform`); :meth:`transform` of a few queries stays on dictionaries.
     """
 
-    CHUNK = 20_000
+    CHUNK = 2_500
 
     def __init__(self, word_ngrams: int = 3, char_ngrams: int = 3, min_df: int = 1,
                  max_features: int | None = None, max_terms: int | None = None):
@@ -145,8 +145,9 @@ class TfidfFeaturizer:
         Returns the texts' token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
         cid: dict[str, int] = {}
-        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], grown chunk by chunk
-        c_ptr, c_flat = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], listed chunk by chunk
+        c_lens: list[np.ndarray] = []
+        c_flats: list[np.ndarray] = []
         ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
         cdf = np.zeros(0, dtype=np.int64)
         n_tokens = 0
@@ -168,9 +169,11 @@ class TfidfFeaturizer:
                 grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
                          for w in islice(wid, n_before, None)]
                 glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
-                c_flat = np.concatenate([c_flat, np.fromiter(chain.from_iterable(grams), dtype=np.int64,
-                                                             count=int(glen.sum()))])
-                c_ptr = np.concatenate([c_ptr, c_ptr[-1] + np.cumsum(glen)])
+                c_lens.append(glen)
+                c_flats.append(np.fromiter(chain.from_iterable(grams), dtype=np.int64, count=int(glen.sum())))
+        c_ptr = np.r_[0, np.cumsum(np.concatenate(c_lens))].astype(np.int64) if c_lens else np.zeros(1, np.int64)
+        c_flat = np.concatenate(c_flats) if c_flats else np.zeros(0, np.int64)
+        del c_lens, c_flats
         if self.char_n > 0:
             cdf = np.zeros(len(cid), dtype=np.int64)
             n_words = len(wid)
