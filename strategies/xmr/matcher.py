@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from strategies.xmr.chunked import ChunkedWeights
+from strategies.xmr.matcher_kernel import segment_dots, segment_sums
 from strategies.xmr.parallel import RowSplit
 
 _P = TypeVar("_P")
@@ -63,7 +64,12 @@ class _Level:
 
 
 def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(a, starts, axis=0) if a.shape[0] else np.zeros((0,) + a.shape[1:])
+    return segment_sums(a, starts) if a.shape[0] else np.zeros((0,) + a.shape[1:])
+
+
+def _segdot(a: np.ndarray, b: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``_segsum(a * b, starts)`` (the same bits) without the product array."""
+    return segment_dots(a, b, starts) if a.shape[0] else np.zeros((0,) + a.shape[1:])
 
 
 def _stack(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix,
@@ -171,7 +177,7 @@ def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None =
     for _ in range(p.newton_iters):
         act, _ = _sq_hinge(o, lv)
         g = w + 2 * c * (xt @ np.where(act, o - lv.y, 0.0))
-        gn = _segsum(g * g, lv.ustart)
+        gn = _segdot(g, g, lv.ustart)
         if g0 is None:
             g0 = gn
         todo = gn > (p.newton_tol ** 2) * bal * g0
@@ -180,21 +186,21 @@ def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None =
         dvec = np.zeros_like(w)
         r = np.where(todo[lv.useg], -g, 0.0)
         q = r.copy()
-        rr = _segsum(r * r, lv.ustart)
+        rr = _segdot(r, r, lv.ustart)
         for _ in range(p.cg_iters):
             hq = q + 2 * c * (xt @ np.where(act, xbd @ q, 0.0))
-            qhq = _segsum(q * hq, lv.ustart)
+            qhq = _segdot(q, hq, lv.ustart)
             alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
             dvec += alpha[lv.useg] * q
             r -= alpha[lv.useg] * hq
-            rr_new = _segsum(r * r, lv.ustart)
+            rr_new = _segdot(r, r, lv.ustart)
             if (rr_new <= (p.cg_tol ** 2) * gn).all():
                 break
             beta = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
             q = r + beta[lv.useg] * q
             rr = rr_new
         xd = xbd @ dvec
-        ww, wd, dd = (_segsum(a, lv.ustart) for a in (w * w, w * dvec, dvec * dvec))
+        ww, wd, dd = (_segdot(a, b, lv.ustart) for a, b in ((w, w), (w, dvec), (dvec, dvec)))
 
         def quad(t, ww=ww, wd=wd, dd=dd):
             return 0.5 * (ww + 2 * t * wd + t * t * dd)
@@ -341,23 +347,23 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False,
         z = np.where(act, beta, 0.0)
         r = rhs - (np.where(act, k @ z, 0.0) + lam * z)
         q = r.copy()
-        rr = _segsum(r * r, lv.rstart)
-        r0 = _segsum(rhs * rhs, lv.rstart)
+        rr = _segdot(r, r, lv.rstart)
+        r0 = _segdot(rhs, rhs, lv.rstart)
         for _ in range(p.cg_iters):
             if (rr <= (p.cg_tol ** 2) * bal * r0 + 1e-30).all():
                 break
             hq = np.where(act, k @ q, 0.0) + lam * q
-            qhq = _segsum(q * hq, lv.rstart)
+            qhq = _segdot(q, hq, lv.rstart)
             alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
             z += alpha[lv.rseg] * q
             r -= alpha[lv.rseg] * hq
-            rr_new = _segsum(r * r, lv.rstart)
+            rr_new = _segdot(r, r, lv.rstart)
             beta_cg = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
             q = r + beta_cg[lv.rseg] * q
             rr = rr_new
         dvec = z - beta
         kd = k @ dvec
-        bb, bd, dd = (_segsum(a, lv.rstart) for a in (beta * o, beta * kd, dvec * kd))
+        bb, bd, dd = (_segdot(a, b, lv.rstart) for a, b in ((beta, o), (beta, kd), (dvec, kd)))
 
         def quad(t, bb=bb, bd=bd, dd=dd):
             return 0.5 * (bb + 2 * t * bd + t * t * dd)
