@@ -20,7 +20,10 @@ testing. For every size:
    timings and both models' accuracy.
 
 One JSON line per result, with the load average at start and end of each size and the thread
-settings; CPU time is the figure to compare on a shared machine.
+settings; CPU time is the figure to compare on a shared machine. The training matrices are saved
+before the fit (the model consumes X), in a phase of its own whose time is left out of the run
+line's fit figures; the featurizer's forked tokenizing workers (>= 50k texts) are reported as
+``children_cpu_s`` / ``children_max_rss_mb``, not in this process's CPU time and peak RSS.
 
 Measured 2026-11-30 at commit d82ebb2 (load average 7-26 on the shared 2-core machine, 1 thread;
 100k: one round only, the machine was too loaded for more):
@@ -89,6 +92,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -244,6 +248,7 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     wall = time.perf_counter() - t0 - captured["save_wall_s"]
     cpu = time.process_time() - c0 - captured["save_cpu_s"]
     rss_after = rss_mb()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = max(peak_rss_mb(), phases.peak if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
@@ -264,6 +269,10 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
                                           for a in (c.keys, c.ptr, c.child, c.value)) / 2**20, 1),
             "rss_after_fit_mb": round(rss_after, 1),
             "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
+            # the featurizer's forked tokenizing workers (>= 50k texts): not in the CPU and RSS
+            # figures above; their max RSS counts the pages they share with this process
+            "children_cpu_s": round(children.ru_utime + children.ru_stime, 2),
+            "children_max_rss_mb": round(children.ru_maxrss / 1024, 1),
             **accuracy(ids, test_rows), **({"phases": phases.rows} if phases else {})}
 
 
