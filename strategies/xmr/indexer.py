@@ -8,8 +8,9 @@ Its levels are then grouped ``branching`` at a time into the B-ary tree the matc
 consecutive leaf clusters (siblings in the binary tree, hence similar) share a parent.
 
 Every node of one depth is split in the same rounds: the (node, feature) cells of the embeddings'
-nonzeros are indexed once per depth (one ``int32`` per nonzero), after which a round is a
-compiled pass over each node's entries (:mod:`strategies.xmr.kmeans_kernel`); centroids stay
+nonzeros are indexed once per depth (an ``int32`` cell and a ``float32`` copy of the value per
+nonzero, laid out in node order), after which a round is a compiled pass over each node's
+entries (:mod:`strategies.xmr.kmeans_kernel`); centroids stay
 sparse, one node's at a time, so memory follows the embeddings' nonzeros, never nodes x features.
 Groups of consecutive nodes (independent subtrees) run on the training threads.
 """
@@ -96,11 +97,13 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     grp = np.zeros(n, dtype=np.int64)
     emb.sort_indices()  # each label's features in order: the cells' entries come out sorted
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
-    cell_of = np.empty(emb.nnz, dtype=np.int32)  # each nonzero's (node, feature) cell, per level
+    # per level, the nonzeros laid out by position (labels in node order): cell, value
+    pos_cell = np.empty(emb.nnz, dtype=np.int32)
+    pos_data = np.empty(emb.nnz, dtype=np.float32)
     scratch = [_Scratch(d) for _ in range(threads if pool is not None else 1)]
     try:
         for level in range(depth):
-            side = _split_level(grp, emb, level, rng, iters, tol, pool, threads, cell_of, scratch)
+            side = _split_level(grp, emb, level, rng, iters, tol, pool, threads, pos_cell, pos_data, scratch)
             grp = grp * 2 + side
     finally:
         if pool is not None:
@@ -142,12 +145,13 @@ class _Scratch:
 
 def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random.Generator,
                  iters: int, tol: float, pool: ThreadPoolExecutor | None, threads: int,
-                 cell_of: np.ndarray, scratch: list[_Scratch]) -> np.ndarray:
+                 pos_cell: np.ndarray, pos_data: np.ndarray, scratch: list[_Scratch]) -> np.ndarray:
     """Side (0 left, 1 right) of every label in the balanced 2-means split of its node.
 
     Labels are handled in node order (position ``p`` holds label ``order[p]``; a node's labels
     are contiguous, in label order). Each embedding entry's (node, feature) cell is indexed
-    once per level (``cell_of``, the caller's array over the nonzeros); every round is then
+    once per level, and the entries' cells and values laid out by position (``pos_cell``,
+    ``pos_data``: the caller's arrays over the nonzeros, reused by every level); every round is then
     :func:`~strategies.xmr.kmeans_kernel.split_round` over groups of consecutive nodes
     (independent subtrees), one group per thread, with the early stop counted over the level.
     """
@@ -164,9 +168,8 @@ def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random
     members[starts + a] = 0
     members[starts + b] = 1
     side = np.full(n, -1, dtype=np.int8)
-    cum = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])]
-    node_nnz = cum[node_start[1:]] - cum[node_start[:-1]]
-    del cum
+    pos_ptr = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])].astype(np.int64)
+    node_nnz = pos_ptr[node_start[1:]] - pos_ptr[node_start[:-1]]
     groups = _node_groups(node_nnz, threads if pool is not None else 1)
     n_cells = np.zeros(n_nodes, dtype=np.int64)
     d = emb.shape[1]
@@ -175,8 +178,8 @@ def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random
         g0, g1 = groups[i]
         most = int(node_nnz[g0:g1].max())
         scratch[i].fit(min(d, most), 0, 0)
-        build_cells(emb.indptr, emb.indices, order, node_start, g0, g1, scratch[i].fmap,
-                    scratch[i].flist, cell_of, n_cells)
+        build_cells(emb.indptr, emb.indices, emb.data, order, node_start, g0, g1, scratch[i].fmap,
+                    scratch[i].flist, pos_ptr, pos_cell, pos_data, n_cells)
         scratch[i].fit(0, int(n_cells[g0:g1].max()), int(sizes[g0:g1].max()))
 
     src = members  # the first round sums the seeds, later ones the previous round's sides
@@ -184,7 +187,7 @@ def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random
     def one_round(i: int) -> int:
         g0, g1 = groups[i]
         sc = scratch[i]
-        return int(split_round(emb.indptr, emb.data, cell_of, order, node_start, n_cells, g0, g1,
+        return int(split_round(pos_ptr, pos_data, pos_cell, node_start, n_cells, g0, g1,
                                src, side, sc.lr0, sc.lr1, sc.neg))
 
     def run(fn: Callable[[int], _R]) -> list[_R]:

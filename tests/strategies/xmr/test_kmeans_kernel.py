@@ -20,32 +20,38 @@ def _level(seed: int, n: int = 60, d: int = 12, n_nodes: int = 4):
 
 def _cells(emb, order, node_start, g0=0, g1=None):
     n_nodes = node_start.size - 1
-    cell_of = np.full(emb.nnz, -1, dtype=np.int32)
+    pos_ptr = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])].astype(np.int64)
+    pos_cell = np.full(emb.nnz, -1, dtype=np.int32)
+    pos_data = np.full(emb.nnz, np.nan, dtype=np.float32)
     n_cells = np.zeros(n_nodes, dtype=np.int64)
     fmap = np.full(emb.shape[1], -1, dtype=np.int32)
-    build_cells(emb.indptr, emb.indices, order, node_start, g0, n_nodes if g1 is None else g1, fmap,
-                np.empty(emb.shape[1], dtype=np.int32), cell_of, n_cells)
+    build_cells(emb.indptr, emb.indices, emb.data, order, node_start, g0, n_nodes if g1 is None else g1, fmap,
+                np.empty(emb.shape[1], dtype=np.int32), pos_ptr, pos_cell, pos_data, n_cells)
     assert (fmap == -1).all()  # the scratch map is clean again
-    return cell_of, n_cells
+    return pos_ptr, pos_cell, pos_data, n_cells
 
 
-def test_cells_number_each_nodes_distinct_features_in_order():
+def test_cells_number_each_nodes_distinct_features_in_order_by_position():
     emb, grp, order, node_start = _level(4)
-    cell_of, n_cells = _cells(emb, order, node_start)
-    row = np.repeat(np.arange(emb.shape[0]), np.diff(emb.indptr))
+    pos_ptr, pos_cell, pos_data, n_cells = _cells(emb, order, node_start)
+    ep = emb[order]  # the labels in position order, features sorted
+    np.testing.assert_array_equal(pos_ptr, ep.indptr)
+    np.testing.assert_array_equal(pos_data, ep.data)
+    node = grp[order][np.repeat(np.arange(ep.shape[0]), np.diff(ep.indptr))]
     for g in range(4):
-        feats = np.unique(emb.indices[grp[row] == g])
+        feats = np.unique(ep.indices[node == g])
         assert n_cells[g] == feats.size
-        sel = grp[row] == g
-        np.testing.assert_array_equal(cell_of[sel], np.searchsorted(feats, emb.indices[sel]))
+        np.testing.assert_array_equal(pos_cell[node == g], np.searchsorted(feats, ep.indices[node == g]))
 
 
 def test_cells_of_a_node_range_leave_the_other_nodes_alone():
     emb, grp, order, node_start = _level(6)
-    cell_of, n_cells = _cells(emb, order, node_start, 1, 3)
-    row = np.repeat(np.arange(emb.shape[0]), np.diff(emb.indptr))
-    inside = (grp[row] >= 1) & (grp[row] < 3)
-    assert (cell_of[inside] >= 0).all() and (cell_of[~inside] == -1).all()
+    pos_ptr, pos_cell, pos_data, n_cells = _cells(emb, order, node_start, 1, 3)
+    ep = emb[order]
+    node = grp[order][np.repeat(np.arange(ep.shape[0]), np.diff(ep.indptr))]
+    inside = (node >= 1) & (node < 3)
+    assert (pos_cell[inside] >= 0).all() and (pos_cell[~inside] == -1).all()
+    assert not np.isnan(pos_data[inside]).any() and np.isnan(pos_data[~inside]).all()
     assert n_cells[0] == 0 and n_cells[3] == 0 and (n_cells[1:3] > 0).all()
 
 
@@ -73,11 +79,11 @@ def _round_with_scipy(emb, grp, order, node_start, members):
 
 def test_a_round_splits_each_node_in_balanced_halves_as_the_products_do():
     emb, grp, order, node_start = _level(8, n=200, d=30)
-    cell_of, n_cells = _cells(emb, order, node_start)
+    pos_ptr, pos_cell, pos_data, n_cells = _cells(emb, order, node_start)
     members = np.random.default_rng(9).integers(-1, 2, size=grp.size).astype(np.int8)
     side = np.full(grp.size, -1, dtype=np.int8)
     big = emb.nnz
-    changed = split_round(emb.indptr, emb.data, cell_of, order, node_start, n_cells, 0, 4, members, side,
+    changed = split_round(pos_ptr, pos_data, pos_cell, node_start, n_cells, 0, 4, members, side,
                           np.empty(big), np.empty(big), np.empty(grp.size))
     assert changed == grp.size  # every side was -1
     np.testing.assert_array_equal(side, _round_with_scipy(emb, grp, order, node_start, members))
@@ -86,7 +92,7 @@ def test_a_round_splits_each_node_in_balanced_halves_as_the_products_do():
     np.testing.assert_array_equal(left, (sizes + 1) // 2)
     # a second round from its own sides (members is side) changes only the labels that moved
     before = side.copy()
-    changed = split_round(emb.indptr, emb.data, cell_of, order, node_start, n_cells, 0, 4, side, side,
+    changed = split_round(pos_ptr, pos_data, pos_cell, node_start, n_cells, 0, 4, side, side,
                           np.empty(big), np.empty(big), np.empty(grp.size))
     np.testing.assert_array_equal(side, _round_with_scipy(emb, grp, order, node_start, before))
     assert changed == int((side != before).sum())
