@@ -21,9 +21,9 @@ import re
 import unicodedata
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -153,24 +153,26 @@ class TfidfFeaturizer:
         n_tokens = 0
         if self.word_n > 3:
             raise _TooManyWords
-        for local_words, local_ids, lens_a in _token_chunks(texts, self.CHUNK, procs):
-            n_before = len(wid)
-            new = [w for w in local_words if w not in wid]  # in order of first appearance
-            wid.update(zip(new, range(n_before, n_before + len(new)), strict=True))
-            del new
-            remap = np.fromiter(map(wid.__getitem__, local_words), dtype=np.int64, count=len(local_words))
-            ids = remap[local_ids]
-            del local_words, local_ids, remap
-            if len(wid) >= _WORD_LIMIT - 1:
-                raise _TooManyWords
-            ids_chunks.append((ids.astype(np.int32), lens_a))
-            n_tokens += ids.size
-            if self.char_n > 0:
-                grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
-                         for w in islice(wid, n_before, None)]
-                glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
-                c_lens.append(glen)
-                c_flats.append(np.fromiter(chain.from_iterable(grams), dtype=np.int64, count=int(glen.sum())))
+        # closed on the way out, a raise included: the worker processes end with the loop
+        with closing(_token_chunks(texts, self.CHUNK, procs)) as token_chunks:
+            for local_words, local_ids, lens_a in token_chunks:
+                n_before = len(wid)
+                new = [w for w in local_words if w not in wid]  # in order of first appearance
+                wid.update(zip(new, range(n_before, n_before + len(new)), strict=True))
+                del new
+                remap = np.fromiter(map(wid.__getitem__, local_words), dtype=np.int64, count=len(local_words))
+                ids = remap[local_ids]
+                del local_words, local_ids, remap
+                if len(wid) >= _WORD_LIMIT - 1:
+                    raise _TooManyWords
+                ids_chunks.append((ids.astype(np.int32), lens_a))
+                n_tokens += ids.size
+                if self.char_n > 0:
+                    grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
+                             for w in islice(wid, n_before, None)]
+                    glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+                    c_lens.append(glen)
+                    c_flats.append(np.fromiter(chain.from_iterable(grams), dtype=np.int64, count=int(glen.sum())))
         c_ptr = np.r_[0, np.cumsum(np.concatenate(c_lens))].astype(np.int64) if c_lens else np.zeros(1, np.int64)
         c_flat = np.concatenate(c_flats) if c_flats else np.zeros(0, np.int64)
         del c_lens, c_flats
@@ -517,7 +519,7 @@ def _tokenize_in_worker(c0: int, c1: int) -> tuple[list[str], np.ndarray, np.nda
 
 
 def _token_chunks(texts: Sequence[str], chunk: int,
-                  procs: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+                  procs: int) -> Generator[tuple[list[str], np.ndarray, np.ndarray], None, None]:
     """:func:`_tokenize` of every ``chunk`` texts, in order. With ``procs`` > 1 and at least
     :data:`PROCESS_TEXTS` texts, chunks are tokenized in ``procs`` forked processes (which
     inherit the texts; only the chunks' distinct words and ids come back), at most

@@ -223,3 +223,32 @@ def test_bulk_decoding_equals_decoding_each_key():
     assert got == [features._decode(int(k), words) for k in keys]
     assert sorted({len(g.split()) for g in got}) == [1, 2, 3]
     assert features._decode_all(np.empty(0, np.int64), words) == []
+
+
+def test_the_tokenizing_workers_end_when_the_fit_gives_up_on_ids(monkeypatch):
+    # more distinct words than packed keys hold: the string fit takes over, the worker pool
+    # already shut down
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)
+    monkeypatch.setattr(features, "PROCESS_TEXTS", 1)
+    monkeypatch.setattr(features, "_WORD_LIMIT", 6)
+    pools = []
+
+    class Spy(features.ProcessPoolExecutor):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            pools.append(self)
+
+    monkeypatch.setattr(features, "ProcessPoolExecutor", Spy)
+    shut_when_falling_back = []
+    fit_slow = TfidfFeaturizer.fit_slow
+
+    def spy_fit_slow(self, texts):
+        shut_when_falling_back.append(pools[0]._shutdown_thread)
+        return fit_slow(self, texts)
+
+    monkeypatch.setattr(TfidfFeaturizer, "fit_slow", spy_fit_slow)
+    fast = TfidfFeaturizer(2, 3)
+    x = fast.fit_transform(TEXTS, threads=2)
+    assert len(pools) == 1 and shut_when_falling_back == [True]
+    slow = TfidfFeaturizer(2, 3).fit_slow(TEXTS)
+    assert fast.word_vocab_ == slow.word_vocab_ and (x != slow.transform(TEXTS)).nnz == 0
