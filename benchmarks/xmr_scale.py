@@ -20,7 +20,10 @@ testing. For every size:
    timings and both models' accuracy.
 
 One JSON line per result, with the load average at start and end of each size and the thread
-settings; CPU time is the figure to compare on a shared machine.
+settings; CPU time is the figure to compare on a shared machine. The training matrices are saved
+before the fit (the model consumes X), in a phase of its own whose time is left out of the run
+line's fit figures; the featurizer's forked tokenizing workers (>= 50k texts) are reported as
+``children_cpu_s`` / ``children_max_rss_mb``, not in this process's CPU time and peak RSS.
 
 Measured 2026-11-30 at commit d82ebb2 (load average 7-26 on the shared 2-core machine, 1 thread;
 100k: one round only, the machine was too loaded for more):
@@ -89,6 +92,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -180,6 +184,18 @@ class Phases:
         setattr(owner, attr, timed)
 
 
+def save_matrices(d: Path, **mats) -> None:
+    """Each matrix as ``<name>.npz`` (CSR, float32, sorted indices, uncompressed); a matrix
+    whose indices are not sorted is sorted in a copy, never in place (the fit may read it)."""
+    d.mkdir(parents=True, exist_ok=True)
+    for name, mat in mats.items():
+        mat = sp.csr_matrix(mat, dtype=np.float32)
+        if not mat.has_sorted_indices:
+            mat = mat.copy()
+            mat.sort_indices()
+        sp.save_npz(d / f"{name}.npz", mat, compressed=False)
+
+
 def rss_mb() -> float:
     """This process's current RSS in MB."""
     with open("/proc/self/status") as f:
@@ -214,7 +230,12 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     fit = xmodel.XRModel.fit
 
     def capture(self, x, y, **kw):  # the exact matrices the strategy trains on
-        captured["x"], captured["y"] = x, y
+        # saved before the fit, which consumes x (consume_x); timed apart and not counted
+        w0, c0 = time.perf_counter(), time.process_time()
+        with phases.phase("benchmark: save X_train, Y_train (not training)") if phases else nullcontext():
+            captured["shape"], captured["nnz"] = x.shape, int(x.nnz)
+            save_matrices(d, X_train=x, Y_train=y)
+        captured["save_wall_s"], captured["save_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
         c0 = time.process_time()
         with phases.phase("model: fit total") if phases else nullcontext():
             out = fit(self, x, y, **kw)
@@ -224,22 +245,21 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
     xmodel.XRModel.fit = capture
     t0, c0 = time.perf_counter(), time.process_time()
     strat = XRLinear({**PARAMS, "train_threads": train_threads}).fit_pairs(catalog, queries, rows)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall = time.perf_counter() - t0 - captured["save_wall_s"]
+    cpu = time.process_time() - c0 - captured["save_cpu_s"]
     rss_after = rss_mb()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = max(peak_rss_mb(), phases.peak if phases else 0.0)
     xmodel.XRModel.fit = fit
     x_te = strat.featurizer_.transform(test_q)
     ids, _ = strat.model_.predict(x_te, 10)
-    x, y = captured["x"], captured["y"]
-    d.mkdir(parents=True, exist_ok=True)
-    for name, mat in (("X_train", x), ("Y_train", y), ("X_test", x_te)):
-        mat = sp.csr_matrix(mat, dtype=np.float32)
-        mat.sort_indices()
-        sp.save_npz(d / f"{name}.npz", mat, compressed=False)
+    save_matrices(d, X_test=x_te)
     np.save(d / "test_rows.npy", test_rows)
     np.save(d / "strategy_top10.npy", ids)  # to compare the predictions of two versions
-    return {"n_items": n, "n_click_pairs": n, "n_train_rows": x.shape[0], "n_features": x.shape[1],
-            "nnz_train": int(x.nnz), "params": PARAMS, "train_threads": train_threads,
+    return {"n_items": n, "n_click_pairs": n, "n_train_rows": captured["shape"][0],
+            "n_features": captured["shape"][1], "nnz_train": captured["nnz"], "params": PARAMS,
+            "train_threads": train_threads, "save_train_matrices_s": {
+                "wall": round(captured["save_wall_s"], 2), "cpu": round(captured["save_cpu_s"], 2)},
             "fit_wall_s": round(wall, 2), "fit_cpu_s": round(cpu, 2),
             "featurize_cpu_s": round(cpu - captured["model_cpu_s"], 2),
             "model_cpu_s": round(captured["model_cpu_s"], 2),
@@ -249,6 +269,10 @@ def strategy_worker(n: int, d: Path, train_threads: int, phases: Phases | None =
                                           for a in (c.keys, c.ptr, c.child, c.value)) / 2**20, 1),
             "rss_after_fit_mb": round(rss_after, 1),
             "peak_rss_mb": round(peak, 1), "rss_after_data_mb": round(rss_data, 1),
+            # the featurizer's forked tokenizing workers (>= 50k texts): not in the CPU and RSS
+            # figures above; their max RSS counts the pages they share with this process
+            "children_cpu_s": round(children.ru_utime + children.ru_stime, 2),
+            "children_max_rss_mb": round(children.ru_maxrss / 1024, 1),
             **accuracy(ids, test_rows), **({"phases": phases.rows} if phases else {})}
 
 

@@ -16,12 +16,14 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import re
 import unicodedata
 import weakref
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from collections import deque
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import closing, nullcontext
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.parallel import ordered_map, row_split
 
 _TOKEN = re.compile(r"\w+")
@@ -87,7 +90,7 @@ class TfidfFeaturizer:
     (see :meth:`fit_transform`); :meth:`transform` of a few queries stays on dictionaries.
     """
 
-    CHUNK = 20_000
+    CHUNK = 2_500
 
     def __init__(self, word_ngrams: int = 3, char_ngrams: int = 3, min_df: int = 1,
                  max_features: int | None = None, max_terms: int | None = None):
@@ -131,43 +134,48 @@ class TfidfFeaturizer:
             return self.fit_slow(texts)
         return self
 
-    def _fit_ids(self, texts: Sequence[str], pool: ThreadPoolExecutor | None = None) -> dict[str, Any]:
+    def _fit_ids(self, texts: Sequence[str], pool: ThreadPoolExecutor | None = None,
+                 procs: int = 1) -> dict[str, Any]:
         """Fit on integer ids: words get ids in order of appearance, word n-grams are packed
         into one int64 (21 bits a word), a word's character n-grams are listed once per
         distinct word; document frequencies are counted per chunk of texts and merged (chunks
-        counted on ``pool``'s threads, if given: the counts are the same). Returns the texts'
-        token ids and lookup tables, for :meth:`fit_transform`."""
+        counted on ``pool``'s threads, if given: the counts are the same). ``procs`` > 1
+        tokenizes chunks in that many forked processes when there are at least
+        :data:`PROCESS_TEXTS` texts (see :func:`_token_chunks`: the same ids in the same order).
+        Returns the texts' token ids and lookup tables, for :meth:`fit_transform`."""
         wid: dict[str, int] = {}
         cid: dict[str, int] = {}
-        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], grown chunk by chunk
-        c_ptr, c_flat = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        # character n-gram ids of word id w: c_flat[c_ptr[w]:c_ptr[w + 1]], listed chunk by chunk
+        c_lens: list[np.ndarray] = []
+        c_flats: list[np.ndarray] = []
         ids_chunks: list[tuple[np.ndarray, np.ndarray]] = []
         cdf = np.zeros(0, dtype=np.int64)
         n_tokens = 0
-        for c0 in range(0, len(texts), self.CHUNK):
-            toks: list[str] = []
-            lens = []
-            for text in texts[c0:c0 + self.CHUNK]:
-                tt = _TOKEN.findall(_normalize(text))
-                lens.append(len(tt))
-                toks.extend(tt)
-            n_before = len(wid)
-            for w in dict.fromkeys(toks):  # new words get ids in order of first appearance
-                if w not in wid:
-                    wid[w] = len(wid)
-            ids = np.fromiter(map(wid.__getitem__, toks), dtype=np.int64, count=len(toks))
-            if len(wid) >= _WORD_LIMIT - 1 or self.word_n > 3:
-                raise _TooManyWords
-            lens_a = np.asarray(lens, dtype=np.int64)
-            ids_chunks.append((ids.astype(np.int32), lens_a))
-            n_tokens += ids.size
-            if self.char_n > 0:
-                grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
-                         for w in islice(wid, n_before, None)]
-                glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
-                c_flat = np.concatenate([c_flat, np.fromiter(chain.from_iterable(grams), dtype=np.int64,
-                                                             count=int(glen.sum()))])
-                c_ptr = np.concatenate([c_ptr, c_ptr[-1] + np.cumsum(glen)])
+        if self.word_n > 3:
+            raise _TooManyWords
+        # closed on the way out, a raise included: the worker processes end with the loop
+        with closing(_token_chunks(texts, self.CHUNK, procs)) as token_chunks:
+            for local_words, local_ids, lens_a in token_chunks:
+                n_before = len(wid)
+                new = [w for w in local_words if w not in wid]  # in order of first appearance
+                wid.update(zip(new, range(n_before, n_before + len(new)), strict=True))
+                del new
+                remap = np.fromiter(map(wid.__getitem__, local_words), dtype=np.int64, count=len(local_words))
+                ids = remap[local_ids]
+                del local_words, local_ids, remap
+                if len(wid) >= _WORD_LIMIT - 1:
+                    raise _TooManyWords
+                ids_chunks.append((ids.astype(np.int32), lens_a))
+                n_tokens += ids.size
+                if self.char_n > 0:
+                    grams = [[cid.setdefault(g, len(cid)) for g in char_ngrams([w], self.char_n)]
+                             for w in islice(wid, n_before, None)]
+                    glen = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+                    c_lens.append(glen)
+                    c_flats.append(np.fromiter(chain.from_iterable(grams), dtype=np.int64, count=int(glen.sum())))
+        c_ptr = np.r_[0, np.cumsum(np.concatenate(c_lens))].astype(np.int64) if c_lens else np.zeros(1, np.int64)
+        c_flat = np.concatenate(c_flats) if c_flats else np.zeros(0, np.int64)
+        del c_lens, c_flats
         if self.char_n > 0:
             cdf = np.zeros(len(cid), dtype=np.int64)
             n_words = len(wid)
@@ -216,13 +224,15 @@ class TfidfFeaturizer:
         w_keep, w_df = self._cap_terms(w_keep[order], w_df[order], lambda k: _decode(int(k), words))
         c_all = np.flatnonzero(cdf >= self.min_df)
         c_keep, c_df = self._cap_terms(c_all, cdf[c_all], lambda k: str(chars[k]))
-        w_str = [_decode(int(k), words) for k in w_keep]
-        c_str = [str(chars[k]) for k in c_keep]
+        w_str = _decode_all(w_keep, words)
+        c_str = chars[c_keep].tolist()
         w_order = sorted(range(len(w_str)), key=w_str.__getitem__)
         c_order = sorted(range(len(c_str)), key=c_str.__getitem__)
-        self.word_vocab_ = {w_str[i]: j for j, i in enumerate(w_order)}
+        self.word_vocab_ = dict(zip(map(w_str.__getitem__, w_order), range(len(w_order)), strict=True))
         offset = len(w_order)
-        self.char_vocab_ = {c_str[i]: offset + j for j, i in enumerate(c_order)}
+        self.char_vocab_ = dict(zip(map(c_str.__getitem__, c_order), range(offset, offset + len(c_order)),
+                                    strict=True))
+        del w_str, c_str
         df = np.concatenate([w_df[w_order], c_df[c_order]]).astype(np.float64)
         self.idf_ = np.log((1.0 + n) / (1.0 + df)) + 1.0
         # returned: what the vectorized transform of the same texts needs
@@ -249,14 +259,17 @@ class TfidfFeaturizer:
     def fit_transform(self, texts: Sequence[str], threads: int = 1) -> sp.csr_matrix:
         """:meth:`fit` then :meth:`transform` of the same texts, both vectorized over token ids
         (the same matrix as ``fit(texts).transform(texts)``). ``threads`` count and transform
-        chunks of texts at once (numpy's sorts and scipy's kernels release the GIL); the result
-        does not depend on it."""
+        chunks of texts at once (numpy's sorts and scipy's kernels release the GIL) and, from
+        :data:`PROCESS_TEXTS` texts on, tokenize them in as many forked processes (Python under
+        the GIL); the result does not depend on it."""
         with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
-            return self._fit_transform(texts, pool)
+            return self._fit_transform(texts, pool, threads)
 
-    def _fit_transform(self, texts: Sequence[str], pool: ThreadPoolExecutor | None) -> sp.csr_matrix:
+    def _fit_transform(self, texts: Sequence[str], pool: ThreadPoolExecutor | None,
+                       procs: int = 1) -> sp.csr_matrix:
         try:
-            st = self._fit_ids(texts, pool)
+            st = self._fit_ids(texts, pool, procs)
+            release_free_heap()  # the n-gram counts
         except _TooManyWords:  # packed keys hold 3 words of < 2**21 ids: beyond, use strings
             return self.fit_slow(texts).transform(texts)
 
@@ -287,6 +300,7 @@ class TfidfFeaturizer:
 
         blocks = list(ordered_map(block, st["chunks"], pool))
         st.clear()  # the token ids and lookup tables
+        release_free_heap()  # the chunks' transients, before the matrix is assembled
         # one array at a time, each block's part dropped once copied: the peak is the matrix
         # plus one of its arrays, not two matrices
         data = np.concatenate([b.pop(0) for b in blocks]) if blocks else np.empty(0, np.float32)
@@ -451,6 +465,82 @@ def _decode(key: int, words: np.ndarray) -> str:
     while key >> (_WORD_BITS * n):
         n += 1
     return " ".join(str(words[((key >> (_WORD_BITS * j)) & mask) - 1]) for j in range(n - 1, -1, -1))
+
+
+def _decode_all(keys: np.ndarray, words: np.ndarray) -> list[str]:
+    """:func:`_decode` of every key, in bulk: the words of each n-gram length gathered as
+    arrays and joined by elementwise string concatenation (no Python call per key)."""
+    mask = _WORD_LIMIT - 1
+    out = np.empty(keys.size, dtype=object)
+    lo = 0
+    n = 1
+    while True:
+        hi = 1 << (_WORD_BITS * n)
+        sel = (keys >= lo) & (keys < hi) if n < 3 else keys >= lo
+        if sel.any():
+            k = keys[sel]
+            joined = words[((k >> (_WORD_BITS * (n - 1))) & mask) - 1]
+            for j in range(n - 2, -1, -1):
+                joined = joined + " " + words[((k >> (_WORD_BITS * j)) & mask) - 1]
+            out[sel] = joined
+        if n >= 3:
+            break
+        lo, n = hi, n + 1
+    return out.tolist()
+
+
+#: texts from which :meth:`TfidfFeaturizer.fit_transform` with ``threads`` > 1 tokenizes in
+#: forked worker processes (tokenizing is Python under the GIL: threads would not help)
+PROCESS_TEXTS = 50_000
+_WORKER_TEXTS: Sequence[str] = ()  # in a forked tokenizing worker: the texts (inherited, never sent)
+
+
+def _tokenize(texts: Sequence[str], c0: int, c1: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Tokens of ``texts[c0:c1]``: the chunk's distinct words in order of first appearance, each
+    token's index among them (``int32``) and the tokens of each text (``int64``)."""
+    toks: list[str] = []
+    lens = []
+    for text in texts[c0:c1]:
+        tt = _TOKEN.findall(_normalize(text))
+        lens.append(len(tt))
+        toks.extend(tt)
+    local = {w: i for i, w in enumerate(dict.fromkeys(toks))}
+    ids = np.fromiter(map(local.__getitem__, toks), dtype=np.int32, count=len(toks))
+    return list(local), ids, np.asarray(lens, dtype=np.int64)
+
+
+def _set_worker_texts(texts: Sequence[str]) -> None:
+    global _WORKER_TEXTS
+    _WORKER_TEXTS = texts
+
+
+def _tokenize_in_worker(c0: int, c1: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    return _tokenize(_WORKER_TEXTS, c0, c1)
+
+
+def _token_chunks(texts: Sequence[str], chunk: int,
+                  procs: int) -> Generator[tuple[list[str], np.ndarray, np.ndarray], None, None]:
+    """:func:`_tokenize` of every ``chunk`` texts, in order. With ``procs`` > 1 and at least
+    :data:`PROCESS_TEXTS` texts, chunks are tokenized in ``procs`` forked processes (which
+    inherit the texts; only the chunks' distinct words and ids come back), at most
+    ``2 * procs`` chunks ahead of the one consumed."""
+    bounds = [(c0, min(c0 + chunk, len(texts))) for c0 in range(0, len(texts), chunk)]
+    if procs <= 1 or len(texts) < PROCESS_TEXTS or len(bounds) < 2:
+        for c0, c1 in bounds:
+            yield _tokenize(texts, c0, c1)
+        return
+    ex = ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_set_worker_texts, initargs=(texts,))
+    try:
+        pending: deque[Future] = deque()
+        for c0, c1 in bounds:
+            pending.append(ex.submit(_tokenize_in_worker, c0, c1))
+            if len(pending) > 2 * procs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _partition(keys: np.ndarray, parts: int) -> np.ndarray:

@@ -7,22 +7,28 @@ closer to the left centroid than to the right one goes left): a binary tree of d
 Its levels are then grouped ``branching`` at a time into the B-ary tree the matchers learn, so
 consecutive leaf clusters (siblings in the binary tree, hence similar) share a parent.
 
-Every node of one depth is split at once (vectorized across nodes): the (node, feature) cells
-of the embeddings' nonzeros are indexed once per depth, after which a k-means iteration is a few
-passes of ``bincount`` over the nonzeros; centroids stay sparse, so memory follows the
-embeddings' nonzeros, never nodes x features.
+Every node of one depth is split in the same rounds: the (node, feature) cells of the embeddings'
+nonzeros are indexed once per depth (an ``int32`` cell and a ``float32`` copy of the value per
+nonzero, laid out in node order), after which a round is a compiled pass over each node's
+entries (:mod:`strategies.xmr.kmeans_kernel`); centroids stay
+sparse, one node's at a time, so memory follows the embeddings' nonzeros, never nodes x features.
+Groups of consecutive nodes (independent subtrees) run on the training threads.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from strategies.xmr.parallel import RowSplit
+from strategies.xmr.kmeans_kernel import build_cells, split_round
+
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,8 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     """Leaf cluster of every label from recursive balanced spherical 2-means.
 
     Each split runs at most ``iters`` rounds and stops early once at most ``tol`` of the labels
-    change sides in a round. ``threads`` share the sparse products of every round (the result
-    does not depend on it). ``own``: the caller hands ``emb`` over, so it is normalized in
+    change sides in a round. ``threads`` split each level's nodes (the result does not depend
+    on it). ``own``: the caller hands ``emb`` over, so it is normalized in
     place instead of copied (the same values; one copy of the embeddings less).
 
     Returns ``(codes, depth)``: ``codes[l]`` in ``[0, 2**depth)``; the two children of binary
@@ -91,9 +97,13 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     grp = np.zeros(n, dtype=np.int64)
     emb.sort_indices()  # each label's features in order: the cells' entries come out sorted
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    # per level, the nonzeros laid out by position (labels in node order): cell, value
+    pos_cell = np.empty(emb.nnz, dtype=np.int32)
+    pos_data = np.empty(emb.nnz, dtype=np.float32)
+    scratch = [_Scratch(d) for _ in range(threads if pool is not None else 1)]
     try:
         for level in range(depth):
-            side = _split_level(grp, emb, level, rng, iters, tol, pool, threads)
+            side = _split_level(grp, emb, level, rng, iters, tol, pool, threads, pos_cell, pos_data, scratch)
             grp = grp * 2 + side
     finally:
         if pool is not None:
@@ -101,116 +111,99 @@ def balanced_kmeans_codes(emb: sp.csr_matrix, max_leaf_size: int, seed: int,
     return grp, depth
 
 
+def _node_groups(node_nnz: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Consecutive nodes cut into at most ``parts`` ranges of about equal nonzeros."""
+    n_nodes = node_nnz.size
+    cum = np.cumsum(node_nnz)
+    total = float(cum[-1]) if n_nodes else 0.0
+    target = total * np.arange(1, parts) / parts
+    i = np.minimum(np.searchsorted(cum, target, side="left"), max(n_nodes - 1, 0))
+    before = np.where(i > 0, cum[np.maximum(i - 1, 0)], 0)  # the nearer boundary: before or after node i
+    cuts = np.where(target - before < cum[i] - target, i, i + 1) if n_nodes else i
+    edges = sorted({0, *cuts.tolist(), n_nodes})
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+class _Scratch:
+    """Per-thread work arrays of the compiled rounds, grown as levels need (kept across levels)."""
+
+    def __init__(self, d: int):
+        self.fmap = np.full(d, -1, dtype=np.int32)
+        self.flist = np.empty(0, dtype=np.int32)
+        self.lr0 = np.empty(0)
+        self.lr1 = np.empty(0)
+        self.neg = np.empty(0)
+
+    def fit(self, n_feat: int, n_cells: int, n_pos: int) -> None:
+        if self.flist.size < n_feat:
+            self.flist = np.empty(n_feat, dtype=np.int32)
+        if self.lr0.size < n_cells:
+            self.lr0, self.lr1 = np.empty(n_cells), np.empty(n_cells)
+        if self.neg.size < n_pos:
+            self.neg = np.empty(n_pos)
+
+
 def _split_level(grp: np.ndarray, emb: sp.csr_matrix, level: int, rng: np.random.Generator,
-                 iters: int, tol: float, pool: ThreadPoolExecutor | None, threads: int) -> np.ndarray:
+                 iters: int, tol: float, pool: ThreadPoolExecutor | None, threads: int,
+                 pos_cell: np.ndarray, pos_data: np.ndarray, scratch: list[_Scratch]) -> np.ndarray:
     """Side (0 left, 1 right) of every label in the balanced 2-means split of its node.
 
-    The nonzeros' (node, feature) cells are indexed once per level, as two sparse matrices:
-    ``cells`` (cells x labels) sums the members of each side into the centroids, ``labels``
-    (labels x cells) scores each label against its node's centroids. Centroids stay sparse, so
-    memory follows the embeddings' nonzeros, never nodes x features.
+    Labels are handled in node order (position ``p`` holds label ``order[p]``; a node's labels
+    are contiguous, in label order). Each embedding entry's (node, feature) cell is indexed
+    once per level, and the entries' cells and values laid out by position (``pos_cell``,
+    ``pos_data``: the caller's arrays over the nonzeros, reused by every level); every round is then
+    :func:`~strategies.xmr.kmeans_kernel.split_round` over groups of consecutive nodes
+    (independent subtrees), one group per thread, with the early stop counted over the level.
     """
     n = grp.size
     n_nodes = 2 ** level
     sizes = np.bincount(grp, minlength=n_nodes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    # labels are handled in node order (position p holds label order[p]; a node's labels are
-    # contiguous, in label order), so the products below touch one node's entries at a time
     order = np.argsort(grp, kind="stable")
-    node_p = grp[order]
+    node_start = np.r_[starts, n].astype(np.int64)
     # two distinct random members of every node seed its two centroids
     a = rng.integers(0, sizes)
     b = (a + 1 + rng.integers(0, np.maximum(sizes - 1, 1))) % sizes
-    side = np.full(n, -1, dtype=np.int64)
-    members = np.full(n, -1, dtype=np.int64)  # the two seeds start as the sides' only members
+    members = np.full(n, -1, dtype=np.int8)  # the two seeds start as the sides' only members
     members[starts + a] = 0
     members[starts + b] = 1
-    rank_base = np.repeat(starts, sizes)
-    half = ((sizes + 1) // 2)[node_p]
-    small = node_p.astype(np.int16 if n_nodes < 2 ** 15 else np.int32)
-    cells, labels, per_node = _cell_matrices(emb, order, node_p, np.r_[starts, n])
-    n_cells = cells.shape[0]
-    node_sum = sp.csr_matrix((np.ones(n_cells), np.arange(n_cells, dtype=np.int32),
-                              np.r_[0, np.cumsum(per_node)]), shape=(n_nodes, n_cells))
-    to_cells = RowSplit(cells, pool, threads)
-    to_labels = RowSplit(labels, pool, threads)
-    to_nodes = RowSplit(node_sum, pool, threads)
-    sides = np.zeros((n, 2))
-    ranks = np.arange(n) - rank_base
-    rank = np.empty(n, dtype=np.int64)
+    side = np.full(n, -1, dtype=np.int8)
+    pos_ptr = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])].astype(np.int64)
+    node_nnz = pos_ptr[node_start[1:]] - pos_ptr[node_start[:-1]]
+    groups = _node_groups(node_nnz, threads if pool is not None else 1)
+    n_cells = np.zeros(n_nodes, dtype=np.int64)
+    d = emb.shape[1]
+
+    def cells(i: int) -> None:
+        g0, g1 = groups[i]
+        most = int(node_nnz[g0:g1].max())
+        scratch[i].fit(min(d, most), 0, 0)
+        build_cells(emb.indptr, emb.indices, emb.data, order, node_start, g0, g1, scratch[i].fmap,
+                    scratch[i].flist, pos_ptr, pos_cell, pos_data, n_cells)
+        scratch[i].fit(0, int(n_cells[g0:g1].max()), int(sizes[g0:g1].max()))
+
+    src = members  # the first round sums the seeds, later ones the previous round's sides
+
+    def one_round(i: int) -> int:
+        g0, g1 = groups[i]
+        sc = scratch[i]
+        return int(split_round(pos_ptr, pos_data, pos_cell, node_start, n_cells, g0, g1,
+                               src, side, sc.lr0, sc.lr1, sc.neg))
+
+    def run(fn: Callable[[int], _R]) -> list[_R]:
+        if pool is not None and len(groups) > 1:
+            return list(pool.map(fn, range(len(groups))))
+        return [fn(i) for i in range(len(groups))]
+
+    run(cells)
     for _ in range(max(1, iters)):
-        # both sides' centroids (sums of their members' cells), normalized per node
-        sides[:, 0] = members == 0
-        sides[:, 1] = members == 1
-        lr = to_cells @ sides
-        norms = np.sqrt(to_nodes @ (lr * lr))
-        diff = lr[:, 0] / np.repeat(np.maximum(norms[:, 0], 1e-12), per_node)
-        diff -= lr[:, 1] / np.repeat(np.maximum(norms[:, 1], 1e-12), per_node)
-        del lr
-        score = to_labels @ diff
-        del diff
-        # balanced split: within each node, the higher-scoring half goes left (ties: lower label)
-        by_score = np.argsort(-score, kind="stable")
-        rank[by_score[np.argsort(small[by_score], kind="stable")]] = ranks
-        new_side = (rank >= half).astype(np.int64)
-        changed = int((new_side != side).sum())
-        side = members = new_side
+        changed = sum(run(one_round))
+        src = side
         if changed <= tol * n:  # the tail of k-means moves a handful of labels per round
             break
     out = np.empty(n, dtype=np.int64)
     out[order] = side
     return out
-
-
-def _cell_matrices(emb: sp.csr_matrix, order: np.ndarray, node_p: np.ndarray, node_start: np.ndarray,
-                   group_nnz: int = 1 << 23) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
-    """``cells`` (cells x positions), ``labels`` (positions x cells) and the cells per node.
-
-    A cell is a (node, feature) pair with a nonzero; cells are ordered by node then feature, a
-    cell's entries by position, and ``labels`` is ``cells``' transpose. Built a few million
-    nonzeros of consecutive nodes at a time straight into the two matrices' arrays (each holds
-    every nonzero once), so the only whole-level arrays are the two results.
-    """
-    n, d = emb.shape
-    n_nodes = node_start.size - 1
-    lab_ptr = np.r_[0, np.cumsum(np.diff(emb.indptr)[order])].astype(np.int64)
-    nnz = int(lab_ptr[-1])
-    c_data, c_idx = np.empty(nnz), np.empty(nnz, dtype=np.int32)
-    l_data, l_idx = np.empty(nnz), np.empty(nnz, dtype=np.int32)
-    c_ptr: list[np.ndarray] = []
-    per_node = np.zeros(n_nodes, dtype=np.int64)
-    at_node = lab_ptr[node_start]
-    g0, n_cells = 0, 0
-    while g0 < n_nodes:
-        g1 = max(g0 + 1, int(np.searchsorted(at_node, at_node[g0] + group_nnz, side="right")) - 1)
-        g1 = min(g1, n_nodes)
-        r0, r1 = int(node_start[g0]), int(node_start[g1])
-        e0, e1 = int(lab_ptr[r0]), int(lab_ptr[r1])
-        # feature-major within the block (positions sorted per feature); a stable radix sort
-        # by node then lists each cell's entries together, in (node, feature, position) order
-        blk = emb[order[r0:r1]].tocsc()
-        feat = np.repeat(np.arange(d, dtype=np.int32), np.diff(blk.indptr))
-        span = g1 - g0
-        node = (node_p[r0:r1] - g0).astype(np.int16 if span < 2 ** 15 else np.int32)[blk.indices]
-        by = np.argsort(node, kind="stable")
-        node, feat = node[by], feat[by]
-        first = np.flatnonzero(np.r_[True, (node[1:] != node[:-1]) | (feat[1:] != feat[:-1])])
-        per_node[g0:g1] = np.bincount(node[first], minlength=span)
-        del node, feat
-        c_data[e0:e1] = blk.data[by]
-        c_idx[e0:e1] = blk.indices[by] + r0
-        c_ptr.append(first + e0)
-        del blk, by
-        group = sp.csr_matrix((c_data[e0:e1], c_idx[e0:e1] - r0, np.r_[first, e1 - e0]),
-                              shape=(first.size, r1 - r0)).tocsc()  # its transpose, sorted
-        l_data[e0:e1] = group.data
-        l_idx[e0:e1] = group.indices + n_cells
-        n_cells += first.size
-        g0 = g1
-    cells = sp.csr_matrix((c_data, c_idx, np.concatenate(c_ptr + [np.array([nnz])])), shape=(n_cells, n),
-                          copy=False)
-    labels = sp.csr_matrix((l_data, l_idx, lab_ptr), shape=(n, n_cells), copy=False)
-    return cells, labels, per_node
 
 
 def build_tree(emb: sp.csr_matrix, branching: int, max_leaf_size: int, seed: int,

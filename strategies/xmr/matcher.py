@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from strategies.xmr.chunked import ChunkedWeights
+from strategies.xmr.matcher_kernel import segment_dots, segment_sums
 from strategies.xmr.parallel import RowSplit
 
 _P = TypeVar("_P")
@@ -63,7 +64,12 @@ class _Level:
 
 
 def _segsum(a: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    return np.add.reduceat(a, starts, axis=0) if a.shape[0] else np.zeros((0,) + a.shape[1:])
+    return segment_sums(a, starts) if a.shape[0] else np.zeros((0,) + a.shape[1:])
+
+
+def _segdot(a: np.ndarray, b: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``_segsum(a * b, starts)`` (the same bits) without the product array."""
+    return segment_dots(a, b, starts) if a.shape[0] else np.zeros((0,) + a.shape[1:])
 
 
 def _stack(x: sp.csr_matrix, act: sp.csc_matrix, pos: sp.csc_matrix,
@@ -156,11 +162,13 @@ def _line_search(f_quad, loss_at, t_max: int = 8) -> np.ndarray:
 
 
 def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None = None,
-                  threads: int = 1) -> np.ndarray:
+                  threads: int = 1, xt_csr: sp.csr_matrix | None = None) -> np.ndarray:
     """Truncated Newton-CG on ``W`` (U x Bmax) with all problems of the level at once (float32).
 
-    With a ``pool``, each sparse product is split by rows over ``threads`` (same result)."""
-    xbd, xt, c = RowSplit(lv.xbd, pool, threads), RowSplit(lv.xbd.T.tocsr(), pool, threads), p.C
+    With a ``pool``, each sparse product is split by rows over ``threads`` (same result).
+    ``xt_csr``: ``lv.xbd``'s transpose as CSR, if the caller has it (else it is built here)."""
+    xt_csr = lv.xbd.T.tocsr() if xt_csr is None else xt_csr
+    xbd, xt, c = RowSplit(lv.xbd, pool, threads), RowSplit(xt_csr, pool, threads), p.C
     U, B = xbd.shape[1], lv.y.shape[1]
     w = np.zeros((U, B), dtype=np.float32)
     o = np.zeros((xbd.shape[0], B), dtype=np.float32)
@@ -169,7 +177,7 @@ def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None =
     for _ in range(p.newton_iters):
         act, _ = _sq_hinge(o, lv)
         g = w + 2 * c * (xt @ np.where(act, o - lv.y, 0.0))
-        gn = _segsum(g * g, lv.ustart)
+        gn = _segdot(g, g, lv.ustart)
         if g0 is None:
             g0 = gn
         todo = gn > (p.newton_tol ** 2) * bal * g0
@@ -178,21 +186,21 @@ def _solve_primal(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor | None =
         dvec = np.zeros_like(w)
         r = np.where(todo[lv.useg], -g, 0.0)
         q = r.copy()
-        rr = _segsum(r * r, lv.ustart)
+        rr = _segdot(r, r, lv.ustart)
         for _ in range(p.cg_iters):
             hq = q + 2 * c * (xt @ np.where(act, xbd @ q, 0.0))
-            qhq = _segsum(q * hq, lv.ustart)
+            qhq = _segdot(q, hq, lv.ustart)
             alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
             dvec += alpha[lv.useg] * q
             r -= alpha[lv.useg] * hq
-            rr_new = _segsum(r * r, lv.ustart)
+            rr_new = _segdot(r, r, lv.ustart)
             if (rr_new <= (p.cg_tol ** 2) * gn).all():
                 break
             beta = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
             q = r + beta[lv.useg] * q
             rr = rr_new
         xd = xbd @ dvec
-        ww, wd, dd = (_segsum(a, lv.ustart) for a in (w * w, w * dvec, dvec * dvec))
+        ww, wd, dd = (_segdot(a, b, lv.ustart) for a, b in ((w, w), (w, dvec), (dvec, dvec)))
 
         def quad(t, ww=ww, wd=wd, dd=dd):
             return 0.5 * (ww + 2 * t * wd + t * t * dd)
@@ -339,23 +347,23 @@ def _solve_kernel_rows(lv: _Level, p: SolverParams, implicit: bool = False,
         z = np.where(act, beta, 0.0)
         r = rhs - (np.where(act, k @ z, 0.0) + lam * z)
         q = r.copy()
-        rr = _segsum(r * r, lv.rstart)
-        r0 = _segsum(rhs * rhs, lv.rstart)
+        rr = _segdot(r, r, lv.rstart)
+        r0 = _segdot(rhs, rhs, lv.rstart)
         for _ in range(p.cg_iters):
             if (rr <= (p.cg_tol ** 2) * bal * r0 + 1e-30).all():
                 break
             hq = np.where(act, k @ q, 0.0) + lam * q
-            qhq = _segsum(q * hq, lv.rstart)
+            qhq = _segdot(q, hq, lv.rstart)
             alpha = np.divide(rr, qhq, out=np.zeros_like(rr), where=qhq > 0)
             z += alpha[lv.rseg] * q
             r -= alpha[lv.rseg] * hq
-            rr_new = _segsum(r * r, lv.rstart)
+            rr_new = _segdot(r, r, lv.rstart)
             beta_cg = np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr > 0)
             q = r + beta_cg[lv.rseg] * q
             rr = rr_new
         dvec = z - beta
         kd = k @ dvec
-        bb, bd, dd = (_segsum(a, lv.rstart) for a in (beta * o, beta * kd, dvec * kd))
+        bb, bd, dd = (_segdot(a, b, lv.rstart) for a, b in ((beta, o), (beta, kd), (dvec, kd)))
 
         def quad(t, bb=bb, bd=bd, dd=dd):
             return 0.5 * (bb + 2 * t * bd + t * t * dd)
@@ -381,16 +389,26 @@ def _solve_primal_columns(lv: _Level, p: SolverParams, pool: ThreadPoolExecutor 
     """:func:`_solve_primal`, its children split into groups of columns when its ~10 float32
     work arrays of (local features x children) would pass ``work_bytes``. The children's
     problems are independent; only the solver's shared stopping tests see fewer columns, so
-    the weights differ within the solver's tolerance from one solve of all columns."""
+    the weights differ within the solver's tolerance from one solve of all columns. With a
+    ``pool``, ``threads`` groups are solved at once (each group's weights are the same as
+    alone: its products give the same sums on any number of threads)."""
     n_local, bmax = lv.xbd.shape[1], lv.y.shape[1]
     width = max(1, int(work_bytes // (40.0 * max(n_local, 1))))
     if width >= bmax:
         return _solve_primal(lv, p, pool, threads)
     width = -(-bmax // -(-bmax // width))  # equal groups
+    xt = lv.xbd.T.tocsr()  # one transpose for all the groups
     w = np.empty((n_local, bmax), dtype=np.float32)
-    for c0 in range(0, bmax, width):
+
+    def group(c0: int, pool: ThreadPoolExecutor | None = None, threads: int = 1) -> None:
         part = replace(lv, y=lv.y[:, c0:c0 + width], valid=lv.valid[:, c0:c0 + width])
-        w[:, c0:c0 + width] = _solve_primal(part, p, pool, threads)
+        w[:, c0:c0 + width] = _solve_primal(part, p, pool, threads, xt)
+
+    if pool is not None and threads > 1:  # groups side by side, each on one thread (same weights)
+        list(pool.map(group, range(0, bmax, width)))
+    else:
+        for c0 in range(0, bmax, width):
+            group(c0, pool, threads)
     return w
 
 

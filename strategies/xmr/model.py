@@ -19,6 +19,7 @@ from pydantic import Field
 from ltrr.errors import NotFittedError
 from ltrr.params import Params
 from strategies.xmr.chunked import ChunkedWeights
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.indexer import ClusterTree, _row_normalize, build_tree
 from strategies.xmr.matcher import SolverParams, train_level_chunked
 
@@ -77,6 +78,38 @@ def pifa(x: sp.csr_matrix, y: sp.csr_matrix) -> sp.csr_matrix:
     yb = sp.csr_matrix(y, dtype=np.float32, copy=True)
     yb.data[:] = 1.0
     return _row_normalize((yb.T.tocsr() @ sp.csr_matrix(x, dtype=np.float32)).tocsr(), np.float32, copy=False)
+
+
+def _with_bias(x: sp.csr_matrix, bias: float) -> sp.csr_matrix:
+    """``hstack([x, bias column], format="csr")`` as ``float32``, written straight into the
+    result's arrays (each row's entries, then the bias as the last column). Like ``hstack``,
+    the result is canonical: ``x`` with unsorted or duplicate indices is summed in a copy."""
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    n, d = x.shape
+    indptr = x.indptr.astype(np.int64) + np.arange(n + 1, dtype=np.int64)
+    last = indptr[1:] - 1  # each row's last slot: the bias
+    rest = np.ones(int(indptr[-1]), dtype=bool)
+    rest[last] = False
+    data = np.empty(rest.size, dtype=np.float32)
+    data[rest] = x.data
+    data[last] = bias
+    idx_type = np.int32 if d + 1 < 2 ** 31 and indptr[-1] < 2 ** 31 else np.int64
+    indices = np.empty(rest.size, dtype=idx_type)
+    indices[rest] = x.indices
+    indices[last] = d
+    del rest, last
+    if idx_type is np.int32:
+        indptr = indptr.astype(np.int32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, d + 1), copy=False)
+
+
+def _release(m: sp.csr_matrix) -> None:
+    """Drop a CSR matrix's arrays: it becomes an all-zero matrix of the same shape."""
+    m.data = np.empty(0, dtype=m.data.dtype)
+    m.indices = np.empty(0, dtype=m.indices.dtype)
+    m.indptr = np.zeros(m.shape[0] + 1, dtype=m.indptr.dtype)
 
 
 def _transform(z: np.ndarray, name: str) -> np.ndarray:
@@ -149,14 +182,19 @@ class XRModel:
 
     # ------------------------------------------------------------------ training
     def fit(self, x: sp.csr_matrix, y: sp.csr_matrix, label_emb: sp.csr_matrix | None = None,
-            tree: ClusterTree | None = None) -> XRModel:
+            tree: ClusterTree | None = None, consume_x: bool = False) -> XRModel:
         """Train on features ``x`` (n x d) and binary labels ``y`` (n x L).
 
         ``tree`` replaces the k-means indexer with a prebuilt label tree (e.g. a trie, see
         :mod:`strategies.xmr.trie`); matchers and beam search are the same for any tree.
+        ``consume_x``: the caller hands ``x`` over; once the matchers' copy with the bias column
+        is built, ``x``'s arrays are released (it is left an empty matrix of its shape), so the
+        features are not held twice through the matchers (kept with ``negatives="tfn+man"``,
+        whose beam searches read them).
         """
         cfg = self.config
         c0 = time.process_time()
+        given = x
         x = sp.csr_matrix(x, dtype=np.float32)
         y = sp.csr_matrix(y)
         y.data[:] = 1
@@ -170,8 +208,13 @@ class XRModel:
             self.tree = build_tree(emb, cfg.branching, cfg.max_leaf_size, cfg.seed, cfg.kmeans_iters,
                                    cfg.threads, own=label_emb is None)
             del emb  # as large as x: not kept through the matchers
+            release_free_heap()
         c1 = time.process_time()
-        xb = sp.hstack([x, np.full((x.shape[0], 1), cfg.bias, dtype=np.float32)], format="csr")
+        xb = _with_bias(x, cfg.bias)
+        if consume_x and cfg.negatives == "tfn":
+            for m in {id(given): given, id(x): x}.values():
+                _release(m)
+            release_free_heap()
         solver = SolverParams(C=cfg.C, newton_iters=cfg.newton_iters, cg_iters=cfg.cg_iters,
                               threshold=cfg.threshold)
         # positives per level, bottom (labels in tree order) up
@@ -200,6 +243,8 @@ class XRModel:
                                                bias_col=xb.shape[1] - 1, threads=cfg.threads)
             self.chunks.append(chunks)
             self.biases.append(bias * cfg.bias)
+            del chunks, bias
+            release_free_heap()  # the level's work arrays, before the next level's
         self.fit_cpu_s_ = {"tree_cpu_s": c1 - c0, "matcher_cpu_s": time.process_time() - c1}
         return self
 

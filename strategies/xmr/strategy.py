@@ -25,6 +25,7 @@ from ltrr.errors import ConfigError, DataError, NotFittedError
 from ltrr.params import validate_params
 from ltrr.types import QueryBatch, RetrievalResult
 from strategies.xmr.features import TfidfFeaturizer
+from strategies.xmr.heap import release_free_heap
 from strategies.xmr.model import XRConfig, XRModel, XRTreeParams
 
 __all__ = ["XRLinear", "XRLinearParams", "train_from_pairs"]
@@ -174,7 +175,10 @@ class XRLinear(CandidateGenerator[XRLinearParams], Retrainable):
                                            p.max_terms)
         x = self.featurizer_.fit_transform(uniq_texts, threads=p.train_threads)
         del uniq_texts
-        self.model_ = XRModel(_config(p)).fit(x, y)
+        release_free_heap()  # featurizing's transients, before the model's phases
+        # handed over: released once the matchers' copy (with the bias column) is built
+        self.model_ = XRModel(_config(p)).fit(x, y, consume_x=True)
+        del x
 
     # ------------------------------------------------------------------ serving
     def _retrieve(self, queries: QueryBatch, k: int) -> RetrievalResult:

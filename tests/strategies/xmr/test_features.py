@@ -172,3 +172,83 @@ def test_a_featurizer_saved_after_a_refit_does_not_change_what_its_old_files_loa
     assert again.word_vocab_ == f.word_vocab_ and again.char_vocab_ == f.char_vocab_
     np.testing.assert_array_equal(again.idf_, f.idf_)
     assert TfidfFeaturizer.load(tmp_path / "b").word_vocab_ == first.word_vocab_
+
+
+def test_tokenizing_in_worker_processes_gives_the_same_ids_in_the_same_order(monkeypatch):
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)  # several chunks, several in flight
+    monkeypatch.setattr(features, "PROCESS_TEXTS", 1)
+    started = []
+
+    class Spy(features.ProcessPoolExecutor):
+        def __init__(self, *a, **kw):
+            started.append(a[0])
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(features, "ProcessPoolExecutor", Spy)
+    texts = TEXTS * 3 + ["star wars the empire", "the empire strikes", "Ωmega naïve wars"]
+    serial = list(features._token_chunks(texts, 3, 1))
+    forked = list(features._token_chunks(texts, 3, 2))
+    assert started == [2]
+    assert len(serial) == len(forked) == -(-len(texts) // 3)
+    for (w1, i1, l1), (w2, i2, l2) in zip(serial, forked, strict=True):
+        assert w1 == w2 and np.array_equal(i1, i2) and np.array_equal(l1, l2)
+    # the chunk's words in order of first appearance; each token's index among them
+    words, ids, lens = serial[0]
+    assert words == ["the", "godfather", "part", "ii", "godfahter"]
+    assert ids.tolist() == [0, 1, 0, 1, 2, 3, 4] and lens.tolist() == [2, 4, 1]
+    one = TfidfFeaturizer(3, 3, 2, None, 4)
+    two = TfidfFeaturizer(3, 3, 2, None, 4)
+    x1, x2 = one.fit_transform(texts), two.fit_transform(texts, threads=2)
+    assert started == [2, 2]
+    assert list(one.word_vocab_.items()) == list(two.word_vocab_.items())
+    assert list(one.char_vocab_.items()) == list(two.char_vocab_.items())
+    assert np.array_equal(one.idf_, two.idf_) and (x1 != x2).nnz == 0
+    assert np.array_equal(x1.indices, x2.indices) and np.array_equal(x1.data, x2.data)
+
+
+def test_few_texts_are_tokenized_in_process(monkeypatch):
+    monkeypatch.setattr(features, "ProcessPoolExecutor", None)  # would fail if used
+    assert len(list(features._token_chunks(TEXTS, 3, 2))) == 5
+
+
+def test_bulk_decoding_equals_decoding_each_key():
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}é" for i in range(50)], dtype=object)
+    ids = rng.integers(0, 50, size=(300, 3)) + 1
+    b = features._WORD_BITS
+    keys = np.concatenate([ids[:100, 0], (ids[100:200, 0] << b) | ids[100:200, 1],
+                           (((ids[200:, 0] << b) | ids[200:, 1]) << b) | ids[200:, 2]]).astype(np.int64)
+    keys = keys[rng.permutation(keys.size)]
+    got = features._decode_all(keys, words)
+    assert got == [features._decode(int(k), words) for k in keys]
+    assert sorted({len(g.split()) for g in got}) == [1, 2, 3]
+    assert features._decode_all(np.empty(0, np.int64), words) == []
+
+
+def test_the_tokenizing_workers_end_when_the_fit_gives_up_on_ids(monkeypatch):
+    # more distinct words than packed keys hold: the string fit takes over, the worker pool
+    # already shut down
+    monkeypatch.setattr(TfidfFeaturizer, "CHUNK", 3)
+    monkeypatch.setattr(features, "PROCESS_TEXTS", 1)
+    monkeypatch.setattr(features, "_WORD_LIMIT", 6)
+    pools = []
+
+    class Spy(features.ProcessPoolExecutor):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            pools.append(self)
+
+    monkeypatch.setattr(features, "ProcessPoolExecutor", Spy)
+    shut_when_falling_back = []
+    fit_slow = TfidfFeaturizer.fit_slow
+
+    def spy_fit_slow(self, texts):
+        shut_when_falling_back.append(pools[0]._shutdown_thread)
+        return fit_slow(self, texts)
+
+    monkeypatch.setattr(TfidfFeaturizer, "fit_slow", spy_fit_slow)
+    fast = TfidfFeaturizer(2, 3)
+    x = fast.fit_transform(TEXTS, threads=2)
+    assert len(pools) == 1 and shut_when_falling_back == [True]
+    slow = TfidfFeaturizer(2, 3).fit_slow(TEXTS)
+    assert fast.word_vocab_ == slow.word_vocab_ and (x != slow.transform(TEXTS)).nnz == 0

@@ -152,3 +152,19 @@ def test_primal_in_column_groups_matches_one_solve():
     assert np.abs(whole).max() > 0.1
     np.testing.assert_array_equal(_solve_primal_columns(lv, SolverParams(), None, 1, 1e12),
                                   _solve_primal(lv, SolverParams()))
+
+
+def test_column_groups_on_threads_give_the_very_same_weights():
+    # groups solved side by side on two threads (each group's products on one) equal the groups
+    # solved one after the other with their products split over the threads, bit for bit
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, active, pos, child_ptr, _ = _problem(12, n=300, n_children=7)
+    lv = _stack(x, sp.csc_matrix(active), sp.csc_matrix(pos), child_ptr, bias_col=x.shape[1] - 1)
+    assert lv is not None
+    budget = 40.0 * lv.xbd.shape[1] * 2  # groups of 2 columns: 4 groups
+    serial = _solve_primal_columns(lv, SolverParams(), None, 1, budget)
+    with ThreadPoolExecutor(2) as pool:
+        side_by_side = _solve_primal_columns(lv, SolverParams(), pool, 2, budget)
+    np.testing.assert_array_equal(side_by_side, serial)
+    assert np.abs(serial).max() > 0.1

@@ -167,27 +167,6 @@ def test_an_unfitted_model_says_so(use, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("group_nnz", [1, 37, 1 << 23])
-def test_cell_matrices_index_every_node_feature_pair(group_nnz):
-    # built a few nodes at a time or all at once: cells ordered by (node, feature), each cell the
-    # entries of its node's labels at that feature, labels its exact transpose
-    from strategies.xmr.indexer import _cell_matrices
-
-    emb = sp.random(60, 12, density=0.3, format="csr", dtype=np.float32, random_state=np.random.default_rng(4))
-    grp = np.random.default_rng(5).integers(0, 4, size=60)
-    order = np.argsort(grp, kind="stable")
-    node_p = grp[order]
-    starts = np.r_[0, np.cumsum(np.bincount(grp, minlength=4))]
-    cells, labels, per_node = _cell_matrices(emb, order, node_p, starts, group_nnz=group_nnz)
-    ep = emb[order].toarray()
-    expect = [(g, f) for g in range(4) for f in range(12) if ep[node_p == g, f].any()]
-    assert cells.shape == (len(expect), 60) and per_node.tolist() == np.bincount([g for g, _ in expect]).tolist()
-    dense = cells.toarray()
-    for c, (g, f) in enumerate(expect):
-        np.testing.assert_array_equal(dense[c], np.where(node_p == g, ep[:, f], 0.0))
-    assert (labels != cells.T).nnz == 0 and labels.has_sorted_indices and cells.has_sorted_indices
-
-
 def test_owned_embeddings_are_scaled_in_place_to_the_same_codes():
     emb = sp.random(400, 50, density=0.1, format="csr", dtype=np.float32, random_state=np.random.default_rng(8))
     copy = emb.copy()
@@ -197,3 +176,44 @@ def test_owned_embeddings_are_scaled_in_place_to_the_same_codes():
     assert depth2 == depth and np.array_equal(owned, codes)
     nonempty = np.diff(copy.indptr) > 0
     np.testing.assert_allclose(sp.linalg.norm(copy, axis=1)[nonempty], 1.0, rtol=1e-6)  # scaled in place
+
+
+def test_bias_column_is_the_hstack():
+    from strategies.xmr.model import _with_bias
+
+    x = sp.random(50, 30, density=0.2, format="csr", dtype=np.float32, random_state=np.random.default_rng(3))
+    x = (sp.diags((np.arange(50) != 5).astype(np.float32)) @ x).tocsr()  # row 5 empty
+    x.eliminate_zeros()
+    x.sum_duplicates()  # sorted
+    x.data[::7] = 0.0  # explicit zeros stay
+    assert x.has_canonical_format and np.diff(x.indptr)[5] == 0
+    # unsorted and duplicate indices: canonical, as hstack makes them
+    messy = sp.csr_matrix((np.array([1, 2, 3, 4], np.float32), np.array([2, 2, 0, 1]), np.array([0, 3, 4])),
+                          shape=(2, 30))
+    for m in (x, messy):
+        ref = sp.hstack([m, np.full((m.shape[0], 1), 2.5, dtype=np.float32)], format="csr")
+        got = _with_bias(m, 2.5)
+        assert got.shape == (m.shape[0], 31) and got.dtype == np.float32
+        for name in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+    assert messy.indices.tolist() == [2, 2, 0, 1]  # the caller's matrix untouched
+
+
+def test_a_consumed_x_trains_the_same_model_and_is_released():
+    x, y, _ = _synthetic(2)
+    cfg = XRConfig(branching=4, max_leaf_size=20, seed=3)
+    kept = XRModel(cfg).fit(x.copy(), y)
+    given = x.copy()
+    consumed = XRModel(cfg).fit(given, y, consume_x=True)
+    assert given.shape == x.shape and given.nnz == 0  # handed over: left empty
+    ids_a, s_a = kept.predict(x, 10)
+    ids_b, s_b = consumed.predict(x, 10)
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_array_equal(s_a, s_b)
+    for a, b in zip(kept.chunks, consumed.chunks, strict=True):
+        np.testing.assert_array_equal(a.value, b.value)
+    # matcher-aware negatives search with x's features: not released
+    man = XRConfig(branching=4, max_leaf_size=20, seed=3, negatives="tfn+man")
+    given = x.copy()
+    XRModel(man).fit(given, y, consume_x=True)
+    assert given.nnz == x.nnz
