@@ -276,7 +276,7 @@ class Engine:
                instances: Mapping[str, CandidateGenerator], timings: dict[str, float] | None) -> Candidates:
         rows = self.retrieve_lists(batch, strategies, depths, timings, instances)
         t0 = time.perf_counter()
-        cands = Candidates.union(strategies, rows)
+        cands = Candidates.union(strategies, rows, depths)
         if timings is not None:
             timings["union"] = (time.perf_counter() - t0) * 1e3
         return cands

@@ -8,6 +8,10 @@ whose source is not in the engine is not in the schema. Groups, in order:
 * what rank fusion knows, per strategy ``s``: ``s_rr`` = ``1 / (RRF_K + rank)`` (0 when ``s`` did
   not find the item), and ``fused_rrf``, their sum: the reciprocal-rank-fusion score itself, the
   prior the ranker starts from (:mod:`ltrr.ranking.lambdamart`);
+* a strategy the plan did not run (depth 0 in :attr:`Candidates.depths`) has ``s_found`` and
+  ``s_rr`` NaN too: "not found" means "ranked below the depth drawn" only where ``s`` looked, and
+  a ranker trained on the pages of varying plans must not read "dense was off" as "dense did not
+  find this relevant item";
 * ``s_match``, per strategy declaring :class:`~ltrr.contracts.strategy.ItemScorer` (dense:
   cosine; BM25 over other fields: its score), computed for *every* candidate, also those ``s``
   did not retrieve (except the BM25 strategy reused for ``bm25_text``);
@@ -182,10 +186,13 @@ class ProvenanceColumns:
         self._n_found = schema.index("n_found_by")
         self._best_rank = schema.index("best_rank")
 
-    def mask(self, X: np.ndarray, keep: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    def mask(self, X: np.ndarray, keep: np.ndarray, ranks: np.ndarray, ran: np.ndarray | None = None
+             ) -> np.ndarray:
         """Rows ``X`` (modified in place and returned) as members of a plan through ``keep``
         (``bool[n, S]``, caller's strategy order); ``ranks`` (``float[n, S]``, inf or NaN = not
-        found) are the candidates' ranks in the max-depth lists."""
+        found) are the candidates' ranks in the max-depth lists; ``ran`` (``bool[n, S]`` or
+        ``bool[S]``, default all) says which strategies the plan runs (depth > 0): the others'
+        ``found`` and ``rr`` are missing, as :meth:`FeatureBuilder.build` writes them."""
         keep = np.asarray(keep, dtype=bool)
         r = np.where(keep, np.asarray(ranks, dtype=np.float64), np.nan)
         X[:, self._score] = np.where(keep, X[:, self._score], np.nan)
@@ -194,6 +201,10 @@ class ProvenanceColumns:
         rr = reciprocal_ranks(r)
         X[:, self._rr] = rr
         X[:, self._fused] = rr[:, self._schema_order].sum(axis=1)
+        if ran is not None:
+            off = ~np.broadcast_to(np.asarray(ran, dtype=bool), keep.shape)
+            X[:, self._found] = np.where(off, np.nan, X[:, self._found])
+            X[:, self._rr] = np.where(off, np.nan, X[:, self._rr])
         X[:, self._n_found] = keep.sum(axis=1)
         X[:, self._best_rank] = np.fmin.reduce(r, axis=1) if r.shape[1] else np.nan
         return X
@@ -450,6 +461,13 @@ class FeatureBuilder:
         rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
         out[:, self._fused_col] = np.add.reduce(rr, axis=1)  # rr.sum without its Python layer
+        if cands.depths and min(cands.depths) <= 0:
+            # a strategy the plan left off found nothing because it did not look: its found and
+            # rr are missing, not 0, so rows of small plans do not teach the trees that its
+            # relevant items are "not found" (fused_rrf above sums the strategies that ran)
+            off = np.flatnonzero(~cands.ran)
+            out[:, 3 * off + 2] = np.nan
+            out[:, 3 * s + off] = np.nan
         for name, c in self._match_cols:
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name

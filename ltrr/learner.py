@@ -372,7 +372,7 @@ class Learner:
             at_c, at_i = np.nonzero(shown_rows[:, None] == ids[None, :])
             scores[at_c, s] = sc[at_i]
             ranks[at_c, s] = at_i + 1
-        cands = Candidates(tuple(names), shown_rows.copy(), scores, ranks)
+        cands = Candidates(tuple(names), shown_rows.copy(), scores, ranks, tuple(int(d) for d in depths))
         event_id = f"{record.offset}:{record.event_id}"
         engine.events.append(Decision(
             event_id=event_id, ts=float(record.ts), query=record.query,

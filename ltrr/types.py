@@ -121,33 +121,48 @@ class Candidates:
     """The union of the strategies' results for one query, with provenance.
 
     ``items`` are catalog indices (``int64[n]``); ``scores`` and ``ranks`` are ``float32[n, S]``
-    with NaN where strategy ``s`` did not find the item (ranks are 1-based).
+    with NaN where strategy ``s`` did not find the item (ranks are 1-based). ``depths``, when
+    known, are the depths the strategies were asked for: a strategy at depth 0 did not run, so
+    "not found" says nothing about an item there (the ranker's features keep the two apart).
     """
 
     strategies: tuple[str, ...]
     items: np.ndarray
     scores: np.ndarray
     ranks: np.ndarray
+    depths: tuple[int, ...] = ()
 
     @property
     def found(self) -> np.ndarray:
         return ~np.isnan(self.ranks)
 
+    @property
+    def ran(self) -> np.ndarray:
+        """``bool[S]``: which strategies were asked for candidates (all when ``depths`` is unknown)."""
+        if not self.depths:
+            return np.ones(len(self.strategies), dtype=bool)
+        return np.asarray(self.depths) > 0
+
     def __len__(self) -> int:
         return int(self.items.shape[0])
 
     @classmethod
-    def union(cls, names: Sequence[str], rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> Candidates:
-        """Union per-strategy ``(ids, scores)`` rows by item id, keeping each one's score and rank.
+    def union(cls, names: Sequence[str], rows: Sequence[tuple[np.ndarray, np.ndarray]],
+              depths: Sequence[int] = ()) -> Candidates:
+        """Union per-strategy ``(ids, scores)`` rows by item id, keeping each one's score and rank
+        (``depths``: what each strategy was asked for, kept as :attr:`depths`).
 
         Items are ordered by first appearance (strategy order, then rank), which is stable.
         """
         names = tuple(names)
+        depths = tuple(int(d) for d in depths)
+        if depths and len(depths) != len(names):
+            raise ValueError(f"{len(depths)} depths for {len(names)} strategies")
         all_ids = [np.asarray(ids, dtype=np.int64) for ids, _ in rows]
         cat = np.concatenate(all_ids) if all_ids else np.empty(0, dtype=np.int64)
         if cat.size == 0:
             empty = np.empty((0, len(names)), dtype=np.float32)
-            return cls(names, np.empty(0, dtype=np.int64), empty, empty.copy())
+            return cls(names, np.empty(0, dtype=np.int64), empty, empty.copy(), depths)
         uniq, first = np.unique(cat, return_index=True)
         items = uniq[np.argsort(first, kind="stable")]
         sorter = np.argsort(items)
@@ -160,7 +175,7 @@ class Candidates:
             where = sorter[np.searchsorted(items, ids, sorter=sorter)]
             scores[where, s] = sc
             ranks[where, s] = np.arange(1, ids.size + 1, dtype=np.float32)
-        return cls(names, items, scores, ranks)
+        return cls(names, items, scores, ranks, depths)
 
 
 @dataclass(frozen=True)

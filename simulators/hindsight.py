@@ -82,12 +82,16 @@ class HindsightPlanPages:
         member = r[None, :, :] <= self.plans[:, None, :]  # [A, n, S]
         code = member.astype(np.int64) @ self._bits  # [A, n] inclusion pattern
         in_plan = code > 0
-        # one feature row per distinct (candidate, pattern), scored in one call
-        key = np.arange(n, dtype=np.int64)[None, :] * (self._bits[-1] * 2) + code
+        # one feature row per distinct (candidate, pattern, strategies the plan runs), scored in
+        # one call: a strategy a plan leaves off has missing provenance, not "not found"
+        runs, run_idx = np.unique(self.plans > 0, axis=0, return_inverse=True)  # [P, S], [A]
+        span = self._bits[-1] * 2
+        key = (np.arange(n, dtype=np.int64)[None, :] * len(runs) + run_idx.reshape(-1, 1)) * span + code
         uniq, inverse = np.unique(key[in_plan], return_inverse=True)
-        rows = uniq // (self._bits[-1] * 2)
-        keep = ((uniq % (self._bits[-1] * 2))[:, None] & self._bits[None, :]) > 0  # [U, S]
-        X = self._provenance.mask(np.array(decision.features[rows], dtype=np.float32), keep, r[rows])
+        rows = uniq // (span * len(runs))
+        keep = ((uniq % span)[:, None] & self._bits[None, :]) > 0  # [U, S]
+        ran = runs[(uniq // span) % len(runs)]  # [U, S]
+        X = self._provenance.mask(np.array(decision.features[rows], dtype=np.float32), keep, r[rows], ran)
         scores = np.full((A, n), -np.inf)
         scores[in_plan] = np.asarray(ranker.score(X), dtype=np.float64)[inverse]
         # the engine breaks score ties by union position: first strategy (in order) holding the

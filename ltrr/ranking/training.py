@@ -27,8 +27,9 @@ from ltrr.ranking.lambdamart import LambdaMARTRanker
 
 log = logging.getLogger(__name__)
 
-#: columns where NaN is expected (a strategy did not find the item; a pair never shown)
-_EXPECTED_MISSING = ("_score", "_rank", "_ctr", "_match")
+#: columns that may be NaN: provenance where a strategy did not find the item (``_score``,
+#: ``_rank``) or did not run (also ``_found``, ``_rr``), and per-item estimates without a value
+_EXPECTED_MISSING = ("_score", "_rank", "_found", "_rr", "_ctr", "_match")
 
 
 class MissingFeatureWarning(UserWarning):
