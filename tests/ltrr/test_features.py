@@ -226,6 +226,41 @@ def test_provenance_mask_gives_the_row_the_smaller_plan_builds(small_movies, bm2
         ProvenanceColumns(fb.schema, ("bm25", "dense"))
 
 
+def test_a_strategy_the_plan_left_off_has_missing_provenance_not_zero(small_movies, bm25, memory):
+    """With the memory at depth 0 its found/rr are NaN (it did not look), while a strategy that ran
+    and missed an item has found 0 and rr 0; fused_rrf sums the strategies that ran; the
+    hindsight mask of a max-depth row with ``ran`` gives the same row bit for bit."""
+    from ltrr.features import ProvenanceColumns
+
+    fb = FeatureBuilder(small_movies, {"bm25": bm25, "memory": memory}, FIELDS)
+    names = fb.schema.names
+    query = "drama war"
+    ids, sc = bm25.retrieve([query], 30).row(0)
+    mem = (np.array([ids[3], 7], dtype=np.int64), np.array([1.0, 0.5], dtype=np.float32))
+    full = Candidates.union(("bm25", "memory"), [(ids, sc), mem], (30, 10))
+    X_full = fb.build(query, full)
+    assert not np.isnan(X_full[:, names.index("memory_found")]).any()
+    off = Candidates.union(("bm25", "memory"), [(ids[:10], sc[:10]), (np.empty(0, np.int64), np.empty(0, np.float32))],
+                           (10, 0))
+    assert off.ran.tolist() == [True, False]
+    X_off = fb.build(query, off)
+    assert np.isnan(X_off[:, names.index("memory_found")]).all()
+    assert np.isnan(X_off[:, names.index("memory_rr")]).all()
+    np.testing.assert_array_equal(X_off[:, names.index("bm25_found")], 1.0)
+    np.testing.assert_allclose(X_off[:, names.index("fused_rrf")], X_off[:, names.index("bm25_rr")])
+    # unknown depths (a union built without them): every strategy counts as run, as before
+    legacy = fb.build(query, Candidates.union(("bm25", "memory"), [(ids[:10], sc[:10]), mem]))
+    assert not np.isnan(legacy[:, names.index("memory_found")]).any()
+    r = np.where(full.found, full.ranks, np.inf)
+    keep = r <= np.array([10, 0])[None, :]
+    rows = np.flatnonzero(keep.any(axis=1))
+    masked = ProvenanceColumns(fb.schema).mask(X_full[rows].copy(), keep[rows], r[rows], np.array([True, False]))
+    where = {int(v): i for i, v in enumerate(full.items[rows])}
+    np.testing.assert_array_equal(masked[[where[int(v)] for v in off.items]], X_off)
+    with pytest.raises(ValueError, match="1 depths for 2 strategies"):
+        Candidates.union(("bm25", "memory"), [(ids, sc), mem], (30,))
+
+
 def test_monotone_directions_follow_the_meaning_of_each_feature(small_movies, bm25, memory):
     from ltrr.features import monotone_directions
 

@@ -60,7 +60,7 @@ def real_page(engine: Engine, query: str, depths, k: int) -> np.ndarray:
             rows.append(engine.strategies[name].retrieve(batch, int(d)).row(0))
         else:
             rows.append((np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)))
-    cands = Candidates.union(engine.policy.menu.strategies, rows)
+    cands = Candidates.union(engine.policy.menu.strategies, rows, tuple(int(d) for d in depths))
     scores = engine.ranker.score(engine.features.build(batch, cands))
     return cands.items[np.lexsort((np.arange(len(cands)), -scores))[:k]]
 
