@@ -126,8 +126,14 @@ class RankerConfig(Params):
 
 class RewardConfig(Params):
     #: reward subtracted per candidate drawn (makes large plans pay for their cost); small, so
-    #: that among plans whose pages are equally good the cheaper one wins, never a worse page
-    cost_per_candidate: float = Field(0.0001, ge=0.0)
+    #: that among plans whose pages are equally good the cheaper one wins, never a worse page.
+    #: Small against the reward's own scale: ``click_dcg`` divides by a full page of clicks
+    #: (4.54), so one click on top earns 0.22; at 0.0001, 100 more candidates cost 0.01, 4.5% of
+    #: such a page, more than the better pages of deeper plans earn under one-click (navigational)
+    #: sessions, and the policy kept plans too small (movie stream, 20,000 queries: 0.790 / 0.750
+    #: on seeds 0 / 1 with 63 / 45 candidates; at 0.00002, 1% of it: 0.804 / 0.765 with 97 / 73,
+    #: the all-at-max engine 0.800 / 0.768 with ~260). Cranfield and CISI: docs/learning.md, Stop 26
+    cost_per_candidate: float = Field(0.00002, ge=0.0)
     #: what a page earns before the cost: ``"any_click"`` 1 if anything on it was clicked;
     #: ``"click_dcg"`` its clicks weighted by ``1 / log2(1 + position)`` over the largest possible
     #: such sum of a full page, so a page with several good results earns more than one with a
@@ -326,7 +332,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # of a stochastic choice and the engine's own logs support off-policy evaluation of others
     "policy": {"type": "linucb", "params": {"alpha": 0.1, "epsilon": 0.05}, "budget": 300},
     "ranker": {"type": "lambdamart", "retrain_every": 500},
-    "reward": {"cost_per_candidate": 0.0001, "kind": "click_dcg"},
+    "reward": {"cost_per_candidate": 0.00002, "kind": "click_dcg"},
     "store": {"events_path": ""},
     "context_features": ["bias", "n_tokens", "n_chars", "mean_token_len", "digit_frac", "has_year",
                          "non_ascii_frac", "single_token", "memory_hits", "memory_ctr", "memory_seen",
