@@ -39,8 +39,13 @@ from simulators.movies import MovieQueryGenerator  # noqa: E402
 from simulators.session import NO_INCUMBENT, PolicySpec, compare_policies  # noqa: E402
 
 
-def config(latency_weight: float | None):
+def config(latency_weight: float | None, override: dict | None = None):
     data = json.loads(json.dumps(DEFAULT_CONFIG))
+    for section, values in (override or {}).items():  # one level deep: {"ranker": {...}}
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
     for s in data["strategies"]:
         if s.get("type", s["name"]) == "dense":
             s.setdefault("params", {})["query_cache_size"] = 0  # cold: every query is encoded
@@ -57,8 +62,10 @@ def main() -> None:
     ap.add_argument("--latency-weight", type=float, default=None,
                     help="reward per ms (default: the config's default)")
     ap.add_argument("--out", type=Path, default=None, help="also append the JSON lines here")
+    ap.add_argument("--override", default="{}",
+                    help='config sections to change, as JSON, e.g. \'{"ranker": {"match_when_off": "missing"}}\'')
     args = ap.parse_args()
-    cfg = config(args.latency_weight)
+    cfg = config(args.latency_weight, json.loads(args.override))
     catalog = Catalog.from_jsonl(cfg.catalog.path)
     specs = [PolicySpec(cfg.policy.type, cfg.policy.type, dict(cfg.policy.params)),
              PolicySpec("all_max", "fixed", {}, NO_INCUMBENT),
@@ -84,7 +91,7 @@ def main() -> None:
                     "stage_ms_mean": {k: round(float(v.mean()), 3) for k, v in r.stage_ms.items()},
                     "mean_candidates_final": round(float(r.n_candidates[-tail:].mean()), 1),
                     "cache": "query-embedding cache off (cold)", "latency_source": "measured",
-                    "latency_weight": cfg.reward.latency_weight}
+                    "latency_weight": cfg.reward.latency_weight, "override": json.loads(args.override)}
             lines.append(line)
             print(json.dumps(line), flush=True)
         run_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)

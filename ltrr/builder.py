@@ -152,7 +152,8 @@ def build_engine(cls: type[E], config: EngineConfig, *, catalog: Catalog | None 
     with native_threads(config.threads.batch):  # fitting may use every core ...
         for i, sc in enumerate(config.strategies):
             strategies[sc.name] = prebuilt[sc.name] if sc.name in prebuilt else build_strategy(config, i, catalog)
-        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+        features = FeatureBuilder(catalog, strategies, config.catalog.text_fields,
+                               match_when_off=config.ranker.match_when_off)
     set_native_threads(config.threads.search)  # ... searches run on the configured pool size
     events = open_event_log(config.store)
     return cls(config, catalog, strategies, build_policy(config), build_ranker(config, features.schema),

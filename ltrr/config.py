@@ -122,6 +122,13 @@ class RankerConfig(Params):
     retrain_growth: float = Field(2.0, ge=1.0)
     #: train on at most this many most recent events with clicks
     train_window: int = Field(20000, gt=0)
+    #: the ``s_match`` feature (e.g. dense's cosine) of a strategy the plan left off:
+    #: ``"score"`` computes it anyway (for dense that encodes the query in the ranker stage, so a
+    #: plan without dense saves no encoding time), ``"missing"`` leaves it NaN like the strategy's
+    #: other provenance, so a plan that skips a strategy skips its cost (docs/speed.md,
+    #: latency-aware plans). "score" by default: "missing" is not yet measured on the protocol,
+    #: and the hindsight tables (simulators.hindsight) recompute plans' pages as under "score"
+    match_when_off: Literal["score", "missing"] = "score"
 
 
 class RewardConfig(Params):

@@ -387,10 +387,18 @@ class FeatureBuilder:
         Fields composed into the text that ``bm25_text`` and ``text_overlap`` match against.
     analyzer
         Tokenizer of the title/text fields when no BM25 strategy over those fields is reused.
+    match_when_off
+        ``"score"``: a strategy's ``s_match`` is computed for every candidate even when the plan
+        left ``s`` off (dense then encodes the query here); ``"missing"``: NaN then, so a plan
+        that skips a strategy skips its cost (``ranker.match_when_off`` in the config).
     """
 
     def __init__(self, catalog: Catalog, strategies: Sequence[str] | Mapping[str, CandidateGenerator],
-                 text_fields: Sequence[str], analyzer: Analyzer | None = None):
+                 text_fields: Sequence[str], analyzer: Analyzer | None = None,
+                 match_when_off: str = "score"):
+        if match_when_off not in ("score", "missing"):
+            raise ValueError(f"match_when_off must be 'score' or 'missing', got {match_when_off!r}")
+        self.match_when_off = match_when_off
         instances = dict(strategies) if isinstance(strategies, Mapping) else {}
         self._instances = instances
         self.strategies = tuple(strategies)
@@ -468,7 +476,11 @@ class FeatureBuilder:
             off = np.flatnonzero(~cands.ran)
             out[:, 3 * off + 2] = np.nan
             out[:, 3 * s + off] = np.nan
+        skip = self._skipped_matchers(cands) if self.match_when_off == "missing" else ()
         for name, c in self._match_cols:
+            if name in skip:
+                out[:, c] = np.nan
+                continue
             scorer = live[name]
             assert isinstance(scorer, ItemScorer), name
             out[:, c] = scorer.score_items(batch, items[None, :])[0]
@@ -497,6 +509,13 @@ class FeatureBuilder:
         else:
             out[:, t + 12: t + 14] = (0.0, np.nan)
         return out
+
+
+    def _skipped_matchers(self, cands: Candidates) -> set[str]:
+        """Strategies with an ``s_match`` column that the union's plan did not run."""
+        if not cands.depths or min(cands.depths) > 0:
+            return set()
+        return {n for n, d in zip(cands.strategies, cands.depths, strict=True) if d <= 0}
 
 
 def _query_hints(text: str) -> tuple[float, ...]:

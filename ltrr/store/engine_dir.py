@@ -97,7 +97,8 @@ def load_engine(cls: type[E], directory: str | os.PathLike, *, events_path: str 
     strategies = {sc.name: strategy_class(sc.kind).load(directory / "strategies" / sc.name)
                   for sc in config.strategies}
     policy = policy_class(config.policy.type).load(directory / "policy")
-    features = FeatureBuilder(catalog, strategies, config.catalog.text_fields)
+    features = FeatureBuilder(catalog, strategies, config.catalog.text_fields,
+                               match_when_off=config.ranker.match_when_off)
     ranker = ranker_class(config.ranker.type).load(directory / "ranker", expected_schema=features.schema)
     events = open_event_log(config.store)
     names = manifest.get("context_features")

@@ -177,6 +177,35 @@ def test_dense_cosine_only_with_a_dense_strategy_and_shared_query_embedding(smal
     np.testing.assert_allclose(X[:, fb.schema.index("dense_match")], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_match_of_a_strategy_left_off_is_scored_or_missing_as_configured(small_movies, bm25):
+    """``match_when_off="score"`` computes dense's cosine although the plan left dense off (the
+    query is encoded in the ranker stage); ``"missing"`` leaves it NaN and never encodes."""
+    from strategies.dense import DenseRetriever
+
+    rng = np.random.default_rng(0)
+    dense = DenseRetriever(name="dense")
+    vecs = rng.normal(size=(len(small_movies), dense.dim)).astype(np.float32)
+    dense.fit_vectors(vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    ids, sc = bm25.retrieve(["space"], 40).row(0)
+    empty = (np.empty(0, np.int64), np.empty(0, np.float32))
+    off = Candidates.union(("bm25", "dense"), [(ids, sc), empty], (40, 0))
+    col = None
+    for mode in ("score", "missing"):
+        fb = FeatureBuilder(small_movies, {"bm25": bm25, "dense": dense}, FIELDS, match_when_off=mode)
+        col = fb.schema.index("dense_match")
+        batch = QueryBatch(("space adventure",))
+        X = fb.build(batch, off)
+        if mode == "score":
+            q = dense.embed_queries(batch)
+            np.testing.assert_allclose(X[:, col], dense.embeddings_[off.items] @ q[0], rtol=1e-5, atol=1e-6)
+        else:
+            assert np.isnan(X[:, col]).all()
+            on = Candidates.union(("bm25", "dense"), [(ids, sc), (ids[:5], sc[:5])], (40, 5))
+            assert not np.isnan(fb.build(batch, on)[:, col]).any()  # dense ran: scored
+    with pytest.raises(ValueError, match="match_when_off"):
+        FeatureBuilder(small_movies, {"bm25": bm25}, FIELDS, match_when_off="skip")
+
+
 def test_fusion_columns_equal_rrf_of_the_union_and_bm25_frac_is_scaled(small_movies, bm25, memory):
     from ltrr.features import RRF_K
     from ltrr.ranking.fusion import rrf_scores
