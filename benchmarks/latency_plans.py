@@ -33,19 +33,15 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.conditions import conditions  # noqa: E402
+from benchmarks.learning import merge_sections  # noqa: E402
 from ltrr.catalog import Catalog  # noqa: E402
 from ltrr.config import DEFAULT_CONFIG, parse_config  # noqa: E402
 from simulators.movies import MovieQueryGenerator  # noqa: E402
 from simulators.session import NO_INCUMBENT, PolicySpec, compare_policies  # noqa: E402
 
 
-def config(latency_weight: float | None, override: dict | None = None):
+def config(latency_weight: float | None):
     data = json.loads(json.dumps(DEFAULT_CONFIG))
-    for section, values in (override or {}).items():  # one level deep: {"ranker": {...}}
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
     for s in data["strategies"]:
         if s.get("type", s["name"]) == "dense":
             s.setdefault("params", {})["query_cache_size"] = 0  # cold: every query is encoded
@@ -65,7 +61,7 @@ def main() -> None:
     ap.add_argument("--override", default="{}",
                     help='config sections to change, as JSON, e.g. \'{"ranker": {"match_when_off": "missing"}}\'')
     args = ap.parse_args()
-    cfg = config(args.latency_weight, json.loads(args.override))
+    cfg = merge_sections(config(args.latency_weight), json.loads(args.override))
     catalog = Catalog.from_jsonl(cfg.catalog.path)
     specs = [PolicySpec(cfg.policy.type, cfg.policy.type, dict(cfg.policy.params)),
              PolicySpec("all_max", "fixed", {}, NO_INCUMBENT),

@@ -51,7 +51,7 @@ import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -395,7 +395,7 @@ class FeatureBuilder:
 
     def __init__(self, catalog: Catalog, strategies: Sequence[str] | Mapping[str, CandidateGenerator],
                  text_fields: Sequence[str], analyzer: Analyzer | None = None,
-                 match_when_off: str = "score"):
+                 match_when_off: Literal["score", "missing"] = "score"):
         if match_when_off not in ("score", "missing"):
             raise ValueError(f"match_when_off must be 'score' or 'missing', got {match_when_off!r}")
         self.match_when_off = match_when_off
@@ -469,6 +469,7 @@ class FeatureBuilder:
         rr = reciprocal_ranks(ranks)
         out[:, 3 * s: 4 * s] = rr
         out[:, self._fused_col] = np.add.reduce(rr, axis=1)  # rr.sum without its Python layer
+        skip: set[str] = set()
         if cands.depths and min(cands.depths) <= 0:
             # a strategy the plan left off found nothing because it did not look: its found and
             # rr are missing, not 0, so rows of small plans do not teach the trees that its
@@ -476,7 +477,8 @@ class FeatureBuilder:
             off = np.flatnonzero(~cands.ran)
             out[:, 3 * off + 2] = np.nan
             out[:, 3 * s + off] = np.nan
-        skip = self._skipped_matchers(cands) if self.match_when_off == "missing" else ()
+            if self.match_when_off == "missing":
+                skip = {cands.strategies[i] for i in off}
         for name, c in self._match_cols:
             if name in skip:
                 out[:, c] = np.nan
@@ -509,13 +511,6 @@ class FeatureBuilder:
         else:
             out[:, t + 12: t + 14] = (0.0, np.nan)
         return out
-
-
-    def _skipped_matchers(self, cands: Candidates) -> set[str]:
-        """Strategies with an ``s_match`` column that the union's plan did not run."""
-        if not cands.depths or min(cands.depths) > 0:
-            return set()
-        return {n for n, d in zip(cands.strategies, cands.depths, strict=True) if d <= 0}
 
 
 def _query_hints(text: str) -> tuple[float, ...]:

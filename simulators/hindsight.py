@@ -60,6 +60,10 @@ class HindsightPlanPages:
         self.k = int(k)
         self._provenance = ProvenanceColumns(schema, self.strategies)
         self._bits = (1 << np.arange(len(self.strategies), dtype=np.int64))
+        # the distinct sets of strategies the plans run ([P, S]) and each plan's set ([A, 1]): a
+        # strategy a plan leaves off has missing provenance, not "not found"
+        runs, run_idx = np.unique(self.plans > 0, axis=0, return_inverse=True)
+        self._runs, self._run_idx = runs, np.asarray(run_idx).reshape(-1, 1)
 
     def __call__(self, decision: Decision, ranker: Scorer) -> PlanPages:
         cands = decision.candidates
@@ -83,14 +87,13 @@ class HindsightPlanPages:
         code = member.astype(np.int64) @ self._bits  # [A, n] inclusion pattern
         in_plan = code > 0
         # one feature row per distinct (candidate, pattern, strategies the plan runs), scored in
-        # one call: a strategy a plan leaves off has missing provenance, not "not found"
-        runs, run_idx = np.unique(self.plans > 0, axis=0, return_inverse=True)  # [P, S], [A]
-        span = self._bits[-1] * 2
-        key = (np.arange(n, dtype=np.int64)[None, :] * len(runs) + run_idx.reshape(-1, 1)) * span + code
+        # one call
+        span, n_runs = self._bits[-1] * 2, len(self._runs)
+        key = (np.arange(n, dtype=np.int64)[None, :] * n_runs + self._run_idx) * span + code
         uniq, inverse = np.unique(key[in_plan], return_inverse=True)
-        rows = uniq // (span * len(runs))
+        rows = uniq // (span * n_runs)
         keep = ((uniq % span)[:, None] & self._bits[None, :]) > 0  # [U, S]
-        ran = runs[(uniq // span) % len(runs)]  # [U, S]
+        ran = self._runs[(uniq // span) % n_runs]  # [U, S]
         X = self._provenance.mask(np.array(decision.features[rows], dtype=np.float32), keep, r[rows], ran)
         scores = np.full((A, n), -np.inf)
         scores[in_plan] = np.asarray(ranker.score(X), dtype=np.float64)[inverse]
