@@ -51,6 +51,12 @@ def config(latency_weight: float | None):
     return parse_config(data, "<latency_plans benchmark>")
 
 
+def shares(labels: np.ndarray) -> dict[str, float]:
+    """Share of each label (``""`` = ungated) among ``labels``."""
+    values, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    return {str(v) or "ungated": round(float(c) / max(len(labels), 1), 3) for v, c in zip(values, counts, strict=True)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=20000)
@@ -85,6 +91,13 @@ def main() -> None:
                     "latency_p50_ms": round(float(np.percentile(r.latency_ms, 50)), 3),
                     "latency_p99_ms": round(float(np.percentile(r.latency_ms, 99)), 3),
                     "stage_ms_mean": {k: round(float(v.mean()), 3) for k, v in r.stage_ms.items()},
+                    # the last quarter: per-stage mean (0 where a stage did not run), the share of
+                    # searches each strategy ran in, who chose the plan and how pages were ranked
+                    "stage_ms_mean_final": {k: round(float(v[-tail:].mean()), 3) for k, v in r.stage_ms.items()},
+                    "strategy_share_final": {s: round(float(v), 3) for s, v in
+                                             zip(r.strategies, (r.depths[-tail:] > 0).mean(axis=0), strict=True)},
+                    "plan_source_final": shares(r.plan_source[-tail:]),
+                    "ranking_final": shares(r.ranking[-tail:]),
                     "mean_candidates_final": round(float(r.n_candidates[-tail:].mean()), 1),
                     "cache": "query-embedding cache off (cold)", "latency_source": "measured",
                     "latency_weight": cfg.reward.latency_weight, "override": json.loads(args.override)}

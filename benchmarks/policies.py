@@ -396,7 +396,8 @@ def movies(args: argparse.Namespace) -> None:
         part = stream[: args.prefix] if args.prefix else stream
         if record:
             valuer = HindsightPlanValuer(plans, menu.strategies, engine.features.schema, click_model,
-                                         kind=config.reward.kind, cost_per_candidate=cost, k=config.page_size)
+                                         kind=config.reward.kind, cost_per_candidate=cost, k=config.page_size,
+                                         match_when_off=config.ranker.match_when_off)
             rec = HindsightRecorder(engine, [q.relevant for q in part], valuer)
         t0 = time.perf_counter()
         res = run_session(engine, part, click_model, seed=args.seed,

@@ -165,10 +165,14 @@ class ProvenanceColumns:
     A candidate of a max-depth union belongs to a plan's union through the strategies that rank
     it within the plan's depths (``keep``); its row under that plan is its max-depth row with the
     other strategies' provenance cleared and the per-candidate aggregates recomputed exactly as
-    :meth:`FeatureBuilder.build` computes them.
+    :meth:`FeatureBuilder.build` computes them. ``match_when_off`` is the builder's: under
+    ``"missing"`` a strategy the plan does not run has its ``_match`` column cleared too.
     """
 
-    def __init__(self, schema: FeatureSchema, strategies: tuple[str, ...] | None = None):
+    def __init__(self, schema: FeatureSchema, strategies: tuple[str, ...] | None = None, *,
+                 match_when_off: Literal["score", "missing"] = "score"):
+        if match_when_off not in ("score", "missing"):
+            raise ValueError(f"match_when_off must be 'score' or 'missing', got {match_when_off!r}")
         self.strategies = tuple(schema.strategies if strategies is None else strategies)
         missing = [f"{s}_{part}" for s in self.strategies for part in ("score", "rank", "found", "rr")
                    if f"{s}_{part}" not in schema.names]
@@ -185,6 +189,9 @@ class ProvenanceColumns:
         self._fused = schema.index("fused_rrf")
         self._n_found = schema.index("n_found_by")
         self._best_rank = schema.index("best_rank")
+        # (strategy position in the caller's order, its _match column) cleared when it is off
+        self._match_off = [(j, schema.index(f"{s}_match")) for j, s in enumerate(self.strategies)
+                           if match_when_off == "missing" and f"{s}_match" in schema.names]
 
     def mask(self, X: np.ndarray, keep: np.ndarray, ranks: np.ndarray, ran: np.ndarray | None = None
              ) -> np.ndarray:
@@ -192,7 +199,8 @@ class ProvenanceColumns:
         (``bool[n, S]``, caller's strategy order); ``ranks`` (``float[n, S]``, inf or NaN = not
         found) are the candidates' ranks in the max-depth lists; ``ran`` (``bool[n, S]`` or
         ``bool[S]``, default all) says which strategies the plan runs (depth > 0): the others'
-        ``found`` and ``rr`` are missing, as :meth:`FeatureBuilder.build` writes them."""
+        ``found`` and ``rr`` (and ``_match`` under ``match_when_off="missing"``) are missing, as
+        :meth:`FeatureBuilder.build` writes them."""
         keep = np.asarray(keep, dtype=bool)
         r = np.where(keep, np.asarray(ranks, dtype=np.float64), np.nan)
         X[:, self._score] = np.where(keep, X[:, self._score], np.nan)
@@ -205,6 +213,8 @@ class ProvenanceColumns:
             off = ~np.broadcast_to(np.asarray(ran, dtype=bool), keep.shape)
             X[:, self._found] = np.where(off, np.nan, X[:, self._found])
             X[:, self._rr] = np.where(off, np.nan, X[:, self._rr])
+            for j, c in self._match_off:
+                X[:, c] = np.where(off[:, j], np.nan, X[:, c])
         X[:, self._n_found] = keep.sum(axis=1)
         X[:, self._best_rank] = np.fmin.reduce(r, axis=1) if r.shape[1] else np.nan
         return X

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -48,9 +48,11 @@ class PlanPages:
 
 class HindsightPlanPages:
     """Recovers, from a decision made with every strategy at its maximum depth, the page each of
-    ``plans`` (``int[A, S]`` depths in ``strategies`` order) would have shown."""
+    ``plans`` (``int[A, S]`` depths in ``strategies`` order) would have shown. ``match_when_off``
+    is the engine's feature builder's (``ranker.match_when_off``)."""
 
-    def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema, *, k: int = 10):
+    def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema, *, k: int = 10,
+                 match_when_off: Literal["score", "missing"] = "score"):
         self.plans = np.asarray(plans, dtype=np.int64)
         self.strategies = tuple(strategies)
         if self.plans.ndim != 2 or self.plans.shape[1] != len(self.strategies):
@@ -58,7 +60,7 @@ class HindsightPlanPages:
         if len(self.strategies) > 30:
             raise ValueError("at most 30 strategies (inclusion patterns are bit masks)")
         self.k = int(k)
-        self._provenance = ProvenanceColumns(schema, self.strategies)
+        self._provenance = ProvenanceColumns(schema, self.strategies, match_when_off=match_when_off)
         self._bits = (1 << np.arange(len(self.strategies), dtype=np.int64))
         # the distinct sets of strategies the plans run ([P, S]) and each plan's set ([A, 1]): a
         # strategy a plan leaves off has missing provenance, not "not found"
@@ -147,8 +149,9 @@ class HindsightPlanValuer:
     engine's reward kind and a cost of ``cost_per_candidate`` per candidate a plan draws."""
 
     def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema,
-                 click_model: ClickProbabilities, *, kind: str, cost_per_candidate: float, k: int = 10):
-        self.pages = HindsightPlanPages(plans, strategies, schema, k=k)
+                 click_model: ClickProbabilities, *, kind: str, cost_per_candidate: float, k: int = 10,
+                 match_when_off: Literal["score", "missing"] = "score"):
+        self.pages = HindsightPlanPages(plans, strategies, schema, k=k, match_when_off=match_when_off)
         self.click_model = click_model
         self.kind = kind
         self.cost = float(cost_per_candidate) * self.pages.plans.sum(axis=1)

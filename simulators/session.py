@@ -127,7 +127,8 @@ def compare_policies(config: EngineConfig, catalog: Catalog, stream: Sequence[Si
                 valuer = HindsightPlanValuer(valued_plans(menu), menu.strategies, engine.features.schema,
                                              click_model, kind=config.reward.kind,
                                              cost_per_candidate=config.reward.cost_per_candidate,
-                                             k=config.page_size)
+                                             k=config.page_size,
+                                             match_when_off=config.ranker.match_when_off)
                 recorder = HindsightRecorder(engine, [q.relevant for q in stream], valuer)
             res = run_session(engine, stream, click_model, seed=seed, policy_name=spec.label,
                               progress=progress, observer=recorder if table is None else None)

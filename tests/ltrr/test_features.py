@@ -180,6 +180,7 @@ def test_dense_cosine_only_with_a_dense_strategy_and_shared_query_embedding(smal
 def test_match_of_a_strategy_left_off_is_scored_or_missing_as_configured(small_movies, bm25):
     """``match_when_off="score"`` computes dense's cosine although the plan left dense off (the
     query is encoded in the ranker stage); ``"missing"`` leaves it NaN and never encodes."""
+    from ltrr.features import ProvenanceColumns
     from strategies.dense import DenseRetriever
 
     rng = np.random.default_rng(0)
@@ -201,9 +202,21 @@ def test_match_of_a_strategy_left_off_is_scored_or_missing_as_configured(small_m
         else:
             assert np.isnan(X[:, col]).all()
             on = Candidates.union(("bm25", "dense"), [(ids, sc), (ids[:5], sc[:5])], (40, 5))
-            assert not np.isnan(fb.build(batch, on)[:, col]).any()  # dense ran: scored
+            X_on = fb.build(batch, on)
+            assert not np.isnan(X_on[:, col]).any()  # dense ran: scored
+            # hindsight's mask of the row where dense ran gives the off plan's row bit for bit
+            r = np.where(on.found, on.ranks, np.inf)
+            keep = r <= np.array([40, 0])[None, :]
+            masked = ProvenanceColumns(fb.schema, match_when_off=mode).mask(
+                X_on.copy(), keep, r, np.array([True, False]))
+            where = {int(v): i for i, v in enumerate(on.items)}
+            np.testing.assert_array_equal(masked[[where[int(v)] for v in off.items]], X)
+            scored = ProvenanceColumns(fb.schema).mask(X_on.copy(), keep, r, np.array([True, False]))
+            assert not np.isnan(scored[:, col]).any()  # the "score" mask keeps the cosine
     with pytest.raises(ValueError, match="match_when_off"):
         FeatureBuilder(small_movies, {"bm25": bm25}, FIELDS, match_when_off="skip")
+    with pytest.raises(ValueError, match="match_when_off"):
+        ProvenanceColumns(fb.schema, match_when_off="skip")  # type: ignore[arg-type]
 
 
 def test_fusion_columns_equal_rrf_of_the_union_and_bm25_frac_is_scaled(small_movies, bm25, memory):
