@@ -106,6 +106,14 @@ class PolicyConfig(Params):
     #: CISI (12 settings x 3 seeds) it is level on average (+0.0006) with more candidates, and
     #: the protocol's criteria still hold in all 12 (docs/learning.md, "Stop 25")
     learning: Literal["full_information", "served_subplans", "bandit"] = "served_subplans"
+    #: how full-information learning orders the page each plan would have shown: ``"rrf"``
+    #: reciprocal-rank fusion of the plan's lists (the incumbent's ranking); ``"ranker"`` the
+    #: ranking that served the search: the learned ranker's page (the candidates' logged feature
+    #: rows with the plan's provenance, :mod:`ltrr.ranking.plan_pages`) when it ranked the page,
+    #: RRF before it serves. Under RRF a clicked item drawn by two strategies rises on the page,
+    #: so a strategy that only repeats what the others found looks worth its latency; under the
+    #: learned ranker it earns only what it changes on the learned page
+    plan_pages: Literal["rrf", "ranker"] = "rrf"
 
 
 class RankerConfig(Params):

@@ -30,8 +30,9 @@ from ltrr.contracts.strategy import LearnsFromFeedback, Retrainable
 from ltrr.errors import DataError, FeedbackExpiredError, IncompatibleEventError, UnknownEventError
 from ltrr.incumbent import TEAM_BASELINE, TEAM_LEARNED
 from ltrr.offline.outcomes import plan_outcomes, plan_page_outcomes
+from ltrr.ranking.plan_pages import RankerPlanPages
 from ltrr.ranking.training import ClickRetrainSchedule
-from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights
+from ltrr.reward import RewardSpec, decision_rewards, page_gain, page_weights, ranked_page_rewards
 from ltrr.store.events import JournalEntry, LoggedEvent
 from ltrr.types import Candidates, Decision, Feedback, FeedbackEvent, Plan, QueryBatch
 
@@ -238,7 +239,7 @@ class Learner:
                 on_page = np.isin(logged.page_rows[: logged.teams.size], clicked)
                 interleaving = (int((on_page & (logged.teams == TEAM_LEARNED)).sum()),
                                 int((on_page & (logged.teams == TEAM_BASELINE)).sum()))
-        full = self.full_information(logged.query, clicked, logged.plan.depths) if entry.first else None
+        full = self.full_information(logged.query, clicked, logged.plan.depths, logged) if entry.first else None
         plan_rewards, observed = (None, None) if full is None else full
         lesson = Lesson(logged.query, entry.ts,
                         logged.page_rows if entry.first else np.empty(0, dtype=np.int64), clicked,
@@ -250,25 +251,51 @@ class Learner:
         retrained = self.apply(lesson)
         return FeedbackResult(entry.event_id, len(entry.events), 0, entry.first, reward, retrained)
 
-    def full_information(self, query: str, clicked: np.ndarray, served: tuple[int, ...]
-                         ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def full_information(self, query: str, clicked: np.ndarray, served: tuple[int, ...],
+                         logged: LoggedEvent | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The reward of every menu plan on the clicks of a search for ``query`` that served
         the plan of depths ``served``, and which plans learn it (None: all; ``policy.learning =
         "served_subplans"``: those at most as deep as ``served`` in every strategy); None when
         the policy learns bandit feedback (by config, or because it cannot learn full
-        information). One retrieval per strategy at its largest menu depth, outside the engine
-        lock; each plan is valued by the clicked items on the page it would have shown, at
-        their positions there (:func:`ltrr.reward.plan_page_rewards`)."""
+        information). Each plan is valued by the clicked items on the page it would have shown,
+        at their positions there: ordered by RRF (:func:`ltrr.reward.plan_page_rewards`, one
+        retrieval per strategy at its largest menu depth, outside the engine lock), or, under
+        ``policy.plan_pages = "ranker"`` when the learned ranker ranked the ``logged`` search and
+        only its sub-plans learn, by that ranker from the logged candidates (no retrieval)."""
         engine = self.engine
         policy = engine.policy
         mode = engine.config.policy.learning
         if mode == "bandit" or not policy.adaptive or not policy.learns_plan_rewards:
             return None
+        within = None
+        if mode == "served_subplans":
+            within = np.asarray((policy.menu.plans <= np.asarray(served, dtype=np.int64)[None, :]).all(axis=1))
+            ranked = self._ranker_page_rewards(logged, clicked, within) if logged is not None else None
+            if ranked is not None:
+                return ranked, within
         rewards = plan_page_outcomes(engine, QueryBatch((query,)), clicked, self.plan_latency())
-        if mode != "served_subplans":
-            return rewards, None
-        within = np.asarray(policy.menu.plans <= np.asarray(served, dtype=np.int64)[None, :], dtype=bool)
-        return rewards, np.asarray(within.all(axis=1), dtype=bool)
+        return rewards, within
+
+    def _ranker_page_rewards(self, logged: LoggedEvent, clicked: np.ndarray, within: np.ndarray) -> np.ndarray | None:
+        """Rewards of the ``within`` plans (0 for the others, which do not learn) from the pages the
+        learned ranker would have shown with the ``logged`` candidates; None unless
+        ``policy.plan_pages = "ranker"``, the learned ranker ranked that page and the features
+        were built with the engine's current schema."""
+        engine = self.engine
+        ranker = engine.ranker
+        if (engine.config.policy.plan_pages != "ranker" or not ranker.is_fitted
+                or logged.model_versions.get("ranker", "fusion:").startswith("fusion:")
+                or logged.model_versions.get("features") != engine.features.schema.fingerprint
+                or len(logged.candidates) != len(logged.features)):
+            return None
+        menu = engine.policy.menu
+        plans = menu.plans[within]
+        pages = RankerPlanPages(plans, menu.strategies, engine.features.schema, k=engine.config.page_size,
+                                match_when_off=engine.features.match_when_off)
+        shown = pages.pages(logged.candidates, logged.features, logged.plan.strategies, logged.plan.depths, ranker)
+        rewards = np.zeros(menu.n_actions, dtype=np.float64)
+        rewards[within] = ranked_page_rewards(self.reward, shown.pages, clicked, plans, self.plan_latency()[within])
+        return rewards
 
     def plan_latency(self) -> np.ndarray:
         """Every menu plan's latency (ms) as the reward prices it: the strategies' declared

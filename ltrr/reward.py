@@ -138,10 +138,7 @@ def plan_rewards(spec: RewardSpec, ranks: np.ndarray, plans: np.ndarray,
     contained = np.asarray((ranks[None, :, :] <= plans[:, None, :]).any(axis=2))  # [plans, clicks]
     gain = (np.asarray(contained.any(axis=1), dtype=np.float64) if weights is None
             else contained @ np.asarray(weights, dtype=np.float64))
-    cost = spec.cost_per_candidate * plans.sum(axis=1).astype(np.float64)
-    if plan_ms is not None:
-        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
-    rewards = np.clip(gain - cost, -1.0, 1.0)
+    rewards = np.clip(gain - plan_cost(spec, plans, plan_ms), -1.0, 1.0)
     recall = contained.mean(axis=1) if ranks.shape[0] else np.full(plans.shape[0], np.nan)
     return rewards, recall
 
@@ -166,9 +163,7 @@ def plan_page_rewards(spec: RewardSpec, ranks: np.ndarray, clicked: np.ndarray, 
     plans = np.asarray(plans, dtype=np.float64)
     clicked = np.asarray(clicked, dtype=bool)
     n, k = ranks.shape[0], spec.page_size
-    cost = spec.cost_per_candidate * plans.sum(axis=1)
-    if plan_ms is not None:
-        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
+    cost = plan_cost(spec, plans, plan_ms)
     if n == 0 or not clicked.any():
         return np.clip(-cost, -1.0, 1.0)
     drawn = ranks[None, :, :] <= plans[:, None, :]  # [A, n, S]
@@ -176,12 +171,35 @@ def plan_page_rewards(spec: RewardSpec, ranks: np.ndarray, clicked: np.ndarray, 
     fused = np.where(drawn.any(axis=2), fused, -np.inf)  # not a candidate of the plan
     order = np.argsort(-fused, axis=1, kind="stable")[:, :k]  # [A, k]: the plan's page
     on_page = np.take_along_axis(np.isfinite(fused), order, axis=1) & clicked[order]
+    return np.clip(_clicks_gain(spec, on_page) - cost, -1.0, 1.0)
+
+
+def ranked_page_rewards(spec: RewardSpec, pages: np.ndarray, clicked_rows: np.ndarray, plans: np.ndarray,
+                        plan_ms: np.ndarray | None = None) -> np.ndarray:
+    """Full-information reward of every plan from the page it would have shown, given as
+    ``pages`` (``int64[A, k]`` catalog rows in display order, ``-1`` padded; e.g. the learned
+    ranker's, :class:`ltrr.ranking.plan_pages.RankerPlanPages`): the clicked rows on each page at
+    their positions, minus the plan's cost, as :func:`plan_page_rewards`. ``float[A]`` in [-1, 1]."""
+    pages = np.asarray(pages, dtype=np.int64)[:, : spec.page_size]
+    on_page = (pages >= 0) & np.isin(pages, np.asarray(clicked_rows, dtype=np.int64))
+    return np.clip(_clicks_gain(spec, on_page) - plan_cost(spec, plans, plan_ms), -1.0, 1.0)
+
+
+def plan_cost(spec: RewardSpec, plans: np.ndarray, plan_ms: np.ndarray | None = None) -> np.ndarray:
+    """Each plan's cost: ``cost_per_candidate`` per candidate drawn plus ``latency_weight`` per
+    ms of its latency (``plan_ms``, when given)."""
+    cost = spec.cost_per_candidate * np.asarray(plans, dtype=np.float64).sum(axis=1)
+    if plan_ms is not None:
+        cost = cost + spec.latency_weight * np.asarray(plan_ms, dtype=np.float64)
+    return cost
+
+
+def _clicks_gain(spec: RewardSpec, on_page: np.ndarray) -> np.ndarray:
+    """What each page (``bool[A, k]``: a clicked item at that position) earns before its cost."""
     if spec.kind == "click_dcg":
-        w = position_weights(k)
-        gain = (on_page * w[None, : order.shape[1]]).sum(axis=1) / w.sum()
-    else:
-        gain = on_page.any(axis=1).astype(np.float64)
-    return np.clip(gain - cost, -1.0, 1.0)
+        w = position_weights(spec.page_size)
+        return np.asarray((on_page * w[None, : on_page.shape[1]]).sum(axis=1) / w.sum())
+    return np.asarray(on_page.any(axis=1), dtype=np.float64)
 
 
 def expected_page_reward(kind: str, click_probabilities: np.ndarray, cost: np.ndarray | float) -> np.ndarray:

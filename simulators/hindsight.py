@@ -24,92 +24,15 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ltrr.features import FeatureSchema, ProvenanceColumns
+from ltrr.features import FeatureSchema
 from ltrr.offline.metrics import ndcg_from_grades
+from ltrr.ranking.plan_pages import RankerPlanPages
 from ltrr.reward import expected_page_reward
 from ltrr.types import Decision, Plan, QueryBatch
 
 
-class Scorer(Protocol):
-    def score(self, X: np.ndarray) -> np.ndarray: ...
-
-
 class ClickProbabilities(Protocol):
     def click_probabilities(self, page_grades: Any) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class PlanPages:
-    """The page each plan would have shown for one request."""
-
-    pages: np.ndarray  #: ``int64[A, k]`` catalog rows in display order, ``-1`` padded
-    n_candidates: np.ndarray  #: ``int64[A]`` size of each plan's candidate union
-
-
-class HindsightPlanPages:
-    """Recovers, from a decision made with every strategy at its maximum depth, the page each of
-    ``plans`` (``int[A, S]`` depths in ``strategies`` order) would have shown. ``match_when_off``
-    is the engine's feature builder's (``ranker.match_when_off``)."""
-
-    def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema, *, k: int = 10,
-                 match_when_off: Literal["score", "missing"] = "score"):
-        self.plans = np.asarray(plans, dtype=np.int64)
-        self.strategies = tuple(strategies)
-        if self.plans.ndim != 2 or self.plans.shape[1] != len(self.strategies):
-            raise ValueError(f"plans must be int[A, {len(self.strategies)}], got shape {self.plans.shape}")
-        if len(self.strategies) > 30:
-            raise ValueError("at most 30 strategies (inclusion patterns are bit masks)")
-        self.k = int(k)
-        self._provenance = ProvenanceColumns(schema, self.strategies, match_when_off=match_when_off)
-        self._bits = (1 << np.arange(len(self.strategies), dtype=np.int64))
-        # the distinct sets of strategies the plans run ([P, S]) and each plan's set ([A, 1]): a
-        # strategy a plan leaves off has missing provenance, not "not found"
-        runs, run_idx = np.unique(self.plans > 0, axis=0, return_inverse=True)
-        self._runs, self._run_idx = runs, np.asarray(run_idx).reshape(-1, 1)
-
-    def __call__(self, decision: Decision, ranker: Scorer) -> PlanPages:
-        cands = decision.candidates
-        where = {s: j for j, s in enumerate(cands.strategies)}
-        unknown = [s for s in self.strategies if s not in where]
-        if unknown:
-            raise ValueError(f"the decision's candidates have no strategy {unknown}")
-        drawn = np.array([decision.plan.depths[decision.plan.strategies.index(s)] for s in self.strategies])
-        short = np.flatnonzero((self.plans > drawn[None, :]).any(axis=0))
-        if short.size:
-            s = int(short[0])
-            raise ValueError(f"the decision drew {self.strategies[s]} at depth {int(drawn[s])} but a plan "
-                             f"needs {int(self.plans[:, s].max())}: value plans from a max-depth decision")
-        A, n = self.plans.shape[0], len(cands)
-        pages = np.full((A, self.k), -1, dtype=np.int64)
-        if n == 0:
-            return PlanPages(pages, np.zeros(A, dtype=np.int64))
-        ranks = cands.ranks[:, [where[s] for s in self.strategies]].astype(np.float64)
-        r = np.where(np.isnan(ranks), np.inf, ranks)  # [n, S]
-        member = r[None, :, :] <= self.plans[:, None, :]  # [A, n, S]
-        code = member.astype(np.int64) @ self._bits  # [A, n] inclusion pattern
-        in_plan = code > 0
-        # one feature row per distinct (candidate, pattern, strategies the plan runs), scored in
-        # one call
-        span, n_runs = self._bits[-1] * 2, len(self._runs)
-        key = (np.arange(n, dtype=np.int64)[None, :] * n_runs + self._run_idx) * span + code
-        uniq, inverse = np.unique(key[in_plan], return_inverse=True)
-        rows = uniq // (span * n_runs)
-        keep = ((uniq % span)[:, None] & self._bits[None, :]) > 0  # [U, S]
-        ran = self._runs[(uniq // span) % n_runs]  # [U, S]
-        X = self._provenance.mask(np.array(decision.features[rows], dtype=np.float32), keep, r[rows], ran)
-        scores = np.full((A, n), -np.inf)
-        scores[in_plan] = np.asarray(ranker.score(X), dtype=np.float64)[inverse]
-        # the engine breaks score ties by union position: first strategy (in order) holding the
-        # item at the plan's depth, then its rank there
-        first = np.argmax(member, axis=2)  # [A, n]
-        first_rank = np.take_along_axis(np.broadcast_to(r, member.shape), first[:, :, None], axis=2)[:, :, 0]
-        top = float(np.max(np.where(np.isfinite(r), r, 0.0))) + 1.0
-        position = np.where(in_plan, first * top + first_rank, np.inf)
-        order = np.lexsort((position, -scores), axis=-1)[:, : self.k]
-        shown = np.take_along_axis(in_plan, order, axis=1)
-        width = min(self.k, n)
-        pages[:, :width] = np.where(shown, cands.items[order], -1)
-        return PlanPages(pages, in_plan.sum(axis=1))
 
 
 def expected_reward(page_grades: np.ndarray, click_model: ClickProbabilities, kind: str,
@@ -145,13 +68,13 @@ def value_pages(pages: np.ndarray, relevant: Mapping[int, float], click_model: C
 
 
 class HindsightPlanValuer:
-    """Pages (:class:`HindsightPlanPages`) and values (:func:`value_pages`) of every plan, with the
+    """Pages (:class:`~ltrr.ranking.plan_pages.RankerPlanPages`) and values (:func:`value_pages`) of every plan, with the
     engine's reward kind and a cost of ``cost_per_candidate`` per candidate a plan draws."""
 
     def __init__(self, plans: np.ndarray, strategies: Sequence[str], schema: FeatureSchema,
                  click_model: ClickProbabilities, *, kind: str, cost_per_candidate: float, k: int = 10,
                  match_when_off: Literal["score", "missing"] = "score"):
-        self.pages = HindsightPlanPages(plans, strategies, schema, k=k, match_when_off=match_when_off)
+        self.pages = RankerPlanPages(plans, strategies, schema, k=k, match_when_off=match_when_off)
         self.click_model = click_model
         self.kind = kind
         self.cost = float(cost_per_candidate) * self.pages.plans.sum(axis=1)

@@ -3,6 +3,8 @@ aside and swapped whole; feedback an engine cannot learn from refused before it 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,49 @@ def test_served_subplans_teach_only_the_plans_the_served_plan_contains(movie_cat
         np.testing.assert_allclose(v, _policy_state(mirror)[k])
     for e in (sub, mirror):
         e.close()
+
+
+def test_ranker_plan_pages_value_the_served_sub_plans_by_the_learned_rankers_pages(movie_catalog_path, small_movies):
+    """``policy.plan_pages = "ranker"``: once the learned ranker ranks the pages, each sub-plan of
+    the served plan is valued by the page that ranker would have shown for it (the served plan's
+    own value is exactly the served page's click gain minus its cost; under "rrf" it is RRF's
+    page's); a page RRF ranked is valued by RRF as before."""
+    from ltrr.offline.outcomes import plan_page_outcomes
+    from ltrr.reward import page_gain, plan_cost
+    from ltrr.types import QueryBatch
+    from simulators.click_models import PositionBasedClickModel
+    from simulators.environment import run_session
+    from simulators.movies import MovieQueryGenerator
+
+    over = {"incumbent": {"gate_plans": False, "gate_ranking": False}, "policy": {
+        "type": "epsilon_greedy", "params": {"epsilon": 0.2}, "budget": 100, "plan_pages": "ranker"}}
+    engine = Engine.from_config(_config(movie_catalog_path, **over), catalog=small_movies)
+    stream = MovieQueryGenerator(small_movies, seed=4).stream(160, 40, seed=4)
+    run_session(engine, stream[:120], PositionBasedClickModel(preset="navigational"), seed=4)
+    assert engine.ranker.is_fitted
+    learner, spec, plans = engine.learner, engine.learner.reward, engine.policy.menu.plans
+    differs = checked = 0
+    for i, q in enumerate(stream[120:]):
+        d = engine.search(q.text, ts=1000.0 + i)
+        if len(d.page) < 3:
+            continue
+        checked += 1
+        clicked = d.page[[0, 2]]
+        logged = engine.events.get(d.event_id)
+        assert logged is not None
+        got = learner.full_information(q.text, clicked, d.plan.depths, logged)
+        assert got is not None
+        rewards, within = got
+        assert within is not None and within[d.plan.action]
+        cost = plan_cost(spec, plans, learner.plan_latency())
+        assert rewards[d.plan.action] == pytest.approx(page_gain(spec, d.page, clicked) - cost[d.plan.action])
+        assert (rewards[~within] == 0).all()
+        rrf = plan_page_outcomes(engine, QueryBatch((q.text,)), clicked, learner.plan_latency())
+        differs += int(not np.allclose(rrf[within], rewards[within]))
+        # the same search ranked by RRF (as before the ranker serves) is valued by RRF
+        baseline = dict(logged.model_versions, ranker="fusion:rrf")
+        got_rrf = learner.full_information(q.text, clicked, d.plan.depths, replace(logged, model_versions=baseline))
+        assert got_rrf is not None
+        np.testing.assert_allclose(got_rrf[0], rrf)
+    assert checked >= 15 and differs > 0  # the learned ranker's pages are not RRF's
+    engine.close()

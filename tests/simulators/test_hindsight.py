@@ -8,11 +8,11 @@ import pytest
 
 from ltrr.config import parse_config
 from ltrr.engine import Engine
+from ltrr.ranking.plan_pages import RankerPlanPages
 from ltrr.types import Candidates, QueryBatch
 from simulators.click_models import PositionBasedClickModel
 from simulators.environment import run_session
 from simulators.hindsight import (
-    HindsightPlanPages,
     HindsightPlanValuer,
     HindsightRecorder,
     expected_reward,
@@ -69,7 +69,7 @@ def test_every_plans_page_equals_the_engines_page_for_that_plan(trained_engine):
     engine, held_out = trained_engine
     assert engine.ranker.is_fitted
     menu = engine.policy.menu
-    valuer = HindsightPlanPages(menu.plans, menu.strategies, engine.features.schema, k=10)
+    valuer = RankerPlanPages(menu.plans, menu.strategies, engine.features.schema, k=10)
     checked = memory_used = 0
     for q in held_out[:25]:
         d = engine.search(q.text, {}, k=10)
@@ -90,7 +90,7 @@ def test_every_plans_page_equals_the_engines_page_for_that_plan(trained_engine):
 def test_a_plan_deeper_than_the_decision_is_refused(trained_engine):
     engine, held_out = trained_engine
     menu = engine.policy.menu
-    valuer = HindsightPlanPages(np.array([[60, 0, 0]]), menu.strategies, engine.features.schema)
+    valuer = RankerPlanPages(np.array([[60, 0, 0]]), menu.strategies, engine.features.schema)
     d = engine.search(held_out[0].text, {})
     with pytest.raises(ValueError, match="drew bm25 at depth 30 but a plan needs 60"):
         valuer(d, engine.ranker)
