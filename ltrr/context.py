@@ -38,10 +38,16 @@ CONTEXT_FEATURES: dict[str, str] = {
     "structured_slots": "field slots in the structured tagger's best reading, scaled by 1/4",
     "stopword_frac": "fraction of tokens that are English stop words (descriptive queries)",
     "has_decade": "1 if the query names a decade (1960s, 60s, '60s)",
+    "bm25_top_frac": "the best BM25 score over the largest the query's terms reach (how fully the "
+                     "best document matches the query: 1 for an exact title lookup), in [0, 1]",
+    "bm25_top_gap": "(best - second BM25 score) / best: one document stands out (0 without a match)",
     "hour_sin": "sin of the hour of day (UTC)",
     "hour_cos": "cos of the hour of day (UTC)",
     "weekend": "1 on Saturday and Sunday (UTC)",
 }
+
+#: context features computed from another strategy signal (the signal a feature needs)
+_DERIVED_FROM = {"memory_seen": "memory_ctr"}
 
 #: ``success_<strategy>``: the strategy's recent success rate (see :mod:`ltrr.success`)
 SUCCESS_PREFIX = "success_"
@@ -71,6 +77,9 @@ class ContextFeaturizer:
                     raise ConfigError(f"Context feature {n!r} names no strategy of this engine; "
                                       f"strategies: {', '.join(strategies)}")
         self.names = names
+        #: the strategy signals (``query_stats`` names) these features read: a strategy whose
+        #: signals none of them reads is not asked (a BM25 lookup costs time)
+        self.signals_needed = frozenset(names) | {_DERIVED_FROM[n] for n in names if n in _DERIVED_FROM}
 
     def transform(self, texts: Sequence[str], ts: Sequence[float],
                   signals: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -102,6 +111,8 @@ class ContextFeaturizer:
         cols["structured_likelihood"] = np.asarray(
             signals.get("structured_likelihood", np.zeros(n)), dtype=np.float64)
         cols["structured_slots"] = np.asarray(signals.get("structured_slots", np.zeros(n)), dtype=np.float64) / 4.0
+        for name in ("bm25_top_frac", "bm25_top_gap"):
+            cols[name] = np.asarray(signals.get(name, np.zeros(n)), dtype=np.float64)
         if want & {"hour_sin", "hour_cos", "weekend"}:
             when = [datetime.fromtimestamp(float(t), tz=UTC) for t in ts]
             hours = np.array([w.hour + w.minute / 60.0 for w in when])

@@ -124,9 +124,13 @@ class Engine:
         signals strategies report about the query, e.g. the click memory's hit count)."""
         batch = QueryBatch((query,))
         signals: dict[str, np.ndarray] = {}
+        needed = self.context.signals_needed
         for strat in self.strategies.values():
-            if isinstance(strat, QueryStatistics):
-                signals.update(strat.query_stats(batch.texts))
+            # only strategies whose signals a context feature reads; the first to report a
+            # signal provides it (e.g. the first BM25 strategy's bm25_top_frac)
+            if isinstance(strat, QueryStatistics) and needed.intersection(strat.query_stat_names):
+                for name, values in strat.query_stats(batch.texts).items():
+                    signals.setdefault(name, values)
         signals.update(self.success.signals(len(batch.texts)))
         return batch, self.context.transform(batch.texts, [ts], signals)[0]
 

@@ -42,7 +42,13 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
 
 from ltrr.catalog import Catalog
-from ltrr.contracts.strategy import CandidateGenerator, ItemScorer, TermWeighted, TermWeights
+from ltrr.contracts.strategy import (
+    CandidateGenerator,
+    ItemScorer,
+    QueryStatistics,
+    TermWeighted,
+    TermWeights,
+)
 from ltrr.errors import ConfigError, DataError, NotFittedError, PersistenceError
 from ltrr.params import Params
 from ltrr.text import Analyzer
@@ -128,7 +134,7 @@ class BM25Params(Params):
         return value
 
 
-class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
+class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted, QueryStatistics):
     """Okapi BM25 candidate generator (registry name ``"bm25"``).
 
     Learned state (after ``fit``): ``vocab_`` (term -> id), ``idf_`` (``float64[n_terms]``),
@@ -142,6 +148,8 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
     type_name = "bm25"
     format_version = 2
     Params = BM25Params
+    #: query-performance signals for the policy's context (:meth:`query_stats`)
+    query_stat_names = ("bm25_top_frac", "bm25_top_gap")
 
     def __init__(self, params: BM25Params | dict[str, Any] | None = None, *, name: str | None = None):
         super().__init__(params, name=name)
@@ -442,6 +450,28 @@ class BM25(CandidateGenerator[BM25Params], ItemScorer, TermWeighted):
         for qi, (terms, weights) in enumerate(self._query_terms(queries)):
             self._touched_top_k(terms, weights, k, ids[qi], out[qi])
         return RetrievalResult(ids, out)
+
+    def query_stats(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """How well BM25 answers each query, before the plan is chosen (one top-2 lookup each):
+        ``bm25_top_frac``, the best document's score over the largest the query's terms reach
+        (each term's best document; clipped to [0, 1]), near 1 when one document holds every
+        query term at its best (an exact title); ``bm25_top_gap``, ``(best - second) / best``.
+        Both 0 for a query without a known term or a match. A policy reading them can leave
+        the costly strategies off where BM25 already finds the answer."""
+        self._check_fitted()
+        frac, gap = np.zeros(len(texts)), np.zeros(len(texts))
+        ids, top = np.empty(2, dtype=np.int64), np.empty(2, dtype=np.float32)
+        for qi, (terms, weights) in enumerate(self._query_terms(QueryBatch.of(list(texts)))):
+            if not terms.size:
+                continue
+            self._touched_top_k(terms, weights, 2, ids, top)
+            best, second = float(top[0]), float(top[1])
+            reach = float(weights @ self.max_score_[terms].astype(np.float64))
+            if not np.isfinite(best) or best <= 0 or reach <= 0:
+                continue
+            frac[qi] = min(best / reach, 1.0)
+            gap[qi] = (best - max(second, 0.0)) / best if np.isfinite(second) else 1.0
+        return {"bm25_top_frac": frac, "bm25_top_gap": gap}
 
     def score_items(self, queries: QueryBatch | Sequence[str] | str, rows: np.ndarray) -> np.ndarray:
         """BM25 scores of (query, item) pairs, for ranking features.

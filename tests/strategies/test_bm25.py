@@ -395,3 +395,22 @@ def test_field_weights_survive_save_load_and_add_items(small_movies, tmp_path) -
 def test_field_weights_errors(weights, message) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         BM25({"text_fields": ["title", "directors"], "field_weights": weights})
+
+
+def test_query_stats_say_how_fully_the_best_document_matches(fitted, reference, cranfield) -> None:
+    """``bm25_top_frac`` = best score / the sum of each query term's best score in the corpus
+    (one document holding both terms at their best: 1); ``bm25_top_gap`` = (best - second) /
+    best; both 0 without a known term. Checked against rank_bm25's scores of every document."""
+    both = tiny(["alpha beta", "alpha gamma", "gamma delta", "delta"])
+    stats = BM25({"text_fields": ["text"]}).fit(both).query_stats(["alpha beta", "gamma", "unknown words", ""])
+    assert stats["bm25_top_frac"][0] == pytest.approx(1.0)
+    assert stats["bm25_top_frac"][2] == 0 and stats["bm25_top_frac"][3] == 0
+    assert stats["bm25_top_gap"][2] == 0
+    query = "boundary layer flow"
+    got = fitted.query_stats([query])
+    scores = np.asarray(reference.get_scores(tokenize(query)))
+    best, second = np.sort(scores)[::-1][:2]
+    terms = [t for t in dict.fromkeys(tokenize(query)) if t in reference.idf]
+    reach = sum(max(reference.get_scores([t])) for t in terms)
+    assert got["bm25_top_frac"][0] == pytest.approx(best / reach, rel=1e-4)
+    assert got["bm25_top_gap"][0] == pytest.approx((best - second) / best, rel=1e-4)
